@@ -1,0 +1,27 @@
+"""egin-tf: TensorFlow 2 / Keras trainer for EGIN (end-to-end graph interest network)."""
+
+import setuptools
+
+setuptools.setup(
+    name="egin-tf",
+    version="0.1.0",
+    description=("Light-weight End-to-End Graph Interest Network (EGIN) for CTR "
+                 "prediction in e-commerce search, in TensorFlow 2 / Keras"),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(include=["egin_tf", "egin_tf.*",
+                                               "data_pipeline", "data_pipeline.*"]),
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tf-keras==2.21.*",
+        "tensorflow-recommenders==0.7.7",
+        "numpy",
+        "absl-py",
+    ],
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+    },
+    entry_points={"console_scripts": ["egin-tf=egin_tf.cli.main:run"]},
+)
