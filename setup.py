@@ -16,6 +16,8 @@ setuptools.setup(
     install_requires=[
         "tensorflow==2.21.*",
         "tf-keras==2.21.*",
+        # TF 2.21 no longer pulls TensorBoard in; Keras' TensorBoard callback needs it.
+        "tensorboard==2.21.*",
         "tensorflow-recommenders==0.7.7",
         "numpy",
         "absl-py",

@@ -202,11 +202,10 @@ class DatasetSchema:
     return cls(**raw)
 
 
-def schema_for_pattern(file_pattern: str) -> DatasetSchema:
-  """Loads the ``schema.json`` beside the files a glob pattern matches."""
-  files = sorted(tf.io.gfile.glob(file_pattern))
+def schema_for_files(files: Sequence[str]) -> DatasetSchema:
+  """Loads the ``schema.json`` beside the given shards (one schema for all)."""
   if not files:
-    raise FileNotFoundError(f"no files match {file_pattern!r}")
+    raise FileNotFoundError("no files given")
   dirs = sorted({os.path.dirname(f) for f in files})
   schemas = [DatasetSchema.load(d or ".") for d in dirs]
   first = schemas[0]

@@ -1,0 +1,1 @@
+"""The ``egin-tf`` command line (absl flags live only here)."""

@@ -1,0 +1,32 @@
+"""egin-tf evaluate: exact AUC, gAUC and logloss of a trained model.
+
+Usage: egin-tf evaluate --model_dir DIR --data PATTERN [--batch_size N]
+
+Prints the metrics beside the oracle AUC when the data came from the simulator.
+"""
+
+import json
+
+from absl import flags
+
+from egin_tf.cli import common
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "Model directory written by `egin-tf train`.")
+flags.DEFINE_string("data", None, "TFRecord glob (comma-separated globs allowed).")
+flags.DEFINE_integer("batch_size", 1024, "Examples per evaluation batch.")
+flags.DEFINE_string("output_json", None, "Also write the metrics to this file.")
+flags.mark_flags_as_required(["model_dir", "data"])
+
+
+@common.clean_errors
+def main(argv):
+  common.no_extra_args(argv)
+  from egin_tf import training  # pylint: disable=g-import-not-at-top
+  result = training.evaluate(FLAGS.model_dir, FLAGS.data,
+                             batch_size=FLAGS.batch_size)
+  print(training.format_report(result["eval"], result["oracle"], title="model"))
+  if FLAGS.output_json:
+    with open(FLAGS.output_json, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=2)

@@ -1,0 +1,47 @@
+"""egin-tf: train and serve EGIN CTR models on search impression logs.
+
+Usage: egin-tf COMMAND [--flags]   (egin-tf COMMAND --help lists a command's flags)
+
+Commands:
+  generate   simulate search logs with known click probabilities (TFRecords)
+  convert    convert raw logs (JSONL interchange format, ...) to TFRecords
+  train      train a CTR model; with no --train, simulate data and train on it
+  evaluate   exact AUC, gAUC and logloss of a trained model on data
+"""
+
+import importlib
+import sys
+
+from absl import app
+from absl import flags
+
+COMMANDS = {
+    "generate": "egin_tf.cli.generate",
+    "convert": "egin_tf.cli.convert",
+    "train": "egin_tf.cli.train",
+    "evaluate": "egin_tf.cli.evaluate",
+}
+
+
+def run(argv=None) -> None:
+  """Console-script entry point: dispatches to one command's absl app."""
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(__doc__.strip())
+    sys.exit(0 if len(argv) >= 2 else 2)
+  command = argv[1]
+  if command not in COMMANDS:
+    print(f"egin-tf: unknown command {command!r}\n\n{__doc__.strip()}",
+          file=sys.stderr)
+    sys.exit(2)
+  module = importlib.import_module(COMMANDS[command])
+  # absl's --help prints the __main__ module's docstring and the key flags of
+  # the module named sys.argv[0]; make both the command's own.
+  sys.modules["__main__"].__doc__ = module.__doc__
+  for flag in flags.FLAGS.get_flags_for_module(module.__name__):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  app.run(module.main, argv=[f"egin-tf {command}"] + argv[2:])
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,6 @@
+"""Keras layers of egin-tf; each can be lifted into another CTR model on its own."""
+
+from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
+from egin_tf.layers.id_embedding import IdEmbedding, bucketize_ids
+from egin_tf.layers.mlp import MLP
+from egin_tf.layers.pooling import MaskedPooling

@@ -1,0 +1,21 @@
+"""CTR models: `build_model(name, features, **kwargs)` creates one by name."""
+
+from typing import Callable, Dict
+
+from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.models.base import CTRModel
+from egin_tf.models.dnn import DNN
+
+MODELS: Dict[str, Callable[..., CTRModel]] = {
+    "dnn": DNN,
+}
+
+
+def build_model(name: str, features: FeatureConfig, **kwargs) -> CTRModel:
+  """Creates the model registered under ``name`` (see `MODELS`)."""
+  try:
+    factory = MODELS[name]
+  except KeyError:
+    raise ValueError(f"unknown model {name!r}; choose one of "
+                     f"{sorted(MODELS)}") from None
+  return factory(features, **kwargs)

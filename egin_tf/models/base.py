@@ -1,0 +1,88 @@
+"""`CTRModel`: the training and evaluation loop shared by every CTR model.
+
+A model consumes the reader's batch dict (labels included) and implements
+`forward(batch, training) -> (logits [B], auxiliary losses)`. The joint objective is
+``L = L_CTR + sum_k weight_k * L_k + regularization``; every term is reported as a
+metric, so ``fit`` shows them in its progress bar and TensorBoard logs them.
+"""
+
+from typing import Dict, Mapping, Tuple
+
+from data_pipeline import schema as schema_lib
+from data_pipeline.tf_env import tf
+
+
+class CTRModel(tf.keras.Model):
+  """Base class: subclasses wire layers in `forward`; this class owns the loop.
+
+  Calling the model returns pctr, float32 [B]. `predict` returns a dict with
+  ``pctr``, ``label`` and ``user_id`` so exact metrics can be computed outside.
+  """
+
+  def __init__(self, aux_loss_weights: Mapping[str, float] = None, **kwargs):
+    super().__init__(**kwargs)
+    self.aux_loss_weights = dict(aux_loss_weights or {})
+    self._loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+    self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+    self.ctr_loss_tracker = tf.keras.metrics.Mean(name="ctr_loss")
+    self.aux_trackers = {
+        name: tf.keras.metrics.Mean(name=f"{name}_loss")
+        for name in self.aux_loss_weights
+    }
+    # Thresholded AUC for the progress bar only; reported AUCs are exact.
+    self.auc_metric = tf.keras.metrics.AUC(num_thresholds=1000, name="auc")
+
+  def forward(self, batch: Dict[str, tf.Tensor], training=None
+              ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+    """Returns CTR logits [B] and unweighted auxiliary losses (scalars)."""
+    raise NotImplementedError
+
+  def call(self, batch: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
+    logits, _ = self.forward(batch, training=training)
+    return tf.sigmoid(logits)
+
+  @property
+  def metrics(self):
+    return ([self.loss_tracker, self.ctr_loss_tracker] +
+            list(self.aux_trackers.values()) + [self.auc_metric])
+
+  def _labels(self, batch) -> tf.Tensor:
+    return tf.cast(batch[schema_lib.LABEL], tf.float32)
+
+  def train_step(self, batch):
+    labels = self._labels(batch)
+    with tf.GradientTape() as tape:
+      logits, aux = self.forward(batch, training=True)
+      ctr_loss = self._loss_fn(labels, logits)
+      total = ctr_loss
+      for name, weight in self.aux_loss_weights.items():
+        if name in aux:
+          total += weight * aux[name]
+      if self.losses:
+        total += tf.add_n(self.losses)
+    grads = tape.gradient(total, self.trainable_variables)
+    self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+    self.loss_tracker.update_state(total)
+    self.ctr_loss_tracker.update_state(ctr_loss)
+    for name, tracker in self.aux_trackers.items():
+      if name in aux:
+        tracker.update_state(aux[name])
+    self.auc_metric.update_state(labels, tf.sigmoid(logits))
+    return {m.name: m.result() for m in self.metrics}
+
+  def test_step(self, batch):
+    labels = self._labels(batch)
+    logits, _ = self.forward(batch, training=False)
+    ctr_loss = self._loss_fn(labels, logits)
+    self.loss_tracker.update_state(ctr_loss)
+    self.ctr_loss_tracker.update_state(ctr_loss)
+    self.auc_metric.update_state(labels, tf.sigmoid(logits))
+    return {m.name: m.result() for m in (self.loss_tracker, self.ctr_loss_tracker,
+                                         self.auc_metric)}
+
+  def predict_step(self, batch):
+    return {
+        "pctr": self(batch, training=False),
+        "label": batch[schema_lib.LABEL],
+        "user_id": batch[schema_lib.USER_ID],
+    }

@@ -1,0 +1,233 @@
+"""Training and evaluation of CTR models on impression TFRecords.
+
+A model directory holds everything needed to evaluate or resume a run:
+
+* ``config.json``: the model name, its arguments, the `FeatureConfig` and the
+  `TrainConfig`, so `load_model` can rebuild the model;
+* ``checkpoints/``: ``tf.train.Checkpoint``s of the model, optimizer and step;
+* ``logs/``: TensorBoard logs (losses, progress AUC, per-step figures);
+* ``metrics.json``: the exact evaluation at the end of training.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from data_pipeline.tf_env import tf
+from egin_tf import metrics
+from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.models import build_model
+from egin_tf.models.base import CTRModel
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+ORACLE_FILE = "oracle.json"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """How to train.
+
+  Attributes:
+    model: registered model name (see `egin_tf.models.MODELS`).
+    model_kwargs: extra constructor arguments of the model.
+    batch_size: examples per step.
+    epochs: passes over the training data (ignored when ``steps`` is set).
+    steps: total training steps; overrides ``epochs``.
+    learning_rate: Adam's learning rate.
+    max_clicks, max_queries, max_seeds: history lengths kept (most recent).
+    embedding_dim: d of every embedding table (the paper uses 10).
+    seed: seeds initialization, shuffling and sampling; a run is repeatable.
+    shuffle_buffer: records in the training shuffle buffer.
+    log_every: steps between progress lines and checkpoints.
+  """
+  model: str = "dnn"
+  model_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  batch_size: int = 256
+  epochs: int = 1
+  steps: Optional[int] = None
+  learning_rate: float = 1e-3
+  max_clicks: int = 100
+  max_queries: int = 100
+  max_seeds: int = 100
+  embedding_dim: int = 10
+  seed: int = 0
+  shuffle_buffer: int = 20_000
+  log_every: int = 200
+
+
+def _dataset(pattern: str, config: TrainConfig, training: bool,
+             schema: schema_lib.DatasetSchema,
+             batch_size: Optional[int] = None) -> tf.data.Dataset:
+  return reader.make_dataset(
+      pattern, batch_size or config.batch_size,
+      max_clicks=config.max_clicks, max_queries=config.max_queries,
+      max_seeds=config.max_seeds, schema=schema,
+      shuffle=training, shuffle_buffer=config.shuffle_buffer,
+      num_epochs=None if training else 1, seed=config.seed,
+      drop_remainder=training)
+
+
+def count_impressions(pattern: str, schema: schema_lib.DatasetSchema) -> int:
+  """Impressions in the files of a pattern, from ``schema.json``'s split counts."""
+  names = {os.path.basename(f) for f in reader.match_files(pattern)}
+  total = 0
+  for split in schema.splits.values():
+    for name in split.get("files", []):
+      if name in names:
+        total += split["impressions"] / max(len(split["files"]), 1)
+  return int(total)
+
+
+def build_from_config(config: TrainConfig, features: FeatureConfig) -> CTRModel:
+  model = build_model(config.model, features, **config.model_kwargs)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  return model
+
+
+class _CheckpointEvery(tf.keras.callbacks.Callback):
+  """Saves model and optimizer at the end of every progress chunk."""
+
+  def __init__(self, manager: tf.train.CheckpointManager):
+    super().__init__()
+    self.manager = manager
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+
+
+def predict(model: CTRModel, dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
+  """pctr, label and user_id of every example, in dataset order."""
+  out = model.predict(dataset, verbose=0)
+  return {k: np.asarray(v).reshape(-1) for k, v in out.items()}
+
+
+def exact_report(model: CTRModel, dataset: tf.data.Dataset) -> Dict[str, float]:
+  """Exact AUC, gAUC and logloss of a model on a dataset."""
+  out = predict(model, dataset)
+  return metrics.ctr_report(out["label"], out["pctr"], out["user_id"])
+
+
+def load_oracle(pattern: str) -> Optional[Dict[str, Any]]:
+  """The simulator's ``oracle.json`` beside the files, if there is one."""
+  directory = os.path.dirname(reader.match_files(pattern)[0])
+  path = os.path.join(directory, ORACLE_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def format_report(report: Dict[str, float], oracle: Optional[Dict] = None,
+                  title: str = "model") -> str:
+  """A small table: the model's exact metrics beside the oracle's."""
+  rows = [("", "AUC", "gAUC", "logloss", "impressions")]
+  rows.append((title, f"{report['auc']:.4f}", f"{report.get('gauc', float('nan')):.4f}",
+               f"{report['logloss']:.4f}", str(report["impressions"])))
+  if oracle:
+    rows.append(("oracle (true p)", f"{oracle['test_auc']:.4f}",
+                 f"{oracle.get('test_gauc', float('nan')):.4f}",
+                 f"{oracle.get('test_logloss', float('nan')):.4f}",
+                 str(oracle.get("test_impressions", ""))))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(r, widths)))
+                   for r in rows)
+
+
+def train(train_pattern: str, model_dir: str, config: TrainConfig,
+          eval_pattern: Optional[str] = None, verbose: int = 1,
+          print_fn: Callable[[str], None] = print) -> Dict[str, Any]:
+  """Trains a model, checkpoints it and reports exact metrics on ``eval_pattern``.
+
+  Returns:
+    ``{"eval": exact metrics or None, "oracle": oracle or None, "steps": n,
+    "seconds": training time, "examples_per_second": ...}``
+  """
+  tf.keras.utils.set_random_seed(config.seed)
+  schema = schema_lib.schema_for_files(reader.match_files(train_pattern))
+  features = FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim)
+  os.makedirs(model_dir, exist_ok=True)
+  with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
+    json.dump({"train": dataclasses.asdict(config),
+               "features": dataclasses.asdict(features)}, f, indent=2)
+
+  model = build_from_config(config, features)
+  total_steps = config.steps
+  if total_steps is None:
+    per_epoch = count_impressions(train_pattern, schema) // config.batch_size
+    total_steps = max(1, per_epoch) * config.epochs
+  chunk = min(config.log_every, total_steps)
+  num_chunks = math.ceil(total_steps / chunk)
+
+  ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+  manager = tf.train.CheckpointManager(
+      ckpt, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
+  callbacks = [
+      tf.keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"),
+                                     update_freq=max(1, chunk // 4)),
+      _CheckpointEvery(manager),
+  ]
+  print_fn(f"training {config.model} for {total_steps} steps of "
+           f"{config.batch_size} ({num_chunks} progress chunks of {chunk})")
+  train_ds = _dataset(train_pattern, config, True, schema)
+  start = time.perf_counter()
+  model.fit(train_ds, epochs=num_chunks, steps_per_epoch=chunk,
+            callbacks=callbacks, verbose=verbose)
+  seconds = time.perf_counter() - start
+  steps_done = num_chunks * chunk
+  result: Dict[str, Any] = {
+      "steps": steps_done,
+      "seconds": seconds,
+      "examples_per_second": steps_done * config.batch_size / seconds,
+      "eval": None,
+      "oracle": None,
+  }
+  if eval_pattern:
+    report = exact_report(model, _dataset(eval_pattern, config, False, schema))
+    oracle = load_oracle(eval_pattern)
+    result.update(eval=report, oracle=oracle)
+    print_fn(format_report(report, oracle, title=f"test ({config.model})"))
+  with open(os.path.join(model_dir, METRICS_FILE), "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=2)
+  return result
+
+
+def load_model(model_dir: str) -> tuple:
+  """Rebuilds a trained model from its directory's config and latest checkpoint.
+
+  Returns:
+    (model, TrainConfig).
+  """
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {model_dir} is not a model "
+                            "directory written by `egin-tf train`")
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  config = TrainConfig(**saved["train"])
+  features = FeatureConfig(**saved["features"])
+  model = build_from_config(config, features)
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  if latest is None:
+    raise FileNotFoundError(f"no checkpoint in {model_dir}/checkpoints")
+  ckpt = tf.train.Checkpoint(model=model)
+  ckpt.restore(latest).expect_partial()
+  return model, config
+
+
+def evaluate(model_dir: str, data_pattern: str,
+             batch_size: Optional[int] = None) -> Dict[str, Any]:
+  """Exact metrics of a trained model on data; ``oracle`` if the data has one."""
+  model, config = load_model(model_dir)
+  schema = schema_lib.schema_for_files(reader.match_files(data_pattern))
+  report = exact_report(model, _dataset(data_pattern, config, False, schema,
+                                        batch_size=batch_size))
+  return {"eval": report, "oracle": load_oracle(data_pattern)}
