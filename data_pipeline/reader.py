@@ -43,13 +43,25 @@ class SequenceLengths:
             "seeds": self.max_seeds}[seq.name]
 
 
-def feature_spec(schema: schema_lib.DatasetSchema) -> Dict[str, object]:
-  """The ``tf.io.parse_example`` spec of a dataset (sequences as ragged)."""
+def feature_spec(schema: schema_lib.DatasetSchema,
+                 serving: bool = False) -> Dict[str, object]:
+  """The ``tf.io.parse_example`` spec of a dataset (sequences as ragged).
+
+  Args:
+    schema: the dataset schema.
+    serving: requests to a served model carry no label and may leave out the
+      user, time, query and categories; then only ``item_id`` is required and the
+      rest read as 0 (padding / unknown).
+  """
   c = schema.num_cats
-  spec = {name: tf.io.FixedLenFeature([1], tf.int64)
-          for name in schema_lib.SCALAR_FEATURES}
-  spec[schema_lib.ITEM_CATS] = tf.io.FixedLenFeature([c], tf.int64)
-  spec[schema_lib.QUERY_CATS] = tf.io.FixedLenFeature([c], tf.int64)
+  optional = serving
+  spec = {}
+  for name in schema_lib.SCALAR_FEATURES:
+    default = [0] if optional and name != schema_lib.ITEM_ID else None
+    spec[name] = tf.io.FixedLenFeature([1], tf.int64, default_value=default)
+  for name in (schema_lib.ITEM_CATS, schema_lib.QUERY_CATS):
+    spec[name] = tf.io.FixedLenFeature([c], tf.int64,
+                                       default_value=[0] * c if optional else None)
   for seq in schema_lib.SEQUENCES:
     for key in (seq.ids, seq.times, seq.cats):
       spec[key] = tf.io.RaggedFeature(tf.int64)

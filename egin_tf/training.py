@@ -4,6 +4,7 @@ A model directory holds everything needed to evaluate or resume a run:
 
 * ``config.json``: the model name, its arguments, the `FeatureConfig` and the
   `TrainConfig`, so `load_model` can rebuild the model;
+* ``data_schema.json``: the training data's schema (what serving parses);
 * ``checkpoints/``: ``tf.train.Checkpoint``s of the model, optimizer and step;
 * ``logs/``: TensorBoard logs (losses, progress AUC, per-step figures);
 * ``metrics.json``: the exact evaluation at the end of training.
@@ -14,7 +15,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from egin_tf.models import build_model
 from egin_tf.models.base import CTRModel
 
 CONFIG_FILE = "config.json"
+DATA_SCHEMA_FILE = "data_schema.json"
 METRICS_FILE = "metrics.json"
 ORACLE_FILE = "oracle.json"
 
@@ -157,7 +159,10 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   os.makedirs(model_dir, exist_ok=True)
   with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
     json.dump({"train": dataclasses.asdict(config),
-               "features": dataclasses.asdict(features)}, f, indent=2)
+               "features": dataclasses.asdict(features),
+               "train_pattern": train_pattern}, f, indent=2)
+  with open(os.path.join(model_dir, DATA_SCHEMA_FILE), "w", encoding="utf-8") as f:
+    json.dump(dataclasses.asdict(schema), f, indent=2)
 
   model = build_from_config(config, features)
   total_steps = config.steps
@@ -200,12 +205,15 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   return result
 
 
-def load_model(model_dir: str) -> tuple:
-  """Rebuilds a trained model from its directory's config and latest checkpoint.
+class TrainedModel(NamedTuple):
+  model: CTRModel
+  config: TrainConfig
+  schema: schema_lib.DatasetSchema
+  lengths: reader.SequenceLengths
 
-  Returns:
-    (model, TrainConfig).
-  """
+
+def load_model(model_dir: str) -> TrainedModel:
+  """Rebuilds a trained model from its directory's config and latest checkpoint."""
   path = os.path.join(model_dir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {model_dir} is not a model "
@@ -220,13 +228,16 @@ def load_model(model_dir: str) -> tuple:
     raise FileNotFoundError(f"no checkpoint in {model_dir}/checkpoints")
   ckpt = tf.train.Checkpoint(model=model)
   ckpt.restore(latest).expect_partial()
-  return model, config
+  schema = schema_lib.DatasetSchema.load(os.path.join(model_dir, DATA_SCHEMA_FILE))
+  lengths = reader.SequenceLengths(config.max_clicks, config.max_queries,
+                                   config.max_seeds)
+  return TrainedModel(model, config, schema, lengths)
 
 
 def evaluate(model_dir: str, data_pattern: str,
              batch_size: Optional[int] = None) -> Dict[str, Any]:
   """Exact metrics of a trained model on data; ``oracle`` if the data has one."""
-  model, config = load_model(model_dir)
+  model, config, _, _ = load_model(model_dir)
   schema = schema_lib.schema_for_files(reader.match_files(data_pattern))
   report = exact_report(model, _dataset(data_pattern, config, False, schema,
                                         batch_size=batch_size))

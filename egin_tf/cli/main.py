@@ -7,6 +7,7 @@ Commands:
   convert    convert raw logs (JSONL interchange format, ...) to TFRecords
   train      train a CTR model; with no --train, simulate data and train on it
   evaluate   exact AUC, gAUC and logloss of a trained model on data
+  export     write a trained model as a SavedModel for TF Serving
 """
 
 import importlib
@@ -20,6 +21,7 @@ COMMANDS = {
     "convert": "egin_tf.cli.convert",
     "train": "egin_tf.cli.train",
     "evaluate": "egin_tf.cli.evaluate",
+    "export": "egin_tf.cli.export",
 }
 
 

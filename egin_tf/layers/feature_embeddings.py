@@ -91,6 +91,9 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
     }
     self.dense_norm = (tf.keras.layers.BatchNormalization(name="dense_norm")
                        if config.dense_features else None)
+    # A container: its tables build on first use through the methods below,
+    # never through __call__, so Keras must not wait for a build.
+    self.built = True
 
   @property
   def item_dim(self) -> int:

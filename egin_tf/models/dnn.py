@@ -5,6 +5,7 @@ has queries) concatenated with the target item, user, query and other features,
 into an MLP with a sigmoid.
 """
 
+import dataclasses
 from typing import Sequence
 
 from data_pipeline import schema as schema_lib
@@ -22,6 +23,11 @@ class DNN(CTRModel):
                hidden_units: Sequence[int] = (200, 80),
                pooling: str = "sum", dropout: float = 0.0, **kwargs):
     super().__init__(**kwargs)
+    if isinstance(features, dict):
+      features = FeatureConfig(**features)
+    self._config = {"features": dataclasses.asdict(features),
+                    "hidden_units": list(hidden_units), "pooling": pooling,
+                    "dropout": dropout}
     self.features = FeatureEmbeddings(features, name="features")
     self.pool = MaskedPooling(pooling)
     self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
@@ -37,3 +43,6 @@ class DNN(CTRModel):
       parts.append(self.pool(queries, batch[schema_lib.QUERIES.ids] > 0))
     logits = self.mlp(tf.concat(parts, axis=-1), training=training)
     return logits, {}
+
+  def get_config(self):
+    return dict(self._config)
