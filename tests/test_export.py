@@ -1,0 +1,102 @@
+"""A trained model exported for TF Serving scores exactly like the in-memory one."""
+
+import os
+
+import numpy as np
+import pytest
+
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from data_pipeline.schema import Event, Impression
+from data_pipeline.tf_env import tf
+from data_pipeline.writer import DatasetWriter
+from egin_tf import export, training
+
+
+def _dataset(out, n=96, seed=0):
+  rng = np.random.default_rng(seed)
+  with DatasetWriter(out, num_cats=2) as w:
+    for i in range(n):
+      clicks = [Event(int(x), 10 + j, [int(x) % 5 + 1])
+                for j, x in enumerate(rng.integers(1, 40, rng.integers(0, 8)))]
+      queries = [Event(int(q), 10 + j, [int(q) % 5 + 1])
+                 for j, q in enumerate(rng.integers(1, 9, rng.integers(0, 4)))]
+      w.write("train", Impression(
+          label=int(rng.random() < 0.3), user_id=int(rng.integers(1, 10)),
+          time=100, item_id=int(rng.integers(1, 40)), item_cats=[1, 2],
+          query_id=int(rng.integers(0, 9)), query_cats=[3], clicks=clicks,
+          queries=queries, dense={"price": float(rng.random())},
+          categorical={"position": int(rng.integers(1, 5))}))
+    w.commit(source="export test")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  root = tmp_path_factory.mktemp("export")
+  data = str(root / "data")
+  _dataset(data)
+  model_dir = str(root / "model")
+  config = training.TrainConfig(model="dnn", batch_size=16, steps=4, log_every=2,
+                                max_clicks=5, max_queries=3, max_seeds=2)
+  training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0)
+  return root, data, model_dir
+
+
+def test_reloaded_savedmodel_scores_exactly_like_the_model(trained):
+  root, data, model_dir = trained
+  model, config, schema, lengths = training.load_model(model_dir)
+  path = export.export_saved_model(model, schema, lengths, str(root / "serving"))
+  assert os.path.basename(path).isdigit()
+  assert os.path.exists(os.path.join(path, "saved_model.pb"))
+  loaded = tf.saved_model.load(path)
+  assert set(loaded.signatures) == {"serving_default", "predict_padded"}
+
+  files = reader.match_files(os.path.join(data, "train-*"))
+  records = [r.numpy() for r in tf.data.TFRecordDataset(files)]
+  batch = next(iter(reader.make_dataset(
+      os.path.join(data, "train-*"), batch_size=len(records), max_clicks=5,
+      max_queries=3, max_seeds=2)))
+  expected = model(batch, training=False).numpy()
+
+  served = loaded.signatures["serving_default"](examples=tf.constant(records))
+  np.testing.assert_array_equal(served["pctr"].numpy(), expected)
+
+  padded = {k.replace("/", "_"): v for k, v in batch.items() if k != "label"}
+  served = loaded.signatures["predict_padded"](**padded)
+  np.testing.assert_array_equal(served["pctr"].numpy(), expected)
+
+
+def test_serving_odd_requests_give_valid_scores(trained):
+  root, _, model_dir = trained
+  model, _, schema, lengths = training.load_model(model_dir)
+  loaded = tf.saved_model.load(
+      export.export_saved_model(model, schema, lengths, str(root / "odd")))
+  num_cats = schema.num_cats
+  requests = [
+      # only the item: no label, user, query or history
+      Impression(label=0, user_id=0, time=0, item_id=3),
+      # unseen, huge ids and an over-long history (longer than max_clicks=5)
+      Impression(label=0, user_id=2**62, time=10**9, item_id=2**61 + 7,
+                 item_cats=[2**40], query_id=2**50,
+                 clicks=[Event(2**45 + i, i, [1]) for i in range(50)]),
+  ]
+  serialized = [schema_lib.to_example(r, num_cats) for r in requests]
+  for example in serialized:
+    del example.features.feature["label"]
+  examples = tf.constant([e.SerializeToString() for e in serialized])
+  pctr = loaded.signatures["serving_default"](examples=examples)["pctr"].numpy()
+  assert pctr.shape == (2,)
+  assert np.all(np.isfinite(pctr)) and np.all((pctr > 0) & (pctr < 1))
+
+
+def test_versions_increase_and_never_overwrite(trained, tmp_path):
+  _, _, model_dir = trained
+  model, _, schema, lengths = training.load_model(model_dir)
+  base = str(tmp_path / "serving")
+  first = export.export_saved_model(model, schema, lengths, base, version=5)
+  second = export.export_saved_model(model, schema, lengths, base)
+  assert int(os.path.basename(second)) > int(os.path.basename(first))
+  with pytest.raises(FileExistsError):
+    export.export_saved_model(model, schema, lengths, base, version=5)
+  assert sorted(os.listdir(base)) == sorted(
+      [os.path.basename(first), os.path.basename(second)])
