@@ -4,3 +4,4 @@ from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.id_embedding import IdEmbedding, bucketize_ids
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.pooling import MaskedPooling
+from egin_tf.layers.sim_extract import SimExtract
