@@ -55,7 +55,9 @@ class DatasetWriter:
 
   def write(self, split: str, imp: schema_lib.Impression) -> None:
     """Encodes and writes one impression to ``split`` (ValueError if malformed)."""
-    record = schema_lib.to_example(imp, self.num_cats).SerializeToString()
+    # deterministic=True sorts map keys, so equal data gives equal bytes.
+    record = schema_lib.to_example(imp, self.num_cats).SerializeToString(
+        deterministic=True)
     self.write_serialized(split, imp, record)
 
   def write_serialized(self, split: str, imp: schema_lib.Impression,
