@@ -5,3 +5,7 @@ from egin_tf.layers.id_embedding import IdEmbedding, bucketize_ids
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.pooling import MaskedPooling
 from egin_tf.layers.sim_extract import SimExtract
+from egin_tf.layers.graph_edges import Edges
+from egin_tf.layers.graph_loss import GraphSoftmaxLoss, reverse_edges
+from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
+from egin_tf.layers.query_item_graph import QueryItemGraph

@@ -1,0 +1,227 @@
+"""The sampled-softmax graph loss of EGIN (paper, section 3.2), per edge type.
+
+For each real edge (anchor a, positive p) and the shared sampled negatives N of the
+positive's type (items for i2i and query->item, queries for q2q and item->query):
+
+  L_G = -log(exp(a.p) / (exp(a.p) + sum_{n in N, id(n) != id(p)} exp(a.n - log q_n)))
+
+averaged over the real edges. A sampled negative with the positive's id is not a
+negative and is left out of that edge's sum (an "accidental hit"); ``log q_n`` is
+the optional logQ correction (0 when not given).
+
+Cost. Edges come in the fixed `Edges` layout: slot e pairs anchor position
+``src_pos[e]`` with positive position ``dst_pos[e]`` in every row. So
+
+* positive logits are one einsum [B, Ls, d] x [B, Ld, d] -> [B, Ls, Ld] and a
+  gather of the E slots -> [B, E];
+* negative logits are one einsum [B, Ls, d] x [N, d] -> [B, Ls, N], exponentiated
+  and summed once per anchor position (an i2i anchor sits in up to 2 * window
+  edges that share its negatives);
+* accidental hits are removed by id, with no [B, E, N] tensor: the negatives'
+  masses are first summed per distinct negative id ([B, Ls, U], U <= N), and an
+  exclusive prefix sum plus an exclusive suffix sum over the (sorted) distinct ids
+  give, for every anchor position and every id u, the mass of all negatives except
+  those with id u. Each edge then gathers that value at (its anchor position, the
+  rank of its positive's id among the negatives' ids), found by a binary search.
+
+This exclusion is exact whatever the negatives' embeddings are (it does not assume
+a negative with the positive's id has the positive's embedding), and it adds up
+only non-negative terms: subtracting the hits' mass from the total instead would
+cancel catastrophically when, with logQ, a rare positive drawn as a negative
+carries most of the mass (its weight 1/q can reach the queue size).
+
+Why not TFRS. `tfrs.tasks.Retrieval` scores every row against one shared candidate
+matrix with one positive per row ([rows, candidates] logits). Flattening edges into
+rows would build the [B, E, N] logits this module exists to avoid, and would
+recompute each anchor's negatives once per edge instead of once per anchor
+position. `tfrs.layers.loss.RemoveAccidentalHits` works on those [rows, candidates]
+logits too (and only approximates removal with a very negative logit), and
+`SamplingProbablityCorrection` takes probabilities and clips them at 1e-6, which
+biases ids rarer than one in a million; the queue gives log q directly, so it is
+subtracted as is.
+"""
+
+from typing import Optional, Tuple, Union
+
+from data_pipeline.tf_env import tf
+from egin_tf.layers.graph_edges import Edges
+
+
+def reverse_edges(edges: Edges) -> Edges:
+  """The same edges read from destination to source (e.g. q2i as item -> query).
+
+  Score the reversed edges with the destination sequence as anchors and the
+  source sequence as positives, and negatives of the source's type.
+  """
+  return edges._replace(src=edges.dst, dst=edges.src,
+                        src_pos=edges.dst_pos, dst_pos=edges.src_pos)
+
+
+def edge_softmax_losses(anchor_embeddings: tf.Tensor,
+                        positive_embeddings: tf.Tensor,
+                        edges: Edges,
+                        negative_embeddings: tf.Tensor,
+                        negative_ids: tf.Tensor,
+                        negative_log_q: Optional[tf.Tensor] = None,
+                        negative_valid: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """The sampled-softmax loss of every edge slot.
+
+  Args:
+    anchor_embeddings: float [B, Ls, d], the source sequence's embeddings
+      (``edges.src_pos`` indexes its positions).
+    positive_embeddings: float [B, Ld, d], the destination sequence's embeddings
+      (``edges.dst_pos`` indexes its positions).
+    edges: an `Edges` of one type; uses ``dst`` (int64 [B, E], the positives'
+      ids), ``mask``, ``src_pos`` and ``dst_pos``.
+    negative_embeddings: float [N, d], the sampled negatives of the positive's
+      type, embedded with the current table.
+    negative_ids: int64 [N], their ids (to recognize accidental hits).
+    negative_log_q: optional float [N], log of each negative's sampling
+      probability; subtracted from its logit (logQ correction).
+    negative_valid: optional bool [N]; False negatives are ignored (e.g. drawn
+      from a still-empty queue). With no valid negative the loss is 0.
+
+  Returns:
+    float32 [B, E]: each real edge's loss, 0 for masked slots.
+  """
+  anchors, positives, negatives = _check_embeddings(
+      anchor_embeddings, positive_embeddings, negative_embeddings)
+  batch_size = tf.shape(anchors, out_type=tf.int64)[0]
+  anchor_length = tf.shape(anchors, out_type=tf.int64)[1]
+  positive_length = tf.shape(positives, out_type=tf.int64)[1]
+  num_negatives = tf.shape(negatives)[0]
+  src_pos, dst_pos = _checked_positions(edges, anchor_length, positive_length)
+  negative_ids = tf.cast(negative_ids, tf.int64)
+  if negative_valid is None:
+    negative_valid = tf.ones([num_negatives], tf.bool)
+
+  # Only the real edges are scored: they are often a small part of the E slots
+  # (q2i keeps the pairs that match in time and category), and every per-edge op
+  # and its gradient then costs [K] instead of [B, E].
+  edge_index = tf.where(tf.cast(edges.mask, tf.bool))  # [K, 2] (row, slot)
+  rows, slots = edge_index[:, 0], edge_index[:, 1]
+  anchor_index = rows * anchor_length + tf.gather(src_pos, slots)  # into [B * Ls]
+  positive_ids = tf.gather_nd(tf.cast(edges.dst, tf.int64), edge_index)  # [K]
+
+  # Positive logits a.p [K], from the [B, Ls, Ld] logits of all position pairs.
+  pair_logits = tf.cast(tf.einsum("bld,bmd->blm", anchors, positives), tf.float32)
+  positive_logits = tf.gather(
+      tf.reshape(pair_logits, [-1]),
+      anchor_index * positive_length + tf.gather(dst_pos, slots))
+
+  # Negative masses per anchor position, shifted by their max for stability:
+  # exp(a.n - log q_n - shift) [B, Ls, N], 0 for invalid negatives.
+  negative_logits = tf.cast(tf.einsum("bld,nd->bln", anchors, negatives), tf.float32)
+  if negative_log_q is not None:
+    negative_logits -= tf.cast(negative_log_q, tf.float32)
+  negative_logits = tf.where(negative_valid, negative_logits, -float("inf"))
+  shift = tf.stop_gradient(tf.reduce_max(negative_logits, axis=-1))  # [B, Ls]
+  shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
+  negative_masses = tf.exp(negative_logits - shift[..., tf.newaxis])
+
+  # Mass of all negatives except those with one id, for every (row, anchor
+  # position, distinct id u) [B * Ls, U + 1], as one matmul with the 0/1 matrix
+  # keep[n, u] = (id of n != u); the extra column U keeps every negative, for
+  # edges whose positive was not drawn.
+  distinct_ids = tf.unique(tf.sort(negative_ids)).y  # [U], sorted
+  num_distinct = tf.size(distinct_ids, out_type=tf.int64)
+  keep = tf.concat([
+      tf.cast(negative_ids[:, tf.newaxis] != distinct_ids, tf.float32),
+      tf.ones([num_negatives, 1], tf.float32)], axis=1)  # [N, U + 1]
+  mass_without_id = tf.matmul(tf.reshape(negative_masses, [-1, num_negatives]), keep)
+
+  # Column of each edge's positive id: its rank among the distinct ids, or U.
+  hit_rank = tf.cast(tf.searchsorted(distinct_ids[tf.newaxis],
+                                     positive_ids[tf.newaxis])[0], tf.int64)
+  is_hit = tf.gather(tf.concat([distinct_ids, [0]], 0), hit_rank) == positive_ids
+  hit_rank = tf.where(is_hit & (hit_rank < num_distinct), hit_rank, num_distinct)
+  negative_mass = tf.gather(tf.reshape(mass_without_id, [-1]),
+                            anchor_index * (num_distinct + 1) + hit_rank)  # [K]
+  edge_shift = tf.gather(tf.reshape(shift, [-1]), anchor_index)  # [K]
+
+  # -log(e^p / (e^p + M e^s)) = t - p + log(e^(p-t) + M e^(s-t)), t = max(p, s):
+  # every exponent is <= 0 and the sum is >= 1 whenever t = p. The sum can only
+  # underflow if hits outscore the positive and every true negative by ~87 nats,
+  # which the floor keeps finite. t is a constant for the gradient: the value does
+  # not depend on it.
+  top = tf.stop_gradient(tf.maximum(positive_logits, edge_shift))
+  total = (tf.exp(positive_logits - top)
+           + negative_mass * tf.exp(edge_shift - top))
+  losses = top - positive_logits + tf.math.log(
+      tf.maximum(total, tf.constant(1e-30, tf.float32)))
+  return tf.scatter_nd(edge_index, losses, tf.shape(edges.mask, out_type=tf.int64))
+
+
+def mean_edge_loss(losses: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  """Mean of ``losses`` [B, E] over the True slots of ``mask``; 0 if there are none."""
+  mask = tf.cast(mask, losses.dtype)
+  return tf.math.divide_no_nan(tf.reduce_sum(losses * mask), tf.reduce_sum(mask))
+
+
+class GraphSoftmaxLoss(tf.keras.layers.Layer):
+  """EGIN's graph loss L_G for one edge type, as a Keras layer.
+
+  Call with the arguments of `edge_softmax_losses`; returns the mean loss over the
+  real edges (float32 scalar, 0 when there are none), or with
+  ``return_per_edge=True`` the pair (mean, per-edge losses [B, E]).
+
+  For q2i in both directions call it twice: (queries, clicks, q2i edges, item
+  negatives) and (clicks, queries, `reverse_edges`(q2i edges), query negatives).
+  """
+
+  def call(self,
+           anchor_embeddings: tf.Tensor,
+           positive_embeddings: tf.Tensor,
+           edges: Edges,
+           negative_embeddings: tf.Tensor,
+           negative_ids: tf.Tensor,
+           negative_log_q: Optional[tf.Tensor] = None,
+           negative_valid: Optional[tf.Tensor] = None,
+           return_per_edge: bool = False
+           ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
+    losses = edge_softmax_losses(anchor_embeddings, positive_embeddings, edges,
+                                 negative_embeddings, negative_ids,
+                                 negative_log_q, negative_valid)
+    mean = mean_edge_loss(losses, edges.mask)
+    return (mean, losses) if return_per_edge else mean
+
+
+def _check_embeddings(anchors, positives, negatives):
+  """Converts the three embedding inputs and checks their static ranks and width."""
+  anchors = tf.convert_to_tensor(anchors)
+  positives = tf.convert_to_tensor(positives)
+  negatives = tf.convert_to_tensor(negatives)
+  for name, value, rank, layout in (
+      ("anchor_embeddings", anchors, 3, "[B, Ls, d]"),
+      ("positive_embeddings", positives, 3, "[B, Ld, d]"),
+      ("negative_embeddings", negatives, 2, "[N, d]")):
+    if value.shape.rank is not None and value.shape.rank != rank:
+      raise ValueError(f"graph loss: {name} must be {layout}, got shape {value.shape}")
+    if not value.dtype.is_floating:
+      raise TypeError(f"graph loss: {name} must be floating point, got {value.dtype}")
+  widths = {anchors.shape[-1], positives.shape[-1], negatives.shape[-1]} - {None}
+  if len(widths) > 1:
+    raise ValueError(
+        "graph loss: anchor, positive and negative embeddings must have the same "
+        f"width d, got {anchors.shape}, {positives.shape} and {negatives.shape}")
+  return anchors, positives, negatives
+
+
+def _checked_positions(edges: Edges, anchor_length: tf.Tensor,
+                       positive_length: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  """``src_pos`` and ``dst_pos`` as int64 [E], checked against the sequence lengths."""
+  src_pos = tf.cast(edges.src_pos, tf.int64)
+  dst_pos = tf.cast(edges.dst_pos, tf.int64)
+  checks = [
+      tf.debugging.assert_less(
+          src_pos, anchor_length,
+          message="graph loss: edges.src_pos points past the anchor sequence "
+                  "(are anchors and positives swapped? see reverse_edges)"),
+      tf.debugging.assert_less(
+          dst_pos, positive_length,
+          message="graph loss: edges.dst_pos points past the positive sequence"),
+      tf.debugging.assert_non_negative(src_pos, message="graph loss: negative src_pos"),
+      tf.debugging.assert_non_negative(dst_pos, message="graph loss: negative dst_pos"),
+  ]
+  with tf.control_dependencies(checks):
+    return tf.identity(src_pos), tf.identity(dst_pos)

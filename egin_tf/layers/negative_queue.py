@@ -1,0 +1,211 @@
+"""`NegativeQueue`: a ring buffer of recent ids for cross-batch negative sampling.
+
+EGIN's graph loss (paper, section 3.2) draws its negatives from "a query queue and an
+item queue of size 1 million" that are refreshed every batch. The queue holds ids,
+not vectors: callers embed the sampled ids with the CURRENT embedding tables, so a
+negative is never scored with a stale vector. Duplicates are kept, so an id is drawn
+in proportion to how often it appeared in the last ``capacity`` enqueued ids (the
+unigram distribution of recent traffic, as in word2vec-style negative sampling).
+
+All state lives in non-trainable variables created in `build` (no Python-side
+state), so the queue works inside `tf.function`, is saved by `tf.train.Checkpoint`,
+and its variables can be placed by a distribution strategy's scope. Sampling uses
+the stateless RNG keyed by (seed, sampling step), so a restored queue draws exactly
+the samples the original would have drawn.
+"""
+
+from typing import NamedTuple, Optional
+
+from data_pipeline.tf_env import tf
+from egin_tf.layers.id_embedding import bucketize_ids
+
+
+class NegativeSample(NamedTuple):
+  """The negatives drawn by one `NegativeQueue.sample` call."""
+  ids: tf.Tensor    # int64 [N]; 0 where `valid` is False
+  valid: tf.Tensor  # bool [N]; all False when nothing was ever enqueued
+  # float32 [N] log of the probability of drawing each id (0 where not valid), or
+  # None when the queue was built without logQ counts.
+  log_q: Optional[tf.Tensor]
+
+
+class NegativeQueue(tf.keras.layers.Layer):
+  """A fixed-capacity FIFO of ids from which negatives are drawn uniformly.
+
+  Usage per training step: ``queue.enqueue(batch_ids)`` then ``queue.sample()``
+  (or ``queue(batch_ids)``, which does both), and embed ``sample.ids`` with the
+  current table. Enqueueing first means the very first step already draws
+  in-batch negatives.
+
+  Variables (all non-trainable, created by `build`):
+    ids: int64 [capacity], the ring buffer; 0 marks a slot never written.
+    write_position: int64 [], the slot the next id goes to.
+    filled: int64 [], how many slots hold an id (grows to capacity, then stays).
+    sample_step: int64 [], how many times `sample` ran; keys the stateless RNG.
+    logq_counts: int64 [logq_buckets] (only with ``logq_buckets``), how many
+      queued ids fall in each hash bucket (`bucketize_ids`). Colliding ids share a
+      count, so log q is over-estimated for them; use many more buckets than the
+      queue holds distinct ids to keep collisions rare.
+
+  Under a distribution strategy every replica/worker enqueues into the same
+  variables without locking (like asynchronous parameter updates), which only
+  perturbs which recent ids the queue holds.
+  """
+
+  def __init__(self,
+               capacity: int = 1_000_000,
+               num_negatives: int = 100,
+               seed: int = 0,
+               logq_buckets: Optional[int] = None,
+               **kwargs):
+    """Creates the queue.
+
+    Args:
+      capacity: number of ids kept (the paper uses 1,000,000).
+      num_negatives: ids drawn by each `sample` call (the paper uses 100).
+      seed: seed of the stateless RNG. Give the item and query queues different
+        seeds, or they draw the same slot positions at every step.
+      logq_buckets: number of hash buckets counting the queued ids, so `sample`
+        can return log q; None (the default) turns the logQ counts off.
+      **kwargs: base Layer arguments.
+    """
+    super().__init__(**kwargs)
+    _check_int("capacity", capacity, minimum=1)
+    _check_int("num_negatives", num_negatives, minimum=1)
+    _check_int("seed", seed, minimum=0)
+    if logq_buckets is not None:
+      # bucketize_ids keeps bucket 0 for padding, so one bucket holds no ids.
+      _check_int("logq_buckets", logq_buckets, minimum=2)
+    self.capacity = capacity
+    self.num_negatives = num_negatives
+    self.seed = seed
+    self.logq_buckets = logq_buckets
+
+  def build(self, input_shape=None):
+    def state(name, shape):
+      return self.add_weight(name=name, shape=shape, dtype=tf.int64,
+                             initializer="zeros", trainable=False)
+
+    self.ids = state("ids", [self.capacity])
+    self.write_position = state("write_position", [])
+    self.filled = state("filled", [])
+    self.sample_step = state("sample_step", [])
+    self.logq_counts = None
+    if self.logq_buckets is not None:
+      self.logq_counts = state("logq_counts", [self.logq_buckets])
+    super().build(input_shape)
+
+  def call(self, ids: tf.Tensor, mask: Optional[tf.Tensor] = None) -> NegativeSample:
+    """Enqueues ``ids`` (see `enqueue`), then returns `sample()`."""
+    self.enqueue(ids, mask)
+    return self.sample()
+
+  def enqueue(self, ids: tf.Tensor, mask: Optional[tf.Tensor] = None) -> None:
+    """Appends the valid ids of a batch, overwriting the oldest ones when full.
+
+    The result is the same as writing the valid ids one at a time into the ring,
+    so a batch with more valid ids than ``capacity`` keeps its last ``capacity``
+    ids and advances the write position by its full count.
+
+    Args:
+      ids: int64 ids of any shape (e.g. click_ids [B, L]); 0 is padding and is
+        never enqueued. Entries are appended in row-major order, so with
+        oldest-first histories the most recent ids of the last row go in last.
+      mask: optional bool, same shape as ``ids``; False entries are skipped.
+    """
+    self._build_once()
+    ids = _as_int64_ids(ids)
+    valid = ids != 0
+    if mask is not None:
+      mask = tf.convert_to_tensor(mask)
+      if mask.dtype != tf.bool:
+        raise TypeError(f"NegativeQueue.enqueue: mask must be bool, got {mask.dtype}")
+      tf.debugging.assert_equal(
+          tf.shape(mask), tf.shape(ids),
+          message="NegativeQueue.enqueue: mask and ids must have the same shape")
+      valid &= mask
+    new_ids = tf.boolean_mask(tf.reshape(ids, [-1]), tf.reshape(valid, [-1]))
+    # The result equals writing the ids one at a time: ids that a later id of the
+    # same batch would overwrite are dropped, so at most `capacity` ids remain,
+    # the slots written below are distinct and the scatter order does not matter.
+    total = tf.size(new_ids, out_type=tf.int64)
+    skipped = tf.maximum(total - self.capacity, 0)
+    new_ids = new_ids[skipped:]
+    start = self.write_position.read_value()
+    slots = tf.math.floormod(
+        start + skipped + tf.range(total - skipped, dtype=tf.int64), self.capacity)
+    if self.logq_counts is not None:
+      # Gathers from the variables read only the rows needed (not the whole
+      # buffer, which may live on a parameter server).
+      evicted = tf.gather(self.ids, slots)  # 0 for never-written slots
+      self._add_counts(evicted, -1)
+      self._add_counts(new_ids, +1)
+    self.ids.scatter_nd_update(slots[:, tf.newaxis], new_ids)
+    self.write_position.assign(tf.math.floormod(start + total, self.capacity))
+    self.filled.assign(tf.minimum(self.filled.read_value() + total, self.capacity))
+
+  def sample(self) -> NegativeSample:
+    """Draws ``num_negatives`` ids uniformly (with replacement) from the filled slots.
+
+    The slots written so far are always [0, filled), because writing starts at
+    slot 0 and only wraps once the queue is full; so no empty slot is ever drawn.
+    The draw depends only on (seed, sample_step) and the queue's contents.
+
+    Returns:
+      A `NegativeSample`; if nothing was ever enqueued, all ids are 0 and all
+      ``valid`` are False.
+    """
+    self._build_once()
+    step_seed = tf.stack([tf.constant(self.seed, tf.int64),
+                          self.sample_step.read_value()])
+    self.sample_step.assign_add(1)
+    filled = self.filled.read_value()
+    slots = tf.random.stateless_uniform(
+        [self.num_negatives], seed=step_seed, minval=0,
+        maxval=tf.maximum(filled, 1), dtype=tf.int64)
+    valid = tf.fill([self.num_negatives], filled > 0)
+    ids = tf.where(valid, tf.gather(self.ids, slots),
+                   tf.zeros([self.num_negatives], tf.int64))
+    log_q = None
+    if self.logq_counts is not None:
+      counts = tf.gather(self.logq_counts, bucketize_ids(ids, self.logq_buckets))
+      # A drawn id is in the queue, so its bucket count is >= 1 where valid.
+      log_q = tf.where(
+          valid,
+          tf.math.log(tf.cast(tf.maximum(counts, 1), tf.float32))
+          - tf.math.log(tf.cast(tf.maximum(filled, 1), tf.float32)),
+          tf.zeros([self.num_negatives], tf.float32))
+    return NegativeSample(ids=ids, valid=valid, log_q=log_q)
+
+  def _add_counts(self, ids: tf.Tensor, delta: int) -> None:
+    """Adds ``delta`` to the logQ count of each non-zero id (duplicates add up)."""
+    self.logq_counts.scatter_add(tf.IndexedSlices(
+        values=tf.cast(ids != 0, tf.int64) * delta,
+        indices=bucketize_ids(ids, self.logq_buckets)))
+
+  def _build_once(self) -> None:
+    # enqueue/sample are public entry points besides __call__, so they build too.
+    if not self.built:
+      self.build(None)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        "capacity": self.capacity,
+        "num_negatives": self.num_negatives,
+        "seed": self.seed,
+        "logq_buckets": self.logq_buckets,
+    })
+    return config
+
+
+def _as_int64_ids(ids: tf.Tensor) -> tf.Tensor:
+  ids = tf.convert_to_tensor(ids)
+  if not ids.dtype.is_integer:
+    raise TypeError(f"NegativeQueue.enqueue: ids must be integers, got {ids.dtype}")
+  return tf.cast(ids, tf.int64)
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"NegativeQueue: {name} must be an int >= {minimum}, got {value!r}")

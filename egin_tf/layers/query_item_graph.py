@@ -1,0 +1,360 @@
+"""`QueryItemGraph`: builds a batch's query-item graph edges inside the TF graph.
+
+EGIN never stores a graph (paper, section 3.2): each training batch's own click and
+query sequences are a sample of the implicit query-item graph, so this layer turns
+the reader's batch into the three edge types of Algorithms 1 and 2 with plain tensor
+ops, and the graph loss scores them in the same step as the CTR loss.
+
+The algorithms grow an edge set (``E = E ∪ {...}``). Here every candidate pair of
+sequence positions instead owns a fixed slot, and a mask says whether the pair is an
+edge (the `Edges` layout of `egin_tf.layers.graph_edges`). The whole build is then a
+few broadcast comparisons, with no loop over positions:
+
+* **i2i** (Algorithm 1, lines 2-6) over the i2i items [B, L]: slot ``e = j * 2w + o``
+  pairs position ``j`` with ``k = j + d``, ``d = (-w, ..., -1, 1, ..., w)[o]``, so
+  E = 2wL. Both (c_j, c_k) and (c_k, c_j) appear because d and -d both own slots.
+  Slots whose ``k`` falls outside [0, L) are masked (their ``dst_pos`` is clipped so
+  it stays a valid index).
+* **q2q** = BuildEdge(Q, Q) (Algorithm 2) over ``query_hist_*`` [B, M]: slot
+  ``e = i * M + k`` pairs query i with query k, E = M * M. It is an edge when
+  ``0 < |t_k - t_i| < q2q_timespan`` (Algorithm 2 adds (q1, q2) and (q2, q1) for
+  the earlier q1, so both ordered slots are edges) and the two queries share a
+  non-zero category. Diagonal slots are never edges (zero time gap, equal ids).
+* **q2i** = BuildEdge(Q, C) over queries [B, M] and clicks [B, L]: slot
+  ``e = i * L + k`` pairs query i (``src``) with click k (``dst``), E = M * L. It is
+  an edge when ``0 < t_k - t_i < q2i_timespan`` (the click follows the query) and
+  they share a non-zero category. Only the query -> item slot is stored; the loss
+  uses each edge in both directions.
+
+Every type also masks padding (id 0) and pairs of equal ids. The layout is a
+multiset: an id repeated in a sequence gets one slot per occurrence, so a pair that
+co-occurs twice weighs twice in the loss, as in skip-gram over a corpus (the
+algorithms' set union would count it once).
+"""
+
+from typing import Any, Dict, Optional, Tuple, Union
+
+from data_pipeline import schema
+from data_pipeline.tf_env import tf
+from egin_tf.layers.graph_edges import Edges
+from egin_tf.layers.id_embedding import bucketize_ids
+
+Dim = Union[int, tf.Tensor]
+
+# Stream ids folded into the per-step seed, so the two random options never share
+# random numbers.
+_MIXTURE_STREAM = 0
+_SUBSAMPLE_STREAM = 1
+
+
+def _dim(x: tf.Tensor, axis: int) -> Dim:
+  """The static size of ``x`` along ``axis`` if known, else the dynamic one."""
+  static = x.shape[axis]
+  return static if static is not None else tf.shape(x, out_type=tf.int32)[axis]
+
+
+def _share_category(src_cats: tf.Tensor, dst_cats: tf.Tensor) -> tf.Tensor:
+  """Whether each (source, destination) entry pair has a non-zero category in common.
+
+  Args:
+    src_cats: int64 [B, N1, C1], 0-padded.
+    dst_cats: int64 [B, N2, C2], 0-padded.
+
+  Returns:
+    bool [B, N1, N2].
+  """
+  # One [B, N1, N2] comparison per (source slot, destination slot) pair, folded
+  # into the result: the peak intermediate stays [B, N1, N2] instead of the
+  # [B, N1, N2, C1, C2] of one broadcast (160 MB at B = 1024, N = 100, C = 4),
+  # and it is several times faster. Source padding becomes -1, which no
+  # category equals, so the padding 0 is never a shared category.
+  src_slots = tf.transpose(tf.where(src_cats != 0, src_cats, -1),
+                           [2, 0, 1])[:, :, :, None]  # [C1, B, N1, 1]
+  dst_slots = tf.transpose(dst_cats, [2, 0, 1])[:, :, None, :]  # [C2, B, 1, N2]
+  num_dst_slots = tf.shape(dst_slots)[0]
+
+  def add_slot_pair(shared, pair):
+    return shared | (src_slots[pair // num_dst_slots]
+                     == dst_slots[pair % num_dst_slots])
+
+  shape = tf.stack([tf.shape(src_cats)[0], tf.shape(src_cats)[1],
+                    tf.shape(dst_cats)[1]])
+  return tf.foldl(add_slot_pair, tf.range(tf.shape(src_slots)[0] * num_dst_slots),
+                  initializer=tf.zeros(shape, tf.bool))
+
+
+def _masked_edges(src: tf.Tensor, dst: tf.Tensor, pair_mask: tf.Tensor,
+                  src_pos: tf.Tensor, dst_pos: tf.Tensor) -> Edges:
+  """Masks padding and equal ids out of candidate slots and flattens them to [B, E].
+
+  Args:
+    src: int64 source ids of the slots, broadcastable to ``pair_mask``.
+    dst: int64 destination ids of the slots, broadcastable to ``pair_mask``.
+    pair_mask: bool [B, ...] with E slots per row, the edge type's own conditions.
+    src_pos: int32 [E], the source position of each slot.
+    dst_pos: int32 [E], the destination position of each slot.
+
+  Returns:
+    `Edges` with [B, E] ids and mask.
+  """
+  mask = pair_mask & (src != 0) & (dst != 0) & (src != dst)
+  shape = tf.stack([tf.shape(mask)[0], tf.size(src_pos)])
+  zero = tf.zeros([], tf.int64)
+  return Edges(src=tf.reshape(tf.where(mask, src, zero), shape),
+               dst=tf.reshape(tf.where(mask, dst, zero), shape),
+               mask=tf.reshape(mask, shape), src_pos=src_pos, dst_pos=dst_pos)
+
+
+def window_edges(items: tf.Tensor, window: int,
+                 keep: Optional[tf.Tensor] = None) -> Edges:
+  """i2i edges: items at distinct positions at most ``window`` apart (Algorithm 1).
+
+  Args:
+    items: int64 [B, L], right-padded with 0.
+    window: w >= 1.
+    keep: optional bool [B, L]; an occurrence where it is False makes no edge.
+
+  Returns:
+    `Edges` with E = 2wL; slot ``j * 2w + o`` pairs j with j + offsets[o].
+  """
+  length = _dim(items, 1)
+  offsets = tf.constant([d for d in range(-window, window + 1) if d != 0], tf.int32)
+  positions = tf.range(length, dtype=tf.int32)
+  neighbours = positions[:, None] + offsets[None, :]  # [L, 2w]
+  in_range = tf.reshape((neighbours >= 0) & (neighbours < length), [-1])
+  src_pos = tf.reshape(tf.broadcast_to(positions[:, None], tf.shape(neighbours)),
+                       [-1])
+  dst_pos = tf.reshape(
+      tf.clip_by_value(neighbours, 0, tf.maximum(length - 1, 0)), [-1])
+  pair_mask = in_range[None, :]
+  if keep is not None:
+    pair_mask = (pair_mask & tf.gather(keep, src_pos, axis=1)
+                 & tf.gather(keep, dst_pos, axis=1))
+  return _masked_edges(tf.gather(items, src_pos, axis=1),
+                       tf.gather(items, dst_pos, axis=1), pair_mask, src_pos,
+                       dst_pos)
+
+
+def time_category_edges(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
+                        dst: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
+                        timespan: int, either_order: bool) -> Edges:
+  """BuildEdge(S1, S2) of Algorithm 2: close in time and sharing a category.
+
+  Args:
+    src: (ids int64 [B, N1], times int64 [B, N1], cats int64 [B, N1, C]).
+    dst: (ids int64 [B, N2], times int64 [B, N2], cats int64 [B, N2, C]).
+    timespan: T; a pair needs ``0 < t_dst - t_src < T``.
+    either_order: also accept ``0 < t_src - t_dst < T``. For S1 = S2 this is
+      Algorithm 2's adding of both (i1, i2) and (i2, i1).
+
+  Returns:
+    `Edges` with E = N1 * N2; slot ``i * N2 + k`` pairs source i with destination k.
+  """
+  src_ids, src_times, src_cats = src
+  dst_ids, dst_times, dst_cats = dst
+  n_src, n_dst = _dim(src_ids, 1), _dim(dst_ids, 1)
+  # Everything is computed on the [B, N1, N2] grid by broadcasting (about twice
+  # as fast as gathering both sides into [B, E] first); flattening it row-major
+  # gives the slot order i * N2 + k.
+  gap = dst_times[:, None, :] - src_times[:, :, None]
+  if either_order:
+    gap = tf.abs(gap)
+  pair_mask = (gap > 0) & (gap < timespan) & _share_category(src_cats, dst_cats)
+  src_pos = tf.repeat(tf.range(n_src, dtype=tf.int32), n_dst)
+  dst_pos = tf.tile(tf.range(n_dst, dtype=tf.int32), [n_src])
+  return _masked_edges(src_ids[:, :, None], dst_ids[:, None, :], pair_mask,
+                       src_pos, dst_pos)
+
+
+def _pad_to(ids: tf.Tensor, length: Dim) -> tf.Tensor:
+  """Right-pads int64 [B, n] with 0 to [B, length] (length >= n)."""
+  return tf.pad(ids, [[0, 0], [0, length - _dim(ids, 1)]])
+
+
+class QueryItemGraph(tf.keras.layers.Layer):
+  """Builds the i2i, q2q and q2i edges of a batch (paper, Algorithms 1 and 2).
+
+  Input: the reader's batch dict; it uses ``click_ids``, ``click_times`` int64
+  [B, L], ``click_cats`` int64 [B, L, C], ``query_hist_ids``, ``query_hist_times``
+  int64 [B, M], ``query_hist_cats`` int64 [B, M, C] and, when ``seeds_fraction`` >
+  0, ``seed_ids`` int64 [B, S]. Other features are ignored.
+
+  Output: ``{"i2i": Edges, "q2q": Edges, "q2i": Edges, "i2i_items": int64 [B, L']}``
+  with E = 2 * window * L' for i2i, M * M for q2q and M * L for q2i (see the module
+  docstring for the layouts). ``i2i_items`` is the sequence the i2i positions index:
+  per row the clicks or the seeds, right-padded to L' = max(L, S) (L' = L when
+  ``seeds_fraction`` is 0).
+
+  Defaults: ``window=2`` as in the paper. ``q2q_timespan`` is 30 minutes, the
+  session gap of DSIN [5] that the paper follows to cut query sessions: queries
+  more than 30 minutes apart are usually separate search intents.
+  ``q2i_timespan`` is 1 hour: a shopper keeps clicking results of one search for
+  tens of minutes, and the category check already rejects unrelated clicks.
+
+  Options (section 4.6), both off by default:
+
+  * ``seeds_fraction`` p in [0, 1]: each row builds its i2i edges from its seeds
+    sequence (category-filtered clicks) instead of its clicks with probability p
+    (the paper's best mix is p = 0.2). The draw is a stateless function of
+    ``seed`` and a step counter (a non-trainable variable that training calls
+    advance and checkpoints save), so runs are deterministic and resumable.
+  * ``subsample_threshold`` t: word2vec-style subsampling of frequent items. Each
+    occurrence of id x in ``i2i_items`` is dropped from the i2i edges with
+    probability ``1 - min(1, sqrt(t / f(x)))``, where f(x) is x's share of all
+    item occurrences seen so far, counted in a table of ``subsample_buckets``
+    buckets (ids hashed as by `bucketize_ids`; colliding ids share a count).
+    Like dropout it acts only when ``training`` is true, and only training calls
+    add the batch's occurrences to the counts (before the drop is drawn, so every
+    item in the batch has a non-zero frequency). Dropped occurrences are masked,
+    not removed: the window does not reach past them.
+  """
+
+  def __init__(self,
+               window: int = 2,
+               q2q_timespan: int = 30 * 60,
+               q2i_timespan: int = 60 * 60,
+               seeds_fraction: float = 0.0,
+               subsample_threshold: Optional[float] = None,
+               subsample_buckets: int = 2**20,
+               seed: int = 0,
+               **kwargs):
+    super().__init__(**kwargs)
+    _check_int("window", window, minimum=1)
+    _check_int("q2q_timespan", q2q_timespan, minimum=1)
+    _check_int("q2i_timespan", q2i_timespan, minimum=1)
+    _check_int("subsample_buckets", subsample_buckets, minimum=2)
+    _check_int("seed", seed, minimum=0)
+    if not 0.0 <= seeds_fraction <= 1.0:
+      raise ValueError(f"seeds_fraction must be in [0, 1], got {seeds_fraction}")
+    if subsample_threshold is not None and not subsample_threshold > 0:
+      raise ValueError("subsample_threshold must be > 0 (or None for no "
+                       f"subsampling), got {subsample_threshold}")
+    self.window = window
+    self.q2q_timespan = q2q_timespan
+    self.q2i_timespan = q2i_timespan
+    self.seeds_fraction = float(seeds_fraction)
+    self.subsample_threshold = (None if subsample_threshold is None
+                                else float(subsample_threshold))
+    self.subsample_buckets = subsample_buckets
+    self.seed = seed
+
+  def build(self, input_shape):
+    self.step = self.add_weight(name="step", shape=[], dtype=tf.int64,
+                                initializer="zeros", trainable=False)
+    if self.subsample_threshold is not None:
+      self.item_counts = self.add_weight(
+          name="item_counts", shape=[self.subsample_buckets], dtype=tf.int64,
+          initializer="zeros", trainable=False)
+      self.item_total = self.add_weight(name="item_total", shape=[], dtype=tf.int64,
+                                        initializer="zeros", trainable=False)
+    super().build(input_shape)
+
+  def call(self, batch: Dict[str, tf.Tensor], training=None) -> Dict[str, Any]:
+    clicks = _sequence(batch, schema.CLICKS)
+    queries = _sequence(batch, schema.QUERIES)
+    training = tf.cast(False if training is None else training, tf.bool)
+    step_seed = tf.stack([tf.constant(self.seed, tf.int64), self.step.read_value()])
+
+    items = self._i2i_items(batch, clicks[0], step_seed)
+    keep = None
+    if self.subsample_threshold is not None:
+      keep = self._subsample_keep(items, training, step_seed)
+    self.step.assign_add(tf.cast(training, tf.int64))
+    return {
+        "i2i": window_edges(items, self.window, keep),
+        "q2q": time_category_edges(queries, queries, self.q2q_timespan,
+                                   either_order=True),
+        "q2i": time_category_edges(queries, clicks, self.q2i_timespan,
+                                   either_order=False),
+        "i2i_items": items,
+    }
+
+  def _i2i_items(self, batch: Dict[str, tf.Tensor], click_ids: tf.Tensor,
+                 step_seed: tf.Tensor) -> tf.Tensor:
+    """Per row the clicks or (with probability seeds_fraction) the seeds [B, L']."""
+    if self.seeds_fraction == 0.0:
+      return click_ids
+    seed_ids = _feature(batch, schema.SEEDS.ids, rank=2,
+                        why=f"seeds_fraction={self.seeds_fraction} > 0")
+    n_clicks, n_seeds = _dim(click_ids, 1), _dim(seed_ids, 1)
+    if isinstance(n_clicks, int) and isinstance(n_seeds, int):
+      length = max(n_clicks, n_seeds)
+    else:
+      length = tf.maximum(n_clicks, n_seeds)
+    draw = tf.random.stateless_uniform(
+        tf.shape(click_ids)[:1],
+        seed=tf.random.experimental.stateless_fold_in(step_seed, _MIXTURE_STREAM))
+    use_seeds = draw < self.seeds_fraction
+    return tf.where(use_seeds[:, None], _pad_to(seed_ids, length),
+                    _pad_to(click_ids, length))
+
+  def _subsample_keep(self, items: tf.Tensor, training: tf.Tensor,
+                      step_seed: tf.Tensor) -> tf.Tensor:
+    """Counts the batch's items (when training); bool [B, L'] of kept occurrences."""
+    buckets = bucketize_ids(items, self.subsample_buckets)  # padding -> bucket 0
+    added = tf.cast((items != 0) & training, tf.int64)
+    self.item_counts.scatter_add(
+        tf.IndexedSlices(tf.reshape(added, [-1]), tf.reshape(buckets, [-1])))
+    self.item_total.assign_add(tf.reduce_sum(added))
+
+    counts = tf.cast(self.item_counts.sparse_read(buckets), tf.float64)
+    total = tf.cast(self.item_total.read_value(), tf.float64)
+    frequency = tf.math.divide_no_nan(counts, total)
+    # An id never counted (only possible outside training) is kept.
+    ratio = tf.math.divide_no_nan(
+        tf.constant(self.subsample_threshold, tf.float64), frequency)
+    keep_probability = tf.where(frequency > 0, tf.minimum(tf.sqrt(ratio), 1.0),
+                                tf.ones_like(frequency))
+    draw = tf.random.stateless_uniform(
+        tf.shape(items), dtype=tf.float64,
+        seed=tf.random.experimental.stateless_fold_in(step_seed, _SUBSAMPLE_STREAM))
+    return (draw < keep_probability) | tf.logical_not(training)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        "window": self.window,
+        "q2q_timespan": self.q2q_timespan,
+        "q2i_timespan": self.q2i_timespan,
+        "seeds_fraction": self.seeds_fraction,
+        "subsample_threshold": self.subsample_threshold,
+        "subsample_buckets": self.subsample_buckets,
+        "seed": self.seed,
+    })
+    return config
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _feature(batch: Dict[str, tf.Tensor], name: str, rank: int,
+             why: str = "") -> tf.Tensor:
+  """``batch[name]`` as int64 of the given rank, or a clear error naming it."""
+  if name not in batch:
+    raise ValueError(
+        f"QueryItemGraph needs the batch feature {name!r}"
+        f"{' (' + why + ')' if why else ''}; the batch has {sorted(batch)}")
+  value = batch[name]
+  if not value.dtype.is_integer:
+    raise TypeError(
+        f"batch feature {name!r} must be int64, got {value.dtype.name} (declare "
+        "it as tf.keras.Input(..., dtype=tf.int64) in a functional model)")
+  if value.shape.rank is not None and value.shape.rank != rank:
+    raise ValueError(f"batch feature {name!r} must have rank {rank}, got shape "
+                     f"{value.shape}")
+  return tf.cast(value, tf.int64)
+
+
+def _sequence(batch: Dict[str, tf.Tensor], seq: schema.SequenceFeatures
+              ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """(ids [B, N], times [B, N], cats [B, N, C]) of one history, shapes checked."""
+  ids = _feature(batch, seq.ids, rank=2)
+  times = _feature(batch, seq.times, rank=2)
+  cats = _feature(batch, seq.cats, rank=3)
+  for name, other in ((seq.times, times), (seq.cats, cats)):
+    if not ids.shape.is_compatible_with(other.shape[:2]):
+      raise ValueError(f"batch features {seq.ids!r} {ids.shape} and {name!r} "
+                       f"{other.shape} disagree on [B, N]")
+  return ids, times, cats
