@@ -169,8 +169,10 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   if total_steps is None:
     per_epoch = count_impressions(train_pattern, schema) // config.batch_size
     total_steps = max(1, per_epoch) * config.epochs
-  chunk = min(config.log_every, total_steps)
-  num_chunks = math.ceil(total_steps / chunk)
+  # Keras runs whole "epochs"; we use them as progress chunks of equal size,
+  # at most log_every steps, that add up to total_steps (or just over it).
+  num_chunks = math.ceil(total_steps / config.log_every)
+  chunk = math.ceil(total_steps / num_chunks)
 
   ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
   manager = tf.train.CheckpointManager(

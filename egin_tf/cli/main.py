@@ -15,6 +15,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 COMMANDS = {
     "generate": "egin_tf.cli.generate",
@@ -42,7 +43,17 @@ def run(argv=None) -> None:
   sys.modules["__main__"].__doc__ = module.__doc__
   for flag in flags.FLAGS.get_flags_for_module(module.__name__):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(module.main, argv=[f"egin-tf {command}"] + argv[2:])
+  app.run(_quiet(module.main), argv=[f"egin-tf {command}"] + argv[2:])
+
+
+def _quiet(main):
+  """absl's INFO log would interleave TF's checkpoint chatter with our output."""
+
+  def wrapper(argv):
+    logging.set_verbosity(logging.WARNING)
+    return main(argv)
+
+  return wrapper
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ from typing import Callable, Dict
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models.base import CTRModel
 from egin_tf.models.dnn import DNN
+from egin_tf.models.egin import EGIN
 
 MODELS: Dict[str, Callable[..., CTRModel]] = {
     "dnn": DNN,
+    "egin": EGIN,
 }
 
 
