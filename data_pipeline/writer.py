@@ -100,6 +100,11 @@ class DatasetWriter:
     for name, text in (extra_files or {}).items():
       with open(os.path.join(self._tmp_dir, name), "w", encoding="utf-8") as f:
         f.write(text)
+    # mkdtemp makes the folder private (0700); give it the permissions a plain
+    # mkdir would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(self._tmp_dir, 0o777 & ~umask)
     if os.path.exists(self.out_dir):
       if not self.overwrite:
         raise FileExistsError(f"{self.out_dir} appeared while writing")

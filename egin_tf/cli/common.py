@@ -5,6 +5,8 @@ import sys
 
 from absl import app
 
+from data_pipeline.bad_input import BadRecordError, NoImpressionsError
+
 
 def no_extra_args(argv) -> None:
   if len(argv) > 1:
@@ -20,7 +22,8 @@ def clean_errors(main):
       return main(argv)
     except app.UsageError:
       raise
-    except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
+    except (BadRecordError, NoImpressionsError, FileNotFoundError,
+            FileExistsError) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
 
