@@ -103,10 +103,8 @@ def test_matches_edge_by_edge_reference(use_log_q):
 def test_edges_with_one_and_two_hits_lose_exactly_those_negatives():
   # All embeddings equal 1-d ones: every logit is 1, so an edge's loss is
   # log(1 + number of negatives that are not its positive).
-  edges = _edges()
-  ones = lambda *shape: tf.ones(shape + (1,), tf.float32)  # noqa: E731
-  got = edge_softmax_losses(ones(2, 3), ones(2, 4), edges, ones(6),
-                            tf.constant(NEGATIVE_IDS)).numpy()
+  got = edge_softmax_losses(tf.ones([2, 3, 1]), tf.ones([2, 4, 1]), _edges(),
+                            tf.ones([6, 1]), tf.constant(NEGATIVE_IDS)).numpy()
   assert got[0, 0] == pytest.approx(math.log(1 + 4))  # positive 21, drawn twice
   assert got[0, 3] == pytest.approx(math.log(1 + 5))  # positive 23, drawn once
   assert got[0, 1] == pytest.approx(math.log(1 + 6))  # positive 22, never drawn

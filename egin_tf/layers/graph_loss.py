@@ -10,25 +10,29 @@ negative and is left out of that edge's sum (an "accidental hit"); ``log q_n`` i
 the optional logQ correction (0 when not given).
 
 Cost. Edges come in the fixed `Edges` layout: slot e pairs anchor position
-``src_pos[e]`` with positive position ``dst_pos[e]`` in every row. So
+``src_pos[e]`` with positive position ``dst_pos[e]`` in every row. Only the K real
+edges (mask True) are scored, so per-edge work is [K], not [B, E]:
 
 * positive logits are one einsum [B, Ls, d] x [B, Ld, d] -> [B, Ls, Ld] and a
-  gather of the E slots -> [B, E];
+  gather of the K edges' pairs;
 * negative logits are one einsum [B, Ls, d] x [N, d] -> [B, Ls, N], exponentiated
   and summed once per anchor position (an i2i anchor sits in up to 2 * window
   edges that share its negatives);
-* accidental hits are removed by id, with no [B, E, N] tensor: the negatives'
-  masses are first summed per distinct negative id ([B, Ls, U], U <= N), and an
-  exclusive prefix sum plus an exclusive suffix sum over the (sorted) distinct ids
-  give, for every anchor position and every id u, the mass of all negatives except
-  those with id u. Each edge then gathers that value at (its anchor position, the
-  rank of its positive's id among the negatives' ids), found by a binary search.
+* accidental hits are removed by id, with no [B, E, N] (or [K, N]) tensor: one
+  matmul of the masses [B * Ls, N] with the 0/1 matrix keep[n, u] = (id of
+  negative n != u), over the U <= N distinct negative ids u plus one all-ones
+  column, gives for every anchor position the mass of all negatives except those
+  with id u [B * Ls, U + 1]. Each edge gathers the entry at (its anchor position,
+  the rank of its positive's id among the distinct ids, found by binary search,
+  or the all-ones column if its positive was not drawn).
 
 This exclusion is exact whatever the negatives' embeddings are (it does not assume
 a negative with the positive's id has the positive's embedding), and it adds up
 only non-negative terms: subtracting the hits' mass from the total instead would
 cancel catastrophically when, with logQ, a rare positive drawn as a negative
-carries most of the mass (its weight 1/q can reach the queue size).
+carries most of the mass (its weight 1/q can reach the queue size). For B = 1024,
+Ls = Ld = N = 100 the largest intermediates are [B, Ls, Ld], [B, Ls, N] and
+[B * Ls, U + 1] (40 MB each in float32).
 
 Why not TFRS. `tfrs.tasks.Retrieval` scores every row against one shared candidate
 matrix with one positive per row ([rows, candidates] logits). Flattening edges into
