@@ -17,6 +17,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+_HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+
 COMMANDS = {
     "generate": "egin_tf.cli.generate",
     "convert": "egin_tf.cli.convert",
@@ -43,7 +45,14 @@ def run(argv=None) -> None:
   sys.modules["__main__"].__doc__ = module.__doc__
   for flag in flags.FLAGS.get_flags_for_module(module.__name__):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(_quiet(module.main), argv=[f"egin-tf {command}"] + argv[2:])
+  wants_help = any(a in _HELP_FLAGS for a in argv[2:])
+  try:
+    app.run(_quiet(module.main), argv=[f"egin-tf {command}"] + argv[2:])
+  except SystemExit as e:
+    # absl exits with 1 after printing --help; asking for help is no failure.
+    if wants_help and e.code == 1:
+      sys.exit(0)
+    raise
 
 
 def _quiet(main):

@@ -1,0 +1,97 @@
+"""The egin-tf command line, run as a user would (subprocesses)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ["generate", "convert", "train", "evaluate", "export"]
+
+
+def _run(*args, check=True):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run([sys.executable, "-m", "egin_tf.cli.main", *args],
+                        capture_output=True, text=True, env=env, timeout=600)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"egin-tf {' '.join(args)} failed ({proc.returncode}):\n"
+                         f"{proc.stdout}\n{proc.stderr}")
+  return proc
+
+
+def test_top_level_help_lists_every_command():
+  out = _run("--help").stdout
+  for command in COMMANDS:
+    assert f"\n  {command} " in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_its_own_flags(command):
+  proc = _run(command, "--help")
+  assert f"egin-tf {command}" in proc.stdout
+  flags_by_command = {"generate": "--users", "convert": "--on_bad",
+                      "train": "--model_dir", "evaluate": "--data",
+                      "export": "--export_dir"}
+  assert flags_by_command[command] in proc.stdout
+
+
+def test_unknown_command_is_a_usage_error():
+  proc = _run("frobnicate", check=False)
+  assert proc.returncode == 2
+  assert "unknown command 'frobnicate'" in proc.stderr
+
+
+def test_convert_bad_line_names_file_and_line_and_writes_nothing(tmp_path):
+  src = tmp_path / "log.jsonl"
+  src.write_text('{"user": 1, "time": 10, "item": 5, "label": 1}\n'
+                 '{"user": 1, "time": 11, "item": 6, "label": 2}\n')
+  out = tmp_path / "out"
+  proc = _run("convert", "--format", "jsonl", "--input", str(src), "--out",
+              str(out), check=False)
+  assert proc.returncode == 1
+  assert f"{src}:2:" in proc.stderr and "label" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert sorted(os.listdir(tmp_path)) == ["log.jsonl"]
+
+  proc = _run("convert", "--format", "jsonl", "--input", str(src), "--out",
+              str(out), "--on_bad", "skip")
+  assert "read 2 lines, wrote 1 impressions" in proc.stdout
+  assert "skipped 1 x" in proc.stdout
+  assert os.path.exists(out / "schema.json")
+
+
+def test_generate_train_evaluate_export_end_to_end(tmp_path):
+  data = tmp_path / "data"
+  proc = _run("generate", "--out", str(data), "--users", "150", "--seed", "2")
+  assert "oracle test AUC" in proc.stdout
+  oracle = json.loads((data / "oracle.json").read_text())
+
+  model_dir = tmp_path / "model"
+  proc = _run("train", "--train", str(data / "train-*"), "--eval",
+              str(data / "test-*"), "--model", "dnn", "--model_dir",
+              str(model_dir), "--steps", "20", "--log_every", "10",
+              "--batch_size", "64", "--max_clicks", "20", "--max_queries", "20",
+              "--verbose", "line")
+  assert "oracle (true p)" in proc.stdout
+  assert f"{oracle['test_auc']:.4f}" in proc.stdout
+  assert "trained 20 steps" in proc.stdout
+
+  proc = _run("evaluate", "--model_dir", str(model_dir), "--data",
+              str(data / "test-*"), "--output_json", str(tmp_path / "m.json"))
+  metrics = json.loads((tmp_path / "m.json").read_text())
+  assert f"{metrics['eval']['auc']:.4f}" in proc.stdout
+  trained = json.loads((model_dir / "metrics.json").read_text())
+  assert metrics["eval"]["auc"] == trained["eval"]["auc"]
+
+  proc = _run("export", "--model_dir", str(model_dir), "--export_dir",
+              str(tmp_path / "serving"), "--version", "7")
+  assert (tmp_path / "serving" / "7" / "saved_model.pb").exists()
+
+
+def test_missing_model_dir_is_a_clean_error(tmp_path):
+  proc = _run("evaluate", "--model_dir", str(tmp_path / "none"), "--data",
+              str(tmp_path / "x-*"), check=False)
+  assert proc.returncode == 1
+  assert "not a model directory" in proc.stderr
+  assert "Traceback" not in proc.stderr
