@@ -16,20 +16,21 @@ import os
 from absl import flags
 
 from egin_tf.cli import common
+from egin_tf.models import MODELS
 
 FLAGS = flags.FLAGS
 
-DEFAULT_MODEL = "dnn"  # the best model we have; EGIN once it lands
+DEFAULT_MODEL = "egin"  # the best model we have
 
 flags.DEFINE_string("train", None, "TFRecord glob of training data (comma-separated "
                     "globs allowed). Omit to simulate a default dataset.")
 flags.DEFINE_string("eval", None, "TFRecord glob of test data for the final exact "
                     "metrics.")
-flags.DEFINE_string("model", DEFAULT_MODEL, "Model to train.")
+flags.DEFINE_enum("model", DEFAULT_MODEL, sorted(MODELS), "Model to train.")
 flags.DEFINE_string("model_dir", "runs/default", "Where config, checkpoints, "
                     "TensorBoard logs and metrics go.")
 flags.DEFINE_integer("batch_size", 256, "Examples per step.")
-flags.DEFINE_integer("epochs", 1, "Passes over the training data.")
+flags.DEFINE_integer("epochs", 2, "Passes over the training data.")
 flags.DEFINE_integer("steps", None, "Total steps; overrides --epochs.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("embedding_dim", 10, "Embedding size (the paper uses 10).")
