@@ -8,6 +8,9 @@ version is a number larger than any already there) with two signatures:
 * ``predict_padded``: the reader's padded tensors (``item_id`` [N], ``click_ids``
   [N, L], ...) -> ``pctr`` [N], for callers that build tensors themselves.
 
+Optionally the item and query embedding tables (EGIN: the graph tables) go to
+``assets.extra/{items,queries}_embeddings.tsv`` with the ids they belong to.
+
 The version folder is written under a temporary name and renamed when complete, so
 a server polling EXPORT_DIR never loads a half-written model.
 """
@@ -20,6 +23,7 @@ from typing import Dict, Optional
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
+from egin_tf import embeddings
 
 
 class ServingModule(tf.Module):
@@ -81,8 +85,14 @@ def next_version(export_dir: str) -> int:
 
 def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
                        lengths: reader.SequenceLengths, export_dir: str,
-                       version: Optional[int] = None) -> str:
-  """Writes ``export_dir/<version>/`` atomically and returns its path."""
+                       version: Optional[int] = None,
+                       seen: Optional[Dict[str, embeddings.IdTable]] = None) -> str:
+  """Writes ``export_dir/<version>/`` atomically and returns its path.
+
+  With ``seen`` (`embeddings.seen_ids` of the training data), the model's item
+  and query embeddings are also written, with their ids and categories, to
+  ``assets.extra/{items,queries}_embeddings.tsv`` (see `embeddings.write_tsv`).
+  """
   os.makedirs(export_dir, exist_ok=True)
   version = next_version(export_dir) if version is None else version
   final = os.path.join(export_dir, str(version))
@@ -92,5 +102,12 @@ def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
   shutil.rmtree(tmp, ignore_errors=True)
   module = ServingModule(model, schema, lengths)
   tf.saved_model.save(module, tmp, signatures=module.signatures())
+  if seen is not None:
+    extra = os.path.join(tmp, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    for kind, layer in model.embedding_tables().items():
+      table = seen[kind]
+      embeddings.write_tsv(os.path.join(extra, f"{kind}_embeddings.tsv"), table,
+                           embeddings.embed(layer, table.ids))
   os.rename(tmp, final)
   return final

@@ -236,6 +236,12 @@ def load_model(model_dir: str) -> TrainedModel:
   return TrainedModel(model, config, schema, lengths)
 
 
+def train_pattern(model_dir: str) -> str:
+  """The training data pattern a model directory was trained on."""
+  with open(os.path.join(model_dir, CONFIG_FILE), encoding="utf-8") as f:
+    return json.load(f)["train_pattern"]
+
+
 def evaluate(model_dir: str, data_pattern: str,
              batch_size: Optional[int] = None) -> Dict[str, Any]:
   """Exact metrics of a trained model on data; ``oracle`` if the data has one."""

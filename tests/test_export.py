@@ -10,7 +10,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
-from egin_tf import export, training
+from egin_tf import embeddings, export, training
 
 
 def _dataset(out, n=96, seed=0):
@@ -30,14 +30,16 @@ def _dataset(out, n=96, seed=0):
     w.commit(source="export test")
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture(scope="module", params=["dnn", "egin"])
+def trained(request, tmp_path_factory):
   root = tmp_path_factory.mktemp("export")
   data = str(root / "data")
   _dataset(data)
   model_dir = str(root / "model")
-  config = training.TrainConfig(model="dnn", batch_size=16, steps=4, log_every=2,
-                                max_clicks=5, max_queries=3, max_seeds=2)
+  kwargs = {"num_negatives": 8, "queue_capacity": 64} if request.param == "egin" else {}
+  config = training.TrainConfig(model=request.param, batch_size=16, steps=4,
+                                log_every=2, max_clicks=5, max_queries=3,
+                                max_seeds=2, model_kwargs=kwargs)
   training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0)
   return root, data, model_dir
 
@@ -100,3 +102,28 @@ def test_versions_increase_and_never_overwrite(trained, tmp_path):
     export.export_saved_model(model, schema, lengths, base, version=5)
   assert sorted(os.listdir(base)) == sorted(
       [os.path.basename(first), os.path.basename(second)])
+
+
+def test_embedding_tables_are_exported_with_their_ids(trained):
+  root, data, model_dir = trained
+  model, _, schema, lengths = training.load_model(model_dir)
+  seen = embeddings.seen_ids(os.path.join(data, "train-*"), lengths)
+  path = export.export_saved_model(model, schema, lengths, str(root / "emb"),
+                                   seen=seen)
+  tables = model.embedding_tables()
+  for kind in ("items", "queries"):
+    rows = open(os.path.join(path, "assets.extra", f"{kind}_embeddings.tsv")
+                ).read().splitlines()
+    assert len(rows) == seen[kind].ids.size > 0
+    first_id, cats, vector = rows[0].split("\t")
+    assert int(first_id) == seen[kind].ids[0]
+    expected = tables[kind](tf.constant([int(first_id)], tf.int64)).numpy()[0]
+    np.testing.assert_allclose([float(v) for v in vector.split()], expected,
+                               rtol=1e-5)
+  # The data's items: every target and history id, nothing else.
+  all_items = set()
+  for r in tf.data.TFRecordDataset(reader.match_files(os.path.join(data, "*.tfrecord"))):
+    f = tf.train.Example.FromString(r.numpy()).features.feature
+    all_items.update(f["item_id"].int64_list.value)
+    all_items.update(f["click_ids"].int64_list.value)
+  assert set(seen["items"].ids.tolist()) == all_items

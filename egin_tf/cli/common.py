@@ -8,6 +8,10 @@ from absl import app
 from data_pipeline.bad_input import BadRecordError, NoImpressionsError
 
 
+class InputError(Exception):
+  """A user's input (flag value, id, file) cannot be used; printed, no traceback."""
+
+
 def no_extra_args(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -22,7 +26,7 @@ def clean_errors(main):
       return main(argv)
     except app.UsageError:
       raise
-    except (BadRecordError, NoImpressionsError, FileNotFoundError,
+    except (InputError, BadRecordError, NoImpressionsError, FileNotFoundError,
             FileExistsError) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)

@@ -8,6 +8,7 @@ Commands:
   train      train a CTR model; with no --train, simulate data and train on it
   evaluate   exact AUC, gAUC and logloss of a trained model on data
   export     write a trained model as a SavedModel for TF Serving
+  neighbors  an item's nearest items and queries in the learned embeddings
 """
 
 import importlib
@@ -25,6 +26,7 @@ COMMANDS = {
     "train": "egin_tf.cli.train",
     "evaluate": "egin_tf.cli.evaluate",
     "export": "egin_tf.cli.export",
+    "neighbors": "egin_tf.cli.neighbors",
 }
 
 

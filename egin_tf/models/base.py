@@ -80,6 +80,11 @@ class CTRModel(tf.keras.Model):
     return {m.name: m.result() for m in (self.loss_tracker, self.ctr_loss_tracker,
                                          self.auc_metric)}
 
+  def embedding_tables(self) -> Dict[str, tf.keras.layers.Layer]:
+    """The item and query id-embedding layers that `egin-tf neighbors` and the
+    SavedModel export report (by default the CTR network's own)."""
+    return {"items": self.features.items, "queries": self.features.queries}
+
   def predict_step(self, batch):
     return {
         "pctr": self(batch, training=False),

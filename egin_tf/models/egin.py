@@ -215,5 +215,8 @@ class EGIN(CTRModel):
       losses["q2i"] = 0.5 * (query_to_item + item_to_query)
     return losses
 
+  def embedding_tables(self):
+    return {"items": self.graph_items, "queries": self.graph_queries}
+
   def get_config(self):
     return dict(self._config)

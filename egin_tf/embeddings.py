@@ -1,0 +1,124 @@
+"""The learned item and query embeddings, with the ids they belong to.
+
+Tables are indexed by hash bucket, not by id, so the ids have to come from data:
+`seen_ids` scans a dataset once for every distinct item and query id (targets and
+histories) with its categories, and caches the result in the model directory.
+`nearest` ranks items and queries by cosine similarity to an item, which is what
+``egin-tf neighbors`` prints; `write_tsv` writes ``id, categories, vector`` rows
+(into SavedModel exports, beside the model).
+"""
+
+import os
+from typing import Dict, List, NamedTuple, Optional
+
+import numpy as np
+
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from data_pipeline.tf_env import tf
+
+SEEN_IDS_FILE = "seen_ids.npz"
+
+
+class IdTable(NamedTuple):
+  """Distinct ids of one kind with the categories first seen with them."""
+  ids: np.ndarray   # int64 [n], sorted
+  cats: np.ndarray  # int64 [n, C]
+
+
+def _distinct(ids: np.ndarray, cats: np.ndarray) -> IdTable:
+  ids = ids.reshape(-1)
+  cats = cats.reshape(ids.size, -1)
+  keep = ids > 0
+  ids, cats = ids[keep], cats[keep]
+  unique, first = np.unique(ids, return_index=True)
+  return IdTable(unique, cats[first])
+
+
+def _merge(a: Optional[IdTable], b: IdTable) -> IdTable:
+  if a is None:
+    return b
+  return _distinct(np.concatenate([a.ids, b.ids]), np.concatenate([a.cats, b.cats]))
+
+
+def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
+             cache_dir: Optional[str] = None, batch_size: int = 4096
+             ) -> Dict[str, IdTable]:
+  """Every distinct item and query id of a dataset, cached in ``cache_dir``."""
+  cache = os.path.join(cache_dir, SEEN_IDS_FILE) if cache_dir else None
+  if cache and os.path.exists(cache):
+    saved = np.load(cache)
+    return {kind: IdTable(saved[f"{kind}_ids"], saved[f"{kind}_cats"])
+            for kind in ("items", "queries")}
+  tables: Dict[str, Optional[IdTable]] = {"items": None, "queries": None}
+  ds = reader.make_dataset(data_pattern, batch_size, max_clicks=lengths.max_clicks,
+                           max_queries=lengths.max_queries,
+                           max_seeds=lengths.max_seeds)
+  for batch in ds.as_numpy_iterator():
+    items = _distinct(
+        np.concatenate([batch[schema_lib.ITEM_ID],
+                        batch[schema_lib.CLICKS.ids].reshape(-1)]),
+        np.concatenate([batch[schema_lib.ITEM_CATS],
+                        batch[schema_lib.CLICKS.cats].reshape(
+                            -1, batch[schema_lib.ITEM_CATS].shape[-1])]))
+    queries = _distinct(
+        np.concatenate([batch[schema_lib.QUERY_ID],
+                        batch[schema_lib.QUERIES.ids].reshape(-1)]),
+        np.concatenate([batch[schema_lib.QUERY_CATS],
+                        batch[schema_lib.QUERIES.cats].reshape(
+                            -1, batch[schema_lib.QUERY_CATS].shape[-1])]))
+    tables["items"] = _merge(tables["items"], items)
+    tables["queries"] = _merge(tables["queries"], queries)
+  c = 1
+  for t in tables.values():
+    if t is not None:
+      c = t.cats.shape[-1]
+  result = {kind: t if t is not None else IdTable(np.zeros([0], np.int64),
+                                                  np.zeros([0, c], np.int64))
+            for kind, t in tables.items()}
+  if cache:
+    np.savez(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
+             **{f"{k}_cats": t.cats for k, t in result.items()})
+  return result
+
+
+def embed(table: tf.keras.layers.Layer, ids: np.ndarray,
+          batch_size: int = 65536) -> np.ndarray:
+  """Vectors of ``ids`` from an id-embedding layer, float32 [n, d]."""
+  parts = [table(tf.constant(ids[i:i + batch_size], tf.int64)).numpy()
+           for i in range(0, max(ids.size, 1), batch_size)]
+  return np.concatenate(parts, axis=0)[:ids.size]
+
+
+def _normalized(x: np.ndarray) -> np.ndarray:
+  norms = np.linalg.norm(x, axis=-1, keepdims=True)
+  return x / np.maximum(norms, 1e-12)
+
+
+class Neighbor(NamedTuple):
+  id: int
+  similarity: float
+  cats: List[int]
+
+
+def nearest(query_vector: np.ndarray, candidates: IdTable, vectors: np.ndarray,
+            k: int = 10, exclude: Optional[int] = None) -> List[Neighbor]:
+  """The k candidates most cosine-similar to ``query_vector``."""
+  if candidates.ids.size == 0:
+    return []
+  sims = _normalized(vectors) @ _normalized(query_vector[None, :])[0]
+  if exclude is not None:
+    sims = np.where(candidates.ids == exclude, -np.inf, sims)
+  order = np.argsort(-sims, kind="stable")[:k]
+  return [Neighbor(int(candidates.ids[i]), float(sims[i]),
+                   [int(c) for c in candidates.cats[i] if c])
+          for i in order if np.isfinite(sims[i])]
+
+
+def write_tsv(path: str, table: IdTable, vectors: np.ndarray) -> None:
+  """Rows of ``id<TAB>cat,cat<TAB>v1 v2 ...`` (one per id)."""
+  with open(path, "w", encoding="utf-8") as f:
+    for i in range(table.ids.size):
+      cats = ",".join(str(int(c)) for c in table.cats[i] if c)
+      vec = " ".join(f"{v:.6g}" for v in vectors[i])
+      f.write(f"{int(table.ids[i])}\t{cats}\t{vec}\n")
