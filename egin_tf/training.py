@@ -151,7 +151,8 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
 
   Returns:
     ``{"eval": exact metrics or None, "oracle": oracle or None, "steps": n,
-    "seconds": training time, "examples_per_second": ...}``
+    "seconds": training time, "examples_per_second": ..., "history": training
+    metrics (losses, progress AUC) per progress chunk}``
   """
   tf.keras.utils.set_random_seed(config.seed)
   schema = schema_lib.schema_for_files(reader.match_files(train_pattern))
@@ -186,8 +187,8 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
            f"{config.batch_size} ({num_chunks} progress chunks of {chunk})")
   train_ds = _dataset(train_pattern, config, True, schema)
   start = time.perf_counter()
-  model.fit(train_ds, epochs=num_chunks, steps_per_epoch=chunk,
-            callbacks=callbacks, verbose=verbose)
+  history = model.fit(train_ds, epochs=num_chunks, steps_per_epoch=chunk,
+                      callbacks=callbacks, verbose=verbose)
   seconds = time.perf_counter() - start
   steps_done = num_chunks * chunk
   result: Dict[str, Any] = {
@@ -196,6 +197,8 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
       "examples_per_second": steps_done * config.batch_size / seconds,
       "eval": None,
       "oracle": None,
+      # Training metrics averaged over each progress chunk, oldest first.
+      "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
   }
   if eval_pattern:
     report = exact_report(model, _dataset(eval_pattern, config, False, schema))

@@ -6,6 +6,7 @@ into an MLP with a sigmoid.
 """
 
 import dataclasses
+import json
 from typing import Sequence
 
 from data_pipeline import schema as schema_lib
@@ -25,9 +26,11 @@ class DNN(CTRModel):
     super().__init__(**kwargs)
     if isinstance(features, dict):
       features = FeatureConfig(**features)
-    self._config = {"features": dataclasses.asdict(features),
-                    "hidden_units": list(hidden_units), "pooling": pooling,
-                    "dropout": dropout}
+    # Kept as JSON text: Keras would wrap a dict attribute into a trackable.
+    self._config_json = json.dumps({
+        "features": dataclasses.asdict(features),
+        "hidden_units": list(hidden_units), "pooling": pooling,
+        "dropout": dropout})
     self.features = FeatureEmbeddings(features, name="features")
     self.pool = MaskedPooling(pooling)
     self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
@@ -45,4 +48,4 @@ class DNN(CTRModel):
     return logits, {}
 
   def get_config(self):
-    return dict(self._config)
+    return json.loads(self._config_json)

@@ -23,6 +23,7 @@ drops SimExtract's positional embedding.
 """
 
 import dataclasses
+import json
 from typing import Dict, Sequence, Tuple
 
 from data_pipeline import schema as schema_lib
@@ -106,10 +107,12 @@ class EGIN(CTRModel):
       if use_query:
         weights.update(q2q=beta, q2i=gamma)
     super().__init__(aux_loss_weights=weights, **kwargs)
-    self._config = {k: v for k, v in locals().items()
-                    if k not in ("self", "kwargs", "weights", "__class__")}
-    self._config["features"] = dataclasses.asdict(features)
-    self._config["hidden_units"] = list(hidden_units)
+    config = {k: v for k, v in locals().items()
+              if k not in ("self", "kwargs", "weights", "__class__")}
+    config.update(features=dataclasses.asdict(features),
+                  hidden_units=list(hidden_units))
+    # Kept as JSON text: Keras would wrap a dict attribute into a trackable.
+    self._config_json = json.dumps(config)
     self.use_graph = use_graph
     self.use_query = use_query
 
@@ -219,4 +222,4 @@ class EGIN(CTRModel):
     return {"items": self.graph_items, "queries": self.graph_queries}
 
   def get_config(self):
-    return dict(self._config)
+    return json.loads(self._config_json)
