@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["generate", "convert", "train", "evaluate", "export"]
+COMMANDS = ["generate", "convert", "train", "evaluate", "export", "neighbors"]
 
 
 def _run(*args, check=True):
@@ -32,7 +32,7 @@ def test_every_command_has_help_with_its_own_flags(command):
   assert f"egin-tf {command}" in proc.stdout
   flags_by_command = {"generate": "--users", "convert": "--on_bad",
                       "train": "--model_dir", "evaluate": "--data",
-                      "export": "--export_dir"}
+                      "export": "--export_dir", "neighbors": "--item"}
   assert flags_by_command[command] in proc.stdout
 
 
@@ -69,7 +69,7 @@ def test_generate_train_evaluate_export_end_to_end(tmp_path):
 
   model_dir = tmp_path / "model"
   proc = _run("train", "--train", str(data / "train-*"), "--eval",
-              str(data / "test-*"), "--model", "dnn", "--model_dir",
+              str(data / "test-*"), "--model", "egin", "--model_dir",
               str(model_dir), "--steps", "20", "--log_every", "10",
               "--batch_size", "64", "--max_clicks", "20", "--max_queries", "20",
               "--verbose", "line")
@@ -87,6 +87,21 @@ def test_generate_train_evaluate_export_end_to_end(tmp_path):
   proc = _run("export", "--model_dir", str(model_dir), "--export_dir",
               str(tmp_path / "serving"), "--version", "7")
   assert (tmp_path / "serving" / "7" / "saved_model.pb").exists()
+  assert (tmp_path / "serving" / "7" / "assets.extra" /
+          "items_embeddings.tsv").exists()
+
+  first_item = (tmp_path / "serving" / "7" / "assets.extra" /
+                "items_embeddings.tsv").read_text().split("\t", 1)[0]
+  proc = _run("neighbors", "--model_dir", str(model_dir), "--item", first_item,
+              "--k", "3")
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith(f"item {first_item} (categories")
+  items_at = lines.index("nearest items:")
+  queries_at = lines.index("nearest queries:")
+  assert queries_at - items_at - 2 == 4  # header line + 3 neighbors + blank
+  proc = _run("neighbors", "--model_dir", str(model_dir), "--item", "abc",
+              check=False)
+  assert proc.returncode == 1 and "pass --raw" in proc.stderr
 
 
 def test_missing_model_dir_is_a_clean_error(tmp_path):
