@@ -9,3 +9,4 @@ from egin_tf.layers.graph_edges import Edges
 from egin_tf.layers.graph_loss import GraphSoftmaxLoss, reverse_edges
 from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
 from egin_tf.layers.query_item_graph import QueryItemGraph
+from egin_tf.layers.graph_learning import GraphLearning

@@ -29,12 +29,11 @@ from typing import Dict, Sequence, Tuple
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
-from egin_tf.layers.graph_loss import GraphSoftmaxLoss, reverse_edges
+from egin_tf.layers.graph_learning import GraphLearning
 from egin_tf.layers.id_embedding import IdEmbedding
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.negative_queue import NegativeQueue
 from egin_tf.layers.pooling import MaskedPooling
-from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.layers.sim_extract import SimExtract
 from egin_tf.models.base import CTRModel
 
@@ -124,19 +123,12 @@ class EGIN(CTRModel):
                                      name="graph_item")
       self.graph_queries = IdEmbedding(features.query_buckets, graph_dim,
                                        name="graph_query")
-      self.graph = QueryItemGraph(window=window, q2q_timespan=q2q_timespan,
-                                  q2i_timespan=q2i_timespan,
-                                  seeds_fraction=seeds_fraction,
-                                  subsample_threshold=subsample_threshold,
-                                  seed=seed, name="query_item_graph")
-      # Different seeds: equal seeds would draw the same slots in both queues.
-      self.item_queue = NegativeQueue(queue_capacity, num_negatives, seed=2 * seed,
-                                      logq_buckets=logq_buckets, name="item_queue")
-      self.query_queue = NegativeQueue(queue_capacity, num_negatives,
-                                       seed=2 * seed + 1,
-                                       logq_buckets=logq_buckets,
-                                       name="query_queue")
-      self.graph_loss = GraphSoftmaxLoss(name="graph_loss")
+      self.graph_learning = GraphLearning(
+          self.graph_items, self.graph_queries, use_query=use_query,
+          window=window, q2q_timespan=q2q_timespan, q2i_timespan=q2i_timespan,
+          seeds_fraction=seeds_fraction, subsample_threshold=subsample_threshold,
+          num_negatives=num_negatives, queue_capacity=queue_capacity,
+          logq_buckets=logq_buckets, seed=seed, name="graph_learning")
     else:
       # "w/o graph": SimExtract reads the CTR network's own id embeddings.
       self.graph_items = self.features.items
@@ -181,42 +173,16 @@ class EGIN(CTRModel):
     return logits, aux
 
   def graph_losses(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """L_i2i, L_q2q, L_q2i of a batch; updates the negative queues.
+    """L_i2i, L_q2q, L_q2i of a batch; updates the negative queues."""
+    return self.graph_learning(batch)
 
-    Each loss is the mean over its real edges; L_q2i averages the query->item
-    direction (item negatives) and the item->query direction (query negatives).
-    """
-    edges = self.graph(batch, training=True)
-    click_ids = batch[schema_lib.CLICKS.ids]
-    item_negatives = self.item_queue(
-        tf.concat([tf.reshape(click_ids, [-1]),
-                   tf.reshape(batch[schema_lib.ITEM_ID], [-1])], axis=0))
-    item_negative_vectors = self.graph_items(item_negatives.ids)
-    i2i_items = self.graph_items(edges["i2i_items"])
-    losses = {
-        "i2i": self.graph_loss(i2i_items, i2i_items, edges["i2i"],
-                               item_negative_vectors, item_negatives.ids,
-                               item_negatives.log_q, item_negatives.valid),
-    }
-    if self.use_query:
-      query_hist_ids = batch[schema_lib.QUERIES.ids]
-      query_negatives = self.query_queue(
-          tf.concat([tf.reshape(query_hist_ids, [-1]),
-                     tf.reshape(batch[schema_lib.QUERY_ID], [-1])], axis=0))
-      query_negative_vectors = self.graph_queries(query_negatives.ids)
-      query_hist = self.graph_queries(query_hist_ids)
-      clicks = self.graph_items(click_ids)
-      losses["q2q"] = self.graph_loss(
-          query_hist, query_hist, edges["q2q"], query_negative_vectors,
-          query_negatives.ids, query_negatives.log_q, query_negatives.valid)
-      query_to_item = self.graph_loss(
-          query_hist, clicks, edges["q2i"], item_negative_vectors,
-          item_negatives.ids, item_negatives.log_q, item_negatives.valid)
-      item_to_query = self.graph_loss(
-          clicks, query_hist, reverse_edges(edges["q2i"]), query_negative_vectors,
-          query_negatives.ids, query_negatives.log_q, query_negatives.valid)
-      losses["q2i"] = 0.5 * (query_to_item + item_to_query)
-    return losses
+  @property
+  def item_queue(self) -> NegativeQueue:
+    return self.graph_learning.item_queue
+
+  @property
+  def query_queue(self) -> NegativeQueue:
+    return self.graph_learning.query_queue
 
   def embedding_tables(self):
     return {"items": self.graph_items, "queries": self.graph_queries}

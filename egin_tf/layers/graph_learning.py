@@ -1,0 +1,132 @@
+"""`GraphLearning`: EGIN's graph half as one layer (paper, section 3.2).
+
+It owns the `QueryItemGraph`, an item and a query `NegativeQueue` and the
+`GraphSoftmaxLoss`, and scores the batch's edges with item and query embedding
+tables it is GIVEN: the same tables the CTR network reads, which is what makes the
+training end to end. `EGIN` uses it; so can any other Keras CTR model (see
+``examples/din_with_egin_graph_layers.py``).
+"""
+
+from typing import Dict, Mapping, Optional
+
+from data_pipeline import schema as schema_lib
+from data_pipeline.tf_env import tf
+from egin_tf.layers.graph_loss import GraphSoftmaxLoss, reverse_edges
+from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
+from egin_tf.layers.query_item_graph import QueryItemGraph
+
+
+class GraphLearning(tf.keras.layers.Layer):
+  """Unweighted graph losses L_i2i, L_q2q, L_q2i of a training batch.
+
+  Call: ``layer(batch)`` with the reader's batch dict (it uses ``item_id``,
+  ``query_id`` [B], ``click_ids``/``_times`` [B, L], ``click_cats`` [B, L, C],
+  ``query_hist_ids``/``_times`` [B, M], ``query_hist_cats`` [B, M, C], and
+  ``seed_ids`` [B, S] with ``seeds_fraction`` > 0). Returns float32 scalars
+  ``{"i2i": ..., "q2q": ..., "q2i": ...}`` (only "i2i" with ``use_query=False``);
+  L_q2i averages the query -> item direction (item negatives) and the item ->
+  query direction (query negatives).
+
+  Every call is a training step: it advances the graph's step counter, enqueues
+  the batch's item ids (clicks and targets) and query ids (history and current
+  query), and draws negatives, embedded with the current tables. Call it only when
+  training.
+
+  Args:
+    items: the item id-embedding layer (ids [...] -> [..., d]) shared with the
+      CTR network.
+    queries: the query id-embedding layer, same dimension d.
+    use_query: build q2q and q2i edges (False: item-only graph).
+    window, q2q_timespan, q2i_timespan, seeds_fraction, subsample_threshold:
+      see `QueryItemGraph`.
+    num_negatives, queue_capacity, logq_buckets: see `NegativeQueue`.
+    seed: seeds the graph's random options and both queues.
+  """
+
+  def __init__(self, items: tf.keras.layers.Layer, queries: tf.keras.layers.Layer,
+               use_query: bool = True,
+               window: int = 2,
+               q2q_timespan: int = 30 * 60,
+               q2i_timespan: int = 60 * 60,
+               seeds_fraction: float = 0.0,
+               subsample_threshold: Optional[float] = None,
+               num_negatives: int = 100,
+               queue_capacity: int = 1_000_000,
+               logq_buckets: Optional[int] = None,
+               seed: int = 0,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.items = items
+    self.queries = queries
+    self.use_query = use_query
+    self.graph = QueryItemGraph(window=window, q2q_timespan=q2q_timespan,
+                                q2i_timespan=q2i_timespan,
+                                seeds_fraction=seeds_fraction,
+                                subsample_threshold=subsample_threshold,
+                                seed=seed, name="query_item_graph")
+    # Different seeds: equal seeds would draw the same slots in both queues.
+    self.item_queue = NegativeQueue(queue_capacity, num_negatives, seed=2 * seed,
+                                    logq_buckets=logq_buckets, name="item_queue")
+    self.query_queue = NegativeQueue(queue_capacity, num_negatives,
+                                     seed=2 * seed + 1, logq_buckets=logq_buckets,
+                                     name="query_queue")
+    self.loss = GraphSoftmaxLoss(name="graph_loss")
+
+  def build(self, input_shape):
+    # The state is created here, eagerly, rather than inside the first traced
+    # training step.
+    self.graph.build(None)
+    self.item_queue.build(None)
+    self.query_queue.build(None)
+    super().build(input_shape)
+
+  def _softmax(self, anchors: tf.Tensor, positives: tf.Tensor, edges,
+               negatives: NegativeSample, table: tf.keras.layers.Layer
+               ) -> tf.Tensor:
+    return self.loss(anchors, positives, edges, table(negatives.ids),
+                     negatives.ids, negatives.log_q, negatives.valid)
+
+  def call(self, batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    edges = self.graph(batch, training=True)
+    click_ids = batch[schema_lib.CLICKS.ids]
+    item_negatives = self.item_queue(tf.concat(
+        [tf.reshape(click_ids, [-1]),
+         tf.reshape(batch[schema_lib.ITEM_ID], [-1])], axis=0))
+    i2i_items = self.items(edges["i2i_items"])
+    losses = {"i2i": self._softmax(i2i_items, i2i_items, edges["i2i"],
+                                   item_negatives, self.items)}
+    if self.use_query:
+      query_hist_ids = batch[schema_lib.QUERIES.ids]
+      query_negatives = self.query_queue(tf.concat(
+          [tf.reshape(query_hist_ids, [-1]),
+           tf.reshape(batch[schema_lib.QUERY_ID], [-1])], axis=0))
+      query_hist = self.queries(query_hist_ids)
+      clicks = self.items(click_ids)
+      losses["q2q"] = self._softmax(query_hist, query_hist, edges["q2q"],
+                                    query_negatives, self.queries)
+      losses["q2i"] = 0.5 * (
+          self._softmax(query_hist, clicks, edges["q2i"], item_negatives,
+                        self.items)
+          + self._softmax(clicks, query_hist, reverse_edges(edges["q2i"]),
+                          query_negatives, self.queries))
+    return losses
+
+  def get_config(self):
+    """The options; the shared tables are left out (see `from_config`)."""
+    config = super().get_config()
+    graph = self.graph.get_config()
+    config.update({key: graph[key] for key in (
+        "window", "q2q_timespan", "q2i_timespan", "seeds_fraction",
+        "subsample_threshold", "seed")})
+    config.update(use_query=self.use_query,
+                  num_negatives=self.item_queue.num_negatives,
+                  queue_capacity=self.item_queue.capacity,
+                  logq_buckets=self.item_queue.logq_buckets)
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    raise NotImplementedError(
+        "GraphLearning shares its embedding tables with the CTR network, which a "
+        "config cannot express: rebuild the model that owns the tables and restore "
+        "its weights instead")
