@@ -1,11 +1,19 @@
 """egin-tf convert: convert raw impression logs to TFRecords of our schema.
 
-Usage: egin-tf convert --format jsonl --input X.jsonl --out DIR [--shards N]
-                       [--on_bad stop|skip] [--max_cats C]
+Usage:
+  egin-tf convert --format jsonl --input X.jsonl --out DIR [--shards N] [--max_cats C]
+  egin-tf convert --format taobao --input UserBehavior.csv --out DIR [--split last_click]
+                  [--negatives 1] [--max_hist 200] [--time_window 2017-11-25:2017-12-03]
+  egin-tf convert --format trivago --input train.csv.gz --out DIR [--test_fraction 0.25]
+  egin-tf convert --format jdsearch --input user_behavior_data.txt --out DIR [--meta F]
 
-A bad input line stops the run with `file:line: reason` and a non-zero exit, and
-nothing is written (output goes to a temporary folder renamed only on success).
-With --on_bad skip, bad lines are skipped and counted per reason.
+Formats: jsonl (the impression JSONL interchange format, version 1), taobao (Tianchi
+UserBehavior, the paper's public dataset: item-only), trivago (RecSys Challenge 2019
+search sessions), jdsearch (the JDsearch search log). `.gz` input is accepted.
+
+A bad input row stops the run with `file:line: reason` and a non-zero exit, and nothing
+is written (output goes to a temporary folder renamed only on success). With
+--on_bad skip, bad rows are skipped and counted per reason in the printed report.
 """
 
 import time
@@ -16,29 +24,79 @@ from egin_tf.cli import common
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("format", "jsonl", ["jsonl"],
-                  "Input format. jsonl: the impression JSONL interchange format, "
-                  "version 1 (../shared/impression-jsonl.md).")
+FORMATS = ["jsonl", "taobao", "trivago", "jdsearch"]
+
+flags.DEFINE_enum("format", "jsonl", FORMATS, "Input format (see above).")
 flags.DEFINE_string("input", None, "Input file (.gz accepted).")
 flags.DEFINE_string("out", None, "Output folder (must not exist unless --overwrite).")
-flags.DEFINE_integer("shards", 1, "TFRecord shards to write.")
+flags.DEFINE_integer("shards", 1, "TFRecord shards to write per split.", lower_bound=1)
 flags.DEFINE_enum("on_bad", "stop", ["stop", "skip"],
-                  "On a bad line: stop with file:line: reason, or skip and count.")
-flags.DEFINE_integer("max_cats", 4, "Categories per item/query/history entry (C); "
-                     "more is a bad line.")
+                  "On a bad row: stop with file:line: reason, or skip and count.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
+flags.DEFINE_integer("max_hist", None, "Most recent clicks (and queries) kept per "
+                     "impression; default: the format's (taobao 200 as in the "
+                     "paper, trivago and jdsearch 100).", lower_bound=1)
+# jsonl
+flags.DEFINE_integer("max_cats", 4, "jsonl: categories per item/query/history "
+                     "entry (C); more is a bad line.", lower_bound=1)
+# taobao
+flags.DEFINE_integer("negatives", 1, "taobao: sampled negatives per click "
+                     "(items the user never clicked).", lower_bound=0)
+flags.DEFINE_enum("split", "last_day", ["last_day", "last_click"],
+                  "taobao: test split: impressions on the last calendar day, or "
+                  "each user's last click (the paper's protocol).")
+flags.DEFINE_string("time_window", None, "taobao: keep rows with START <= time < "
+                    "END (dates YYYY-MM-DD or unix seconds), dropping and counting "
+                    "the rest; the paper's dataset window is "
+                    "2017-11-25:2017-12-03. Off by default.")
+flags.DEFINE_integer("seed", 0, "taobao: seed of the negative sampling.")
+# trivago
+flags.DEFINE_float("test_fraction", 0.25, "trivago: share of clickouts, the latest "
+                   "by time, whose impressions form the test split.",
+                   lower_bound=0.0, upper_bound=1.0)
+# jdsearch
+flags.DEFINE_string("meta", None, "jdsearch: product file (wid, 4-level categories); "
+                    "default: product_meta_data_sample.txt or product_data.txt "
+                    "beside --input.")
+flags.DEFINE_integer("min_label", 1, "jdsearch: smallest candidate label that is a "
+                     "positive: 1 click, 2 add to cart, 3 purchase.",
+                     lower_bound=1, upper_bound=3)
 flags.mark_flags_as_required(["input", "out"])
+
+
+def _convert(fmt: str, common_args: dict):
+  """Runs the converter of ``fmt`` with its format-specific flags."""
+  # pylint: disable=g-import-not-at-top
+  if FLAGS.max_hist is not None:
+    common_args["max_hist"] = FLAGS.max_hist
+  if fmt == "jsonl":
+    from data_pipeline import jsonl
+    common_args.pop("max_hist", None)
+    return jsonl.convert_jsonl(FLAGS.input, FLAGS.out, max_cats=FLAGS.max_cats,
+                               **common_args)
+  if fmt == "taobao":
+    from data_pipeline import taobao
+    return taobao.convert_taobao(FLAGS.input, FLAGS.out, negatives=FLAGS.negatives,
+                                 split=FLAGS.split, time_window=FLAGS.time_window,
+                                 seed=FLAGS.seed, **common_args)
+  if fmt == "trivago":
+    from data_pipeline import trivago
+    return trivago.convert_trivago(FLAGS.input, FLAGS.out,
+                                   test_fraction=FLAGS.test_fraction, **common_args)
+  from data_pipeline import jdsearch
+  return jdsearch.convert_jdsearch(FLAGS.input, FLAGS.out, meta_path=FLAGS.meta,
+                                   min_label=FLAGS.min_label, **common_args)
 
 
 @common.clean_errors
 def main(argv):
   common.no_extra_args(argv)
-  from data_pipeline import jsonl  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  report = jsonl.convert_jsonl(
-      FLAGS.input, FLAGS.out, num_shards=FLAGS.shards, on_bad=FLAGS.on_bad,
-      max_cats=FLAGS.max_cats, overwrite=FLAGS.overwrite,
-      progress=common.progress_printer("lines"))
+  report = _convert(FLAGS.format, {
+      "num_shards": FLAGS.shards, "on_bad": FLAGS.on_bad,
+      "overwrite": FLAGS.overwrite,
+      "progress": common.progress_printer("rows")})
   seconds = time.perf_counter() - start
   print(report.summary())
-  print(f"wrote {FLAGS.out} in {seconds:.1f} s")
+  print(f"wrote {FLAGS.out} in {seconds:.1f} s "
+        f"({report.lines_read / max(seconds, 1e-9):,.0f} rows/s)")
