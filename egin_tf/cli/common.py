@@ -12,6 +12,11 @@ class InputError(Exception):
   """A user's input (flag value, id, file) cannot be used; printed, no traceback."""
 
 
+# Failures caused by the user's input: printed as one line, exit status 1.
+BAD_INPUT_ERRORS = (InputError, BadRecordError, NoImpressionsError,
+                    FileNotFoundError, FileExistsError)
+
+
 def no_extra_args(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -26,8 +31,7 @@ def clean_errors(main):
       return main(argv)
     except app.UsageError:
       raise
-    except (InputError, BadRecordError, NoImpressionsError, FileNotFoundError,
-            FileExistsError) as e:
+    except BAD_INPUT_ERRORS as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
 

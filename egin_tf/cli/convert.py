@@ -45,10 +45,13 @@ flags.DEFINE_integer("negatives", 1, "taobao: sampled negatives per click "
 flags.DEFINE_enum("split", "last_day", ["last_day", "last_click"],
                   "taobao: test split: impressions on the last calendar day, or "
                   "each user's last click (the paper's protocol).")
-flags.DEFINE_string("time_window", None, "taobao: keep rows with START <= time < "
-                    "END (dates YYYY-MM-DD or unix seconds), dropping and counting "
-                    "the rest; the paper's dataset window is "
-                    "2017-11-25:2017-12-03. Off by default.")
+flags.DEFINE_string("time_window", None, "taobao: keep only rows from START to END "
+                    "(YYYY-MM-DD, both included), dropping and counting the rest; "
+                    "the paper's dataset window is 2017-11-25:2017-12-03 in "
+                    "Beijing days (add --utc_offset_hours 8). Off by default.")
+flags.DEFINE_integer("utc_offset_hours", 0, "taobao: hours east of UTC of the days "
+                     "used by --split last_day and --time_window (Tianchi's days "
+                     "are Beijing days: 8).")
 flags.DEFINE_integer("seed", 0, "taobao: seed of the negative sampling.")
 # trivago
 flags.DEFINE_float("test_fraction", 0.25, "trivago: share of clickouts, the latest "
@@ -78,6 +81,7 @@ def _convert(fmt: str, common_args: dict):
     from data_pipeline import taobao
     return taobao.convert_taobao(FLAGS.input, FLAGS.out, negatives=FLAGS.negatives,
                                  split=FLAGS.split, time_window=FLAGS.time_window,
+                                 utc_offset_hours=FLAGS.utc_offset_hours,
                                  seed=FLAGS.seed, **common_args)
   if fmt == "trivago":
     from data_pipeline import trivago
@@ -92,10 +96,17 @@ def _convert(fmt: str, common_args: dict):
 def main(argv):
   common.no_extra_args(argv)
   start = time.perf_counter()
-  report = _convert(FLAGS.format, {
-      "num_shards": FLAGS.shards, "on_bad": FLAGS.on_bad,
-      "overwrite": FLAGS.overwrite,
-      "progress": common.progress_printer("rows")})
+  try:
+    report = _convert(FLAGS.format, {
+        "num_shards": FLAGS.shards, "on_bad": FLAGS.on_bad,
+        "overwrite": FLAGS.overwrite,
+        "progress": common.progress_printer("rows")})
+  except common.BAD_INPUT_ERRORS:
+    raise
+  except ValueError as e:
+    # The converters check their options (e.g. a malformed --time_window) with
+    # ValueError; those are the user's input too.
+    raise common.InputError(str(e)) from None
   seconds = time.perf_counter() - start
   print(report.summary())
   print(f"wrote {FLAGS.out} in {seconds:.1f} s "

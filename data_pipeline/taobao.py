@@ -1,0 +1,585 @@
+"""Converts the Tianchi Taobao UserBehavior log into impression TFRecords.
+
+Input (Tianchi dataset 649, ``UserBehavior.csv``): one behaviour per line, no header,
+``user_id,item_id,category_id,behavior_type,timestamp``; ids and the timestamp (unix
+seconds) are non-negative decimal integers, ``behavior_type`` is pv, cart, fav or
+buy. ``.gz`` input is decompressed on the fly.
+
+Impressions follow the paper's section 4.1 (item-only: no query fields):
+
+* A user's clicks are their ``pv`` rows, sorted by time; clicks of the same second
+  keep their file order.
+* Every click at a later second than the user's first click is a positive
+  impression. Its click history is the user's clicks at STRICTLY earlier seconds
+  (a click of the same second is not history: in the log it is not known which of
+  two same-second clicks came first), the most recent ``max_hist``, oldest first.
+  Clicks in the user's first second therefore have no history and are not
+  impressions. This is what ``experiments/taobao_to_jsonl.py`` does.
+* Each positive gets ``negatives`` negatives with the same user, time and history:
+  distinct items drawn uniformly from the catalog (the distinct items of all kept
+  rows) that the user never touched (no pv, cart, fav or buy row of theirs), with
+  the catalog's category of the item (the category of its first kept row). The
+  draws of a user come from a generator seeded by ``seed`` and the user id alone,
+  so they do not depend on other users or on the file order.
+* The target item's category is the one on its click row; history entries carry
+  the category of their own rows. Items and categories are hashed with
+  `data_pipeline.ids.stable_id` into the one shared category space; ids are read as
+  integers, so "007" and "7" are the same id.
+
+Splits, both written: "train" and "test".
+
+* ``last_day`` (default): impressions on the last calendar day of the kept clicks are
+  "test", the rest "train". Calendar days are UTC unless ``utc_offset_hours`` says
+  otherwise; the Tianchi log's days are Beijing days (``utc_offset_hours=8``).
+* ``last_click`` (the paper's): each user's last click (the last of its second, in
+  file order) is "test"; the user's earlier positives are "train".
+
+``time_window="2017-11-25:2017-12-03"`` (the paper dataset's days; inclusive, in the
+same calendar as above) drops rows outside it and counts them.
+
+Streaming: the file is read twice. The first pass checks every row, collects the
+item catalog (memory ~ distinct items, 16 bytes each, in numpy arrays) and the set
+of users seen (to check that the file is grouped by user); the second pass holds one
+user's rows at a time. The Tianchi file is grouped by user; a file that is not stops
+with ``file:line: user X appears again after other users`` (sort it first with
+``sort -s -t, -k1,1``: a stable sort keeps each user's file order). Handling
+ungrouped files would need either all users' rows in memory or an external sort,
+which ``sort`` already does well.
+"""
+
+import array
+import bisect
+import calendar
+import dataclasses
+import datetime
+import functools
+import random
+from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence,
+                    Set, Tuple)
+
+import numpy as np
+
+from data_pipeline import schema as schema_lib
+from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
+                                     ConversionReport, NoImpressionsError)
+from data_pipeline.ids import stable_id
+# The line reader (BOM, CRLF, unreadable .gz as `unreadable_file`) is the JSONL
+# converter's; sharing it keeps both formats' line numbers and errors identical.
+from data_pipeline.jsonl import _numbered_lines, _open_binary
+from data_pipeline.writer import DatasetWriter
+
+BEHAVIORS = ("pv", "cart", "fav", "buy")
+CLICK = "pv"
+SPLIT_RULES = ("last_day", "last_click")
+TRAIN = "train"
+TEST = "test"
+# The days of the Tianchi UserBehavior dataset the paper uses (Beijing days).
+PAPER_TIME_WINDOW = "2017-11-25:2017-12-03"
+FIELDS = ("user_id", "item_id", "category_id", "behavior_type", "timestamp")
+
+_BEHAVIOR_BYTES = {b.encode("ascii"): b for b in BEHAVIORS}
+_INT64_MAX = (1 << 63) - 1
+_INT64_DIGITS = len(str(_INT64_MAX))
+_SECONDS_PER_DAY = 86_400
+_PROGRESS_EVERY = 10_000
+# Categories and a user's items repeat; a small cache skips most hashing and stays
+# small (~16 MB; the catalog itself can be millions of items).
+_ID_CACHE_SIZE = 1 << 16
+# Catalog rows are buffered and deduplicated in chunks of at least this many.
+_CATALOG_CHUNK = 1 << 18
+
+
+class _Invalid(Exception):
+  """A row breaks the format; becomes a `BadRecordError` once the line is known."""
+
+  def __init__(self, kind: str, reason: str):
+    super().__init__(reason)
+    self.kind = kind
+    self.reason = reason
+
+
+class _Row(NamedTuple):
+  """One well-formed UserBehavior row, ids as the integers of the file."""
+  user: int
+  item: int
+  category: int
+  behavior: str
+  time: int
+
+
+def _shown(field: bytes, limit: int = 30) -> str:
+  """A field for an error message: quoted, non-ASCII bytes as \\xNN, shortened."""
+  text = repr(field[:limit])[1:]  # repr of bytes without its b prefix
+  return text + "..." if len(field) > limit else text
+
+
+def _parse_row(raw: bytes) -> _Row:
+  """Parses one line (without its line break).
+
+  Raises:
+    _Invalid: the row is malformed; ``kind`` says how, ``reason`` in words.
+  """
+  fields = raw.split(b",")
+  if len(fields) != len(FIELDS):
+    if not raw.strip():
+      raise _Invalid("empty_line", "empty line (every line must be a "
+                     "user_id,item_id,category_id,behavior_type,timestamp row)")
+    raise _Invalid("wrong_field_count", f"expected {len(FIELDS)} comma-separated "
+                   f"fields ({','.join(FIELDS)}), got {len(fields)}")
+  behavior = _BEHAVIOR_BYTES.get(fields[3])
+  if behavior is None:
+    raise _Invalid("bad_behavior", f"behavior_type {_shown(fields[3])} is not one "
+                   f"of {', '.join(BEHAVIORS)}")
+  numbers = []
+  for name, field in ((FIELDS[0], fields[0]), (FIELDS[1], fields[1]),
+                      (FIELDS[2], fields[2]), (FIELDS[4], fields[4])):
+    # isdigit() on bytes accepts ASCII digits only: no sign, space or "1e5".
+    if not field.isdigit():
+      raise _Invalid("wrong_type", f"{name} {_shown(field)} is not a non-negative "
+                     "integer")
+    # Length first: int() refuses more than 4300 digits with its own error.
+    if (len(field.lstrip(b"0")) > _INT64_DIGITS
+        or int(field) > _INT64_MAX):
+      raise _Invalid("out_of_range", f"{name} {_shown(field)} does not fit an int64")
+    numbers.append(int(field))
+  return _Row(user=numbers[0], item=numbers[1], category=numbers[2],
+             behavior=behavior, time=numbers[3])
+
+
+@dataclasses.dataclass(frozen=True)
+class CalendarDays:
+  """Calendar days at a fixed offset from UTC (the Tianchi log's days: +8)."""
+  utc_offset_hours: int = 0
+
+  def __post_init__(self):
+    if not -12 <= self.utc_offset_hours <= 14:
+      raise ValueError(f"utc_offset_hours must be in [-12, 14], got "
+                       f"{self.utc_offset_hours}")
+
+  @property
+  def _offset(self) -> int:
+    return self.utc_offset_hours * 3600
+
+  def day_start(self, time: int) -> int:
+    """Unix seconds of the start of the day holding ``time``."""
+    return (time + self._offset) // _SECONDS_PER_DAY * _SECONDS_PER_DAY - self._offset
+
+  def date(self, time: int) -> str:
+    """``time``'s day as YYYY-MM-DD (or the unix time, outside years 1-9999)."""
+    day = (time + self._offset) // _SECONDS_PER_DAY
+    try:
+      return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
+    except OverflowError:
+      return f"the day of unix time {time}"
+
+  def start_of_date(self, text: str) -> int:
+    """Unix seconds of the start of the day YYYY-MM-DD."""
+    day = datetime.date.fromisoformat(text)
+    return calendar.timegm(day.timetuple()) - self._offset
+
+  @property
+  def name(self) -> str:
+    if not self.utc_offset_hours:
+      return "UTC"
+    return f"UTC{self.utc_offset_hours:+d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeWindow:
+  """Rows kept: ``start <= time < end`` (unix seconds)."""
+  start: int
+  end: int
+  text: str
+
+  @classmethod
+  def parse(cls, text: str, days: CalendarDays) -> "TimeWindow":
+    """Parses ``START:END``: first and last day (YYYY-MM-DD), both included.
+
+    Raises:
+      ValueError: not two dates, or START after END.
+    """
+    parts = text.split(":")
+    try:
+      if len(parts) != 2:
+        raise ValueError("expected one ':'")
+      start = days.start_of_date(parts[0].strip())
+      end = days.start_of_date(parts[1].strip()) + _SECONDS_PER_DAY
+    except ValueError as e:
+      raise ValueError(f"time_window {text!r} is not START:END with dates "
+                       f"YYYY-MM-DD, e.g. {PAPER_TIME_WINDOW} ({e})") from None
+    if end <= start:
+      raise ValueError(f"time_window {text!r} ends before it starts")
+    return cls(start, end, f"{text} ({days.name} days)")
+
+  def __contains__(self, time: int) -> bool:
+    return self.start <= time < self.end
+
+
+class _CatalogBuilder:
+  """Distinct items with the category of their first row, in bounded memory.
+
+  Rows are buffered and merged into sorted unique arrays whenever the buffer is as
+  large as the catalog, so memory stays ~3x (items + buffer) and the merges cost
+  O(rows log items) in all.
+  """
+
+  def __init__(self):
+    self._items = np.empty(0, np.int64)
+    self._cats = np.empty(0, np.int64)
+    self._new_items = array.array("q")
+    self._new_cats = array.array("q")
+
+  def add(self, item: int, category: int) -> None:
+    self._new_items.append(item)
+    self._new_cats.append(category)
+    if len(self._new_items) >= max(_CATALOG_CHUNK, len(self._items)):
+      self._merge()
+
+  def _merge(self) -> None:
+    items = np.concatenate([self._items, np.array(self._new_items, np.int64)])
+    cats = np.concatenate([self._cats, np.array(self._new_cats, np.int64)])
+    # return_index gives each item's FIRST occurrence: the merged (earlier) rows
+    # come first, so an item keeps the category of its first row.
+    self._items, first = np.unique(items, return_index=True)
+    self._cats = cats[first]
+    self._new_items = array.array("q")
+    self._new_cats = array.array("q")
+
+  def build(self) -> Tuple[np.ndarray, np.ndarray]:
+    """(items sorted ascending, their categories), as int64 arrays."""
+    self._merge()
+    return self._items, self._cats
+
+
+@dataclasses.dataclass
+class _Scan:
+  """What the first pass found."""
+  rows: int = 0
+  outside_window: int = 0
+  first_outside_window_line: int = 0
+  last_click_time: Optional[int] = None
+  items: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int64))
+  item_cats: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.empty(0, np.int64))
+
+
+@dataclasses.dataclass
+class TaobaoReport(ConversionReport):
+  """A `ConversionReport` with what is particular to the Taobao conversion.
+
+  Attributes (beyond `ConversionReport`'s; ``lines_read`` counts input rows):
+    users: distinct users among the kept rows.
+    users_with_impressions: users with at least one impression.
+    rows_outside_window: rows dropped by ``time_window``.
+    first_outside_window_line: the first of them (0 if none).
+    split_impressions: split name -> impressions written to it.
+    test_rule: how the test split was chosen, in words.
+  """
+  users: int = 0
+  users_with_impressions: int = 0
+  rows_outside_window: int = 0
+  first_outside_window_line: int = 0
+  split_impressions: Dict[str, int] = dataclasses.field(default_factory=dict)
+  test_rule: str = ""
+
+  def summary(self) -> str:
+    lines = [super().summary()]
+    lines.append(f"  {self.users} users, {self.users_with_impressions} with "
+                 f"impressions; {self.positives_written} positives, "
+                 f"{self.impressions_written - self.positives_written} negatives")
+    lines.append("  " + ", ".join(f"{name} {count}" for name, count in
+                                  sorted(self.split_impressions.items())) +
+                 f" impressions; test = {self.test_rule}")
+    if self.rows_outside_window:
+      lines.append(f"  dropped {self.rows_outside_window} rows outside the time "
+                   f"window (first at {self.input_path}:"
+                   f"{self.first_outside_window_line})")
+    return "\n".join(lines)
+
+
+def _rows(path: str, first_progress: int,
+          progress: Optional[Callable[[int], None]]
+          ) -> Iterator[Tuple[int, Optional[_Row], Optional[_Invalid]]]:
+  """Yields (line, row, None) or (line, None, problem) for every line of ``path``."""
+  with _open_binary(path) as f:
+    for line, raw in _numbered_lines(f, path):
+      if progress is not None and line % _PROGRESS_EVERY == 0:
+        progress(first_progress + line)
+      try:
+        yield line, _parse_row(raw), None
+      except _Invalid as e:
+        yield line, None, e
+
+
+def _not_grouped(path: str, line: int, user: int) -> BadRecordError:
+  return BadRecordError(
+      path, line, f"user {user} appears again after other users; the file must be "
+      "grouped by user (sort it with `sort -s -t, -k1,1`)", "user_not_grouped")
+
+
+def _scan(path: str, policy: BadRecordPolicy, window: Optional[TimeWindow],
+          progress: Optional[Callable[[int], None]]) -> _Scan:
+  """First pass: checks rows, the grouping and collects the item catalog."""
+  scan = _Scan()
+  catalog = _CatalogBuilder()
+  finished_users: Set[int] = set()
+  user = None
+  for line, row, problem in _rows(path, 0, progress):
+    scan.rows = line
+    if problem is not None:
+      reason = problem.reason
+      if line == 1 and problem.kind in ("wrong_type", "bad_behavior"):
+        reason += " (if this is a header line: UserBehavior files have none)"
+      policy.handle(BadRecordError(path, line, reason, problem.kind))
+      continue
+    if row.user != user:
+      if row.user in finished_users:
+        raise _not_grouped(path, line, row.user)
+      if user is not None:
+        finished_users.add(user)
+      user = row.user
+    if window is not None and row.time not in window:
+      scan.outside_window += 1
+      scan.first_outside_window_line = scan.first_outside_window_line or line
+      continue
+    catalog.add(row.item, row.category)
+    if row.behavior == CLICK and (scan.last_click_time is None
+                                  or row.time > scan.last_click_time):
+      scan.last_click_time = row.time
+  if progress is not None:
+    progress(scan.rows)
+  scan.items, scan.item_cats = catalog.build()
+  return scan
+
+
+@dataclasses.dataclass
+class _UserRows:
+  """One user's kept rows: clicks (item, category, time, line) and touched items."""
+  user: int
+  clicks: List[Tuple[int, int, int, int]] = dataclasses.field(default_factory=list)
+  touched: Set[int] = dataclasses.field(default_factory=set)
+
+
+def _users(path: str, window: Optional[TimeWindow], first_progress: int,
+           progress: Optional[Callable[[int], None]]) -> Iterator[_UserRows]:
+  """Second pass: one user's kept rows at a time (bad rows were handled already)."""
+  current = None
+  for line, row, problem in _rows(path, first_progress, progress):
+    if problem is not None or (window is not None and row.time not in window):
+      continue
+    if current is None or row.user != current.user:
+      if current is not None:
+        yield current
+      current = _UserRows(row.user)
+    current.touched.add(row.item)
+    if row.behavior == CLICK:
+      current.clicks.append((row.item, row.category, row.time, line))
+  if current is not None:
+    yield current
+
+
+class _NegativeSampler:
+  """Draws, per positive, distinct catalog items the user never touched.
+
+  The catalog stays in its numpy arrays (16 bytes an item): as Python lists it
+  would take ~5x more.
+  """
+
+  def __init__(self, items: np.ndarray, item_cats: np.ndarray, negatives: int,
+               seed: int):
+    self._items = items
+    self._cats = item_cats
+    self.negatives = negatives
+    self._seed = seed
+
+  def rng(self, user: int) -> random.Random:
+    # Seeded by (seed, user) only: a user's draws do not depend on other users.
+    return random.Random(f"{self._seed}/{user}")
+
+  def available(self, touched: Set[int]) -> int:
+    """Catalog items outside ``touched`` (touched items are all in the catalog)."""
+    return len(self._items) - len(touched)
+
+  def draw(self, rng: random.Random, touched: Set[int]) -> List[Tuple[int, int]]:
+    """``negatives`` distinct (item, category) pairs outside ``touched``.
+
+    The caller checks that enough items are available.
+    """
+    n = len(self._items)
+    available = n - len(touched)
+    if available < 2 * self.negatives or 4 * available < n:
+      # Rejection would be slow; here the catalog is small (n < 2 * negatives +
+      # touched, or n < 4/3 * touched), so listing the candidates is cheap.
+      untouched = ~np.isin(self._items, np.fromiter(touched, np.int64, len(touched)))
+      picks = rng.sample(np.flatnonzero(untouched).tolist(), self.negatives)
+    else:
+      picks = []
+      chosen = set()
+      while len(picks) < self.negatives:
+        i = rng.randrange(n)
+        if i not in chosen and int(self._items[i]) not in touched:
+          chosen.add(i)
+          picks.append(i)
+    return [(int(self._items[i]), int(self._cats[i])) for i in picks]
+
+
+class _Encoder:
+  """Hashes raw ids (cached) and encodes a positive with its negatives."""
+
+  def __init__(self):
+    self.id = functools.lru_cache(maxsize=_ID_CACHE_SIZE)(stable_id)
+
+  def records(self, positive: schema_lib.Impression,
+              negatives: Sequence[Tuple[int, int]]
+              ) -> Iterator[Tuple[schema_lib.Impression, bytes]]:
+    """(impression, serialized example): the positive, then each negative.
+
+    Negatives differ from the positive only in label, item and category, so the
+    example (whose history dominates the cost) is encoded once and patched.
+    """
+    example = schema_lib.to_example(positive, num_cats=1)
+    yield positive, example.SerializeToString(deterministic=True)
+    feature = example.features.feature
+    feature[schema_lib.LABEL].int64_list.value[0] = 0
+    item_ids = feature[schema_lib.ITEM_ID].int64_list.value
+    item_cats = feature[schema_lib.ITEM_CATS].int64_list.value
+    for item, category in negatives:
+      item_ids[0] = self.id(item)
+      item_cats[0] = self.id(category)
+      negative = schema_lib.Impression(
+          label=0, user_id=positive.user_id, time=positive.time,
+          item_id=item_ids[0], item_cats=(item_cats[0],), clicks=positive.clicks)
+      yield negative, example.SerializeToString(deterministic=True)
+
+
+def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
+                   on_bad: str = "stop", overwrite: bool = False,
+                   progress: Optional[Callable[[int], None]] = None,
+                   max_hist: int = 200, negatives: int = 1,
+                   split: str = "last_day", time_window: Optional[str] = None,
+                   utc_offset_hours: int = 0, seed: int = 0) -> TaobaoReport:
+  """Converts a Taobao UserBehavior CSV (or ``.csv.gz``) into a dataset folder.
+
+  Writes "train" and "test" shards and ``schema.json`` (C = 1 category per item)
+  into ``out_dir``, atomically: a failed run leaves nothing at ``out_dir``. See the
+  module docstring for how impressions, negatives and splits are made.
+
+  Args:
+    input_path: the UserBehavior CSV, grouped by user (as Tianchi ships it).
+    out_dir: the dataset folder to create.
+    num_shards: TFRecord shards per split; impressions go round-robin.
+    on_bad: "stop" raises at the first malformed row; "skip" skips and counts
+      malformed rows, and positives for which not enough negatives are left.
+    overwrite: replace ``out_dir`` if it exists.
+    progress: called with the number of rows read so far, counting both passes
+      over the file (so it ends at twice the rows).
+    max_hist: most recent earlier clicks kept per history (the paper: 200).
+    negatives: negatives sampled per positive.
+    split: "last_day" or "last_click" (see the module docstring).
+    time_window: "START:END", first and last day kept (YYYY-MM-DD), e.g.
+      `PAPER_TIME_WINDOW`; None keeps every row.
+    utc_offset_hours: hours east of UTC of the calendar days of ``split`` and
+      ``time_window`` (0 = UTC; the Tianchi log's own days are UTC+8).
+    seed: seed of the negative sampling.
+
+  Returns:
+    What was read, written, skipped and dropped.
+
+  Raises:
+    BadRecordError: a malformed row under on_bad="stop", a positive without
+      enough negatives left under on_bad="stop", a user whose rows are not
+      contiguous, or an unreadable file; ``str(e)`` is ``file:line: reason``.
+    NoImpressionsError: not a single impression to write, or none in "train"
+      or in "test".
+    FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
+    FileNotFoundError: no ``input_path``.
+    ValueError: a bad argument.
+  """
+  policy = BadRecordPolicy(on_bad)
+  if max_hist < 0:
+    raise ValueError(f"max_hist must be >= 0, got {max_hist}")
+  if negatives < 0:
+    raise ValueError(f"negatives must be >= 0, got {negatives}")
+  if split not in SPLIT_RULES:
+    raise ValueError(f"split must be one of {SPLIT_RULES}, got {split!r}")
+  days = CalendarDays(utc_offset_hours)
+  window = None if time_window is None else TimeWindow.parse(time_window, days)
+  with _open_binary(input_path):  # FileNotFoundError before anything is created
+    pass
+  encoder = _Encoder()
+  split_counts = {TRAIN: 0, TEST: 0}
+  written = positives = users = users_with_impressions = 0
+  with DatasetWriter(out_dir, num_cats=1, num_shards=num_shards,
+                     overwrite=overwrite) as writer:
+    scan = _scan(input_path, policy, window, progress)
+    if split == "last_day":
+      test_start = (None if scan.last_click_time is None
+                    else days.day_start(scan.last_click_time))
+      test_rule = ("no clicks" if test_start is None else
+                   f"impressions on {days.date(test_start)} ({days.name})")
+    else:
+      test_start = None
+      test_rule = "each user's last click"
+    sampler = _NegativeSampler(scan.items, scan.item_cats, negatives, seed)
+    for rows in _users(input_path, window, scan.rows, progress):
+      users += 1
+      clicks = sorted(rows.clicks, key=lambda c: c[2])  # stable: ties keep file order
+      if not clicks or clicks[-1][2] == clicks[0][2]:
+        continue  # no click after the first second: no impression
+      user_id = encoder.id(rows.user)
+      history = [schema_lib.Event(encoder.id(item), time, (encoder.id(cat),))
+                 for item, cat, time, _ in clicks]
+      times = [c[2] for c in clicks]
+      rng = sampler.rng(user_id)
+      user_written = 0
+      for i, (item, cat, time, line) in enumerate(clicks):
+        if time == times[0]:
+          continue
+        if sampler.available(rows.touched) < negatives:
+          # Not a malformed row, but this click cannot become a labelled example.
+          policy.handle(BadRecordError(
+              input_path, line, f"user {rows.user} touched all but "
+              f"{sampler.available(rows.touched)} of the {len(scan.items)} catalog "
+              f"items; cannot draw {negatives} negatives", "no_negatives_left"))
+          continue
+        end = bisect.bisect_left(times, time)  # the first click of this second
+        positive = schema_lib.Impression(
+            label=1, user_id=user_id, time=time, item_id=encoder.id(item),
+            item_cats=(encoder.id(cat),),
+            clicks=history[max(0, end - max_hist):end])
+        is_test = (i == len(clicks) - 1 if test_start is None
+                   else time >= test_start)
+        name = TEST if is_test else TRAIN
+        for imp, record in encoder.records(
+            positive, sampler.draw(rng, rows.touched)):
+          writer.write_serialized(name, imp, record)
+          split_counts[name] += 1
+          written += 1
+          user_written += 1
+        positives += 1
+      users_with_impressions += bool(user_written)
+    if progress is not None:
+      progress(2 * scan.rows)
+    if not written:
+      raise NoImpressionsError(
+          f"{input_path}: no impressions to convert ({scan.rows} rows, "
+          f"{users} users; {policy.summary()}; a user needs clicks in two "
+          "different seconds)")
+    for name in (TRAIN, TEST):
+      # A dataset without one of its splits cannot be trained or evaluated.
+      if not split_counts[name]:
+        raise NoImpressionsError(
+            f"{input_path}: no {name} impressions (test = {test_rule}; "
+            f"{written} impressions in all); use a log of more days or "
+            f"the other split rule ({', '.join(SPLIT_RULES)})")
+    source = f"Taobao UserBehavior CSV: {input_path}; test = {test_rule}"
+    if window is not None:
+      source += f"; time window {window.text}"
+    writer.commit(source=source)
+  return TaobaoReport.from_policy(
+      policy, input_path=input_path, out_dir=writer.out_dir, lines_read=scan.rows,
+      impressions_written=written, positives_written=positives, users=users,
+      users_with_impressions=users_with_impressions,
+      rows_outside_window=scan.outside_window,
+      first_outside_window_line=scan.first_outside_window_line,
+      split_impressions=split_counts, test_rule=test_rule)
