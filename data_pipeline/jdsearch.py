@@ -83,7 +83,6 @@ likewise, naming the product file.
 
 import array
 import dataclasses
-import functools
 import os
 import re
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -96,7 +95,8 @@ from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
 from data_pipeline.ids import stable_id
 # The line reading of the JSONL converter (gzip, CRLF, BOM, unreadable files as a
 # BadRecordError); shared so every converter numbers lines the same way.
-from data_pipeline.jsonl import _numbered_lines, _open_binary  # pylint: disable=protected-access
+from data_pipeline.text_input import (INT64_MAX, INT64_MIN, cached_stable_id,
+                                       numbered_lines, open_binary)
 from data_pipeline.writer import DatasetWriter
 
 BEHAVIOR_COLUMNS = ("query", "candidate_wid_list", "candidate_label_list",
@@ -120,8 +120,6 @@ DEFAULT_META_NAMES = ("product_meta_data_sample.txt", "product_data.txt")
 DEFAULT_TEST_TIME = 1_000_000_000
 DEFAULT_MAX_HIST = 100
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
 _DIGITS = re.compile(r"[0-9]+")
 _LABEL = re.compile(r"([0-9]+)(?:\.0*)?")
 # Longer digit strings cannot be an int64 number of seconds; checked before int()
@@ -130,7 +128,6 @@ _MAX_TIME_DIGITS = 18
 # Lines are users (up to 200 candidates each), so progress comes more often than
 # in the JSONL converter.
 _PROGRESS_EVERY = 1_000
-_ID_CACHE_SIZE = 1 << 18
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 Categories = Tuple[int, ...]
@@ -350,10 +347,10 @@ class ProductCategories:
     index = array.array("i")
     tuple_ids: Dict[Categories, int] = {}
     # A few thousand categories cover millions of products.
-    category_id = functools.lru_cache(maxsize=_ID_CACHE_SIZE)(stable_id)
+    category_id = cached_stable_id()
     lines_read = 0
-    with _open_binary(path) as f:
-      for line, raw in _numbered_lines(f, path):
+    with open_binary(path) as f:
+      for line, raw in numbered_lines(f, path):
         lines_read = line
         try:
           fields = _columns(_decode(raw), META_COLUMNS,
@@ -467,7 +464,7 @@ class _ImpressionBuilder:
     self.max_hist = max_hist
     self.click_types = frozenset(click_types)
     self.test_time = test_time
-    self._stable_id = functools.lru_cache(maxsize=_ID_CACHE_SIZE)(stable_id)
+    self._stable_id = cached_stable_id()
     self.missing_items = set()
     self.candidates_without_meta = 0
     self.history_without_meta = 0
@@ -476,7 +473,7 @@ class _ImpressionBuilder:
   def build(self, user: UserLine, line: int) -> List[schema_lib.Impression]:
     """One impression per candidate; raises `_Invalid` if a time leaves int64."""
     span = user.history[0].seconds_before if user.history else 0
-    if self.test_time - span < _INT64_MIN:
+    if self.test_time - span < INT64_MIN:
       raise _Invalid("out_of_range", f"history_time_list adds up to {span} seconds "
                      f"before the test search (at {self.test_time}); that is "
                      "before the smallest int64 time")
@@ -551,7 +548,7 @@ def _check_options(num_shards: int, min_label: int, max_hist: int,
   if isinstance(click_types, str) or not click_types or unknown:
     raise ValueError(f"click_types must be a non-empty list of "
                      f"{', '.join(HISTORY_TYPES)}, got {click_types!r}")
-  if type(test_time) is not int or not _INT64_MIN <= test_time <= _INT64_MAX:
+  if type(test_time) is not int or not INT64_MIN <= test_time <= INT64_MAX:
     raise ValueError(f"test_time must be an int64, got {test_time!r}")
   if not _SPLIT_NAME.fullmatch(split):
     raise ValueError(f"split {split!r} is not a plain name (letters, digits, _ . -)")
@@ -560,8 +557,8 @@ def _check_options(num_shards: int, min_label: int, max_hist: int,
 def _user_lines(path: str) -> Iterator[Tuple[int, Optional[UserLine],
                                              Optional[_Invalid]]]:
   """(line, parsed user or None for the header, or the line's problem)."""
-  with _open_binary(path) as f:
-    for line, raw in _numbered_lines(f, path):
+  with open_binary(path) as f:
+    for line, raw in numbered_lines(f, path):
       try:
         text = _decode(raw)
         if line == 1 and text.split("\t", 1)[0] == BEHAVIOR_COLUMNS[0]:

@@ -27,19 +27,17 @@ first, unknown keys (typos) and duplicate keys are errors, blank lines are bad l
 a feature must keep its kind (number or string) over the whole file.
 """
 
-import codecs
 import difflib
-import functools
-import gzip
 import json
 import re
-import zlib
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError)
-from data_pipeline.ids import stable_id
+from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
+                                       cached_stable_id, numbered_lines,
+                                       open_binary)
 from data_pipeline.writer import DatasetWriter
 
 FORMAT_VERSION = 1
@@ -49,15 +47,9 @@ OPTIONAL_KEYS = ("item_cats", "query", "query_cats", "clicks", "queries", "seeds
                  "features")
 KNOWN_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
-_FLOAT32_MAX = 3.4028234663852886e38
 # Calls to the progress callback, in lines; often enough for a progress bar, rare
 # enough to cost nothing.
 _PROGRESS_EVERY = 10_000
-# Raw ids repeat a lot (an item clicked once sits in every later impression's
-# history); a bounded cache skips most hashing and keeps memory flat.
-_ID_CACHE_SIZE = 1 << 18
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -138,7 +130,7 @@ class _ImpressionParser:
 
   def __init__(self, max_cats: int):
     self.max_cats = max_cats
-    self._stable_id = functools.lru_cache(maxsize=_ID_CACHE_SIZE)(stable_id)
+    self._stable_id = cached_stable_id()
     self._feature_kinds: Dict[str, Tuple[str, int]] = {}
 
   def parse(self, text: str, line: int) -> schema_lib.Impression:
@@ -207,7 +199,7 @@ class _ImpressionParser:
     if type(value) is not int:
       raise _Invalid("wrong_type", f"must be an int (unix seconds), got "
                      f"{_described(value)}")
-    if not _INT64_MIN <= value <= _INT64_MAX:
+    if not INT64_MIN <= value <= INT64_MAX:
       raise _Invalid("out_of_range", f"{value} does not fit an int64")
     return value
 
@@ -231,7 +223,7 @@ class _ImpressionParser:
       raise _Invalid("wrong_type", f"{where} must be a list of [id, time, [cats]] "
                      f"entries, got {_described(value)}")
     events = []
-    previous = _INT64_MIN
+    previous = INT64_MIN
     for i, entry in enumerate(value):
       try:
         if type(entry) is not list or len(entry) != 3:
@@ -284,7 +276,7 @@ class _ImpressionParser:
         kinds[name] = "string"
       elif kind is int or kind is float:
         # Compare before float(): a huge JSON int would overflow the conversion.
-        if not -_FLOAT32_MAX <= feature <= _FLOAT32_MAX:
+        if not -FLOAT32_MAX <= feature <= FLOAT32_MAX:
           raise _Invalid("out_of_range",
                          f"{at} = {_shown(feature)} does not fit a float32")
         dense[name] = float(feature)
@@ -299,34 +291,6 @@ class _ImpressionParser:
     for name, kind in kinds.items():
       self._feature_kinds.setdefault(name, (kind, line))
     return dense, categorical
-
-
-def _open_binary(path: str) -> BinaryIO:
-  if path.endswith(".gz"):
-    return gzip.open(path, "rb")
-  return open(path, "rb")
-
-
-def _numbered_lines(f: BinaryIO, path: str) -> Iterator[Tuple[int, bytes]]:
-  """Yields (1-based line number, line without its line break)."""
-  line = 0
-  while True:
-    try:
-      raw = f.readline()
-    except (OSError, EOFError, zlib.error) as e:
-      # A corrupt or truncated .gz cannot be read past this point: not skippable.
-      raise BadRecordError(path, line + 1, f"cannot read the file: {e}",
-                           "unreadable_file") from e
-    if not raw:
-      return
-    line += 1
-    if raw.endswith(b"\n"):
-      raw = raw[:-1]
-      if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    if line == 1 and raw.startswith(codecs.BOM_UTF8):
-      raw = raw[len(codecs.BOM_UTF8):]
-    yield line, raw
 
 
 def _decode(raw: bytes) -> str:
@@ -376,10 +340,10 @@ def convert_jsonl(input_path: str, out_dir: str, num_shards: int = 1,
     raise ValueError(f"split {split!r} is not a plain name (letters, digits, _ . -)")
   parser = _ImpressionParser(max_cats)
   lines_read = written = positives = 0
-  with _open_binary(input_path) as f, DatasetWriter(
+  with open_binary(input_path) as f, DatasetWriter(
       out_dir, num_cats=max_cats, num_shards=num_shards,
       overwrite=overwrite) as writer:
-    for line, raw in _numbered_lines(f, input_path):
+    for line, raw in numbered_lines(f, input_path):
       lines_read = line
       if progress is not None and line % _PROGRESS_EVERY == 0:
         progress(line)

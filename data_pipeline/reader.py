@@ -25,7 +25,7 @@ Batches are parsed with one vectorized ``tf.io.parse_example`` call per batch.
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf

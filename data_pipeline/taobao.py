@@ -52,7 +52,6 @@ import bisect
 import calendar
 import dataclasses
 import datetime
-import functools
 import random
 from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence,
                     Set, Tuple)
@@ -62,10 +61,10 @@ import numpy as np
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError)
-from data_pipeline.ids import stable_id
 # The line reader (BOM, CRLF, unreadable .gz as `unreadable_file`) is the JSONL
 # converter's; sharing it keeps both formats' line numbers and errors identical.
-from data_pipeline.jsonl import _numbered_lines, _open_binary
+from data_pipeline.text_input import (INT64_MAX, cached_stable_id,
+                                       numbered_lines, open_binary)
 from data_pipeline.writer import DatasetWriter
 
 BEHAVIORS = ("pv", "cart", "fav", "buy")
@@ -78,8 +77,7 @@ PAPER_TIME_WINDOW = "2017-11-25:2017-12-03"
 FIELDS = ("user_id", "item_id", "category_id", "behavior_type", "timestamp")
 
 _BEHAVIOR_BYTES = {b.encode("ascii"): b for b in BEHAVIORS}
-_INT64_MAX = (1 << 63) - 1
-_INT64_DIGITS = len(str(_INT64_MAX))
+_INT64_DIGITS = len(str(INT64_MAX))
 _SECONDS_PER_DAY = 86_400
 _PROGRESS_EVERY = 10_000
 # Categories and a user's items repeat; a small cache skips most hashing and stays
@@ -139,7 +137,7 @@ def _parse_row(raw: bytes) -> _Row:
                      "integer")
     # Length first: int() refuses more than 4300 digits with its own error.
     if (len(field.lstrip(b"0")) > _INT64_DIGITS
-        or int(field) > _INT64_MAX):
+        or int(field) > INT64_MAX):
       raise _Invalid("out_of_range", f"{name} {_shown(field)} does not fit an int64")
     numbers.append(int(field))
   return _Row(user=numbers[0], item=numbers[1], category=numbers[2],
@@ -301,8 +299,8 @@ def _rows(path: str, first_progress: int,
           progress: Optional[Callable[[int], None]]
           ) -> Iterator[Tuple[int, Optional[_Row], Optional[_Invalid]]]:
   """Yields (line, row, None) or (line, None, problem) for every line of ``path``."""
-  with _open_binary(path) as f:
-    for line, raw in _numbered_lines(f, path):
+  with open_binary(path) as f:
+    for line, raw in numbered_lines(f, path):
       if progress is not None and line % _PROGRESS_EVERY == 0:
         progress(first_progress + line)
       try:
@@ -427,7 +425,7 @@ class _Encoder:
   """Hashes raw ids (cached) and encodes a positive with its negatives."""
 
   def __init__(self):
-    self.id = functools.lru_cache(maxsize=_ID_CACHE_SIZE)(stable_id)
+    self.id = cached_stable_id(_ID_CACHE_SIZE)
 
   def records(self, positive: schema_lib.Impression,
               negatives: Sequence[Tuple[int, int]]
@@ -504,7 +502,7 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
     raise ValueError(f"split must be one of {SPLIT_RULES}, got {split!r}")
   days = CalendarDays(utc_offset_hours)
   window = None if time_window is None else TimeWindow.parse(time_window, days)
-  with _open_binary(input_path):  # FileNotFoundError before anything is created
+  with open_binary(input_path):  # FileNotFoundError before anything is created
     pass
   encoder = _Encoder()
   split_counts = {TRAIN: 0, TEST: 0}

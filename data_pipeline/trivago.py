@@ -67,10 +67,11 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tup
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError)
-from data_pipeline.ids import stable_id
 # Line reading (gzip, CRLF, BOM, unreadable files) is the same for every text
 # format; these two should move to a shared module.
-from data_pipeline.jsonl import _numbered_lines, _open_binary  # pylint: disable=protected-access
+from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
+                                       cached_stable_id, numbered_lines,
+                                       open_binary)
 from data_pipeline.writer import DatasetWriter
 
 COLUMNS = ("user_id", "session_id", "timestamp", "step", "action_type", "reference",
@@ -96,12 +97,7 @@ _QUERY, _ITEM, _CLICKOUT, _DROPPED = range(4)
 _ROLE = {CLICKOUT: _CLICKOUT, **{a: _QUERY for a in QUERY_ACTIONS},
          **{a: _ITEM for a in ITEM_ACTIONS}, **{a: _DROPPED for a in DROPPED_ACTIONS}}
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
-_FLOAT32_MAX = 3.4028234663852886e38
 _PROGRESS_EVERY = 10_000
-# Items, cities and queries repeat a lot; a bounded cache skips most hashing.
-_ID_CACHE_SIZE = 1 << 18
 _INT = re.compile(r"-?[0-9]+")
 _PRICE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
@@ -197,7 +193,7 @@ class _RowParser:
       raise self._bad(line, "bad_timestamp", f"timestamp {_quoted(timestamp)} is not "
                       "an int (unix seconds)")
     time = int(timestamp)
-    if not _INT64_MIN <= time <= _INT64_MAX:
+    if not INT64_MIN <= time <= INT64_MAX:
       raise self._bad(line, "bad_timestamp", f"timestamp {time} does not fit an int64")
     if not _is_item_id(step) or len(step) > 18 or not int(step):
       raise self._bad(line, "bad_step", f"step {_quoted(step)} is not a positive int")
@@ -249,7 +245,7 @@ class _RowParser:
     values = []
     for i, amount in enumerate(amounts):
       value = float(amount) if _PRICE.fullmatch(amount) else math.inf
-      if value > _FLOAT32_MAX:
+      if value > FLOAT32_MAX:
         raise self._bad(line, "bad_price", f"prices[{i}] {_quoted(amount)} is not a "
                         "non-negative number that fits a float32")
       values.append(value)
@@ -271,8 +267,8 @@ def _good_rows(path: str, policy: BadRecordPolicy,
   # User -> last line of its block; only to name it when its rows come back.
   finished = {}
   user, user_end = None, 0
-  with _open_binary(path) as f:
-    lines = _numbered_lines(f, path)
+  with open_binary(path) as f:
+    lines = numbered_lines(f, path)
     first = next(lines, None)
     if first is None:
       return  # an empty file: no rows
@@ -322,7 +318,7 @@ class _ImpressionBuilder:
   def __init__(self, max_hist: int, test_threshold: Optional[int]):
     self.max_hist = max_hist
     self.test_threshold = test_threshold
-    self._id = functools.lru_cache(maxsize=_ID_CACHE_SIZE)(stable_id)
+    self._id = cached_stable_id()
 
   def clickouts(self, rows: List[_Row]
                 ) -> Iterator[Tuple[str, List[schema_lib.Impression]]]:

@@ -90,7 +90,6 @@ def edge_softmax_losses(anchor_embeddings: tf.Tensor,
   """
   anchors, positives, negatives = _check_embeddings(
       anchor_embeddings, positive_embeddings, negative_embeddings)
-  batch_size = tf.shape(anchors, out_type=tf.int64)[0]
   anchor_length = tf.shape(anchors, out_type=tf.int64)[1]
   positive_length = tf.shape(positives, out_type=tf.int64)[1]
   num_negatives = tf.shape(negatives)[0]
