@@ -20,6 +20,7 @@ from data_pipeline.jdsearch import (BEHAVIOR_COLUMNS, DEFAULT_TEST_TIME,
                                     META_COLUMNS, convert_jdsearch)
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
+from example_io import assert_nothing_left
 
 S = stable_id
 T = DEFAULT_TEST_TIME
@@ -128,10 +129,6 @@ def _assert_records(out_dir, expected):
   assert records == [_encoded(imp) for imp in expected]
 
 
-def _assert_nothing_left(directory, names):
-  assert sorted(os.listdir(directory)) == sorted(names)
-
-
 def test_hand_computed_users_every_feature(tmp_path):
   path, _ = _files(tmp_path)
   seen_progress = []
@@ -194,7 +191,7 @@ def test_product_file_is_found_beside_the_input_or_named(tmp_path):
     convert_jdsearch(path, str(tmp_path / "out"), meta_path=str(tmp_path / "nope.tsv"))
   with pytest.raises(FileNotFoundError, match="x.txt: no such JDsearch behaviour"):
     convert_jdsearch(str(tmp_path / "x.txt"), str(tmp_path / "out"), meta_path=meta)
-  _assert_nothing_left(tmp_path, ["users.txt", "elsewhere.tsv"])
+  assert_nothing_left(tmp_path, ["users.txt", "elsewhere.tsv"])
   convert_jdsearch(path, str(tmp_path / "out"), meta_path=meta)
   _assert_records(tmp_path / "out", [dataclasses.replace(EXPECTED_B[0],
                                                          user_id=S(2))])
@@ -270,7 +267,7 @@ def test_bad_line_stops_with_file_line_reason_and_leaves_nothing(
     convert_jdsearch(path, str(tmp_path / "out"))
   assert str(raised.value) == f"{path}:3: {reason}"
   assert (raised.value.kind, raised.value.line) == (kind, 3)
-  _assert_nothing_left(tmp_path, ["in.txt", "product_meta_data_sample.txt"])
+  assert_nothing_left(tmp_path, ["in.txt", "product_meta_data_sample.txt"])
   # Skipped, the line takes its whole user with it and nothing else.
   report = convert_jdsearch(path, str(tmp_path / "out"), on_bad="skip")
   assert report.skipped == {kind: 1} and report.first_skipped_line == {kind: 3}
@@ -316,7 +313,7 @@ def test_bad_product_line_names_the_product_file(tmp_path, kind, bad_line, reaso
     convert_jdsearch(path, str(tmp_path / "out"))
   assert str(raised.value) == f"{meta}:3: {reason}"
   assert raised.value.kind == kind
-  _assert_nothing_left(tmp_path, ["in.txt", "product_meta_data_sample.txt"])
+  assert_nothing_left(tmp_path, ["in.txt", "product_meta_data_sample.txt"])
   report = convert_jdsearch(path, str(tmp_path / "out"), on_bad="skip")
   # The first line of a product wins; every other product is unaffected.
   assert report.meta_skipped == {kind: 1}
@@ -358,7 +355,7 @@ def test_skip_summary_and_no_impressions(tmp_path):
   with pytest.raises(NoImpressionsError, match="empty.txt: no impressions to "
                      "convert \\(1 lines; no bad records\\)"):
     convert_jdsearch(header_only, str(tmp_path / "none"))
-  _assert_nothing_left(tmp_path, ["user_behavior_data_sample.txt", "empty.txt",
+  assert_nothing_left(tmp_path, ["user_behavior_data_sample.txt", "empty.txt",
                                   "product_meta_data_sample.txt", "out"])
 
 
@@ -373,7 +370,7 @@ def test_truncated_gzip_is_unreadable_even_when_skipping(tmp_path):
     convert_jdsearch(path, str(tmp_path / "out"), on_bad="skip")
   assert raised.value.kind == "unreadable_file"
   assert ": cannot read the file: " in str(raised.value)
-  _assert_nothing_left(tmp_path, ["in.txt.gz", "product_data.txt"])
+  assert_nothing_left(tmp_path, ["in.txt.gz", "product_data.txt"])
 
 
 def test_bad_arguments_are_rejected_before_anything_is_written(tmp_path):
@@ -392,7 +389,7 @@ def test_bad_arguments_are_rejected_before_anything_is_written(tmp_path):
       ({"split": "../x"}, "not a plain name")):
     with pytest.raises(ValueError, match=message):
       convert_jdsearch(path, out, **kwargs)
-  _assert_nothing_left(tmp_path, ["user_behavior_data_sample.txt",
+  assert_nothing_left(tmp_path, ["user_behavior_data_sample.txt",
                                   "product_meta_data_sample.txt"])
 
 
@@ -540,10 +537,10 @@ def _convert_or_bad_record(behavior: bytes, meta: bytes, on_bad: str) -> None:
       report = convert_jdsearch(path, out, on_bad=on_bad)
     except BadRecordError as e:
       assert on_bad == "stop" and str(e).startswith((f"{path}:", f"{meta_path}:"))
-      _assert_nothing_left(directory, ["in.txt", "product_data.txt"])
+      assert_nothing_left(directory, ["in.txt", "product_data.txt"])
       return
     except NoImpressionsError:
-      _assert_nothing_left(directory, ["in.txt", "product_data.txt"])
+      assert_nothing_left(directory, ["in.txt", "product_data.txt"])
       return
     schema = schema_lib.DatasetSchema.load(out)
     assert schema.splits["data"]["impressions"] == report.impressions_written

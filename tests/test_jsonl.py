@@ -16,7 +16,7 @@ from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      NoImpressionsError)
 from data_pipeline.ids import stable_id
 from data_pipeline.jsonl import KNOWN_KEYS, convert_jsonl
-from data_pipeline.tf_env import tf
+from example_io import assert_nothing_left, read_examples
 
 S = stable_id
 
@@ -69,23 +69,6 @@ def _write(directory, lines, name="in.jsonl") -> str:
   return path
 
 
-def _read_examples(path):
-  """[{feature name: list of values}] of one TFRecord file, in order."""
-  examples = []
-  for record in tf.data.TFRecordDataset(path):
-    example = tf.train.Example.FromString(record.numpy())
-    features = {}
-    for name, feature in example.features.feature.items():
-      kind = feature.WhichOneof("kind")
-      features[name] = list(getattr(feature, kind).value)
-    examples.append(features)
-  return examples
-
-
-def _assert_nothing_left(directory, input_names):
-  assert sorted(os.listdir(directory)) == sorted(input_names)
-
-
 def test_round_trip_every_feature_equals_hand_computed_value(tmp_path):
   path = _write(tmp_path, [_line(GOOD_1), _line(GOOD_2)])
   out = tmp_path / "out"
@@ -95,8 +78,8 @@ def test_round_trip_every_feature_equals_hand_computed_value(tmp_path):
   assert sorted(os.listdir(out)) == ["data-00000-of-00002.tfrecord",
                                      "data-00001-of-00002.tfrecord", "schema.json"]
   # Round-robin: line 1 to shard 0, line 2 to shard 1.
-  assert _read_examples(out / "data-00000-of-00002.tfrecord") == [EXPECTED_1]
-  assert _read_examples(out / "data-00001-of-00002.tfrecord") == [EXPECTED_2]
+  assert read_examples(out / "data-00000-of-00002.tfrecord") == [EXPECTED_1]
+  assert read_examples(out / "data-00001-of-00002.tfrecord") == [EXPECTED_2]
   assert (report.lines_read, report.impressions_written,
           report.positives_written) == (2, 2, 1)
   assert report.skipped == {} and report.first_skipped_line == {}
@@ -127,7 +110,7 @@ def test_gzip_input_and_windows_line_ends_and_bom(tmp_path):
   convert_jsonl(plain, str(tmp_path / "a"), max_cats=3)
   convert_jsonl(zipped, str(tmp_path / "b"), max_cats=3)
   for out in ("a", "b"):
-    assert _read_examples(tmp_path / out / "data-00000-of-00001.tfrecord") == [
+    assert read_examples(tmp_path / out / "data-00000-of-00001.tfrecord") == [
         EXPECTED_1, EXPECTED_2]
 
 
@@ -231,7 +214,7 @@ def test_bad_line_stops_with_file_line_reason_and_leaves_nothing(
     convert_jsonl(path, str(tmp_path / "out"), max_cats=3)
   assert str(raised.value) == f"{path}:2: {reason}"
   assert (raised.value.kind, raised.value.line, raised.value.path) == (kind, 2, path)
-  _assert_nothing_left(tmp_path, ["in.jsonl"])
+  assert_nothing_left(tmp_path, ["in.jsonl"])
 
 
 def test_invalid_json_names_the_json_error(tmp_path):
@@ -240,7 +223,7 @@ def test_invalid_json_names_the_json_error(tmp_path):
     convert_jsonl(path, str(tmp_path / "out"))
   assert str(raised.value).startswith(f"{path}:2: invalid JSON: Expecting ")
   assert raised.value.kind == "invalid_json"
-  _assert_nothing_left(tmp_path, ["in.jsonl"])
+  assert_nothing_left(tmp_path, ["in.jsonl"])
 
 
 def test_skip_counts_per_reason_and_writes_the_good_lines(tmp_path):
@@ -260,7 +243,7 @@ def test_skip_counts_per_reason_and_writes_the_good_lines(tmp_path):
   assert report.skipped == {"empty_line": 1, "bad_label": 2, "invalid_json": 1}
   assert report.first_skipped_line == {"empty_line": 2, "bad_label": 3,
                                        "invalid_json": 4}
-  examples = _read_examples(tmp_path / "out" / "data-00000-of-00001.tfrecord")
+  examples = read_examples(tmp_path / "out" / "data-00000-of-00001.tfrecord")
   # Line 3 (skipped) had a string price; it must not have fixed price's kind.
   assert [e["user_id"] for e in examples] == [[S("alice")], [S(17)], [S("bob")]]
   assert report.summary() == "\n".join([
@@ -278,7 +261,7 @@ def test_no_impressions_is_an_error_and_leaves_nothing(tmp_path, on_bad):
   open(empty, "wb").close()
   with pytest.raises(NoImpressionsError, match="empty.jsonl: no impressions"):
     convert_jsonl(empty, str(tmp_path / "out"), on_bad=on_bad)
-  _assert_nothing_left(tmp_path, ["empty.jsonl"])
+  assert_nothing_left(tmp_path, ["empty.jsonl"])
 
 
 def test_all_lines_skipped_is_an_error_naming_the_skips(tmp_path):
@@ -288,7 +271,7 @@ def test_all_lines_skipped_is_an_error_naming_the_skips(tmp_path):
   assert str(raised.value) == (
       f"{path}: no impressions to convert (2 lines; skipped 2 bad records: "
       "not_object 2 (first at line 1))")
-  _assert_nothing_left(tmp_path, ["in.jsonl"])
+  assert_nothing_left(tmp_path, ["in.jsonl"])
 
 
 def test_truncated_gzip_is_unreadable_even_when_skipping(tmp_path):
@@ -303,7 +286,7 @@ def test_truncated_gzip_is_unreadable_even_when_skipping(tmp_path):
   # The line is wherever decompression hit the cut; the message says why.
   assert str(raised.value).startswith(f"{path}:")
   assert ": cannot read the file: " in str(raised.value)
-  _assert_nothing_left(tmp_path, ["in.jsonl.gz"])
+  assert_nothing_left(tmp_path, ["in.jsonl.gz"])
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
@@ -318,7 +301,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
   with pytest.raises(BadRecordError):
     convert_jsonl(bad, str(out), overwrite=True)
   assert os.listdir(out) == ["mine.txt"]
-  _assert_nothing_left(tmp_path, ["in.jsonl", "bad.jsonl", "out"])
+  assert_nothing_left(tmp_path, ["in.jsonl", "bad.jsonl", "out"])
   convert_jsonl(path, str(out), overwrite=True)
   assert sorted(os.listdir(out)) == ["data-00000-of-00001.tfrecord", "schema.json"]
 
@@ -333,7 +316,7 @@ def test_bad_arguments_are_rejected_before_anything_is_written(tmp_path):
     convert_jsonl(path, str(tmp_path / "out"), split="../x")
   with pytest.raises(FileNotFoundError):
     convert_jsonl(str(tmp_path / "missing.jsonl"), str(tmp_path / "out"))
-  _assert_nothing_left(tmp_path, ["in.jsonl"])
+  assert_nothing_left(tmp_path, ["in.jsonl"])
 
 
 def test_policy_and_error_basics():
@@ -395,12 +378,12 @@ def _convert_or_bad_record(data: bytes, on_bad: str) -> None:
       report = convert_jsonl(path, out, on_bad=on_bad, max_cats=3)
     except BadRecordError as e:
       assert on_bad == "stop" and str(e).startswith(f"{path}:")
-      _assert_nothing_left(directory, ["in.jsonl"])
+      assert_nothing_left(directory, ["in.jsonl"])
       return
     except NoImpressionsError:
       # Under "stop", only a file without a single line has nothing to write.
       assert on_bad == "skip" or data == b""
-      _assert_nothing_left(directory, ["in.jsonl"])
+      assert_nothing_left(directory, ["in.jsonl"])
       return
     assert report.impressions_written + sum(report.skipped.values()) == (
         report.lines_read)

@@ -17,7 +17,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import BadRecordError, NoImpressionsError
 from data_pipeline.ids import stable_id
 from data_pipeline.taobao import convert_taobao
-from data_pipeline.tf_env import tf
+from example_io import assert_nothing_left, read_examples
 
 S = stable_id
 
@@ -79,25 +79,8 @@ def _write(directory, text, name="log.csv"):
   return path
 
 
-def _read_examples(path):
-  """[{feature name: list of values}] of one TFRecord file, in order."""
-  examples = []
-  for record in tf.data.TFRecordDataset(str(path)):
-    example = tf.train.Example.FromString(record.numpy())
-    features = {}
-    for name, feature in example.features.feature.items():
-      kind = feature.WhichOneof("kind")
-      features[name] = list(getattr(feature, kind).value)
-    examples.append(features)
-  return examples
-
-
 def _split(out, name):
-  return _read_examples(os.path.join(out, f"{name}-00000-of-00001.tfrecord"))
-
-
-def _assert_nothing_left(directory, names):
-  assert sorted(os.listdir(directory)) == sorted(names)
+  return read_examples(os.path.join(out, f"{name}-00000-of-00001.tfrecord"))
 
 
 def test_hand_made_log_last_day_in_beijing_time(tmp_path):
@@ -141,7 +124,7 @@ def test_last_click_split_and_utc_days(tmp_path):
       f"{path}: no train impressions (test = impressions on 2017-12-02 (UTC); "
       "6 impressions in all); use a log of more days or the other split rule "
       "(last_day, last_click)")
-  _assert_nothing_left(tmp_path, ["log.csv", "out"])
+  assert_nothing_left(tmp_path, ["log.csv", "out"])
 
 
 def test_time_window_drops_and_counts_rows_and_ties_keep_file_order(tmp_path):
@@ -188,9 +171,9 @@ def test_gzip_crlf_bom_and_shards_give_the_same_impressions(tmp_path):
   sharded = str(tmp_path / "sharded")
   convert_taobao(plain, sharded, max_hist=2, utc_offset_hours=8, num_shards=2)
   # Round-robin: shard 0 holds impressions 1 and 3, shard 1 impressions 2 and 4.
-  assert _read_examples(os.path.join(sharded, "train-00000-of-00002.tfrecord")) == [
+  assert read_examples(os.path.join(sharded, "train-00000-of-00002.tfrecord")) == [
       POSITIVE_300[0], POSITIVE_400[0]]
-  assert _read_examples(os.path.join(sharded, "train-00001-of-00002.tfrecord")) == [
+  assert read_examples(os.path.join(sharded, "train-00001-of-00002.tfrecord")) == [
       POSITIVE_300[1], POSITIVE_400[1]]
 
 
@@ -260,7 +243,7 @@ def test_not_enough_negatives_stops_or_is_skipped(tmp_path):
   with pytest.raises(NoImpressionsError,
                      match=r"no_negatives_left 3 \(first at line 1\)"):
     convert_taobao(path, str(tmp_path / "out"), negatives=2, on_bad="skip")
-  _assert_nothing_left(tmp_path, ["log.csv"])
+  assert_nothing_left(tmp_path, ["log.csv"])
 
 
 GOOD = b"1,100,7,pv,10"
@@ -308,7 +291,7 @@ def test_bad_row_stops_with_file_line_reason_and_leaves_nothing(
     convert_taobao(path, str(tmp_path / "out"))
   assert str(raised.value) == f"{path}:2: {reason}"
   assert (raised.value.kind, raised.value.line) == (kind, 2)
-  _assert_nothing_left(tmp_path, ["log.csv"])
+  assert_nothing_left(tmp_path, ["log.csv"])
 
 
 def test_header_line_gets_a_hint(tmp_path):
@@ -329,7 +312,7 @@ def test_user_not_grouped_always_stops(tmp_path, on_bad):
       f"{path}:3: user 1 appears again after other users; the file must be "
       "grouped by user (sort it with `sort -s -t, -k1,1`)")
   assert raised.value.kind == "user_not_grouped"
-  _assert_nothing_left(tmp_path, ["log.csv"])
+  assert_nothing_left(tmp_path, ["log.csv"])
 
 
 def test_skip_counts_bad_rows_per_reason_and_converts_the_rest(tmp_path):
@@ -368,7 +351,7 @@ def test_no_impressions_is_an_error_and_leaves_nothing(tmp_path, on_bad):
                        name="same.csv")
   with pytest.raises(NoImpressionsError, match="clicks in two different seconds"):
     convert_taobao(same_second, str(tmp_path / "out"), on_bad=on_bad)
-  _assert_nothing_left(tmp_path, ["log.csv", "same.csv"])
+  assert_nothing_left(tmp_path, ["log.csv", "same.csv"])
 
 
 def test_truncated_gzip_is_unreadable_even_when_skipping(tmp_path):
@@ -382,7 +365,7 @@ def test_truncated_gzip_is_unreadable_even_when_skipping(tmp_path):
     convert_taobao(path, str(tmp_path / "out"), on_bad="skip")
   assert raised.value.kind == "unreadable_file"
   assert ": cannot read the file: " in str(raised.value)
-  _assert_nothing_left(tmp_path, ["log.csv.gz"])
+  assert_nothing_left(tmp_path, ["log.csv.gz"])
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
@@ -419,13 +402,13 @@ def test_bad_arguments_are_rejected_before_anything_is_written(tmp_path, kwargs,
   path = _write(tmp_path, HAND_LOG)
   with pytest.raises(ValueError, match=message):
     convert_taobao(path, str(tmp_path / "out"), **kwargs)
-  _assert_nothing_left(tmp_path, ["log.csv"])
+  assert_nothing_left(tmp_path, ["log.csv"])
 
 
 def test_missing_input(tmp_path):
   with pytest.raises(FileNotFoundError):
     convert_taobao(str(tmp_path / "missing.csv"), str(tmp_path / "out"))
-  _assert_nothing_left(tmp_path, [])
+  assert_nothing_left(tmp_path, [])
 
 
 # --- The real Tianchi sample. ---
@@ -620,11 +603,11 @@ def _convert_or_clear_error(data: bytes, on_bad: str, **kwargs) -> None:
     except BadRecordError as e:
       assert str(e).startswith(f"{path}:{e.line}: ")
       assert on_bad == "stop" or e.kind == "user_not_grouped"
-      _assert_nothing_left(directory, ["log.csv"])
+      assert_nothing_left(directory, ["log.csv"])
       return
     except NoImpressionsError as e:
       assert str(e).startswith(f"{path}: no ")
-      _assert_nothing_left(directory, ["log.csv"])
+      assert_nothing_left(directory, ["log.csv"])
       return
     assert report.impressions_written == 2 * report.positives_written
     assert sum(report.split_impressions.values()) == report.impressions_written

@@ -19,6 +19,7 @@ from data_pipeline.bad_input import BadRecordError, NoImpressionsError
 from data_pipeline.ids import stable_id
 from data_pipeline.tf_env import tf
 from data_pipeline.trivago import COLUMNS, convert_trivago
+from example_io import assert_nothing_left, read_examples
 
 S = stable_id
 HEADER = ",".join(COLUMNS).encode()
@@ -120,23 +121,6 @@ def _write(directory, lines, name="in.csv") -> str:
   return path
 
 
-def _read_examples(path):
-  """[{feature name: list of values}] of one TFRecord file, in order."""
-  examples = []
-  for record in tf.data.TFRecordDataset(str(path)):
-    example = tf.train.Example.FromString(record.numpy())
-    features = {}
-    for name, feature in example.features.feature.items():
-      kind = feature.WhichOneof("kind")
-      features[name] = list(getattr(feature, kind).value)
-    examples.append(features)
-  return examples
-
-
-def _assert_nothing_left(directory, input_names):
-  assert sorted(os.listdir(directory)) == sorted(input_names)
-
-
 def test_small_log_every_feature_equals_hand_computed_value(tmp_path):
   path = _write(tmp_path, SMALL_LOG)
   out = tmp_path / "out"
@@ -146,8 +130,8 @@ def test_small_log_every_feature_equals_hand_computed_value(tmp_path):
   assert sorted(os.listdir(out)) == ["schema.json", "test-00000-of-00001.tfrecord",
                                      "train-00000-of-00001.tfrecord"]
   # Users in file order, each user's clickouts in time order.
-  assert _read_examples(out / "train-00000-of-00001.tfrecord") == U1_120 + U7_150
-  assert _read_examples(out / "test-00000-of-00001.tfrecord") == U1_210 + U7_300
+  assert read_examples(out / "train-00000-of-00001.tfrecord") == U1_120 + U7_150
+  assert read_examples(out / "test-00000-of-00001.tfrecord") == U1_210 + U7_300
   assert (report.lines_read, report.impressions_written,
           report.positives_written) == (11, 9, 3)
   assert report.skipped == {}
@@ -186,7 +170,7 @@ def test_time_split_takes_the_latest_clickouts(tmp_path, test_fraction, train, t
     if expected is None:
       assert not shard.exists()
     else:
-      assert _read_examples(shard) == expected
+      assert read_examples(shard) == expected
 
 
 def test_tied_clickouts_all_go_to_test(tmp_path):
@@ -207,13 +191,13 @@ def test_max_hist_keeps_the_most_recent(tmp_path):
   out = tmp_path / "out"
   convert_trivago(_write(tmp_path, SMALL_LOG), str(out), test_fraction=0.0,
                   max_hist=1)
-  examples = _read_examples(out / "train-00000-of-00001.tfrecord")
+  examples = read_examples(out / "train-00000-of-00001.tfrecord")
   at_210 = examples[3]
   assert at_210["time"] == [210]
   assert (at_210["click_ids"], at_210["query_hist_ids"]) == ([S(21)], [S(PARIS)])
   convert_trivago(_write(tmp_path, SMALL_LOG), str(out), test_fraction=0.0,
                   max_hist=0, overwrite=True)
-  examples = _read_examples(out / "train-00000-of-00001.tfrecord")
+  examples = read_examples(out / "train-00000-of-00001.tfrecord")
   assert all(e["click_ids"] == [] and e["query_hist_ids"] == [] for e in examples)
 
 
@@ -222,14 +206,14 @@ def test_gzip_input_windows_line_ends_bom_and_shards(tmp_path):
   convert_trivago(_write(tmp_path, crlf), str(tmp_path / "a"), test_fraction=0.5)
   convert_trivago(_write(tmp_path, SMALL_LOG, name="in.csv.gz"),
                   str(tmp_path / "b"), test_fraction=0.5, num_shards=2)
-  assert _read_examples(tmp_path / "a" / "train-00000-of-00001.tfrecord") == (
+  assert read_examples(tmp_path / "a" / "train-00000-of-00001.tfrecord") == (
       U1_120 + U7_150)
   # Round-robin over two shards.
-  assert _read_examples(tmp_path / "b" / "train-00000-of-00002.tfrecord") == [
+  assert read_examples(tmp_path / "b" / "train-00000-of-00002.tfrecord") == [
       U1_120[0], U1_120[2], U7_150[1]]
-  assert _read_examples(tmp_path / "b" / "train-00001-of-00002.tfrecord") == [
+  assert read_examples(tmp_path / "b" / "train-00001-of-00002.tfrecord") == [
       U1_120[1], U7_150[0]]
-  assert _read_examples(tmp_path / "b" / "test-00000-of-00002.tfrecord") == [
+  assert read_examples(tmp_path / "b" / "test-00000-of-00002.tfrecord") == [
       U1_210[0], U7_300[0]]
 
 
@@ -269,7 +253,7 @@ def test_header_columns_in_any_order(tmp_path):
     csv.writer(out, lineterminator="").writerow([fields[c] for c in order])
     lines.append(out.getvalue().encode())
   convert_trivago(_write(tmp_path, lines), str(tmp_path / "out"), test_fraction=0.5)
-  assert _read_examples(tmp_path / "out" / "test-00000-of-00001.tfrecord") == (
+  assert read_examples(tmp_path / "out" / "test-00000-of-00001.tfrecord") == (
       U1_210 + U7_300)
 
 
@@ -361,7 +345,7 @@ def test_bad_row_stops_with_file_line_reason_and_leaves_nothing(
     convert_trivago(path, str(tmp_path / "out"))
   assert str(raised.value) == f"{path}:9: {reason}"
   assert (raised.value.kind, raised.value.line, raised.value.path) == (kind, 9, path)
-  _assert_nothing_left(tmp_path, ["in.csv"])
+  assert_nothing_left(tmp_path, ["in.csv"])
 
 
 def test_skip_counts_per_reason_and_writes_the_good_rows(tmp_path):
@@ -381,7 +365,7 @@ def test_skip_counts_per_reason_and_writes_the_good_rows(tmp_path):
   assert report.first_skipped_line == {
       "empty_query": 3, "reference_not_item_id": 8, "step_not_increasing": 10,
       "empty_line": 11, "impressions_prices_mismatch": 15}
-  examples = _read_examples(out / "train-00000-of-00001.tfrecord")
+  examples = read_examples(out / "train-00000-of-00001.tfrecord")
   # Without the poi search u1's query at 210 is Paris; without item 20 at 110 the
   # first clickout has no click history. The step-2 row after step 4 was skipped,
   # so session s1 stays at step 4 and user 7 is unaffected.
@@ -427,7 +411,7 @@ def test_file_level_problems_stop_even_when_skipping(tmp_path, on_bad, kind, lin
     convert_trivago(path, str(tmp_path / "out"), on_bad=on_bad)
   assert str(raised.value) == f"{path}:{line}: {reason}"
   assert raised.value.kind == kind
-  _assert_nothing_left(tmp_path, ["in.csv"])
+  assert_nothing_left(tmp_path, ["in.csv"])
 
 
 def test_truncated_gzip_is_unreadable_even_when_skipping(tmp_path):
@@ -441,7 +425,7 @@ def test_truncated_gzip_is_unreadable_even_when_skipping(tmp_path):
   assert raised.value.kind == "unreadable_file"
   assert str(raised.value).startswith(f"{path}:")
   assert ": cannot read the file: " in str(raised.value)
-  _assert_nothing_left(tmp_path, ["in.csv.gz"])
+  assert_nothing_left(tmp_path, ["in.csv.gz"])
 
 
 @pytest.mark.parametrize("on_bad", ["stop", "skip"])
@@ -461,7 +445,7 @@ def test_no_clickouts_is_an_error_and_leaves_nothing(tmp_path, on_bad, lines,
   with pytest.raises(NoImpressionsError) as raised:
     convert_trivago(path, str(tmp_path / "out"), on_bad=on_bad)
   assert str(raised.value) == f"{tmp_path}/{message}"
-  _assert_nothing_left(tmp_path, ["in.csv"])
+  assert_nothing_left(tmp_path, ["in.csv"])
 
 
 def test_all_clickouts_skipped_is_an_error_naming_the_skips(tmp_path):
@@ -473,7 +457,7 @@ def test_all_clickouts_skipped_is_an_error_naming_the_skips(tmp_path):
       f"{path}: no impressions to convert (2 rows, no good 'clickout item' row; "
       "skipped 2 bad records: impressions_prices_mismatch 1 (first at line 2), "
       "no_impressions 1 (first at line 3))")
-  _assert_nothing_left(tmp_path, ["in.csv"])
+  assert_nothing_left(tmp_path, ["in.csv"])
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
@@ -489,7 +473,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
   with pytest.raises(BadRecordError):
     convert_trivago(bad, str(out), overwrite=True)
   assert os.listdir(out) == ["mine.txt"]
-  _assert_nothing_left(tmp_path, ["in.csv", "bad.csv", "out"])
+  assert_nothing_left(tmp_path, ["in.csv", "bad.csv", "out"])
   convert_trivago(path, str(out), overwrite=True)
   assert sorted(os.listdir(out)) == ["schema.json", "test-00000-of-00001.tfrecord",
                                      "train-00000-of-00001.tfrecord"]
@@ -508,7 +492,7 @@ def test_bad_arguments_are_rejected_before_anything_is_written(tmp_path):
     convert_trivago(path, out, num_shards=0)
   with pytest.raises(FileNotFoundError):
     convert_trivago(str(tmp_path / "missing.csv"), out)
-  _assert_nothing_left(tmp_path, ["in.csv"])
+  assert_nothing_left(tmp_path, ["in.csv"])
 
 
 # --- The shared sample: real trivago rows. ---
@@ -704,7 +688,7 @@ def test_sample_stops_at_its_first_bad_row_by_default(converted_sample, tmp_path
   assert str(raised.value) == (
       f"{path}:{bad_lines[0]}: reference 'unknown' of a 'interaction item info' "
       "row is not an item id (digits)")
-  _assert_nothing_left(tmp_path, [])
+  assert_nothing_left(tmp_path, [])
 
 
 # --- Fuzzing: any input converts or fails with a BadRecordError, nothing else. ---
@@ -760,10 +744,10 @@ def _convert_or_bad_record(data: bytes, on_bad: str) -> None:
     except BadRecordError as e:
       assert on_bad == "stop" or e.kind in _FATAL_KINDS, e
       assert str(e).startswith(f"{path}:{e.line}: ")
-      _assert_nothing_left(directory, ["in.csv"])
+      assert_nothing_left(directory, ["in.csv"])
       return
     except NoImpressionsError:
-      _assert_nothing_left(directory, ["in.csv"])
+      assert_nothing_left(directory, ["in.csv"])
       return
     splits = schema_lib.DatasetSchema.load(out).splits
     assert sum(s["impressions"] for s in splits.values()) == (
