@@ -50,32 +50,25 @@ def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
     saved = np.load(cache)
     return {kind: IdTable(saved[f"{kind}_ids"], saved[f"{kind}_cats"])
             for kind in ("items", "queries")}
-  tables: Dict[str, Optional[IdTable]] = {"items": None, "queries": None}
+  # kind -> (target id, target cats, history sequence) in the reader's batch.
+  sources = {
+      "items": (schema_lib.ITEM_ID, schema_lib.ITEM_CATS, schema_lib.CLICKS),
+      "queries": (schema_lib.QUERY_ID, schema_lib.QUERY_CATS, schema_lib.QUERIES),
+  }
+  tables: Dict[str, Optional[IdTable]] = {kind: None for kind in sources}
   ds = reader.make_dataset(data_pattern, batch_size, max_clicks=lengths.max_clicks,
                            max_queries=lengths.max_queries,
                            max_seeds=lengths.max_seeds)
+  num_cats = 1
   for batch in ds.as_numpy_iterator():
-    items = _distinct(
-        np.concatenate([batch[schema_lib.ITEM_ID],
-                        batch[schema_lib.CLICKS.ids].reshape(-1)]),
-        np.concatenate([batch[schema_lib.ITEM_CATS],
-                        batch[schema_lib.CLICKS.cats].reshape(
-                            -1, batch[schema_lib.ITEM_CATS].shape[-1])]))
-    queries = _distinct(
-        np.concatenate([batch[schema_lib.QUERY_ID],
-                        batch[schema_lib.QUERIES.ids].reshape(-1)]),
-        np.concatenate([batch[schema_lib.QUERY_CATS],
-                        batch[schema_lib.QUERIES.cats].reshape(
-                            -1, batch[schema_lib.QUERY_CATS].shape[-1])]))
-    tables["items"] = _merge(tables["items"], items)
-    tables["queries"] = _merge(tables["queries"], queries)
-  c = 1
-  for t in tables.values():
-    if t is not None:
-      c = t.cats.shape[-1]
-  result = {kind: t if t is not None else IdTable(np.zeros([0], np.int64),
-                                                  np.zeros([0, c], np.int64))
-            for kind, t in tables.items()}
+    for kind, (ids, cats, seq) in sources.items():
+      num_cats = batch[cats].shape[-1]
+      found = _distinct(
+          np.concatenate([batch[ids], batch[seq.ids].reshape(-1)]),
+          np.concatenate([batch[cats], batch[seq.cats].reshape(-1, num_cats)]))
+      tables[kind] = _merge(tables[kind], found)
+  empty = IdTable(np.zeros([0], np.int64), np.zeros([0, num_cats], np.int64))
+  result = {kind: empty if t is None else t for kind, t in tables.items()}
   if cache:
     np.savez(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
              **{f"{k}_cats": t.cats for k, t in result.items()})

@@ -16,3 +16,12 @@ def shared_data():
       f"{SHARED_DATA} is missing: the real-data tests need ../shared/data "
       "beside the repository")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sim_data(tmp_path_factory):
+  """A small simulated dataset (400 users, seed 3) and its oracle, made once."""
+  from data_pipeline import simulator  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path_factory.mktemp("sim") / "data")
+  oracle = simulator.generate(simulator.SimulatorConfig(num_users=400, seed=3), out)
+  return out, oracle

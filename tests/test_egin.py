@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from data_pipeline import reader, simulator
+from data_pipeline import reader
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
@@ -147,15 +147,9 @@ def test_config_round_trip():
   assert again.get_config() == config
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-  out = str(tmp_path_factory.mktemp("sim") / "data")
-  oracle = simulator.generate(simulator.SimulatorConfig(num_users=400, seed=3), out)
-  return out, oracle
-
-
-def test_egin_graph_losses_fall_and_it_beats_dnn_on_the_same_steps(sim, tmp_path):
-  data, oracle = sim
+def test_egin_graph_losses_fall_and_it_beats_dnn_on_the_same_steps(sim_data,
+                                                                   tmp_path):
+  data, oracle = sim_data
   results = {}
   for model in ("dnn", "egin"):
     config = training.TrainConfig(model=model, batch_size=128, epochs=2,

@@ -4,17 +4,8 @@ import json
 import os
 
 import numpy as np
-import pytest
 
-from data_pipeline import simulator
 from egin_tf import metrics, training
-
-
-@pytest.fixture(scope="module")
-def sim_data(tmp_path_factory):
-  out = str(tmp_path_factory.mktemp("sim") / "data")
-  oracle = simulator.generate(simulator.SimulatorConfig(num_users=400, seed=3), out)
-  return out, oracle
 
 
 def test_short_dnn_run_learns_but_stays_below_the_oracle(sim_data, tmp_path):
