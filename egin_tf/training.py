@@ -24,7 +24,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf import metrics
 from egin_tf.layers.feature_embeddings import FeatureConfig
-from egin_tf.models import build_model
+from egin_tf.models import MODELS, build_model
 from egin_tf.models.base import CTRModel
 
 CONFIG_FILE = "config.json"
@@ -158,6 +158,11 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   schema = schema_lib.schema_for_files(reader.match_files(train_pattern))
   features = FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim)
   os.makedirs(model_dir, exist_ok=True)
+  prepared = MODELS[config.model].prepare(train_pattern, model_dir, config.seed,
+                                          config.model_kwargs)
+  if prepared:
+    config = dataclasses.replace(
+        config, model_kwargs={**config.model_kwargs, **prepared})
   with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
     json.dump({"train": dataclasses.asdict(config),
                "features": dataclasses.asdict(features),

@@ -10,3 +10,5 @@ from egin_tf.layers.graph_loss import GraphSoftmaxLoss, reverse_edges
 from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
 from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.layers.graph_learning import GraphLearning
+from egin_tf.layers.target_attention import TargetAttention
+from egin_tf.layers.transformer import BehaviorSequenceTransformer, TransformerBlock

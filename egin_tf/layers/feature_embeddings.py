@@ -12,7 +12,7 @@
 """
 
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, NamedTuple
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
@@ -72,6 +72,19 @@ class FeatureConfig:
     return dataclasses.replace(config, **overrides)
 
 
+class TargetAndHistory(NamedTuple):
+  """One history with the target it is read against (embedded, width 2d).
+
+  target: [B, 2d]; history: [B, L, 2d] (zeros on padding); mask: bool [B, L];
+  ids: int64 [B], the target ids; history_ids: int64 [B, L].
+  """
+  target: tf.Tensor
+  history: tf.Tensor
+  mask: tf.Tensor
+  ids: tf.Tensor
+  history_ids: tf.Tensor
+
+
 class FeatureEmbeddings(tf.keras.layers.Layer):
   """All embedding tables of the schema; see the module docstring."""
 
@@ -113,6 +126,24 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
     """ids [...], cats [..., C] -> [..., 2d] (zeros where ids is padding)."""
     vectors = tf.concat([self.queries(ids), self.embed_categories(cats)], axis=-1)
     return vectors * tf.cast(ids > 0, vectors.dtype)[..., tf.newaxis]
+
+  def targets_and_histories(self, batch: Dict[str, tf.Tensor]
+                            ) -> List[TargetAndHistory]:
+    """The clicks against the target item, then (with queries) the query history
+    against the current query: the pairs every sequence model reads."""
+    pairs = [(self.embed_items, schema_lib.ITEM_ID, schema_lib.ITEM_CATS,
+              schema_lib.CLICKS)]
+    if self.config.has_queries:
+      pairs.append((self.embed_queries, schema_lib.QUERY_ID,
+                    schema_lib.QUERY_CATS, schema_lib.QUERIES))
+    out = []
+    for embed, target_id, target_cats, seq in pairs:
+      history_ids = batch[seq.ids]
+      out.append(TargetAndHistory(
+          target=embed(batch[target_id], batch[target_cats]),
+          history=embed(history_ids, batch[seq.cats]),
+          mask=history_ids > 0, ids=batch[target_id], history_ids=history_ids))
+    return out
 
   def context(self, batch: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
     """f_o: [B, F] from user, target item, query and other features."""

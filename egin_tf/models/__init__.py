@@ -4,11 +4,19 @@ from typing import Callable, Dict
 
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models.base import CTRModel
+from egin_tf.models.bst import BST
+from egin_tf.models.din import DIN
 from egin_tf.models.dnn import DNN
+from egin_tf.models.dnn_cross import DNNCross
+from egin_tf.models.eges import EGES
 from egin_tf.models.egin import EGIN
 
 MODELS: Dict[str, Callable[..., CTRModel]] = {
     "dnn": DNN,
+    "dnn_cross": DNNCross,
+    "din": DIN,
+    "bst": BST,
+    "eges": EGES,
     "egin": EGIN,
 }
 

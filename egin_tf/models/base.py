@@ -32,6 +32,18 @@ class CTRModel(tf.keras.Model):
     # Thresholded AUC for the progress bar only; reported AUCs are exact.
     self.auc_metric = tf.keras.metrics.AUC(num_thresholds=1000, name="auc")
 
+  @classmethod
+  def prepare(cls, train_pattern: str, model_dir: str, seed: int,
+              model_kwargs: Mapping[str, object]) -> Dict[str, object]:
+    """Work a model needs done on the training data before it is built.
+
+    Two-stage models (EGES: graph, walks and skip-gram first) do it here and
+    return constructor arguments to add (e.g. the path of what they wrote into
+    ``model_dir``); `training.train` stores them in the model's config.
+    """
+    del train_pattern, model_dir, seed, model_kwargs
+    return {}
+
   def forward(self, batch: Dict[str, tf.Tensor], training=None
               ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
     """Returns CTR logits [B] and unweighted auxiliary losses (scalars)."""

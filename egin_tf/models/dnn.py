@@ -7,14 +7,26 @@ into an MLP with a sigmoid.
 
 import dataclasses
 import json
-from typing import Sequence
+from typing import Dict, List, Sequence
 
-from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.pooling import MaskedPooling
 from egin_tf.models.base import CTRModel
+
+
+def dnn_inputs(features: FeatureEmbeddings, pool: MaskedPooling,
+               batch: Dict[str, tf.Tensor], training=None) -> List[tf.Tensor]:
+  """The DNN's inputs: f_o [B, F] and each pooled history [B, 2d].
+
+  The pooled histories are the clicks and, with queries, the query history (see
+  `FeatureEmbeddings.targets_and_histories`). Other models add to these.
+  """
+  parts = [features.context(batch, training=training)]
+  parts += [pool(pair.history, pair.mask)
+            for pair in features.targets_and_histories(batch)]
+  return parts
 
 
 class DNN(CTRModel):
@@ -36,14 +48,7 @@ class DNN(CTRModel):
     self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
 
   def forward(self, batch, training=None):
-    f = self.features
-    clicks = f.embed_items(batch[schema_lib.CLICKS.ids], batch[schema_lib.CLICKS.cats])
-    parts = [f.context(batch, training=training),
-             self.pool(clicks, batch[schema_lib.CLICKS.ids] > 0)]
-    if f.config.has_queries:
-      queries = f.embed_queries(batch[schema_lib.QUERIES.ids],
-                                batch[schema_lib.QUERIES.cats])
-      parts.append(self.pool(queries, batch[schema_lib.QUERIES.ids] > 0))
+    parts = dnn_inputs(self.features, self.pool, batch, training)
     logits = self.mlp(tf.concat(parts, axis=-1), training=training)
     return logits, {}
 

@@ -36,6 +36,7 @@ from egin_tf.layers.negative_queue import NegativeQueue
 from egin_tf.layers.pooling import MaskedPooling
 from egin_tf.layers.sim_extract import SimExtract
 from egin_tf.models.base import CTRModel
+from egin_tf.models.dnn import dnn_inputs
 
 
 
@@ -146,15 +147,9 @@ class EGIN(CTRModel):
 
   def forward(self, batch: Dict[str, tf.Tensor], training=None
               ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-    f = self.features
     click_ids = batch[schema_lib.CLICKS.ids]
     click_mask = click_ids > 0
-    clicks = f.embed_items(click_ids, batch[schema_lib.CLICKS.cats])
-    f_o = [f.context(batch, training=training), self.pool(clicks, click_mask)]
-    if f.config.has_queries:
-      query_hist_ids = batch[schema_lib.QUERIES.ids]
-      queries = f.embed_queries(query_hist_ids, batch[schema_lib.QUERIES.cats])
-      f_o.append(self.pool(queries, query_hist_ids > 0))
+    f_o = dnn_inputs(self.features, self.pool, batch, training)
 
     target = self.graph_items(batch[schema_lib.ITEM_ID])
     click_vectors = self.graph_items(click_ids)

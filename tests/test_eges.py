@@ -1,0 +1,280 @@
+"""EGES: item graph, walks, skip-gram pairs, embedding training, frozen CTR model."""
+
+import collections
+import json
+
+import egin_tf  # noqa: F401  (must precede any TensorFlow import)
+import numpy as np
+import pytest
+
+from data_pipeline import reader
+from data_pipeline.schema import Event, Impression
+from data_pipeline.tf_env import tf
+from data_pipeline.writer import DatasetWriter
+from egin_tf import eges
+from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.models.eges import EGES, FrozenIdEmbedding
+
+
+def _write(imps, tmp_path, name="data", num_cats=2):
+  out = str(tmp_path / name)
+  with DatasetWriter(out, num_cats=num_cats) as w:
+    for imp in imps:
+      w.write("train", imp)
+    w.commit(source="test")
+  return out + "/*.tfrecord"
+
+
+# --- graph -------------------------------------------------------------------
+
+
+def test_graph_edges_and_weights_from_click_sequences():
+  graph = eges.build_graph([[1, 2, 3], [1, 2], [2, 2, 3]], window=1)
+  # 1->2 twice, 2->3 in the first and third session; the repeat 2, 2 is no edge.
+  assert graph.edges() == {(1, 2): 2.0, (2, 3): 2.0}
+  np.testing.assert_array_equal(graph.ids, [1, 2, 3])
+  np.testing.assert_array_equal(graph.indptr, [0, 1, 2, 2])
+
+  graph = eges.build_graph([[7, 5, 9], [9, 7]], window=2)
+  assert graph.edges() == {(7, 5): 1.0, (7, 9): 1.0, (5, 9): 1.0, (9, 7): 1.0}
+
+
+def test_sessions_from_tfrecords_dedupe_histories_and_split_users_and_gaps(
+    tmp_path):
+  a, b, c, d = 11, 22, 33, 44
+  imps = [
+      # user 1 clicked a, b, then c (a positive target), seen again in history.
+      Impression(label=1, user_id=1, time=100, item_id=c, item_cats=[7],
+                 clicks=[Event(a, 10, [5]), Event(b, 20, [5, 6])]),
+      Impression(label=0, user_id=1, time=200, item_id=d, item_cats=[8],
+                 clicks=[Event(a, 10, [5]), Event(b, 20, [5, 6]),
+                         Event(c, 100, [7])]),
+      # user 2: d, a, then b (a positive target found in no history). User 1's
+      # last click c must not link to user 2's first click d.
+      Impression(label=1, user_id=2, time=50, item_id=b, item_cats=[5, 6],
+                 clicks=[Event(d, 5, [8]), Event(a, 6, [5])]),
+  ]
+  pattern = _write(imps, tmp_path)
+  sessions = eges.read_sessions(pattern,
+                                eges.EgesConfig(positive_targets=True))
+  graph = eges.graph_from_sessions(sessions.items, sessions.session, 1)
+  # Each history counted once, not once per impression.
+  assert graph.edges() == {(a, b): 2.0, (b, c): 1.0, (d, a): 1.0}
+  np.testing.assert_array_equal(sessions.item_ids, [a, b, c, d])
+  np.testing.assert_array_equal(sessions.item_cats, [[5, 0], [5, 6], [7, 0],
+                                                     [8, 0]])
+
+  # c comes 80 s after b: a gap of 50 s cuts user 1 into [a, b] and [c].
+  gap = eges.read_sessions(pattern, eges.EgesConfig(session_gap=50,
+                                                    positive_targets=True))
+  graph = eges.graph_from_sessions(gap.items, gap.session, 1)
+  assert graph.edges() == {(a, b): 2.0, (d, a): 1.0}
+
+  # By default (no positive targets) c is still known from user 1's second
+  # history, and user 1's first impression adds nothing.
+  no_pos = eges.read_sessions(pattern, eges.EgesConfig())
+  np.testing.assert_array_equal(no_pos.items, [a, b, c, d, a])
+  np.testing.assert_array_equal(no_pos.session, [0, 0, 0, 1, 1])
+
+  # Categories become side-table indices: 5 -> 1, 6 -> 2, 7 -> 3, 8 -> 4.
+  graph = eges.graph_from_sessions(sessions.items, sessions.session, 1)
+  side, size = eges.side_index(graph, sessions.item_ids, sessions.item_cats)
+  np.testing.assert_array_equal(side, [[1, 0], [1, 2], [3, 0], [4, 0]])
+  assert size == 5
+
+
+# --- walks and pairs ---------------------------------------------------------
+
+
+def _branching_graph():
+  # 1 -> 2 (w 1), 1 -> 3 (w 3), 2 -> 1, 3 -> 1, 3 -> 4; 4 has no out-edges.
+  return eges.build_graph([[1, 3]] * 3 + [[1, 2], [2, 1], [3, 1], [3, 4]])
+
+
+def test_walks_are_deterministic_by_seed_and_follow_edges():
+  graph = _branching_graph()
+  walks = eges.random_walks(graph, walk_length=8, walks_per_node=5, seed=4)
+  assert walks.shape == (4 * 5, 8)
+  np.testing.assert_array_equal(
+      walks, eges.random_walks(graph, walk_length=8, walks_per_node=5, seed=4))
+  assert not np.array_equal(
+      walks, eges.random_walks(graph, walk_length=8, walks_per_node=5, seed=5))
+  # Every node starts walks_per_node walks.
+  assert collections.Counter(walks[:, 0].tolist()) == {1: 5, 2: 5, 3: 5, 4: 5}
+  edges = graph.edges()
+  for walk in walks.tolist():
+    length = next((i for i, v in enumerate(walk) if v == 0), len(walk))
+    assert all(v == 0 for v in walk[length:])
+    for u, v in zip(walk[:length - 1], walk[1:length]):
+      assert (u, v) in edges
+    if length < len(walk):  # stopped early: only at the dead end 4.
+      assert walk[length - 1] == 4
+
+
+def test_walk_transitions_are_proportional_to_edge_weights():
+  graph = eges.build_graph([[1, 3]] * 3 + [[1, 2], [2, 1], [3, 1]])
+  walks = eges.random_walks(graph, walk_length=40, walks_per_node=100, seed=0)
+  steps = collections.Counter(
+      zip(walks[:, :-1].ravel().tolist(), walks[:, 1:].ravel().tolist()))
+  from_1 = steps[(1, 2)] + steps[(1, 3)]
+  assert from_1 > 1000
+  assert abs(steps[(1, 3)] / from_1 - 0.75) < 0.03
+  assert steps[(2, 3)] == 0 and steps[(3, 2)] == 0
+
+
+def test_skipgram_pairs_of_a_walk_match_hand_pairs():
+  walks = np.array([[1, 2, 3, 0], [4, 5, 0, 0]])
+  np.testing.assert_array_equal(
+      eges.skipgram_pairs(walks, window=1),
+      [[1, 2], [2, 1], [2, 3], [3, 2], [4, 5], [5, 4]])
+  np.testing.assert_array_equal(
+      eges.skipgram_pairs(np.array([[1, 2, 3, 4]]), window=2),
+      [[1, 2], [1, 3], [2, 1], [2, 3], [2, 4], [3, 1], [3, 2], [3, 4],
+       [4, 2], [4, 3]])
+
+
+# --- embeddings --------------------------------------------------------------
+
+
+def test_attention_combination_equals_the_hand_formula():
+  layer = eges.EgesEmbedding(num_nodes=2, num_side_values=3, num_side_slots=2,
+                             dim=2)
+  node_side = tf.constant([[1, 2], [2, 0]])
+  layer(tf.constant([0, 1]), node_side)
+  w_node = np.array([[1.0, 0.0], [0.0, 1.0]])
+  w_side = np.array([[9.0, 9.0], [2.0, 4.0], [-1.0, 3.0]])  # row 0: padding
+  a = np.array([[0.0, np.log(2.0), np.log(3.0)], [np.log(4.0), 5.0, 7.0]])
+  layer.set_weights([w_node, w_side, a])
+  out = layer(tf.constant([0, 1]), node_side).numpy()
+  # node 0: (1 * [1, 0] + 2 * [2, 4] + 3 * [-1, 3]) / 6.
+  # node 1: slot 2 is padding: (4 * [0, 1] + e^5 * [-1, 3]) / (4 + e^5).
+  e5 = np.exp(5.0)
+  np.testing.assert_allclose(
+      out, [[2.0 / 6, 17.0 / 6], [-e5 / (4 + e5), (4 + 3 * e5) / (4 + e5)]],
+      rtol=1e-5)
+
+
+def test_training_lowers_the_loss_and_groups_co_clicked_items():
+  # Two clusters of co-clicked items, {1, 2, 3} and {4, 5, 6}.
+  sequences = [[1, 2, 3, 1, 3, 2, 1], [4, 5, 6, 4, 6, 5, 4]] * 3
+  graph = eges.build_graph(sequences)
+  side = np.array([[1], [1], [1], [2], [2], [2]])
+  config = eges.EgesConfig(dim=8, walk_length=10, walks_per_node=10,
+                           skip_window=2, num_negatives=4, batch_size=64,
+                           epochs=8, learning_rate=0.05)
+  model, history = eges.train_embeddings(graph, side, 3, config)
+  assert len(history) == 8 and history[-1] < history[0]
+  pairs = np.searchsorted(graph.ids, eges.skipgram_pairs(
+      eges.random_walks(graph, 10, 10, seed=1), 2))
+  loss = float(model.full_softmax_loss(pairs[:, 0], pairs[:, 1]))
+  # Before training the context table is zero: a uniform softmax, log(6).
+  assert loss < 0.8 * np.log(6)
+  v = model.vectors(tf.range(6)).numpy()
+  v /= np.linalg.norm(v, axis=1, keepdims=True)
+  cos = v @ v.T
+  same = (cos[:3, :3].sum() - 3 + cos[3:, 3:].sum() - 3) / 12
+  assert same > cos[:3, 3:].mean() + 0.3
+
+
+def test_train_eges_writes_a_table_of_every_graph_node(tmp_path):
+  rng = np.random.default_rng(0)
+  imps = []
+  for u in range(1, 21):
+    items = rng.integers(1, 13, 5) if u % 2 else rng.integers(101, 113, 5)
+    imps.append(Impression(
+        label=int(u % 3 == 0), user_id=u, time=1000, item_id=int(items[0]),
+        item_cats=[int(items[0]) // 100 + 1],
+        clicks=[Event(int(i), 10 * j, [int(i) // 100 + 1])
+                for j, i in enumerate(items)]))
+  pattern = _write(imps, tmp_path)
+  config = eges.EgesConfig(dim=4, walks_per_node=2, walk_length=5, epochs=1)
+  path = eges.train_eges(pattern, str(tmp_path / "m" / "eges.npz"), config)
+  ids, vectors = eges.load_embeddings(path)
+  sessions = eges.read_sessions(pattern, config)
+  graph = eges.graph_from_sessions(sessions.items, sessions.session, 1)
+  np.testing.assert_array_equal(ids, graph.ids)
+  assert vectors.shape == (graph.num_nodes, 4) and np.all(np.isfinite(vectors))
+  assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["eges.npz"]
+
+
+def test_bad_inputs_name_what_is_wrong(tmp_path):
+  bad = tmp_path / "bad.npz"
+  np.savez(bad, ids=np.array([3, 2]), vectors=np.zeros([2, 4]))
+  with pytest.raises(ValueError, match=r"bad\.npz: ids must be .*sorted"):
+    eges.load_embeddings(str(bad))
+  np.savez(bad, ids=np.array([2, 3]))
+  with pytest.raises(ValueError, match=r"bad\.npz: .*missing \['vectors'\]"):
+    eges.load_embeddings(str(bad))
+  with pytest.raises(FileNotFoundError, match="nothing.npz"):
+    eges.load_embeddings(str(tmp_path / "nothing.npz"))
+  with pytest.raises(ValueError, match="walk_length must be a positive int"):
+    eges.EgesConfig(walk_length=0)
+  # Every user clicked a single item: no edges, nothing to train.
+  pattern = _write([Impression(label=0, user_id=u, time=9, item_id=1,
+                               clicks=[Event(u, 1)]) for u in (1, 2)], tmp_path)
+  with pytest.raises(ValueError, match=r"data/\*\.tfrecord: the item graph has 0"):
+    eges.train_eges(pattern, str(tmp_path / "out.npz"), eges.EgesConfig())
+
+
+# --- the CTR model -----------------------------------------------------------
+
+
+def test_frozen_table_looks_up_arbitrary_ids_and_zeros_the_unknown():
+  big = (1 << 62) + 3
+  table = FrozenIdEmbedding(3, 2, ids=np.array([5, 9, big]),
+                            vectors=np.array([[1.0, 2.0], [3.0, 4.0],
+                                              [5.0, 6.0]]))
+  out = table(tf.constant([[9, 0, 7], [big, 5, 10]], tf.int64)).numpy()
+  np.testing.assert_array_equal(out, [[[3, 4], [0, 0], [0, 0]],
+                                      [[5, 6], [1, 2], [0, 0]]])
+  assert not table.trainable_weights and len(table.non_trainable_weights) == 2
+  with pytest.raises(ValueError, match="do not match"):
+    FrozenIdEmbedding(2, 2, ids=np.array([1, 2, 3]), vectors=np.zeros([3, 2]))
+
+
+def _ctr_batch(tmp_path):
+  rng = np.random.default_rng(0)
+  imps = []
+  for u in range(8):
+    clicks = [Event(int(i), 100 + 10 * j, [int(i) % 3 + 1])
+              for j, i in enumerate(rng.integers(1, 30, 6))]
+    imps.append(Impression(
+        label=u % 2, user_id=u + 1, time=1000, item_id=int(rng.integers(1, 30)),
+        item_cats=[1], query_id=int(rng.integers(1, 9)), query_cats=[2],
+        clicks=clicks, queries=[Event(3, 90, [2])]))
+  pattern = _write(imps, tmp_path, "ctr", num_cats=1)
+  return next(iter(reader.make_dataset(pattern, batch_size=8, max_clicks=6,
+                                       max_queries=2, max_seeds=1)))
+
+
+def test_eges_ctr_model_keeps_its_table_frozen_and_trains(tmp_path):
+  batch = _ctr_batch(tmp_path)
+  ids = np.arange(1, 30, 2)  # odd items known, even items unseen
+  vectors = np.random.default_rng(1).normal(size=[ids.size, 4]).astype(np.float32)
+  path = eges.save_embeddings(str(tmp_path / "eges.npz"), ids, vectors)
+  features = FeatureConfig(item_buckets=32, query_buckets=16, user_buckets=16,
+                           category_buckets=8)
+  model = EGES(features, eges_embeddings_path=path, top_k=3, max_positions=8,
+               hidden_units=(16,))
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  model(batch)
+  frozen = model.graph_items
+  assert frozen.weights and not any(
+      w is v for w in frozen.weights for v in model.trainable_variables)
+  np.testing.assert_array_equal(frozen(tf.constant([3, 4], tf.int64)).numpy(),
+                                [vectors[1], np.zeros(4)])
+  # Item-only SimExtract: EGES has no query vectors; no graph losses.
+  assert not hasattr(model, "q2q_extract") and not model.aux_loss_weights
+  mlp_before = [w.numpy().copy() for w in model.mlp.weights]
+  losses = [float(model.train_step(batch)["loss"]) for _ in range(5)]
+  assert losses[-1] < losses[0]
+  assert any(not np.array_equal(a, w.numpy())
+             for a, w in zip(mlp_before, model.mlp.weights))
+  np.testing.assert_array_equal(frozen.embeddings.numpy(), vectors)
+  pctr = model(batch, training=False).numpy()
+  assert pctr.shape == (8,) and np.all((pctr > 0) & (pctr < 1))
+
+  config = model.get_config()
+  assert config["eges_embeddings_path"] == path
+  rebuilt = EGES(**json.loads(json.dumps(config)))
+  assert rebuilt(batch).shape == (8,)
