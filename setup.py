@@ -24,6 +24,8 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest", "hypothesis"],
+        # Plots of experiments/ (Figure 3, Figure 4); the library does not need it.
+        "experiments": ["matplotlib"],
     },
     entry_points={"console_scripts": ["egin-tf=egin_tf.cli.main:run"]},
 )
