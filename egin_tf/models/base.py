@@ -103,3 +103,30 @@ class CTRModel(tf.keras.Model):
         "label": batch[schema_lib.LABEL],
         "user_id": batch[schema_lib.USER_ID],
     }
+
+
+class TargetInterestModel(CTRModel):
+  """A model whose interest features read each history against its target.
+
+  Subclasses set ``self.features`` (`FeatureEmbeddings`), ``self.mlp`` and, with
+  `per_history`, ``self.interests``: one layer per history (the clicks, then the
+  query history when the data has queries), each called as
+  ``layer(target [B, 2d], history [B, L, 2d], mask [B, L]) -> [B, k]``. The MLP
+  reads f_o and every interest vector.
+  """
+
+  @staticmethod
+  def per_history(features, make_layer, kind: str):
+    """One interest layer per history: ``make_layer(name)`` for clicks (and queries)."""
+    layers = [make_layer(f"click_{kind}")]
+    if features.has_queries:
+      layers.append(make_layer(f"query_{kind}"))
+    return layers
+
+  def forward(self, batch, training=None):
+    parts = [self.features.context(batch, training=training)]
+    for layer, pair in zip(self.interests,
+                           self.features.targets_and_histories(batch)):
+      parts.append(layer(pair.target, pair.history, pair.mask, training=training))
+    logits = self.mlp(tf.concat(parts, axis=-1), training=training)
+    return logits, {}

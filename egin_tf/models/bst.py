@@ -12,14 +12,13 @@ import dataclasses
 import json
 from typing import Sequence
 
-from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.transformer import BehaviorSequenceTransformer
-from egin_tf.models.base import CTRModel
+from egin_tf.models.base import TargetInterestModel
 
 
-class BST(CTRModel):
+class BST(TargetInterestModel):
   """Transformer baseline. Input: the reader's batch dict; output pctr [B].
 
   Args:
@@ -55,19 +54,9 @@ class BST(CTRModel):
           dropout=dropout, max_positions=max_positions, pooling=pooling,
           name=name)
 
-    self.encoders = [encoder("click_transformer")]
-    if features.has_queries:
-      self.encoders.append(encoder("query_transformer"))
+    self.interests = self.per_history(features, encoder, "transformer")
     self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
 
-  def forward(self, batch, training=None):
-    parts = [self.features.context(batch, training=training)]
-    for encoder, pair in zip(self.encoders,
-                             self.features.targets_and_histories(batch)):
-      parts.append(encoder(pair.target, pair.history, pair.mask,
-                           training=training))
-    logits = self.mlp(tf.concat(parts, axis=-1), training=training)
-    return logits, {}
 
   def get_config(self):
     return json.loads(self._config_json)

@@ -11,14 +11,13 @@ import dataclasses
 import json
 from typing import Sequence
 
-from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.target_attention import TargetAttention
-from egin_tf.models.base import CTRModel
+from egin_tf.models.base import TargetInterestModel
 
 
-class DIN(CTRModel):
+class DIN(TargetInterestModel):
   """Attention baseline. Input: the reader's batch dict; output pctr [B].
 
   Args:
@@ -50,18 +49,9 @@ class DIN(CTRModel):
 
     # One activation unit per history: clicks and queries live in different
     # embedding spaces, so their relevance functions are learned separately.
-    self.attentions = [attention("click_attention")]
-    if features.has_queries:
-      self.attentions.append(attention("query_attention"))
+    self.interests = self.per_history(features, attention, "attention")
     self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
 
-  def forward(self, batch, training=None):
-    parts = [self.features.context(batch, training=training)]
-    for attention, pair in zip(self.attentions,
-                               self.features.targets_and_histories(batch)):
-      parts.append(attention(pair.target, pair.history, pair.mask))
-    logits = self.mlp(tf.concat(parts, axis=-1), training=training)
-    return logits, {}
 
   def get_config(self):
     return json.loads(self._config_json)
