@@ -7,10 +7,8 @@ import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import numpy as np
 import pytest
 
-from data_pipeline import reader
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
-from data_pipeline.writer import DatasetWriter
 from egin_tf import models, training
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.layers.target_attention import TargetAttention
@@ -19,6 +17,7 @@ from egin_tf.layers.transformer import (BehaviorSequenceTransformer,
 from egin_tf.models.bst import BST
 from egin_tf.models.din import DIN
 from egin_tf.models.dnn_cross import DNNCross, pair_buckets, splitmix64
+from example_io import batch_of
 
 BASELINES = {"dnn_cross": DNNCross, "din": DIN, "bst": BST}
 _SMALL = {"dnn_cross": {"cross_buckets": 64, "hidden_units": [8]},
@@ -52,14 +51,8 @@ def _features(with_queries=True):
 
 
 def _batch(tmp_path, with_queries=True):
-  out = str(tmp_path / "data")
-  with DatasetWriter(out, num_cats=1) as w:
-    for imp in _impressions(with_queries):
-      w.write("train", imp)
-    w.commit(source="test")
-  return next(iter(reader.make_dataset(out + "/*.tfrecord", batch_size=4,
-                                       max_clicks=5, max_queries=3,
-                                       max_seeds=1)))
+  return batch_of(_impressions(with_queries), tmp_path / "data", max_clicks=5,
+                  max_queries=3)
 
 
 def _model(name, with_queries=True):

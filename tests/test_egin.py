@@ -6,13 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from data_pipeline import reader
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
-from data_pipeline.writer import DatasetWriter
 from egin_tf import training
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import EGIN, build_model
+from example_io import batch_of
 
 
 def _tiny_batch(with_queries=True, size=4):
@@ -37,14 +36,7 @@ def _features(with_queries=True):
 
 
 def _batch(imps, tmp_path, name="d"):
-  out = str(tmp_path / name)
-  with DatasetWriter(out, num_cats=1) as w:
-    for imp in imps:
-      w.write("train", imp)
-    w.commit(source="test")
-  return next(iter(reader.make_dataset(out + "/*.tfrecord", batch_size=len(imps),
-                                       max_clicks=6, max_queries=4,
-                                       max_seeds=1)))
+  return batch_of(imps, tmp_path / name, max_clicks=6, max_queries=4)
 
 
 def _egin(**kwargs):
