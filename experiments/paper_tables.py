@@ -1,0 +1,427 @@
+"""The paper's Tables 2-4 (section 4) reproduced on the data this project has.
+
+One command per table; each trains every model of the table for several seeds
+and prints (and writes as markdown) test AUC mean +- std, gAUC, logloss,
+RelaImpr against DNN-cross and training examples/s:
+
+  taobao              Table 2 analogue: Taobao UserBehavior head, item-only,
+                      ``convert_taobao(split="last_click")`` as in the paper.
+  trivago             Table 3 analogue: the trivago sample, query graph on
+                      (``convert_trivago(on_bad="skip")``: 2 bad rows).
+  simulator           Table 3 analogue on the simulator, with the oracle AUC (the
+                      true click probabilities) as the ceiling.
+  ablation_trivago,   Table 4: EGIN w/o graph, w/o query, w/o pos_emb beside
+  ablation_simulator  EGIN and DNN-cross.
+
+Protocol (the same for every model, so the comparison is fair):
+
+* the same epochs (or ``--steps``), batch size, embedding size (d = 10), history
+  lengths and data for all models; the paper's EGIN settings (window 2, top-10,
+  100 negatives, d = 10, queue of 1M) are the model defaults;
+* the learning rate of Adam is swept over ``--lrs`` for every model with the
+  first seed; the best is picked on a VALIDATION split, the latest
+  ``--valid_fraction`` of the train split by impression time (`split_by_time`),
+  never on test. Every model trains on the rest of the train split;
+* the best learning rate is then run with every ``--seeds`` and scored exactly
+  on the test split. AUC, gAUC and logloss are mean +- sample std (n - 1) over
+  seeds; RelaImpr = (AUC(model) - 0.5) / (AUC(DNN-cross) - 0.5) - 1 (paper,
+  section 4) on the mean AUCs; "AUC - EGIN" (Table 4's "Diff") is in AUC points.
+
+Every run has its own folder ``<runs_dir>/<dataset>/<training settings>/
+<variant>/lr<lr>-seed<seed>`` with ``metrics.json`` (validation) and
+``test.json``; a re-run reuses finished runs (tables share them: the ablation
+tables reuse EGIN and DNN-cross from the main tables) and retrains interrupted
+ones. Datasets are converted once into ``<runs_dir>/data``.
+
+Usage:
+  python experiments/paper_tables.py --table simulator [--seeds 0,1,2]
+      [--lrs 3e-4,1e-3,3e-3] [--epochs 2 | --steps N] [--batch_size 256]
+      [--max_hist 100] [--users 2000] [--models dnn_cross,egin,...]
+      [--runs_dir runs/paper_tables]
+
+Smoke run (a few minutes):
+  python experiments/paper_tables.py --table simulator --users 100 --steps 20 \
+      --seeds 0,1 --lrs 1e-3,3e-3 --models dnn_cross,egin --runs_dir /tmp/pt_smoke
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shutil
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from absl import app
+from absl import flags
+
+import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+# The colleague's script: its ablation variants, number format and flags
+# (--users, --epochs, --batch_size, --log_every, --verbose) are shared.
+import egin_vs_dnn
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from data_pipeline import simulator
+from data_pipeline.taobao import convert_taobao
+from data_pipeline.tf_env import tf
+from data_pipeline.trivago import convert_trivago
+from data_pipeline.writer import DatasetWriter
+from egin_tf import training
+from egin_tf.models import MODELS
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA_DIR = os.path.normpath(os.path.join(_REPO_ROOT, "..", "shared", "data"))
+TAOBAO_CSV = "taobao_userbehavior_head/UserBehavior_head.csv"
+TRIVAGO_CSV = "trivago/trivago_sample.csv.gz"
+BASE_VARIANT = "dnn_cross"
+TEST_FILE = "test.json"
+VALID_SPLIT = "valid"
+
+# variant name -> (registered model, constructor arguments).
+VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    **{name: (name, {}) for name in MODELS}, **egin_vs_dnn.VARIANTS}
+MAIN_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "eges", "egin")
+# The paper's Table 2 has no EGES (its Table 3 has).
+TAOBAO_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "egin")
+ABLATION_VARIANTS = ("dnn_cross", "egin", "egin_no_graph", "egin_no_query",
+                     "egin_no_pos_emb")
+# table -> (dataset, variants, title)
+TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
+    "taobao": ("taobao", TAOBAO_VARIANTS, "Table 2 analogue (Taobao UserBehavior head)"),
+    "trivago": ("trivago", MAIN_VARIANTS, "Table 3 analogue (trivago sample)"),
+    "simulator": ("simulator", MAIN_VARIANTS, "Table 3 analogue (simulator)"),
+    "ablation_trivago": ("trivago", ABLATION_VARIANTS,
+                         "Table 4 analogue, ablations (trivago sample)"),
+    "ablation_simulator": ("simulator", ABLATION_VARIANTS,
+                           "Table 4 analogue, ablations (simulator)"),
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("table", None, list(TABLES), "The table to make.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of training and models.")
+flags.DEFINE_list("lrs", ["3e-4", "1e-3", "3e-3"],
+                  "Adam learning rates swept (first seed) on the validation split.")
+flags.DEFINE_float("valid_fraction", 0.1, "Latest share of the train split (by "
+                   "impression time) held out for choosing the learning rate.")
+flags.DEFINE_integer("steps", None, "Training steps per run (overrides --epochs).")
+flags.DEFINE_integer("max_hist", 100, "L = M = S: history lengths kept.")
+flags.DEFINE_list("models", None, "Subset of the table's variants, of "
+                  f"{sorted(VARIANTS)}.")
+flags.DEFINE_string("runs_dir", os.path.join(_REPO_ROOT, "runs", "paper_tables"),
+                    "Folder of converted data, runs and tables.")
+flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "The shared samples' folder.")
+
+
+# ---------------------------------------------------------------- formulas ----
+
+def rela_impr(auc: float, base_auc: float) -> float:
+  """RelaImpr of the paper: (AUC - 0.5) / (AUC(base) - 0.5) - 1."""
+  if base_auc <= 0.5:
+    raise ValueError(f"RelaImpr needs a base AUC above 0.5, got {base_auc}")
+  return (auc - 0.5) / (base_auc - 0.5) - 1.0
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+  """Mean and sample standard deviation (n - 1; NaN for a single value)."""
+  x = np.asarray(values, np.float64)
+  return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else math.nan
+
+
+def mean_pm_std(values: Sequence[float], digits: int = 4) -> str:
+  mean, std = mean_std(values)
+  return egin_vs_dnn._fmt(mean, digits) + (  # pylint: disable=protected-access
+      "" if math.isnan(std) else f" ± {std:.{digits}f}")
+
+
+# ------------------------------------------------------- validation split ----
+
+def validation_start(times: Sequence[int], fraction: float) -> int:
+  """The earliest time of the validation split: the latest ``fraction`` of
+  impressions by time; impressions at that same second all go to validation.
+
+  Raises:
+    ValueError: fraction outside (0, 1), or no impression would stay in train.
+  """
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"valid_fraction must be in (0, 1), got {fraction}")
+  ordered = sorted(times)
+  if not ordered:
+    raise ValueError("no impressions to split")
+  start = ordered[len(ordered) - max(1, math.ceil(fraction * len(ordered)))]
+  if start <= ordered[0]:
+    raise ValueError(
+        f"cannot hold out the latest {fraction:g} by time: every impression is "
+        f"at or after {start}, so none would stay in train")
+  return start
+
+
+def _ints(feature: tf.train.Feature) -> List[int]:
+  return list(feature.int64_list.value)
+
+
+def impression_from_example(example: tf.train.Example, num_cats: int
+                            ) -> schema_lib.Impression:
+  """Decodes a record of the impression schema (inverse of `to_example`)."""
+  f = example.features.feature
+
+  def events(seq: schema_lib.SequenceFeatures) -> List[schema_lib.Event]:
+    if seq.ids not in f:
+      return []
+    cats = _ints(f[seq.cats])
+    rows = [tuple(c for c in cats[k:k + num_cats] if c)
+            for k in range(0, len(cats), num_cats)]
+    return [schema_lib.Event(i, t, c) for i, t, c in
+            zip(_ints(f[seq.ids]), _ints(f[seq.times]), rows)]
+
+  def scalar(name: str) -> int:
+    return _ints(f[name])[0] if name in f else 0
+
+  dense = {k[len(schema_lib.DENSE_PREFIX):]: v.float_list.value[0]
+           for k, v in f.items() if k.startswith(schema_lib.DENSE_PREFIX)}
+  categorical = {k[len(schema_lib.CAT_PREFIX):]: v.int64_list.value[0]
+                 for k, v in f.items() if k.startswith(schema_lib.CAT_PREFIX)}
+  return schema_lib.Impression(
+      label=scalar(schema_lib.LABEL), user_id=scalar(schema_lib.USER_ID),
+      time=scalar(schema_lib.TIME), item_id=scalar(schema_lib.ITEM_ID),
+      item_cats=tuple(c for c in _ints(f[schema_lib.ITEM_CATS]) if c),
+      query_id=scalar(schema_lib.QUERY_ID),
+      query_cats=tuple(c for c in _ints(f.get(schema_lib.QUERY_CATS,
+                                              tf.train.Feature())) if c),
+      clicks=events(schema_lib.CLICKS), queries=events(schema_lib.QUERIES),
+      seeds=events(schema_lib.SEEDS) if schema_lib.SEEDS.ids in f else None,
+      dense=dense, categorical=categorical)
+
+
+def split_by_time(train_pattern: str, out_dir: str, valid_fraction: float,
+                  num_shards: int = 2) -> schema_lib.DatasetSchema:
+  """Writes the records of ``train_pattern`` into a new dataset: "train" (before
+  `validation_start`) and "valid" (the latest ``valid_fraction`` by time)."""
+  files = reader.match_files(train_pattern)
+  num_cats = schema_lib.schema_for_files(files).num_cats
+  records = tf.data.TFRecordDataset(files)
+  times = []
+  for raw in records.as_numpy_iterator():
+    times.append(tf.train.Example.FromString(raw).features.feature[
+        schema_lib.TIME].int64_list.value[0])
+  start = validation_start(times, valid_fraction)
+  with DatasetWriter(out_dir, num_cats=num_cats, num_shards=num_shards) as writer:
+    for raw in records.as_numpy_iterator():
+      imp = impression_from_example(tf.train.Example.FromString(raw), num_cats)
+      writer.write_serialized(VALID_SPLIT if imp.time >= start else "train", imp,
+                              raw)
+    return writer.commit(
+        source=f"{train_pattern} split by time: {VALID_SPLIT} = impressions at or "
+        f"after {start} (latest {valid_fraction:g})")
+
+
+# ------------------------------------------------------------------- data ----
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """File patterns of one dataset's train (minus validation), valid and test."""
+  name: str
+  train: str
+  valid: str
+  test: str
+
+
+def _convert(dataset: str, out_dir: str) -> None:
+  if dataset == "taobao":
+    convert_taobao(os.path.join(FLAGS.data_dir, TAOBAO_CSV), out_dir,
+                   split="last_click")
+  elif dataset == "trivago":
+    convert_trivago(os.path.join(FLAGS.data_dir, TRIVAGO_CSV), out_dir,
+                    on_bad="skip")
+  else:
+    simulator.generate(simulator.SimulatorConfig(num_users=FLAGS.users, seed=0),
+                       out_dir)
+
+
+def prepare_split(dataset: str) -> Split:
+  """Converts (once) a dataset into <runs_dir>/data and cuts its validation."""
+  name = f"simulator_u{FLAGS.users}" if dataset == "simulator" else dataset
+  data = os.path.join(FLAGS.runs_dir, "data", name)
+  if not os.path.exists(os.path.join(data, schema_lib.SCHEMA_FILE)):
+    print(f"converting {dataset} into {data}")
+    _convert(dataset, data)
+  split_dir = f"{data}_valid{FLAGS.valid_fraction:g}"
+  if not os.path.exists(os.path.join(split_dir, schema_lib.SCHEMA_FILE)):
+    print(f"holding out the latest {FLAGS.valid_fraction:g} of train into "
+          f"{split_dir}")
+    split_by_time(os.path.join(data, "train-*"), split_dir, FLAGS.valid_fraction)
+  return Split(name, os.path.join(split_dir, "train-*"),
+               os.path.join(split_dir, f"{VALID_SPLIT}-*"),
+               os.path.join(data, "test-*"))
+
+
+# ----------------------------------------------------------------- runner ----
+
+def settings_tag() -> str:
+  """The training settings shared by all runs of a table (part of run paths)."""
+  length = f"s{FLAGS.steps}" if FLAGS.steps else f"e{FLAGS.epochs}"
+  return f"{length}_b{FLAGS.batch_size}_h{FLAGS.max_hist}"
+
+
+def _train_run(split: Split, variant: str, model: str, kwargs: Dict[str, Any],
+               lr: float, seed: int) -> Tuple[str, Dict[str, Any]]:
+  """Trains one run (or reuses a finished one); its metrics on validation."""
+  run_dir = os.path.join(FLAGS.runs_dir, split.name, settings_tag(), variant,
+                         f"lr{lr:g}-seed{seed}")
+  metrics_path = os.path.join(run_dir, training.METRICS_FILE)
+  if os.path.exists(metrics_path):
+    with open(metrics_path, encoding="utf-8") as f:
+      return run_dir, json.load(f)
+  if os.path.exists(run_dir):
+    shutil.rmtree(run_dir)  # interrupted: its checkpoints are partial
+  if model == "egin":
+    kwargs = dict(kwargs, seed=seed)
+  config = training.TrainConfig(
+      model=model, model_kwargs=kwargs, batch_size=FLAGS.batch_size,
+      epochs=FLAGS.epochs, steps=FLAGS.steps, learning_rate=lr,
+      max_clicks=FLAGS.max_hist, max_queries=FLAGS.max_hist,
+      max_seeds=FLAGS.max_hist, seed=seed, log_every=FLAGS.log_every)
+  print(f"\n== {split.name} {variant} lr={lr:g} seed={seed} -> {run_dir}")
+  result = training.train(split.train, run_dir, config, eval_pattern=split.valid,
+                          verbose=FLAGS.verbose)
+  return run_dir, result
+
+
+def _test_report(run_dir: str, test_pattern: str) -> Dict[str, Any]:
+  path = os.path.join(run_dir, TEST_FILE)
+  if not os.path.exists(path):
+    report = training.evaluate(run_dir, test_pattern)["eval"]
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def run_variant(split: Split, variant: str, spec: Tuple[str, Dict[str, Any]],
+                lrs: Sequence[float], seeds: Sequence[int]) -> Dict[str, Any]:
+  """The learning-rate sweep on validation (first seed), then every seed at the
+  best rate scored on test. Returns the per-seed results and the sweep."""
+  model, kwargs = spec
+  valid_auc = {lr: _train_run(split, variant, model, kwargs, lr, seeds[0])[1]
+               ["eval"]["auc"] for lr in lrs}
+  best_lr = max(lrs, key=lambda lr: valid_auc[lr])  # ties: the first listed
+  runs = []
+  for seed in seeds:
+    run_dir, result = _train_run(split, variant, model, kwargs, best_lr, seed)
+    runs.append({"run_dir": run_dir, "test": _test_report(run_dir, split.test),
+                 "examples_per_second": result["examples_per_second"],
+                 "steps": result["steps"]})
+  return {"variant": variant, "best_lr": best_lr, "valid_auc": valid_auc,
+          "runs": runs}
+
+
+def run_table(split: Split, variants: Dict[str, Tuple[str, Dict[str, Any]]],
+              lrs: Sequence[float], seeds: Sequence[int]) -> List[Dict[str, Any]]:
+  return [run_variant(split, name, spec, lrs, seeds)
+          for name, spec in variants.items()]
+
+
+# ------------------------------------------------------------------ table ----
+
+def markdown_table(results: List[Dict[str, Any]],
+                   oracle: Optional[Dict[str, Any]] = None,
+                   reference: Optional[str] = None) -> str:
+  """One row per variant; ``reference``: also "AUC - <reference>" (points)."""
+  mean_auc = {r["variant"]: mean_std([x["test"]["auc"] for x in r["runs"]])[0]
+              for r in results}
+  base = mean_auc.get(BASE_VARIANT)
+  header = ["model", "lr (valid AUC)", "test AUC", "gAUC", "logloss",
+            f"RelaImpr vs {BASE_VARIANT}"]
+  if reference:
+    header.append(f"AUC - {reference}")
+  header += ["train ex/s", "steps", "seeds"]
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+
+  def relative(auc: float) -> List[str]:
+    cells = ["-" if base is None else f"{100 * rela_impr(auc, base):+.2f}%"]
+    if reference:
+      ref = mean_auc.get(reference)
+      cells.append("-" if ref is None else f"{auc - ref:+.4f}")
+    return cells
+
+  for r in results:
+    tests = [x["test"] for x in r["runs"]]
+    cells = [r["variant"],
+             f"{r['best_lr']:g} ({r['valid_auc'][r['best_lr']]:.4f})",
+             mean_pm_std([t["auc"] for t in tests]),
+             mean_pm_std([t["gauc"] for t in tests]),
+             mean_pm_std([t["logloss"] for t in tests])]
+    cells += relative(mean_auc[r["variant"]])
+    cells += [f"{np.mean([x['examples_per_second'] for x in r['runs']]):,.0f}",
+              str(r["runs"][0]["steps"]), str(len(r["runs"]))]
+    lines.append("| " + " | ".join(cells) + " |")
+  if oracle:
+    fmt = egin_vs_dnn._fmt  # pylint: disable=protected-access
+    cells = ["oracle (true p)", "-", fmt(oracle["test_auc"]),
+             fmt(oracle.get("test_gauc")), fmt(oracle.get("test_logloss"))]
+    cells += relative(oracle["test_auc"]) + ["-", "-", "-"]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def write_report(name: str, title: str, split: Split, table: str) -> str:
+  """Prints the table with its command, date and scale; writes <name>.md."""
+  command = " ".join(["python", os.path.relpath(sys.argv[0], _REPO_ROOT)] +
+                     sys.argv[1:])
+  date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  schema = schema_lib.schema_for_files(reader.match_files(split.train))
+  test = schema_lib.schema_for_files(reader.match_files(split.test))
+  counts = ", ".join(f"{s} {v['impressions']:,}" for s, v in sorted(
+      schema.splits.items())) + f", test {test.splits['test']['impressions']:,}"
+  length = f"{FLAGS.steps} steps" if FLAGS.steps else f"{FLAGS.epochs} epochs"
+  text = (f"### {title}\n\nCommand: `{command}`  \nDate: {date}  \n"
+          f"Data: {split.name} ({counts} impressions); {length} of "
+          f"{FLAGS.batch_size}, d = 10, L = M = S = {FLAGS.max_hist}; lrs "
+          f"{','.join(FLAGS.lrs)} swept on valid with seed {FLAGS.seeds[0]}; "
+          f"seeds {','.join(FLAGS.seeds)}\n\n{table}\n")
+  path = os.path.join(FLAGS.runs_dir, f"{name}.md")
+  os.makedirs(FLAGS.runs_dir, exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(text)
+  print("\n" + text + f"\nwritten to {path}")
+  return path
+
+
+def parse_numbers() -> Tuple[List[float], List[int]]:
+  try:
+    lrs = [float(x) for x in FLAGS.lrs]
+    seeds = [int(x) for x in FLAGS.seeds]
+  except ValueError as e:
+    raise app.UsageError(f"--lrs must be floats and --seeds integers: {e}")
+  if not lrs or not seeds:
+    raise app.UsageError("--lrs and --seeds need at least one value each")
+  return lrs, seeds
+
+
+def chosen_variants(default: Sequence[str]) -> Dict[str, Tuple[str, Dict]]:
+  names = FLAGS.models or list(default)
+  unknown = [n for n in names if n not in VARIANTS]
+  if unknown:
+    raise app.UsageError(f"--models: unknown {unknown}; choose from "
+                         f"{sorted(VARIANTS)}")
+  return {n: VARIANTS[n] for n in names}
+
+
+def main(argv):
+  del argv
+  if FLAGS.table is None:
+    raise app.UsageError(f"--table is required, one of {list(TABLES)}")
+  lrs, seeds = parse_numbers()
+  dataset, default_variants, title = TABLES[FLAGS.table]
+  variants = chosen_variants(default_variants)
+  split = prepare_split(dataset)
+  results = run_table(split, variants, lrs, seeds)
+  reference = "egin" if FLAGS.table.startswith("ablation") else None
+  table = markdown_table(results, training.load_oracle(split.test), reference)
+  write_report(FLAGS.table, title, split, table)
+
+
+if __name__ == "__main__":
+  app.run(main)

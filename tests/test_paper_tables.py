@@ -1,0 +1,167 @@
+"""Helpers of the paper-table scripts: RelaImpr, mean +- std, the validation split
+by time, the record decoder, pair sampling and cosine means."""
+
+import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
+
+import glob
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from data_pipeline import schema as schema_lib
+from data_pipeline.tf_env import tf
+from data_pipeline.writer import DatasetWriter
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "experiments"))
+import embedding_similarity  # noqa: E402  pylint: disable=g-import-not-at-top
+import paper_tables  # noqa: E402  pylint: disable=g-import-not-at-top
+import seeds_mixture  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+def test_rela_impr_matches_the_papers_table_2():
+  # Paper, Table 2: DNN-cross 0.8715 is the base; DIN 0.8833 is +3.18%,
+  # EGIN 0.9184 is +12.62%, DNN 0.8709 is -0.16%.
+  assert paper_tables.rela_impr(0.8833, 0.8715) == pytest.approx(0.0318, abs=5e-5)
+  assert paper_tables.rela_impr(0.9184, 0.8715) == pytest.approx(0.1262, abs=5e-5)
+  assert paper_tables.rela_impr(0.8709, 0.8715) == pytest.approx(-0.0016, abs=5e-5)
+  # By hand: (0.7 - 0.5) / (0.6 - 0.5) - 1 = 1.
+  assert paper_tables.rela_impr(0.7, 0.6) == pytest.approx(1.0)
+  assert paper_tables.rela_impr(0.6, 0.6) == 0.0
+
+
+def test_rela_impr_rejects_a_base_at_chance():
+  with pytest.raises(ValueError, match="above 0.5"):
+    paper_tables.rela_impr(0.7, 0.5)
+
+
+def test_mean_std_is_the_sample_std():
+  mean, std = paper_tables.mean_std([0.6, 0.7, 0.8])
+  assert mean == pytest.approx(0.7)
+  assert std == pytest.approx(0.1)  # sqrt((0.01 + 0 + 0.01) / 2)
+  assert math.isnan(paper_tables.mean_std([0.5])[1])
+  assert paper_tables.mean_pm_std([0.6, 0.7, 0.8]) == "0.7000 ± 0.1000"
+  assert paper_tables.mean_pm_std([0.5]) == "0.5000"
+
+
+def test_validation_start_takes_the_latest_fraction_by_time():
+  times = [5, 1, 9, 3, 7, 2, 10, 4, 8, 6]
+  assert paper_tables.validation_start(times, 0.2) == 9   # 9 and 10
+  assert paper_tables.validation_start(times, 0.25) == 8  # ceil(2.5) = 3
+  # Impressions of the same second stay together, in validation.
+  assert paper_tables.validation_start([1, 2, 3, 3, 3], 0.2) == 3
+
+
+@pytest.mark.parametrize("times, fraction, message", [
+    ([4, 4, 4], 0.5, "none would stay in train"),
+    ([1, 2], 0.0, r"in \(0, 1\)"),
+    ([1, 2], 1.0, r"in \(0, 1\)"),
+    ([], 0.1, "no impressions"),
+])
+def test_validation_start_rejects_impossible_splits(times, fraction, message):
+  with pytest.raises(ValueError, match=message):
+    paper_tables.validation_start(times, fraction)
+
+
+def _impression(time: int, label: int) -> schema_lib.Impression:
+  return schema_lib.Impression(
+      label=label, user_id=7, time=time, item_id=100 + time, item_cats=(3,),
+      query_id=5, query_cats=(3, 4),
+      clicks=[schema_lib.Event(11, time - 2, (3, 4)),
+              schema_lib.Event(12, time - 1, (6,))],
+      queries=[schema_lib.Event(5, time - 3, (3,))],
+      seeds=[schema_lib.Event(11, time - 2, (3, 4))],
+      dense={"price": 1.5}, categorical={"device": 2})
+
+
+def test_impression_from_example_inverts_to_example():
+  imp = _impression(50, 1)
+  decoded = paper_tables.impression_from_example(
+      schema_lib.to_example(imp, num_cats=2), num_cats=2)
+  assert decoded == imp
+
+
+def test_split_by_time_holds_out_the_latest_impressions(tmp_path):
+  source = str(tmp_path / "source")
+  with DatasetWriter(source, num_cats=2, num_shards=2) as writer:
+    for t in (10, 40, 20, 50, 30):
+      writer.write("train", _impression(t, label=int(t >= 40)))
+    writer.commit(source="test")
+  out = str(tmp_path / "split")
+  schema = paper_tables.split_by_time(os.path.join(source, "train-*"), out, 0.4)
+
+  def times(split):
+    return sorted(
+        tf.train.Example.FromString(raw).features.feature["time"].int64_list.value[0]
+        for f in glob.glob(os.path.join(out, f"{split}-*"))
+        for raw in tf.data.TFRecordDataset(f).as_numpy_iterator())
+
+  assert times("train") == [10, 20, 30]
+  assert times("valid") == [40, 50]
+  assert schema.splits["train"]["impressions"] == 3
+  assert schema.splits["valid"] == {
+      "impressions": 2, "positives": 2,
+      "files": ["valid-00000-of-00002.tfrecord", "valid-00001-of-00002.tfrecord"]}
+  assert schema.has_queries and schema.has_seeds
+  assert schema.dense_features == ["price"]
+
+
+def test_sample_pairs_respects_categories():
+  cats = np.array([1, 2, 1, 3, 2, 1])  # category 3 has a single item
+  rng = np.random.default_rng(0)
+  intra = embedding_similarity.sample_pairs(cats, 500, rng, same=True)
+  inter = embedding_similarity.sample_pairs(cats, 500, rng, same=False)
+  assert intra.shape == inter.shape == (500, 2)
+  assert np.all(cats[intra[:, 0]] == cats[intra[:, 1]])
+  assert np.all(intra[:, 0] != intra[:, 1])
+  assert 3 not in set(cats[intra].ravel())
+  assert np.all(cats[inter[:, 0]] != cats[inter[:, 1]])
+  # Every item of categories 1 and 2 can be drawn.
+  assert set(intra.ravel()) == {0, 1, 2, 4, 5}
+
+
+def test_sample_pairs_without_such_pairs_is_empty():
+  rng = np.random.default_rng(0)
+  assert embedding_similarity.sample_pairs(np.array([1, 2]), 5, rng, True).shape == (0, 2)
+  assert embedding_similarity.sample_pairs(np.array([1, 1]), 5, rng, False).shape == (0, 2)
+
+
+def test_mean_cosine_by_hand():
+  vectors = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])
+  pairs = np.array([[0, 1], [0, 2], [0, 3]])  # cosines 1, 0, -1
+  assert embedding_similarity.mean_cosine(vectors, pairs) == pytest.approx(0.0)
+  assert embedding_similarity.mean_cosine(vectors, pairs[:2]) == pytest.approx(0.5)
+
+
+def test_heatmap_items_groups_the_most_frequent_categories():
+  cats = np.array([5, 5, 5, 7, 7, 9, 5, 7])
+  chosen = embedding_similarity.heatmap_items(cats, 2, 2, np.random.default_rng(1))
+  assert list(cats[chosen]) == [5, 5, 7, 7]
+  assert len(set(chosen)) == 4
+
+
+def test_fraction_variants_reuse_plain_egin_for_zero():
+  variants = seeds_mixture.fraction_variants([0.0, 0.2, 1.0])
+  assert variants == {"egin": ("egin", {}),
+                      "egin_seeds0.2": ("egin", {"seeds_fraction": 0.2}),
+                      "egin_seeds1": ("egin", {"seeds_fraction": 1.0})}
+
+
+def test_markdown_table_reports_rela_impr_against_dnn_cross():
+  def result(variant, aucs):
+    return {"variant": variant, "best_lr": 1e-3, "valid_auc": {1e-3: 0.7},
+            "runs": [{"test": {"auc": a, "gauc": a, "logloss": 0.5},
+                      "examples_per_second": 100.0, "steps": 10} for a in aucs]}
+  table = paper_tables.markdown_table(
+      [result("dnn_cross", [0.6, 0.6]), result("egin", [0.65, 0.75])],
+      oracle={"test_auc": 0.9, "test_gauc": 0.8, "test_logloss": 0.4},
+      reference="egin")
+  rows = table.splitlines()
+  assert rows[2].startswith("| dnn_cross | 0.001 (0.7000) | 0.6000 ± 0.0000 |")
+  assert "| +0.00% | -0.1000 |" in rows[2]
+  # mean 0.7: (0.7 - 0.5) / (0.6 - 0.5) - 1 = +100%.
+  assert "| 0.7000 ± 0.0707 |" in rows[3] and "| +100.00% | +0.0000 |" in rows[3]
+  assert rows[4].startswith("| oracle (true p) | - | 0.9000 | 0.8000 | 0.4000 | +300.00% |")
