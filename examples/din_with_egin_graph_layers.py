@@ -393,13 +393,18 @@ def compare(data_dir: str, steps: int, batch_size: int = 256,
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("users", 2000, "Users to simulate.")
-flags.DEFINE_integer("steps", 1500, "Training steps of each model.")
-flags.DEFINE_string("out", "/tmp/din_with_egin_graph_layers",
-                    "Folder of the simulated dataset (reused if it matches).")
-flags.DEFINE_integer("batch_size", 256, "Impressions per step.")
-flags.DEFINE_integer("max_history", 50, "Most recent clicks and queries kept.")
-flags.DEFINE_integer("seed", 0, "Seeds the simulator, initialization and order.")
+
+
+def define_flags() -> None:
+  """The script's flags; defined only when run as a script, so importing this
+  module (tests, your own code) never collides with other absl flags."""
+  flags.DEFINE_integer("users", 2000, "Users to simulate.")
+  flags.DEFINE_integer("steps", 1500, "Training steps of each model.")
+  flags.DEFINE_string("out", "/tmp/din_with_egin_graph_layers",
+                      "Folder of the simulated dataset (reused if it matches).")
+  flags.DEFINE_integer("batch_size", 256, "Impressions per step.")
+  flags.DEFINE_integer("max_history", 50, "Most recent clicks and queries kept.")
+  flags.DEFINE_integer("seed", 0, "Seeds the simulator, initialization and order.")
 
 
 def main(argv: List[str]) -> None:
@@ -411,4 +416,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

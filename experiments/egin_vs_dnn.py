@@ -52,19 +52,24 @@ VARIANTS: Dict[str, tuple] = {
 GRAPH_LOSSES = ("i2i", "q2q", "q2i")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("users", 2000, "Users to simulate.")
-flags.DEFINE_integer("seed", 0, "Seed of the simulator, training and models.")
-flags.DEFINE_integer("epochs", 2, "Passes over the training split.")
-flags.DEFINE_integer("batch_size", 256, "Examples per step.")
-flags.DEFINE_integer("log_every", 200, "Steps per progress chunk.")
-flags.DEFINE_string("out", os.path.join(_REPO_ROOT, "runs", "egin_vs_dnn"),
-                    "Folder for the dataset, one model dir per variant, results.md.")
-flags.DEFINE_list("variants", list(VARIANTS), f"Subset of {list(VARIANTS)}.")
-flags.DEFINE_string("data", None, "Existing simulated dataset folder (with "
-                    "train-*, test-*, oracle.json); default: <out>/data.")
-flags.DEFINE_string("results_md", None, "Markdown table; default <out>/results.md.")
-flags.DEFINE_bool("overwrite", False, "Replace existing variant model dirs.")
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2 = one line per chunk).")
+
+
+def define_flags() -> None:
+  """Defines the script's flags; only when run as a script, so that importing
+  this module (tests, other scripts) never collides with other absl flags."""
+  flags.DEFINE_integer("users", 2000, "Users to simulate.")
+  flags.DEFINE_integer("seed", 0, "Seed of the simulator, training and models.")
+  flags.DEFINE_integer("epochs", 2, "Passes over the training split.")
+  flags.DEFINE_integer("batch_size", 256, "Examples per step.")
+  flags.DEFINE_integer("log_every", 200, "Steps per progress chunk.")
+  flags.DEFINE_string("out", os.path.join(_REPO_ROOT, "runs", "egin_vs_dnn"),
+                      "Folder for the dataset, one model dir per variant, results.md.")
+  flags.DEFINE_list("variants", list(VARIANTS), f"Subset of {list(VARIANTS)}.")
+  flags.DEFINE_string("data", None, "Existing simulated dataset folder (with "
+                      "train-*, test-*, oracle.json); default: <out>/data.")
+  flags.DEFINE_string("results_md", None, "Markdown table; default <out>/results.md.")
+  flags.DEFINE_bool("overwrite", False, "Replace existing variant model dirs.")
+  flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2 = one line per chunk).")
 
 
 def _dataset_dir() -> str:
@@ -171,4 +176,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -33,14 +33,20 @@ from egin_tf import embeddings
 from egin_tf import training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "simulator", ["simulator", "taobao", "trivago"],
-                  "Dataset whose items are compared.")
-flags.DEFINE_list("embedding_models", ["egin", "eges", "dnn"],
-                  "Variants whose item tables are compared.")
-flags.DEFINE_integer("pairs", 100_000, "Item pairs per kind (intra, inter).")
-flags.DEFINE_integer("pair_seed", 0, "Seed of the pair and heat-map sampling.")
-flags.DEFINE_integer("heatmap_categories", 4, "Categories in the heat map.")
-flags.DEFINE_integer("heatmap_items", 6, "Items per category in the heat map.")
+
+
+def define_flags() -> None:
+  """Defines the script's flags; only when run as a script, so that importing
+  this module (tests, other scripts) never collides with other absl flags."""
+  paper_tables.define_flags()
+  flags.DEFINE_enum("dataset", "simulator", ["simulator", "taobao", "trivago"],
+                    "Dataset whose items are compared.")
+  flags.DEFINE_list("embedding_models", ["egin", "eges", "dnn"],
+                    "Variants whose item tables are compared.")
+  flags.DEFINE_integer("pairs", 100_000, "Item pairs per kind (intra, inter).")
+  flags.DEFINE_integer("pair_seed", 0, "Seed of the pair and heat-map sampling.")
+  flags.DEFINE_integer("heatmap_categories", 4, "Categories in the heat map.")
+  flags.DEFINE_integer("heatmap_items", 6, "Items per category in the heat map.")
 
 
 def sample_pairs(cats: np.ndarray, n: int, rng: np.random.Generator,
@@ -177,4 +183,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -99,19 +99,25 @@ TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("table", None, list(TABLES), "The table to make.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of training and models.")
-flags.DEFINE_list("lrs", ["3e-4", "1e-3", "3e-3"],
-                  "Adam learning rates swept (first seed) on the validation split.")
-flags.DEFINE_float("valid_fraction", 0.1, "Latest share of the train split (by "
-                   "impression time) held out for choosing the learning rate.")
-flags.DEFINE_integer("steps", None, "Training steps per run (overrides --epochs).")
-flags.DEFINE_integer("max_hist", 100, "L = M = S: history lengths kept.")
-flags.DEFINE_list("models", None, "Subset of the table's variants, of "
-                  f"{sorted(VARIANTS)}.")
-flags.DEFINE_string("runs_dir", os.path.join(_REPO_ROOT, "runs", "paper_tables"),
-                    "Folder of converted data, runs and tables.")
-flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "The shared samples' folder.")
+
+
+def define_flags() -> None:
+  """Defines the script's flags; only when run as a script, so that importing
+  this module (tests, other scripts) never collides with other absl flags."""
+  egin_vs_dnn.define_flags()
+  flags.DEFINE_enum("table", None, list(TABLES), "The table to make.")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of training and models.")
+  flags.DEFINE_list("lrs", ["3e-4", "1e-3", "3e-3"],
+                    "Adam learning rates swept (first seed) on the validation split.")
+  flags.DEFINE_float("valid_fraction", 0.1, "Latest share of the train split (by "
+                     "impression time) held out for choosing the learning rate.")
+  flags.DEFINE_integer("steps", None, "Training steps per run (overrides --epochs).")
+  flags.DEFINE_integer("max_hist", 100, "L = M = S: history lengths kept.")
+  flags.DEFINE_list("models", None, "Subset of the table's variants, of "
+                    f"{sorted(VARIANTS)}.")
+  flags.DEFINE_string("runs_dir", os.path.join(_REPO_ROOT, "runs", "paper_tables"),
+                      "Folder of converted data, runs and tables.")
+  flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "The shared samples' folder.")
 
 
 # ---------------------------------------------------------------- formulas ----
@@ -424,4 +430,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -24,8 +24,14 @@ import paper_tables
 from egin_tf import training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("fractions", ["0", "0.2", "0.5", "0.8", "1.0"],
-                  "Shares of rows whose i2i edges come from the seeds sequence.")
+
+
+def define_flags() -> None:
+  """Defines the script's flags; only when run as a script, so that importing
+  this module (tests, other scripts) never collides with other absl flags."""
+  paper_tables.define_flags()
+  flags.DEFINE_list("fractions", ["0", "0.2", "0.5", "0.8", "1.0"],
+                    "Shares of rows whose i2i edges come from the seeds sequence.")
 
 
 def fraction_variants(fractions: Sequence[float]
@@ -76,4 +82,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
