@@ -106,7 +106,7 @@ def _time_interleaved(functions: List[Tuple[str, Callable]],
 def _reader_rate(pattern: str, config: training.TrainConfig,
                  schema: schema_lib.DatasetSchema) -> float:
   """Examples/s of the training input pipeline alone (no model)."""
-  ds = training._dataset(pattern, config, True, schema)  # pylint: disable=protected-access
+  ds = training.make_dataset(pattern, config, True, schema)
   it = iter(ds)
   for _ in range(3):  # warm-up: tracing, file cache, shuffle buffer
     next(it)
@@ -127,7 +127,7 @@ def benchmark(pattern: str) -> None:
   }
   base = configs[FLAGS.models[0]]
   tf.keras.utils.set_random_seed(FLAGS.seed)
-  ds = training._dataset(pattern, base, True, schema)  # pylint: disable=protected-access
+  ds = training.make_dataset(pattern, base, True, schema)
   batches = list(ds.take(FLAGS.batches))
   print(f"{len(batches)} batches of {FLAGS.batch_size} in memory; histories:")
   print(_history_report(batches, schema))

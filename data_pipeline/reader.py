@@ -117,6 +117,28 @@ def dense_batch(parsed: Dict[str, tf.Tensor], schema: schema_lib.DatasetSchema,
   return out
 
 
+def zeros_batch(schema: schema_lib.DatasetSchema, lengths: SequenceLengths,
+                batch_size: int = 1) -> Dict[str, tf.Tensor]:
+  """A batch of the module docstring's shapes, all zeros (all padding).
+
+  For building a model's variables before restoring them from a checkpoint.
+  """
+  c, b = schema.num_cats, batch_size
+  out = {name: tf.zeros([b], tf.int64) for name in schema_lib.SCALAR_FEATURES}
+  for name in (schema_lib.ITEM_CATS, schema_lib.QUERY_CATS):
+    out[name] = tf.zeros([b, c], tf.int64)
+  for seq in schema_lib.SEQUENCES:
+    n = lengths.of(seq)
+    out[seq.ids] = tf.zeros([b, n], tf.int64)
+    out[seq.times] = tf.zeros([b, n], tf.int64)
+    out[seq.cats] = tf.zeros([b, n, c], tf.int64)
+  for name in schema.dense_features:
+    out[schema_lib.DENSE_PREFIX + name] = tf.zeros([b], tf.float32)
+  for name in schema.cat_features:
+    out[schema_lib.CAT_PREFIX + name] = tf.zeros([b], tf.int64)
+  return out
+
+
 def make_dataset(file_pattern: str,
                  batch_size: int,
                  max_clicks: int = 100,

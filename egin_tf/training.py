@@ -65,9 +65,11 @@ class TrainConfig:
   log_every: int = 200
 
 
-def _dataset(pattern: str, config: TrainConfig, training: bool,
+def make_dataset(pattern: str, config: TrainConfig, training: bool,
              schema: schema_lib.DatasetSchema,
              batch_size: Optional[int] = None) -> tf.data.Dataset:
+  """The reader's dataset for a `TrainConfig`: shuffled and repeated for training,
+  one ordered pass otherwise."""
   return reader.make_dataset(
       pattern, batch_size or config.batch_size,
       max_clicks=config.max_clicks, max_queries=config.max_queries,
@@ -190,7 +192,7 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   ]
   print_fn(f"training {config.model} for {total_steps} steps of "
            f"{config.batch_size} ({num_chunks} progress chunks of {chunk})")
-  train_ds = _dataset(train_pattern, config, True, schema)
+  train_ds = make_dataset(train_pattern, config, True, schema)
   start = time.perf_counter()
   history = model.fit(train_ds, epochs=num_chunks, steps_per_epoch=chunk,
                       callbacks=callbacks, verbose=verbose)
@@ -206,7 +208,7 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
       "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
   }
   if eval_pattern:
-    report = exact_report(model, _dataset(eval_pattern, config, False, schema))
+    report = exact_report(model, make_dataset(eval_pattern, config, False, schema))
     oracle = load_oracle(eval_pattern)
     result.update(eval=report, oracle=oracle)
     print_fn(format_report(report, oracle, title=f"test ({config.model})"))
@@ -255,6 +257,6 @@ def evaluate(model_dir: str, data_pattern: str,
   """Exact metrics of a trained model on data; ``oracle`` if the data has one."""
   model, config, _, _ = load_model(model_dir)
   schema = schema_lib.schema_for_files(reader.match_files(data_pattern))
-  report = exact_report(model, _dataset(data_pattern, config, False, schema,
+  report = exact_report(model, make_dataset(data_pattern, config, False, schema,
                                         batch_size=batch_size))
   return {"eval": report, "oracle": load_oracle(data_pattern)}

@@ -3,6 +3,13 @@
 Usage:
   egin-tf train                      # simulate search logs, train the best model
   egin-tf train --train 'd/train-*' --eval 'd/test-*' --model dnn --model_dir runs/x
+  egin-tf train --stream DIR [--follow] --model_dir runs/s --export_dir exports/s
+
+With --stream it reads the TFRecord shards of DIR once, in file-name order, as
+they land (--follow keeps waiting for new ones), scoring every batch before
+training on it (progressive validation), checkpointing the stream position with
+the model (a restarted run resumes exactly after the last checkpointed batch) and
+exporting SavedModel versions for TF Serving (--export_dir).
 
 With no --train it simulates a default dataset into MODEL_DIR/data (reused when
 it is already there), trains on it and prints the test AUC, gAUC and logloss next
@@ -39,6 +46,32 @@ flags.DEFINE_integer("max_queries", 100, "Query history kept (most recent).")
 flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling and simulation.")
 flags.DEFINE_integer("log_every", 200, "Steps between progress lines/checkpoints.")
 flags.DEFINE_integer("sim_users", 2000, "Users simulated when --train is omitted.")
+flags.DEFINE_string("stream", None, "Stream folder: train once over its shards in "
+                    "file-name order (see egin_tf.streaming). Excludes --train.")
+flags.DEFINE_bool("follow", False, "With --stream: keep polling for new shards.")
+flags.DEFINE_float("poll_seconds", 10.0, "With --follow: seconds between polls.")
+flags.DEFINE_float("idle_timeout", None, "With --follow: stop after this many "
+                   "seconds without a new shard (default: never).")
+flags.DEFINE_string("shard_pattern", "*.tfrecord*", "With --stream: glob of shard "
+                    "names in the folder.")
+flags.DEFINE_enum("on_bad", "stop", ["stop", "skip"], "With --stream: stop at an "
+                  "unreadable or unparsable record, or skip and report it.")
+flags.DEFINE_integer("checkpoint_every_steps", 200, "With --stream: steps between "
+                     "checkpoints.")
+flags.DEFINE_float("checkpoint_every_seconds", 600.0, "With --stream: at most this "
+                   "long between checkpoints.")
+flags.DEFINE_string("export_dir", None, "With --stream: SavedModel versions for TF "
+                    "Serving go to EXPORT_DIR/<version>/.")
+flags.DEFINE_integer("export_every_steps", None, "With --stream: steps between "
+                     "exports.")
+flags.DEFINE_float("export_every_minutes", None, "With --stream: minutes between "
+                   "exports.")
+flags.DEFINE_integer("keep_exports", 3, "With --stream: newest versions kept.")
+flags.DEFINE_integer("window", 10_000, "With --stream: examples in the progressive "
+                     "validation window.")
+flags.DEFINE_bool("audit_log", False, "With --stream: log every trained example "
+                  "(shard, record, fingerprint) in MODEL_DIR/trained_examples, "
+                  "committed with the checkpoints.")
 flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "line", "quiet"],
                   "Progress: a bar, one line per chunk, or nothing; auto picks "
                   "the bar on a terminal.")
@@ -64,17 +97,47 @@ def main(argv):
   common.no_extra_args(argv)
   from egin_tf import training  # pylint: disable=g-import-not-at-top
   train_pattern, eval_pattern = FLAGS.train, FLAGS.eval
+  if FLAGS.stream is not None:
+    if train_pattern is not None:
+      raise common.InputError("--stream and --train exclude each other")
+    _train_stream(eval_pattern)
+    return
   if train_pattern is None:
     train_pattern, eval_pattern = _simulated_data(FLAGS.model_dir)
-  config = training.TrainConfig(
-      model=FLAGS.model, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-      steps=FLAGS.steps, learning_rate=FLAGS.learning_rate,
-      embedding_dim=FLAGS.embedding_dim, max_clicks=FLAGS.max_clicks,
-      max_queries=FLAGS.max_queries, seed=FLAGS.seed, log_every=FLAGS.log_every)
-  result = training.train(train_pattern, FLAGS.model_dir, config,
+  result = training.train(train_pattern, FLAGS.model_dir, _train_config(),
                           eval_pattern=eval_pattern,
                           verbose=common.keras_verbosity(FLAGS.verbose))
   print(f"trained {result['steps']} steps in {result['seconds']:.0f} s "
         f"({result['examples_per_second']:.0f} examples/s); model in "
         f"{FLAGS.model_dir}; TensorBoard: tensorboard --logdir "
         f"{os.path.join(FLAGS.model_dir, 'logs')}")
+
+
+def _train_config():
+  from egin_tf import training  # pylint: disable=g-import-not-at-top
+  return training.TrainConfig(
+      model=FLAGS.model, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+      steps=FLAGS.steps, learning_rate=FLAGS.learning_rate,
+      embedding_dim=FLAGS.embedding_dim, max_clicks=FLAGS.max_clicks,
+      max_queries=FLAGS.max_queries, seed=FLAGS.seed, log_every=FLAGS.log_every)
+
+
+def _train_stream(eval_pattern) -> None:
+  from egin_tf import streaming  # pylint: disable=g-import-not-at-top
+  stream = streaming.StreamConfig(
+      follow=FLAGS.follow, poll_seconds=FLAGS.poll_seconds,
+      idle_timeout=FLAGS.idle_timeout, pattern=FLAGS.shard_pattern,
+      on_bad=FLAGS.on_bad, checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+      checkpoint_every_seconds=FLAGS.checkpoint_every_seconds,
+      export_dir=FLAGS.export_dir, export_every_steps=FLAGS.export_every_steps,
+      export_every_minutes=FLAGS.export_every_minutes,
+      keep_exports=FLAGS.keep_exports, window=FLAGS.window,
+      log_every=FLAGS.log_every, audit_log=FLAGS.audit_log)
+  try:
+    result = streaming.train_stream(FLAGS.stream, FLAGS.model_dir, _train_config(),
+                                    stream, eval_pattern=eval_pattern)
+  except (streaming.NonFiniteLossError, streaming.CheckpointWriteError) as e:
+    # Not the user's input, but the same treatment: one clear line, exit 1.
+    raise common.InputError(str(e)) from None
+  print(f"model in {FLAGS.model_dir}; {result['steps']:,} steps in total; "
+        f"TensorBoard: tensorboard --logdir {os.path.join(FLAGS.model_dir, 'logs')}")

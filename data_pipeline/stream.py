@@ -1,0 +1,402 @@
+"""Reads a folder of impression shards as one stream, in file-name order, resumably.
+
+A log stream is a folder that shards land in over time (``DIR/*.tfrecord``), named
+so that file-name order is time order (e.g. ``impressions-000042.tfrecord`` or a
+timestamp), plus the ``schema.json`` of the data. A shard must land complete: write
+it under a hidden or temporary name (``.name``, ``_name`` or ``name.tmp``, which
+are ignored) and rename it into place.
+
+`ShardStream` yields fixed-size batches of the reader's padded tensors (see
+`data_pipeline.reader`), cut across shard boundaries, each with the exact records it
+holds. Where a stream stands is a `StreamPosition`: ``(shard, offset)`` means every
+shard sorting before ``shard`` and the first ``offset`` records of ``shard`` are
+consumed. After a batch, `StreamBatch.end` is the position to resume from, so a
+trainer that checkpoints ``end`` together with its model can restart exactly after
+the last batch it trained on: no record twice, none skipped.
+
+Bad input names the shard and the 0-based record (``shard: record N: reason``):
+an unreadable record (truncated or corrupted: the TFRecord length or CRC check
+fails) or a record that does not parse with the schema. Under ``on_bad="stop"``
+it raises `BadShardRecordError`; under ``"skip"`` the record (or, for an unreadable
+one, the rest of its shard, since TFRecord framing cannot resynchronize) is
+skipped, counted and listed in `ShardStream.skipped`. A shard that lands with a
+name sorting before the current position (out of order) would never be read; it
+is bad input too.
+"""
+
+import dataclasses
+import fnmatch
+import hashlib
+import os
+import shutil
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from data_pipeline.bad_input import BadRecordError, ON_BAD_CHOICES
+from data_pipeline.tf_env import tf
+
+DEFAULT_PATTERN = "*.tfrecord*"
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class StreamPosition:
+  """Every shard before ``shard`` (by name) and its first ``offset`` records are consumed.
+
+  ``StreamPosition()`` (empty shard name) is the start of the stream.
+  """
+  shard: str = ""
+  offset: int = 0
+
+  def __str__(self) -> str:
+    if not self.shard:
+      return "the start of the stream"
+    return f"{self.shard} record {self.offset}"
+
+
+class BadShardRecordError(BadRecordError):
+  """A record of a shard that cannot be read or parsed: ``shard: record N: reason``."""
+
+  def __init__(self, path: str, record: int, reason: str, kind: str):
+    super().__init__(path, record, reason, kind)
+    self.args = (f"{path}: record {record}: {reason}",)
+
+  def __str__(self) -> str:
+    return self.args[0]
+
+  def __reduce__(self):
+    return (type(self), (self.path, self.line, self.reason, self.kind))
+
+
+@dataclasses.dataclass
+class SkippedRecords:
+  """Records skipped under ``on_bad="skip"``: ``count`` from ``shard`` ``record`` on."""
+  shard: str
+  record: int
+  count: Optional[int]  # None: the unreadable rest of the shard
+  kind: str
+  reason: str
+
+  def __str__(self) -> str:
+    what = ("the rest of the shard" if self.count is None
+            else f"{self.count} record{'s' if self.count != 1 else ''}")
+    return f"{self.shard}: record {self.record}: skipped {what} ({self.kind}: {self.reason})"
+
+
+@dataclasses.dataclass
+class StreamBatch:
+  """One batch of the stream.
+
+  Attributes:
+    features: the reader's padded tensors (`data_pipeline.reader`), batch B.
+    shards: [B] the shard (file name) of every record.
+    offsets: int64 [B], every record's 0-based index in its shard.
+    fingerprints: uint64 [B] BLAKE2b-64 of every serialized record (only when
+      the stream was asked for them, else None).
+    records: [B] the serialized records (bytes).
+    end: where the stream stands after this batch.
+  """
+  features: Dict[str, tf.Tensor]
+  shards: List[str]
+  offsets: np.ndarray
+  fingerprints: Optional[np.ndarray]
+  records: List[bytes]
+  end: StreamPosition
+
+  @property
+  def size(self) -> int:
+    return len(self.shards)
+
+
+def record_fingerprint(record: bytes) -> int:
+  """BLAKE2b-64 of a serialized record: the id of an example in audit logs."""
+  return int.from_bytes(hashlib.blake2b(record, digest_size=8).digest(), "little")
+
+
+def is_landed_shard(name: str, pattern: str = DEFAULT_PATTERN) -> bool:
+  """A complete shard: matches ``pattern`` and is not hidden or temporary."""
+  return (fnmatch.fnmatch(name, pattern) and not name.startswith((".", "_"))
+          and not name.endswith(".tmp"))
+
+
+def list_shards(directory: str, pattern: str = DEFAULT_PATTERN) -> List[str]:
+  """Names of the landed shards of a stream folder, in stream (name) order."""
+  return sorted(n for n in tf.io.gfile.listdir(directory) if is_landed_shard(n, pattern))
+
+
+class ShardStream:
+  """Iterates a stream folder's shards as batches, from a position, once.
+
+  Args:
+    directory: the stream folder (shards and ``schema.json``).
+    batch_size: B. Batches are cut across shards; the last one of a finite
+      stream, and the last before waiting for new shards under ``follow``, may be
+      smaller.
+    lengths: history lengths kept (L, M, S).
+    schema: the data's schema; by default ``directory/schema.json``.
+    start: where to begin (`StreamPosition`); the default is the start.
+    follow: when every landed shard is consumed, wait for new ones (polling
+      every ``poll_seconds``) instead of stopping.
+    idle_timeout: under ``follow``, stop after this many seconds without a new
+      shard (None: wait forever).
+    on_bad: "stop" raises `BadShardRecordError`; "skip" skips and counts.
+    pattern: glob of shard names in ``directory``.
+    fingerprints: compute every record's fingerprint (for audit logs).
+    sleep: the wait function (tests replace it).
+  """
+
+  def __init__(self, directory: str, batch_size: int,
+               lengths: reader.SequenceLengths = reader.SequenceLengths(),
+               schema: Optional[schema_lib.DatasetSchema] = None,
+               start: StreamPosition = StreamPosition(),
+               follow: bool = False, poll_seconds: float = 10.0,
+               idle_timeout: Optional[float] = None, on_bad: str = "stop",
+               pattern: str = DEFAULT_PATTERN, fingerprints: bool = False,
+               sleep: Callable[[float], None] = time.sleep):
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if on_bad not in ON_BAD_CHOICES:
+      raise ValueError(f"on_bad must be one of {ON_BAD_CHOICES}, got {on_bad!r}")
+    if not tf.io.gfile.isdir(directory):
+      raise FileNotFoundError(f"stream folder {directory} does not exist")
+    self.directory = directory
+    self.batch_size = batch_size
+    self.lengths = lengths
+    self.schema = schema or schema_lib.DatasetSchema.load(directory)
+    self.start = start
+    self.follow = follow
+    self.poll_seconds = poll_seconds
+    self.idle_timeout = idle_timeout
+    self.on_bad = on_bad
+    self.pattern = pattern
+    self.fingerprints = fingerprints
+    self._sleep = sleep
+    self.skipped: List[SkippedRecords] = []
+    self.records_read = 0
+    spec = reader.feature_spec(self.schema)
+    schema_, lengths_ = self.schema, lengths
+    self._parse = tf.function(
+        lambda records: reader.dense_batch(tf.io.parse_example(records, spec),
+                                           schema_, lengths_),
+        input_signature=[tf.TensorSpec([None], tf.string)])
+    self._parse_one = lambda record: tf.io.parse_single_example(record, spec)
+
+  @property
+  def num_skipped_records(self) -> int:
+    """Skipped records whose count is known (unreadable shard tails are not)."""
+    return sum(s.count or 0 for s in self.skipped)
+
+  def skip_summary(self) -> str:
+    if not self.skipped:
+      return "no bad records"
+    return f"{len(self.skipped)} skip(s):\n" + "\n".join(f"  {s}" for s in self.skipped)
+
+  def _bad(self, shard: str, record: int, reason: str, kind: str,
+           count: Optional[int]) -> None:
+    error = BadShardRecordError(os.path.join(self.directory, shard), record, reason, kind)
+    if self.on_bad == "stop":
+      raise error
+    self.skipped.append(SkippedRecords(os.path.join(self.directory, shard), record,
+                                       count, kind, reason))
+
+  def _shard_records(self, shard: str, offset: int
+                     ) -> Iterator[Tuple[np.ndarray, int]]:
+    """Chunks of serialized records of one shard from ``offset``: (records, first)."""
+    path = os.path.join(self.directory, shard)
+    dataset = tf.data.TFRecordDataset(path).skip(offset).batch(self.batch_size)
+    position = offset
+    iterator = iter(dataset)
+    while True:
+      try:
+        chunk = next(iterator)
+      except StopIteration:
+        return
+      except tf.errors.DataLossError as e:
+        # The failing record is the first the chunk did not deliver; find it by
+        # reading single records from where the last good chunk ended.
+        bad = self._first_unreadable(path, position)
+        self._bad(shard, bad, f"unreadable TFRecord (truncated or corrupted): "
+                  f"{e.message.splitlines()[0]}", "unreadable_record", None)
+        good = bad - position
+        if good:
+          yield self._read_range(path, position, good), position
+        return
+      records = chunk.numpy()
+      yield records, position
+      position += len(records)
+
+  @staticmethod
+  def _read_range(path: str, start: int, count: int) -> np.ndarray:
+    return next(iter(tf.data.TFRecordDataset(path).skip(start).batch(count))).numpy()
+
+  @staticmethod
+  def _first_unreadable(path: str, start: int) -> int:
+    position = start
+    try:
+      for _ in tf.data.TFRecordDataset(path).skip(start):
+        position += 1
+    except tf.errors.DataLossError:
+      return position
+    return position
+
+  def _parse_checked(self, records: List[bytes], shards: List[str],
+                     offsets: List[int]) -> Tuple[Optional[Dict[str, tf.Tensor]],
+                                                  List[int]]:
+    """Parses a batch; a failing batch is parsed record by record to name the bad one.
+
+    Returns the features and the indices of the records kept.
+    """
+    try:
+      return self._parse(tf.constant(records, tf.string)), list(range(len(records)))
+    except tf.errors.InvalidArgumentError:
+      pass
+    keep = []
+    for i, record in enumerate(records):
+      try:
+        self._parse_one(tf.constant(record, tf.string))
+        keep.append(i)
+      except tf.errors.InvalidArgumentError as e:
+        self._bad(shards[i], offsets[i], "not a tf.train.Example of this stream's "
+                  f"schema: {e.message.splitlines()[0]}", "unparsable_record", 1)
+    if not keep:
+      return None, keep
+    return self._parse(tf.constant([records[i] for i in keep], tf.string)), keep
+
+  def _emit(self, records: List[bytes], shards: List[str], offsets: List[int]
+            ) -> Optional[StreamBatch]:
+    end = StreamPosition(shards[-1], offsets[-1] + 1)
+    features, keep = self._parse_checked(records, shards, offsets)
+    if features is None:
+      return None
+    if len(keep) != len(records):
+      records = [records[i] for i in keep]
+      shards = [shards[i] for i in keep]
+      offsets = [offsets[i] for i in keep]
+    fingerprints = None
+    if self.fingerprints:
+      fingerprints = np.array([record_fingerprint(r) for r in records], np.uint64)
+    return StreamBatch(features, shards, np.asarray(offsets, np.int64), fingerprints,
+                       records, end)
+
+  def __iter__(self) -> Iterator[StreamBatch]:
+    position = self.start
+    done = set()  # shards consumed (or started) by this iteration
+    records: List[bytes] = []
+    shards: List[str] = []
+    offsets: List[int] = []
+    # Shards before the start position are consumed; any other shard that shows
+    # up before the position landed out of order.
+    consumed_before_start = {s for s in list_shards(self.directory, self.pattern)
+                             if s < self.start.shard}
+    idle_since = time.monotonic()
+    while True:
+      found_new = False
+      landed = list_shards(self.directory, self.pattern)
+      for shard in landed:
+        if shard in done:
+          continue
+        if shard < position.shard:
+          if shard not in consumed_before_start:
+            done.add(shard)
+            self._bad(shard, 0, f"landed out of order: its name sorts before the "
+                      f"stream's position ({position}), so it would never be read; "
+                      "shard names must sort in landing order", "out_of_order_shard",
+                      None)
+          continue
+        done.add(shard)
+        found_new = True
+        idle_since = time.monotonic()
+        first = position.offset if shard == position.shard else 0
+        for chunk, chunk_start in self._shard_records(shard, first):
+          n = len(chunk)
+          self.records_read += n
+          records.extend(chunk.tolist())
+          shards.extend([shard] * n)
+          offsets.extend(range(chunk_start, chunk_start + n))
+          while len(records) >= self.batch_size:
+            batch = self._emit(records[:self.batch_size], shards[:self.batch_size],
+                               offsets[:self.batch_size])
+            del records[:self.batch_size], shards[:self.batch_size]
+            del offsets[:self.batch_size]
+            if batch is not None:
+              position = batch.end
+              yield batch
+        position = max(position, StreamPosition(shard, 0))
+      if records:
+        # Caught up with what has landed: train on the remainder now rather than
+        # holding it until more data lands.
+        batch = self._emit(records, shards, offsets)
+        records, shards, offsets = [], [], []
+        if batch is not None:
+          position = batch.end
+          yield batch
+      if not self.follow:
+        return
+      if (not found_new and self.idle_timeout is not None
+          and time.monotonic() - idle_since >= self.idle_timeout):
+        return
+      self._sleep(self.poll_seconds)
+
+
+def stream_shard_name(prefix: str, index: int) -> str:
+  return f"{prefix}-{index:06d}.tfrecord"
+
+
+def write_time_ordered(file_pattern: str, out_dir: str, records_per_shard: int,
+                       prefix: str = "impressions", overwrite: bool = False
+                       ) -> List[str]:
+  """Rewrites a dataset's records as a stream folder: shards in impression-time order.
+
+  Replays a converted (or simulated) log as the stream a live system would have
+  produced: records sorted by their ``time`` feature (stable, so equal times keep
+  file order) and cut into ``prefix-000000.tfrecord``, ... of
+  ``records_per_shard`` records, with the source's ``schema.json`` (its
+  ``splits`` replaced by one "stream" split). Holds every record in memory. The
+  folder appears atomically (temporary folder, then rename).
+
+  Returns:
+    The shard paths, in stream order.
+  """
+  if records_per_shard < 1:
+    raise ValueError(f"records_per_shard must be >= 1, got {records_per_shard}")
+  files = reader.match_files(file_pattern)
+  schema = schema_lib.schema_for_files(files)
+  out_dir = os.path.abspath(out_dir)
+  if os.path.exists(out_dir) and not overwrite:
+    raise FileExistsError(f"{out_dir} already exists")
+  spec = {schema_lib.TIME: tf.io.FixedLenFeature([1], tf.int64),
+          schema_lib.LABEL: tf.io.FixedLenFeature([1], tf.int64)}
+  records, times, labels = [], [], []
+  for chunk in tf.data.TFRecordDataset(files).batch(4096):
+    parsed = tf.io.parse_example(chunk, spec)
+    records.extend(chunk.numpy().tolist())
+    times.append(parsed[schema_lib.TIME].numpy().reshape(-1))
+    labels.append(parsed[schema_lib.LABEL].numpy().reshape(-1))
+  if not records:
+    raise ValueError(f"{file_pattern}: no records")
+  order = np.argsort(np.concatenate(times), kind="stable")
+  labels = np.concatenate(labels)
+  parent = os.path.dirname(out_dir)
+  os.makedirs(parent, exist_ok=True)
+  tmp = out_dir + ".tmp-stream"
+  if os.path.exists(tmp):
+    shutil.rmtree(tmp)
+  os.mkdir(tmp)
+  names = []
+  for index, start in enumerate(range(0, len(order), records_per_shard)):
+    name = stream_shard_name(prefix, index)
+    names.append(name)
+    with tf.io.TFRecordWriter(os.path.join(tmp, name)) as w:
+      for i in order[start:start + records_per_shard]:
+        w.write(records[i])
+  schema = dataclasses.replace(schema, splits={"stream": {
+      "files": names, "impressions": len(records),
+      "positives": int((labels == 1).sum())}})
+  schema.save(tmp)
+  if os.path.exists(out_dir):
+    shutil.rmtree(out_dir)
+  os.rename(tmp, out_dir)
+  return [os.path.join(out_dir, n) for n in names]

@@ -1,0 +1,398 @@
+"""Stream training: one pass over log shards as they land, resumable exactly once.
+
+`train_stream` reads a stream folder (`data_pipeline.stream`) in shard-name order
+and, for every batch,
+
+1. scores it with the current model (progressive validation, `ProgressiveMetrics`),
+2. trains on it (the model's own ``train_step``: L_CTR plus the graph losses),
+3. moves the stream position to the end of the batch,
+
+all in one ``tf.function`` call, so the model, its negative queues, the optimizer,
+the progressive metrics and the position always change together. Checkpoints
+(``tf.train.CheckpointManager``) hold all of them, so a run killed at any moment
+(even ``kill -9``) restarts from its latest checkpoint at exactly the record after
+the last batch that checkpoint's model was trained on: no example is trained twice
+into the model, none is skipped. With ``audit_log`` the ids of the trained examples
+are written in segments committed with the checkpoints (`egin_tf.audit_log`),
+which makes that checkable.
+
+Periodic exports (every N steps and/or M minutes) write SavedModel versions
+``export_dir/<version>/`` for TF Serving (`egin_tf.export`: written under a
+temporary name and renamed), with warm-up requests made of the latest trained
+records and ``assets.extra/export_info.json`` (step, examples, stream position),
+and keep the newest K.
+
+Faults:
+
+* a non-finite loss stops the run before anything is written from the broken
+  state (`NonFiniteLossError` names the step, the batch's records and the last
+  good checkpoint);
+* a checkpoint (or audit segment) that cannot be written, e.g. on a full disk,
+  stops the run (`CheckpointWriteError`); ``tf.train.CheckpointManager`` updates
+  its index only after a complete save, so the previous checkpoint stays the
+  latest and usable;
+* bad records are reported by the stream (shard and record), or skipped and
+  listed under ``on_bad="skip"``;
+* SIGTERM or SIGINT finish the current step, checkpoint and stop cleanly.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from data_pipeline import stream as stream_lib
+from data_pipeline.tf_env import tf
+from egin_tf import audit_log
+from egin_tf import export as export_lib
+from egin_tf import training
+from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.progressive import ProgressiveMetrics
+
+CHECKPOINT_DIR = "checkpoints"
+AUDIT_DIR = "trained_examples"
+LOG_DIR = os.path.join("logs", "stream")
+EXPORT_INFO_FILE = "export_info.json"
+
+
+@dataclasses.dataclass
+class StreamConfig:
+  """How to consume a stream (the model and optimizer come from `TrainConfig`).
+
+  Attributes:
+    follow: keep polling for new shards instead of stopping at the end.
+    poll_seconds: wait between polls under ``follow``.
+    idle_timeout: under ``follow``, stop after this many seconds without a new
+      shard (None: never).
+    pattern: glob of shard names in the stream folder.
+    on_bad: "stop" at a bad record, or "skip" it and report it.
+    checkpoint_every_steps: steps between checkpoints (also at the end).
+    checkpoint_every_seconds: at most this long between checkpoints (None: off).
+    keep_checkpoints: checkpoints kept.
+    export_dir: where SavedModel versions go (None: no exports).
+    export_every_steps: steps between exports (None: off).
+    export_every_minutes: minutes between exports (None: off).
+    keep_exports: newest versions kept in ``export_dir``.
+    window: examples in the progressive-validation window.
+    log_every: steps between progress lines and TensorBoard points.
+    audit_log: write the trained-example log (`egin_tf.audit_log`).
+  """
+  follow: bool = False
+  poll_seconds: float = 10.0
+  idle_timeout: Optional[float] = None
+  pattern: str = stream_lib.DEFAULT_PATTERN
+  on_bad: str = "stop"
+  checkpoint_every_steps: int = 200
+  checkpoint_every_seconds: Optional[float] = 600.0
+  keep_checkpoints: int = 3
+  export_dir: Optional[str] = None
+  export_every_steps: Optional[int] = None
+  export_every_minutes: Optional[float] = None
+  keep_exports: int = 3
+  window: int = 10_000
+  log_every: int = 100
+  audit_log: bool = False
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or Inf; the model state after that step is not saved."""
+
+
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written; the previous one is still the latest."""
+
+
+class StreamState(tf.Module):
+  """Where the stream stands (`data_pipeline.stream.StreamPosition`), as variables."""
+
+  def __init__(self):
+    super().__init__(name="stream_state")
+    self.shard = tf.Variable("", dtype=tf.string, trainable=False)
+    self.offset = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.examples = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+  def position(self) -> stream_lib.StreamPosition:
+    return stream_lib.StreamPosition(self.shard.numpy().decode("utf-8"),
+                                     int(self.offset.numpy()))
+
+
+# The TrainConfig fields that define the model's variables: a resumed run must
+# use the same ones as the run that wrote the checkpoints.
+_MODEL_DEFINING = ("model", "model_kwargs", "embedding_dim", "max_clicks",
+                   "max_queries", "max_seeds")
+
+
+def _model_config(model_dir: str, stream_dir: str, config: training.TrainConfig,
+                  schema: schema_lib.DatasetSchema, pattern: str) -> FeatureConfig:
+  """Writes (first run) or checks (resume) the model directory's config."""
+  path = os.path.join(model_dir, training.CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    for key in _MODEL_DEFINING:
+      if saved["train"].get(key) != getattr(config, key):
+        raise ValueError(
+            f"{path}: this model directory was trained with {key}="
+            f"{saved['train'].get(key)!r}, not {getattr(config, key)!r}; resume "
+            "with the same settings or use a new --model_dir")
+    return FeatureConfig(**saved["features"])
+  features = FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump({"train": dataclasses.asdict(config),
+               "features": dataclasses.asdict(features),
+               "train_pattern": os.path.join(stream_dir, pattern)}, f, indent=2)
+  with open(os.path.join(model_dir, training.DATA_SCHEMA_FILE), "w",
+            encoding="utf-8") as f:
+    json.dump(dataclasses.asdict(schema), f, indent=2)
+  return features
+
+
+def _format_progress(step: int, position: stream_lib.StreamPosition,
+                     progressive: Dict[str, float], logs: Dict[str, float],
+                     examples_per_second: float, window: int) -> str:
+  losses = "  ".join(f"{k} {v:.4f}" for k, v in logs.items()
+                     if k.endswith("loss") and k != "loss")
+  return (f"step {step:,}  at {position}  progressive AUC "
+          f"{progressive['running_auc']:.4f} (last {min(window, progressive['examples']):,}: "
+          f"{progressive['window_auc']:.4f})  logloss "
+          f"{progressive['running_logloss']:.4f} ({progressive['window_logloss']:.4f})"
+          f"  {losses}  {examples_per_second:,.0f} ex/s")
+
+
+class _StopFlag:
+  """Set by SIGTERM/SIGINT; the loop checkpoints and stops after the current step."""
+
+  def __init__(self):
+    self.signal = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._set)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
+    return self
+
+  def _set(self, signum, frame):
+    del frame
+    self.signal = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
+                 stream: StreamConfig = StreamConfig(),
+                 eval_pattern: Optional[str] = None,
+                 print_fn: Callable[[str], None] = print,
+                 sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
+  """Trains ``config.model`` on a stream folder, resuming from ``model_dir``.
+
+  Args:
+    stream_dir: the stream folder (shards sorting in time order, schema.json).
+    model_dir: config, checkpoints, logs (TensorBoard under logs/stream) and the
+      trained-example log; a run resumes from what is there.
+    config: the model and optimizer settings (``epochs``/``steps`` unused: a
+      stream is read once).
+    stream: how to read, checkpoint and export.
+    eval_pattern: test data scored exactly at the end (optional).
+    print_fn: progress lines go here.
+    sleep: the wait between polls (tests replace it).
+
+  Returns:
+    ``{"steps", "examples", "position", "progressive", "skipped", "exports",
+    "eval", "oracle", "seconds", "stopped_by"}``.
+  """
+  if config.model == "eges":
+    raise ValueError("eges trains its graph stage on the whole training data "
+                     "first and cannot train on a stream; use another model")
+  schema = schema_lib.DatasetSchema.load(stream_dir)
+  os.makedirs(model_dir, exist_ok=True)
+  features = _model_config(model_dir, stream_dir, config, schema, stream.pattern)
+  lengths = reader.SequenceLengths(config.max_clicks, config.max_queries,
+                                   config.max_seeds)
+  tf.keras.utils.set_random_seed(config.seed)
+  model = training.build_from_config(config, features)
+  state = StreamState()
+  progressive = ProgressiveMetrics(window=stream.window)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                   stream=state, progressive=progressive)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
+      max_to_keep=stream.keep_checkpoints)
+  log = audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR)) \
+      if stream.audit_log else None
+
+  @tf.function(reduce_retracing=True)
+  def step_fn(batch, shard, end_offset):
+    labels = batch[schema_lib.LABEL]
+    scores = model(batch, training=False)  # before the update: progressive
+    logs = model.train_step(batch)
+    progressive.update(labels, scores)
+    state.shard.assign(shard)
+    state.offset.assign(end_offset)
+    state.examples.assign_add(tf.size(labels, out_type=tf.int64))
+    return logs
+
+  latest = manager.latest_checkpoint
+  if latest:
+    # Create every variable (model, queues, optimizer slots) with one traced
+    # step on a throwaway batch, then overwrite them all from the checkpoint.
+    step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
+            tf.constant(0, tf.int64))
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    model.reset_metrics()
+    start = state.position()
+    step = int(model.optimizer.iterations.numpy())
+    print_fn(f"resuming from {latest} (step {step:,}, "
+             f"{int(state.examples.numpy()):,} examples trained) at {start}")
+    if log is not None:
+      for path in log.rollback_to(step):
+        print_fn(f"  discarded {path}: written for a checkpoint that never completed")
+  else:
+    start = stream_lib.StreamPosition()
+    step = 0
+    if log is not None:
+      log.rollback_to(0)
+    print_fn(f"training {config.model} on the stream in {stream_dir} from its start")
+  last_good = latest
+
+  batches = stream_lib.ShardStream(
+      stream_dir, config.batch_size, lengths, schema=schema, start=start,
+      follow=stream.follow, poll_seconds=stream.poll_seconds,
+      idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.pattern,
+      fingerprints=stream.audit_log, sleep=sleep)
+  writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_DIR))
+  exports = []
+  last_checkpoint_step, last_checkpoint_time = step, time.monotonic()
+  last_export_step, last_export_time = step, time.monotonic()
+  recent_records = []
+  run_start = time.perf_counter()
+  chunk_start, chunk_examples = time.perf_counter(), 0
+  trained_examples = 0
+  stopped_by = "end of stream"
+
+  def save_checkpoint() -> None:
+    nonlocal last_good, last_checkpoint_step, last_checkpoint_time
+    try:
+      if log is not None:
+        log.commit(step)
+      path = manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:
+      raise CheckpointWriteError(
+          f"could not write the checkpoint of step {step:,} in "
+          f"{manager.directory}: {e}; training stopped. The previous checkpoint, "
+          f"{manager.latest_checkpoint or 'none'}, is intact and a restart resumes "
+          "from it") from e
+    last_good = path
+    last_checkpoint_step, last_checkpoint_time = step, time.monotonic()
+
+  def export_now() -> None:
+    nonlocal last_export_step, last_export_time
+    # Versions are numbered by `export.next_version` (wall-clock seconds, always
+    # above the newest version there), never by step: after a restart from an
+    # earlier checkpoint, or into an export folder of an older run, the newest
+    # version TF Serving picks must be the newest model.
+    path = export_lib.export_saved_model(
+        model, schema, lengths, stream.export_dir,
+        warmup_examples=recent_records or None)
+    with open(os.path.join(path, "assets.extra", EXPORT_INFO_FILE), "w",
+              encoding="utf-8") as f:
+      json.dump({"step": step, "examples_trained": int(state.examples.numpy()),
+                 "position": dataclasses.asdict(state.position()),
+                 "model_dir": os.path.abspath(model_dir)}, f, indent=2)
+    removed = export_lib.prune_versions(stream.export_dir, stream.keep_exports)
+    exports.append(path)
+    print_fn(f"exported step {step:,} to {path}" +
+             (f" (removed {len(removed)} older)" if removed else ""))
+    last_export_step, last_export_time = step, time.monotonic()
+
+  with _StopFlag() as stop, writer.as_default():
+    for batch in batches:
+      logs = step_fn(batch.features, tf.constant(batch.end.shard),
+                     tf.constant(batch.end.offset, tf.int64))
+      step += 1
+      loss = float(logs["loss"].numpy())
+      if not np.isfinite(loss):
+        raise NonFiniteLossError(
+            f"the training loss became {loss} at step {step:,}, on the batch of "
+            f"{batch.size} records from {batch.shards[0]} record "
+            f"{int(batch.offsets[0])} to {batch.shards[-1]} record "
+            f"{int(batch.offsets[-1])}; training stopped and nothing was saved "
+            f"from this state. Last good checkpoint: {last_good or 'none'}")
+      trained_examples += batch.size
+      chunk_examples += batch.size
+      recent_records = batch.records[:100]
+      if log is not None:
+        log.add(batch.shards, batch.offsets, batch.fingerprints)
+      if step % stream.log_every == 0:
+        now = time.perf_counter()
+        speed = chunk_examples / max(now - chunk_start, 1e-9)
+        chunk_start, chunk_examples = now, 0
+        result = progressive.result()
+        values = {k: float(v.numpy()) for k, v in logs.items()}
+        print_fn(_format_progress(step, batch.end, result, values, speed,
+                                  stream.window))
+        for key, value in result.items():
+          if key != "examples":
+            tf.summary.scalar(f"progressive/{key}", value, step=step)
+        for key, value in values.items():
+          tf.summary.scalar(f"train/{key}", value, step=step)
+        tf.summary.scalar("train/examples_per_second", speed, step=step)
+        model.reset_metrics()
+      if (step - last_checkpoint_step >= stream.checkpoint_every_steps or
+          (stream.checkpoint_every_seconds is not None and
+           time.monotonic() - last_checkpoint_time >= stream.checkpoint_every_seconds)):
+        save_checkpoint()
+      if stream.export_dir and (
+          (stream.export_every_steps and
+           step - last_export_step >= stream.export_every_steps) or
+          (stream.export_every_minutes is not None and
+           time.monotonic() - last_export_time >= 60 * stream.export_every_minutes)):
+        export_now()
+      if stop.signal is not None:
+        stopped_by = signal.Signals(stop.signal).name
+        break
+    if step != last_checkpoint_step:
+      save_checkpoint()
+    if stream.export_dir and step != last_export_step:
+      export_now()
+    writer.flush()
+
+  seconds = time.perf_counter() - run_start
+  result = progressive.result()
+  print_fn(f"stopped ({stopped_by}) at step {step:,}, {state.position()}: trained "
+           f"{trained_examples:,} examples in this run ({trained_examples / max(seconds, 1e-9):,.0f}"
+           f" ex/s), {result['examples']:,} in total; progressive AUC "
+           f"{result['running_auc']:.4f}, last {min(stream.window, result['examples']):,}: "
+           f"{result['window_auc']:.4f}; {batches.skip_summary()}")
+  out: Dict[str, Any] = {
+      "steps": step,
+      "examples": result["examples"],
+      "examples_this_run": trained_examples,
+      "position": dataclasses.asdict(state.position()),
+      "progressive": result,
+      "skipped": [str(s) for s in batches.skipped],
+      "exports": exports,
+      "seconds": seconds,
+      "stopped_by": stopped_by,
+      "eval": None,
+      "oracle": None,
+  }
+  if eval_pattern:
+    report = training.exact_report(
+        model, training.make_dataset(eval_pattern, config, False, schema))
+    oracle = training.load_oracle(eval_pattern)
+    out.update(eval=report, oracle=oracle)
+    print_fn(training.format_report(report, oracle, title=f"test ({config.model})"))
+  with open(os.path.join(model_dir, "stream_metrics.json"), "w", encoding="utf-8") as f:
+    json.dump(out, f, indent=2)
+  return out
