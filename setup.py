@@ -19,6 +19,8 @@ setuptools.setup(
         # TF 2.21 no longer pulls TensorBoard in; Keras' TensorBoard callback needs it.
         "tensorboard==2.21.*",
         "tensorflow-recommenders==0.7.7",
+        # TF Serving's request protos (PredictionLog) for the warm-up records.
+        "tensorflow-serving-api==2.21.*",
         "numpy",
         "absl-py",
     ],

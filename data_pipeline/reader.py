@@ -110,7 +110,9 @@ def dense_batch(parsed: Dict[str, tf.Tensor], schema: schema_lib.DatasetSchema,
     out[seq.cats] = cats.to_tensor(default_value=0, shape=[None, max_len, c])
   for name in schema.dense_features:
     key = schema_lib.DENSE_PREFIX + name
-    out[key] = tf.squeeze(parsed[key], axis=1)
+    # NaN or Inf would silently destroy a model's weights; stop at the input.
+    out[key] = tf.debugging.assert_all_finite(
+        tf.squeeze(parsed[key], axis=1), f"feature {key} is NaN or infinite")
   for name in schema.cat_features:
     key = schema_lib.CAT_PREFIX + name
     out[key] = tf.squeeze(parsed[key], axis=1)

@@ -16,7 +16,8 @@ the last batch it trained on: no record twice, none skipped.
 
 Bad input names the shard and the 0-based record (``shard: record N: reason``):
 an unreadable record (truncated or corrupted: the TFRecord length or CRC check
-fails) or a record that does not parse with the schema. Under ``on_bad="stop"``
+fails), a record that does not parse with the schema, or one with a NaN or
+infinite dense feature. Under ``on_bad="stop"``
 it raises `BadShardRecordError`; under ``"skip"`` the record (or, for an unreadable
 one, the rest of its shard, since TFRecord framing cannot resynchronize) is
 skipped, counted and listed in `ShardStream.skipped`. A shard that lands with a
@@ -182,7 +183,6 @@ class ShardStream:
         lambda records: reader.dense_batch(tf.io.parse_example(records, spec),
                                            schema_, lengths_),
         input_signature=[tf.TensorSpec([None], tf.string)])
-    self._parse_one = lambda record: tf.io.parse_single_example(record, spec)
 
   @property
   def num_skipped_records(self) -> int:
@@ -256,11 +256,11 @@ class ShardStream:
     keep = []
     for i, record in enumerate(records):
       try:
-        self._parse_one(tf.constant(record, tf.string))
+        self._parse(tf.constant([record], tf.string))
         keep.append(i)
       except tf.errors.InvalidArgumentError as e:
-        self._bad(shards[i], offsets[i], "not a tf.train.Example of this stream's "
-                  f"schema: {e.message.splitlines()[0]}", "unparsable_record", 1)
+        self._bad(shards[i], offsets[i], "not an impression of this stream's "
+                  f"schema: {e.message.splitlines()[0]}", "invalid_record", 1)
     if not keep:
       return None, keep
     return self._parse(tf.constant([records[i] for i in keep], tf.string)), keep

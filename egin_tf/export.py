@@ -9,21 +9,33 @@ version is a number larger than any already there) with two signatures:
   [N, L], ...) -> ``pctr`` [N], for callers that build tensors themselves.
 
 Optionally the item and query embedding tables (EGIN: the graph tables) go to
-``assets.extra/{items,queries}_embeddings.tsv`` with the ids they belong to.
+``assets.extra/{items,queries}_embeddings.tsv`` with the ids they belong to, and
+warm-up requests (`egin_tf.serving_requests`) to
+``assets.extra/tf_serving_warmup_requests``, which TF Serving replays before it
+serves the version.
 
-The version folder is written under a temporary name and renamed when complete, so
-a server polling EXPORT_DIR never loads a half-written model.
+The version folder is written under a temporary name (``.tmp-<version>-*``) and
+renamed when complete, so a server polling EXPORT_DIR never loads a half-written
+model. A version is never overwritten: an explicit ``version`` that exists
+raises FileExistsError; without one, the export takes the next free number even
+if another export claims its first choice meanwhile. `prune_versions` removes
+old versions.
 """
 
+import errno
 import os
 import shutil
 import time
-from typing import Dict, Optional
+import uuid
+from typing import Dict, List, Optional, Sequence
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf import embeddings
+from egin_tf import serving_requests
+
+TMP_PREFIX = ".tmp-"
 
 
 class ServingModule(tf.Module):
@@ -83,31 +95,127 @@ def next_version(export_dir: str) -> int:
   return max([int(time.time())] + [v + 1 for v in existing])
 
 
+def _check_warmup(module: ServingModule, examples: Sequence[bytes]) -> None:
+  """Raises ValueError unless the model scores the warm-up examples.
+
+  TF Serving refuses to load a version whose warm-up request fails, so a bad
+  example must fail here, at export time, with the reason.
+  """
+  try:
+    module.score_examples(tf.constant(list(examples), tf.string))
+  except tf.errors.InvalidArgumentError as e:
+    raise ValueError("warm-up examples are not valid requests for this model: "
+                     f"{e.message}") from None
+
+
+def _publish(tmp: str, export_dir: str, version: Optional[int]) -> str:
+  """Renames the complete temporary folder to its version folder.
+
+  A rename onto a non-empty folder fails, so an existing version is never
+  replaced, even by a concurrent export.
+  """
+  while True:
+    final = os.path.join(export_dir, str(
+        next_version(export_dir) if version is None else version))
+    if os.path.exists(final) and version is not None:
+      raise FileExistsError(f"{final} already exists")
+    try:
+      os.rename(tmp, final)
+      return final
+    except OSError as e:
+      # Another export took the number since we looked.
+      if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+        raise
+      if version is not None:
+        raise FileExistsError(f"{final} already exists") from None
+
+
 def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
                        lengths: reader.SequenceLengths, export_dir: str,
                        version: Optional[int] = None,
-                       seen: Optional[Dict[str, embeddings.IdTable]] = None) -> str:
+                       seen: Optional[Dict[str, embeddings.IdTable]] = None,
+                       warmup_examples: Optional[Sequence[bytes]] = None,
+                       num_warmup_requests: int = 10,
+                       extra_assets: Optional[Dict[str, str]] = None) -> str:
   """Writes ``export_dir/<version>/`` atomically and returns its path.
 
   With ``seen`` (`embeddings.seen_ids` of the training data), the model's item
   and query embeddings are also written, with their ids and categories, to
   ``assets.extra/{items,queries}_embeddings.tsv`` (see `embeddings.write_tsv`).
+
+  With ``warmup_examples`` (serialized ``tf.train.Example``s, e.g. a
+  `serving_requests.search_request` or `serving_requests.examples_from_files`),
+  ``assets.extra/tf_serving_warmup_requests`` gets ``num_warmup_requests``
+  Predict requests to ``serving_default``, each with all of those examples.
+
+  ``extra_assets`` (file name -> text) are written to ``assets.extra/`` too,
+  before the version appears (e.g. what the model was trained on).
+
+  Raises:
+    FileExistsError: ``version`` is given and ``export_dir/<version>`` exists.
+    ValueError: the warm-up examples do not parse, or a bad request count.
   """
   os.makedirs(export_dir, exist_ok=True)
-  version = next_version(export_dir) if version is None else version
-  final = os.path.join(export_dir, str(version))
-  if os.path.exists(final):
-    raise FileExistsError(f"{final} already exists")
-  tmp = os.path.join(export_dir, f".tmp-{version}")
-  shutil.rmtree(tmp, ignore_errors=True)
+  if version is not None and os.path.exists(os.path.join(export_dir, str(version))):
+    raise FileExistsError(f"{os.path.join(export_dir, str(version))} already exists")
   module = ServingModule(model, schema, lengths)
-  tf.saved_model.save(module, tmp, signatures=module.signatures())
-  if seen is not None:
-    extra = os.path.join(tmp, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    for kind, layer in model.embedding_tables().items():
-      table = seen[kind]
-      embeddings.write_tsv(os.path.join(extra, f"{kind}_embeddings.tsv"), table,
-                           embeddings.embed(layer, table.ids))
-  os.rename(tmp, final)
-  return final
+  warmup_logs = None
+  if warmup_examples is not None:
+    warmup_logs = serving_requests.warmup_requests(warmup_examples,
+                                                   num_warmup_requests)
+    _check_warmup(module, warmup_examples)
+  # A unique temporary name: two exports never write into the same folder.
+  label = "next" if version is None else str(version)
+  tmp = os.path.join(export_dir, f"{TMP_PREFIX}{label}-{uuid.uuid4().hex[:12]}")
+  os.mkdir(tmp)
+  try:
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
+    if seen is not None:
+      extra = os.path.join(tmp, serving_requests.ASSETS_EXTRA)
+      os.makedirs(extra, exist_ok=True)
+      for kind, layer in model.embedding_tables().items():
+        table = seen[kind]
+        embeddings.write_tsv(os.path.join(extra, f"{kind}_embeddings.tsv"), table,
+                             embeddings.embed(layer, table.ids))
+    for name, text in (extra_assets or {}).items():
+      os.makedirs(os.path.join(tmp, serving_requests.ASSETS_EXTRA), exist_ok=True)
+      with open(os.path.join(tmp, serving_requests.ASSETS_EXTRA, name), "w",
+                encoding="utf-8") as f:
+        f.write(text)
+    if warmup_logs is not None:
+      serving_requests.write_warmup_file(
+          os.path.join(tmp, serving_requests.ASSETS_EXTRA,
+                       serving_requests.WARMUP_FILE), warmup_logs)
+    return _publish(tmp, export_dir, version)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prune_versions(export_dir: str, keep: int) -> List[str]:
+  """Keeps the ``keep`` newest versions of export_dir and removes the rest.
+
+  Removes numeric version folders other than the ``keep`` largest numbers, and
+  every ``.tmp-*`` folder (left by exports that died before their rename; do
+  not prune while an export into the same folder is running). Other names are
+  never touched.
+
+  Returns:
+    The removed paths, oldest version first, then the temporary folders.
+
+  Raises:
+    ValueError: keep < 1 (a server needs at least one version to serve).
+  """
+  if keep < 1:
+    raise ValueError(f"keep={keep}: keep at least one version; a server would "
+                     "unload the model")
+  names = os.listdir(export_dir)
+  versions = sorted((n for n in names
+                     if n.isdigit() and os.path.isdir(os.path.join(export_dir, n))),
+                    key=int)
+  doomed = versions[:-keep] + sorted(n for n in names if n.startswith(TMP_PREFIX))
+  removed = []
+  for name in doomed:
+    path = os.path.join(export_dir, name)
+    shutil.rmtree(path)
+    removed.append(path)
+  return removed

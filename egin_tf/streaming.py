@@ -24,13 +24,15 @@ and keep the newest K.
 
 Faults:
 
-* a non-finite loss stops the run before anything is written from the broken
-  state (`NonFiniteLossError` names the step, the batch's records and the last
-  good checkpoint);
+* a non-finite loss or gradient stops the run: ``CTRModel.train_step`` does not
+  apply such an update, and nothing is checkpointed or exported after it
+  (`NonFiniteLossError` names the step, the batch's records and the last good
+  checkpoint); NaN or infinite dense features are rejected by the reader;
 * a checkpoint (or audit segment) that cannot be written, e.g. on a full disk,
   stops the run (`CheckpointWriteError`); ``tf.train.CheckpointManager`` updates
   its index only after a complete save, so the previous checkpoint stays the
-  latest and usable;
+  latest and usable; an export that cannot be written stops it too
+  (`ExportWriteError`), leaving earlier versions as they were;
 * bad records are reported by the stream (shard and record), or skipped and
   listed under ``on_bad="skip"``;
 * SIGTERM or SIGINT finish the current step, checkpoint and stop cleanly.
@@ -106,6 +108,10 @@ class NonFiniteLossError(RuntimeError):
 
 class CheckpointWriteError(RuntimeError):
   """A checkpoint could not be written; the previous one is still the latest."""
+
+
+class ExportWriteError(RuntimeError):
+  """An export could not be written; earlier versions are untouched."""
 
 
 class StreamState(tf.Module):
@@ -301,14 +307,19 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     # above the newest version there), never by step: after a restart from an
     # earlier checkpoint, or into an export folder of an older run, the newest
     # version TF Serving picks must be the newest model.
-    path = export_lib.export_saved_model(
-        model, schema, lengths, stream.export_dir,
-        warmup_examples=recent_records or None)
-    with open(os.path.join(path, "assets.extra", EXPORT_INFO_FILE), "w",
-              encoding="utf-8") as f:
-      json.dump({"step": step, "examples_trained": int(state.examples.numpy()),
-                 "position": dataclasses.asdict(state.position()),
-                 "model_dir": os.path.abspath(model_dir)}, f, indent=2)
+    info = {"step": step, "examples_trained": int(state.examples.numpy()),
+            "position": dataclasses.asdict(state.position()),
+            "model_dir": os.path.abspath(model_dir)}
+    try:
+      path = export_lib.export_saved_model(
+          model, schema, lengths, stream.export_dir,
+          warmup_examples=recent_records or None,
+          extra_assets={EXPORT_INFO_FILE: json.dumps(info, indent=2) + "\n"})
+    except (OSError, tf.errors.OpError) as e:
+      raise ExportWriteError(
+          f"could not export step {step:,} to {stream.export_dir}: {e}; training "
+          "stopped. Earlier versions are untouched; the latest checkpoint is "
+          f"{manager.latest_checkpoint or 'none'}") from e
     removed = export_lib.prune_versions(stream.export_dir, stream.keep_exports)
     exports.append(path)
     print_fn(f"exported step {step:,} to {path}" +
@@ -323,11 +334,12 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
       loss = float(logs["loss"].numpy())
       if not np.isfinite(loss):
         raise NonFiniteLossError(
-            f"the training loss became {loss} at step {step:,}, on the batch of "
-            f"{batch.size} records from {batch.shards[0]} record "
-            f"{int(batch.offsets[0])} to {batch.shards[-1]} record "
-            f"{int(batch.offsets[-1])}; training stopped and nothing was saved "
-            f"from this state. Last good checkpoint: {last_good or 'none'}")
+            f"the loss or its gradients became non-finite ({loss}) at step "
+            f"{step:,}, on the batch of {batch.size} records from {batch.shards[0]} "
+            f"record {int(batch.offsets[0])} to {batch.shards[-1]} record "
+            f"{int(batch.offsets[-1])}; its update was not applied, training "
+            "stopped and nothing was saved from this step. Last good checkpoint: "
+            f"{last_good or 'none'}")
       trained_examples += batch.size
       chunk_examples += batch.size
       recent_records = batch.records[:100]

@@ -186,6 +186,8 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   manager = tf.train.CheckpointManager(
       ckpt, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
   callbacks = [
+      # Our train_step refuses non-finite updates and reports a NaN loss.
+      tf.keras.callbacks.TerminateOnNaN(),
       tf.keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"),
                                      update_freq=max(1, chunk // 4)),
       _CheckpointEvery(manager),

@@ -183,7 +183,7 @@ def test_unparsable_record_is_named_and_only_it_is_skipped(tmp_path):
     for r in records:
       w.write(r)
   with pytest.raises(stream.BadShardRecordError,
-                     match=r"s-002.tfrecord: record 1: not a tf.train.Example of "
+                     match=r"s-002.tfrecord: record 1: not an impression of "
                      r"this stream's schema: .*label"):
     list(stream.ShardStream(directory, 4, LENGTHS))
   skipping = stream.ShardStream(directory, 4, LENGTHS, on_bad="skip")
@@ -223,3 +223,19 @@ def test_write_time_ordered_sorts_by_time_and_cuts_shards(tmp_path):
   assert got["item_id"].numpy().tolist() == [2, 4, 3, 5, 1]
   schema = schema_lib.DatasetSchema.load(str(tmp_path / "out"))
   assert schema.splits["stream"]["impressions"] == 5
+
+
+def test_nan_or_infinite_dense_feature_is_bad_input(tmp_path):
+  directory = _stream_dir(tmp_path, SHARDS)
+  path = os.path.join(directory, "s-001.tfrecord")
+  with tf.io.TFRecordWriter(path) as w:
+    for item, price in ((1001, 2.0), (1002, float("inf")), (1003, float("nan"))):
+      w.write(schema_lib.to_example(_impression(item, dense={"price": price}),
+                                    1).SerializeToString())
+  with pytest.raises(stream.BadShardRecordError,
+                     match=r"s-001.tfrecord: record 1: .*dense/price is NaN or "
+                     "infinite"):
+    list(stream.ShardStream(directory, 4, LENGTHS))
+  skipping = stream.ShardStream(directory, 4, LENGTHS, on_bad="skip")
+  assert sum(_items(skipping), []) == [1, 2, 3, 4, 5, 1001, 2001, 2002, 2003, 2004]
+  assert [(s.record, s.count) for s in skipping.skipped] == [(1, 1), (2, 1)]

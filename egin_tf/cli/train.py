@@ -136,7 +136,8 @@ def _train_stream(eval_pattern) -> None:
   try:
     result = streaming.train_stream(FLAGS.stream, FLAGS.model_dir, _train_config(),
                                     stream, eval_pattern=eval_pattern)
-  except (streaming.NonFiniteLossError, streaming.CheckpointWriteError) as e:
+  except (streaming.NonFiniteLossError, streaming.CheckpointWriteError,
+          streaming.ExportWriteError) as e:
     # Not the user's input, but the same treatment: one clear line, exit 1.
     raise common.InputError(str(e)) from None
   print(f"model in {FLAGS.model_dir}; {result['steps']:,} steps in total; "

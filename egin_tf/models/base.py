@@ -73,8 +73,23 @@ class CTRModel(tf.keras.Model):
       if self.losses:
         total += tf.add_n(self.losses)
     grads = tape.gradient(total, self.trainable_variables)
-    self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-    self.loss_tracker.update_state(total)
+    # A non-finite loss or gradient would poison the weights (and ReLUs can hide
+    # NaN activations so the loss itself stays finite), so such an update is not
+    # applied and the loss metric turns NaN: `TerminateOnNaN` and the stream
+    # trainer stop on it with the model state of the previous step intact.
+    finite = tf.math.is_finite(total)
+    for grad in grads:
+      if grad is not None:
+        values = grad.values if isinstance(grad, tf.IndexedSlices) else grad
+        finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(values)))
+
+    def apply():
+      self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+      return tf.constant(True)
+
+    tf.cond(finite, apply, lambda: tf.constant(False))
+    self.loss_tracker.update_state(
+        tf.where(finite, total, tf.constant(float("nan"), total.dtype)))
     self.ctr_loss_tracker.update_state(ctr_loss)
     for name, tracker in self.aux_trackers.items():
       if name in aux:

@@ -1,0 +1,306 @@
+"""Serving latency of an exported model on the typical search request.
+
+Usage:
+  python benchmarks/serving_latency.py [--model egin] [--candidates 100]
+      [--requests 300] [--max_history 100]
+      [--model_dir DIR | --saved_model VERSION_DIR --data PATTERN]
+
+Smoke run (about a minute):
+  python benchmarks/serving_latency.py --users 100 --train_steps 2 \
+      --max_history 20 --candidates 20 --requests 20 --warmup 2
+
+Without --model_dir or --saved_model it simulates --users users, trains --model
+for --train_steps steps with L = M = S = --max_history, and exports it (with the
+request as TF Serving warm-up records); with --model_dir it exports that trained
+model; with --saved_model it serves that version folder (and --data gives the
+histories and candidates). The SavedModel is loaded with `tf.saved_model.load`,
+in this process, like TF Serving would run its graph (no RPC, no batching).
+
+The request is the typical search: one user, --candidates candidate items, and
+the longest click, query and seed histories found in the data (so every history
+fills its L / M / S). It is timed through both signatures, interleaved (order
+flipped every round) after --warmup untimed calls:
+
+* ``serving_default``: the N serialized tf.Examples, parsed in the graph. Each
+  example repeats the user's histories, so parsing grows with N x (L + M + S);
+* ``predict_padded``: the same request already as padded tensors (the caller
+  parses), which shows what parsing costs.
+
+Prints p50 / p90 / p99 latency, requests/s and candidates/s of one sequential
+client, the first call after loading (what warm-up hides), the request and
+SavedModel sizes, and the machine's load average (other processes skew latency).
+"""
+
+import os
+import statistics
+import tempfile
+import time
+from typing import Callable, Dict, List, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from data_pipeline.schema import Event
+from data_pipeline.tf_env import tf
+from egin_tf import export, serving_requests, training
+from egin_tf.models import MODELS
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The script's flags; defined only when run as a script, so importing this
+  module (tests, your own code) never collides with other absl flags."""
+  flags.DEFINE_string("model_dir", None, "A model directory of `egin-tf train` "
+                      "to export and serve.")
+  flags.DEFINE_string("saved_model", None, "An exported version folder to serve "
+                      "as it is (needs --data).")
+  flags.DEFINE_string("data", None, "Impression TFRecord glob the request's "
+                      "histories and candidates come from; default: the model's "
+                      "training data, or a simulated dataset.")
+  flags.DEFINE_string("model", "egin", "Registered model to train when neither "
+                      "--model_dir nor --saved_model is given.")
+  flags.DEFINE_integer("users", 400, "Users to simulate.")
+  flags.DEFINE_integer("train_steps", 20, "Training steps of the model to serve.")
+  flags.DEFINE_integer("batch_size", 256, "Training batch size.")
+  flags.DEFINE_integer("max_history", 100, "L = M = S of the trained model.")
+  flags.DEFINE_integer("candidates", 100, "Candidate items per request (N).")
+  flags.DEFINE_integer("requests", 300, "Timed requests per signature.")
+  flags.DEFINE_integer("warmup", 10, "Untimed requests per signature first.")
+  flags.DEFINE_integer("scan_records", 100_000, "Records scanned for the longest "
+                       "histories and the candidates.")
+  flags.DEFINE_integer("seed", 0, "Seed of the simulator and the training.")
+
+
+def _values(feature: Dict[str, tf.train.Feature], key: str) -> list:
+  if key not in feature:
+    return []
+  kind = feature[key].WhichOneof("kind")
+  return list(getattr(feature[key], kind).value) if kind else []
+
+
+def _history(feature, seq: schema_lib.SequenceFeatures, c: int) -> List[Event]:
+  ids, times, cats = (_values(feature, k) for k in (seq.ids, seq.times, seq.cats))
+  return [Event(i, t, [x for x in cats[j * c:(j + 1) * c] if x])
+          for j, (i, t) in enumerate(zip(ids, times))]
+
+
+def typical_request(pattern: str, schema: schema_lib.DatasetSchema,
+                    num_candidates: int, scan_records: int) -> Tuple[List[bytes], Dict]:
+  """The search request of the longest histories in the data, and its makeup.
+
+  The user, time and query are those of the impression with the longest click
+  history; its query and seed histories are the longest ones found (in any
+  impression). Candidates are the first distinct items, with their own
+  categories and dense / categorical features.
+  """
+  c = schema.num_cats
+  longest: Dict[str, List[Event]] = {seq.name: [] for seq in schema_lib.SEQUENCES}
+  anchor = None
+  candidates: Dict[int, Dict] = {}
+  files = reader.match_files(pattern)
+  for record in tf.data.TFRecordDataset(files).take(scan_records):
+    f = tf.train.Example.FromString(record.numpy()).features.feature
+    for seq in schema_lib.SEQUENCES:
+      if len(_values(f, seq.ids)) > len(longest[seq.name]):
+        longest[seq.name] = _history(f, seq, c)
+        if seq is schema_lib.CLICKS:
+          anchor = f
+    item = _values(f, schema_lib.ITEM_ID)[0]
+    if len(candidates) < num_candidates and item not in candidates:
+      candidates[item] = {
+          "cats": [x for x in _values(f, schema_lib.ITEM_CATS) if x],
+          "dense": {n: (_values(f, schema_lib.DENSE_PREFIX + n) or [0.0])[0]
+                    for n in schema.dense_features},
+          "cat": {n: (_values(f, schema_lib.CAT_PREFIX + n) or [0])[0]
+                  for n in schema.cat_features}}
+  if anchor is None or len(candidates) < num_candidates:
+    raise ValueError(f"{pattern}: the first {scan_records} records have no click "
+                     f"history or fewer than {num_candidates} distinct items")
+  ids = list(candidates)
+  start = time.perf_counter()
+  examples = serving_requests.search_request(
+      num_cats=c, item_ids=ids, item_cats=[candidates[i]["cats"] for i in ids],
+      dense={n: [candidates[i]["dense"][n] for i in ids]
+             for n in schema.dense_features},
+      categorical={n: [candidates[i]["cat"][n] for i in ids]
+                   for n in schema.cat_features},
+      user_id=_values(anchor, schema_lib.USER_ID)[0],
+      time=_values(anchor, schema_lib.TIME)[0],
+      query_id=_values(anchor, schema_lib.QUERY_ID)[0],
+      query_cats=[x for x in _values(anchor, schema_lib.QUERY_CATS) if x],
+      clicks=longest["clicks"], queries=longest["queries"],
+      seeds=longest["seeds"] if schema.has_seeds else None)
+  makeup = {name: len(events) for name, events in longest.items()}
+  makeup["build_ms"] = 1000 * (time.perf_counter() - start)
+  makeup["bytes"] = sum(len(e) for e in examples)
+  return examples, makeup
+
+
+def padded_lengths(loaded) -> reader.SequenceLengths:
+  """L, M, S of a loaded SavedModel, from its ``predict_padded`` input shapes."""
+  spec = loaded.signatures["predict_padded"].structured_input_signature[1]
+  return reader.SequenceLengths(*(int(spec[seq.ids].shape[1])
+                                  for seq in schema_lib.SEQUENCES))
+
+
+def padded_inputs(examples: List[bytes], schema: schema_lib.DatasetSchema,
+                  lengths: reader.SequenceLengths) -> Dict[str, tf.Tensor]:
+  """The request as ``predict_padded``'s keyword inputs (parsed outside)."""
+  parsed = tf.io.parse_example(tf.constant(examples),
+                               reader.feature_spec(schema, serving=True))
+  batch = reader.dense_batch(parsed, schema, lengths)
+  return {k.replace("/", "_"): v for k, v in batch.items()
+          if k != schema_lib.LABEL}
+
+
+def folder_bytes(path: str) -> int:
+  return sum(os.path.getsize(os.path.join(d, f))
+             for d, _, files in os.walk(path) for f in files)
+
+
+def _time_interleaved(calls: List[Tuple[str, Callable[[], object]]],
+                      warmup: int, requests: int) -> Dict[str, List[float]]:
+  """Seconds per call, calls interleaved and the order flipped every round."""
+  for _, call in calls:
+    for _ in range(warmup):
+      call()
+  seconds = {name: [] for name, _ in calls}
+  for r in range(requests):
+    for name, call in calls if r % 2 == 0 else calls[::-1]:
+      start = time.perf_counter()
+      call()
+      seconds[name].append(time.perf_counter() - start)
+  return seconds
+
+
+def _percentile(sorted_values: List[float], q: float) -> float:
+  return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def _table(rows: List[Tuple[str, ...]]) -> str:
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths)))
+                   for r in rows)
+
+
+def benchmark(version_dir: str, pattern: str, schema: schema_lib.DatasetSchema,
+              num_candidates: int, requests: int, warmup: int,
+              scan_records: int) -> None:
+  """Loads a version folder and prints the latency table of both signatures."""
+  load_avg = os.getloadavg()[0]
+  start = time.perf_counter()
+  loaded = tf.saved_model.load(version_dir)
+  load_seconds = time.perf_counter() - start
+  lengths = padded_lengths(loaded)
+  examples, makeup = typical_request(pattern, schema, num_candidates, scan_records)
+  padded = padded_inputs(examples, schema, lengths)
+  serve_examples = loaded.signatures["serving_default"]
+  serve_padded = loaded.signatures["predict_padded"]
+  examples_tensor = tf.constant(examples)
+  calls = [
+      # .numpy() waits for the result: the time covers the whole request.
+      ("serving_default (examples)",
+       lambda: serve_examples(examples=examples_tensor)["pctr"].numpy()),
+      ("predict_padded (tensors)", lambda: serve_padded(**padded)["pctr"].numpy()),
+  ]
+  first = {}
+  for name, call in calls:
+    start = time.perf_counter()
+    call()
+    first[name] = time.perf_counter() - start
+
+  print(f"request: 1 user, {num_candidates} candidates, histories of "
+        f"{makeup['clicks']} clicks / {makeup['queries']} queries / "
+        f"{makeup['seeds']} seeds (served L={lengths.max_clicks}, "
+        f"M={lengths.max_queries}, S={lengths.max_seeds}); "
+        f"{makeup['bytes'] / 1024:,.0f} KiB serialized, built in Python in "
+        f"{makeup['build_ms']:.0f} ms")
+  print(f"timing {requests} interleaved requests per signature after {warmup} "
+        f"warm-up requests; {os.cpu_count()} CPUs, load average {load_avg:.1f}")
+  seconds = _time_interleaved(calls, warmup, requests)
+
+  rows = [("signature", "first call ms", "p50 ms", "p90 ms", "p99 ms",
+           "requests/s", "candidates/s")]
+  for name, _ in calls:
+    s = sorted(seconds[name])
+    mean = statistics.fmean(s)
+    rows.append((name, f"{1000 * first[name]:.1f}",
+                 *(f"{1000 * _percentile(s, q):.2f}" for q in (0.5, 0.9, 0.99)),
+                 f"{1 / mean:,.1f}", f"{num_candidates / mean:,.0f}"))
+  print(_table(rows))
+  p50 = {name: statistics.median(seconds[name]) for name, _ in calls}
+  parse_share = 1 - p50[calls[1][0]] / p50[calls[0][0]]
+  print(f"parsing the examples in the graph: {parse_share:.0%} of the "
+        "serving_default p50 (the rest is the model)")
+  warmup_file = os.path.join(version_dir, serving_requests.ASSETS_EXTRA,
+                             serving_requests.WARMUP_FILE)
+  warmup_bytes = os.path.getsize(warmup_file) if os.path.exists(warmup_file) else 0
+  print(f"SavedModel {version_dir}: {folder_bytes(version_dir):,} bytes in total, "
+        f"{folder_bytes(os.path.join(version_dir, 'variables')):,} bytes of "
+        f"variables, {warmup_bytes:,} bytes of warm-up requests; "
+        f"tf.saved_model.load took {load_seconds:.1f} s")
+  print(f"load average now {os.getloadavg()[0]:.1f} (was {load_avg:.1f})")
+
+
+def _train_and_export(pattern: str, model_dir: str, export_dir: str) -> str:
+  config = training.TrainConfig(
+      model=FLAGS.model, batch_size=FLAGS.batch_size, steps=FLAGS.train_steps,
+      log_every=FLAGS.train_steps, max_clicks=FLAGS.max_history,
+      max_queries=FLAGS.max_history, max_seeds=FLAGS.max_history, seed=FLAGS.seed)
+  start = time.perf_counter()
+  training.train(pattern, model_dir, config, verbose=0, print_fn=lambda _: None)
+  print(f"trained {FLAGS.model} for {FLAGS.train_steps} steps of "
+        f"{FLAGS.batch_size} in {time.perf_counter() - start:.0f} s")
+  return _export(model_dir, export_dir)
+
+
+def _export(model_dir: str, export_dir: str) -> str:
+  trained = training.load_model(model_dir)
+  examples, _ = typical_request(training.train_pattern(model_dir), trained.schema,
+                                FLAGS.candidates, FLAGS.scan_records)
+  start = time.perf_counter()
+  path = export.export_saved_model(trained.model, trained.schema, trained.lengths,
+                                   export_dir, warmup_examples=examples)
+  print(f"exported {trained.config.model} with warm-up requests in "
+        f"{time.perf_counter() - start:.0f} s -> {path}")
+  return path
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # keep the table readable
+  if FLAGS.saved_model and not FLAGS.data:
+    raise app.UsageError("--saved_model needs --data (histories and candidates)")
+  if FLAGS.model not in MODELS:
+    raise app.UsageError(f"--model {FLAGS.model!r}: choose from {sorted(MODELS)}")
+  with tempfile.TemporaryDirectory(prefix="egin_serving_latency_") as tmp:
+    if FLAGS.saved_model:
+      version_dir, pattern = FLAGS.saved_model, FLAGS.data
+    elif FLAGS.model_dir:
+      pattern = FLAGS.data or training.train_pattern(FLAGS.model_dir)
+      version_dir = _export(FLAGS.model_dir, os.path.join(tmp, "serving"))
+    else:
+      from data_pipeline import simulator  # pylint: disable=g-import-not-at-top
+      out = os.path.join(tmp, "sim")
+      start = time.perf_counter()
+      simulator.generate(simulator.SimulatorConfig(num_users=FLAGS.users,
+                                                   seed=FLAGS.seed), out)
+      print(f"simulated {FLAGS.users} users in {time.perf_counter() - start:.0f} s")
+      pattern = FLAGS.data or os.path.join(out, "train-*")
+      version_dir = _train_and_export(os.path.join(out, "train-*"),
+                                      os.path.join(tmp, "model"),
+                                      os.path.join(tmp, "serving"))
+    schema = schema_lib.schema_for_files(reader.match_files(pattern))
+    benchmark(version_dir, pattern, schema, FLAGS.candidates, FLAGS.requests,
+              FLAGS.warmup, FLAGS.scan_records)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
