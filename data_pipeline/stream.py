@@ -99,6 +99,9 @@ class StreamBatch:
       the stream was asked for them, else None).
     records: [B] the serialized records (bytes).
     end: where the stream stands after this batch.
+    shards_before_end: shards known to the stream that sort before
+      ``end.shard``; checkpointed with ``end``, it lets a resumed stream notice
+      shards that landed before the position while nobody was reading.
   """
   features: Dict[str, tf.Tensor]
   shards: List[str]
@@ -106,6 +109,7 @@ class StreamBatch:
   fingerprints: Optional[np.ndarray]
   records: List[bytes]
   end: StreamPosition
+  shards_before_end: int = 0
 
   @property
   def size(self) -> int:
@@ -146,6 +150,9 @@ class ShardStream:
     on_bad: "stop" raises `BadShardRecordError`; "skip" skips and counts.
     pattern: glob of shard names in ``directory``.
     fingerprints: compute every record's fingerprint (for audit logs).
+    shards_before_start: `StreamBatch.shards_before_end` of the batch that
+      ended at ``start``; more shards before ``start`` than that means some
+      landed out of order while the stream was not read (bad input).
     sleep: the wait function (tests replace it).
   """
 
@@ -156,6 +163,7 @@ class ShardStream:
                follow: bool = False, poll_seconds: float = 10.0,
                idle_timeout: Optional[float] = None, on_bad: str = "stop",
                pattern: str = DEFAULT_PATTERN, fingerprints: bool = False,
+               shards_before_start: Optional[int] = None,
                sleep: Callable[[float], None] = time.sleep):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -174,6 +182,8 @@ class ShardStream:
     self.on_bad = on_bad
     self.pattern = pattern
     self.fingerprints = fingerprints
+    self.shards_before_start = shards_before_start
+    self._known: set = set()
     self._sleep = sleep
     self.skipped: List[SkippedRecords] = []
     self.records_read = 0
@@ -278,8 +288,9 @@ class ShardStream:
     fingerprints = None
     if self.fingerprints:
       fingerprints = np.array([record_fingerprint(r) for r in records], np.uint64)
+    before = sum(1 for known in self._known if known < end.shard)
     return StreamBatch(features, shards, np.asarray(offsets, np.int64), fingerprints,
-                       records, end)
+                       records, end, before)
 
   def __iter__(self) -> Iterator[StreamBatch]:
     position = self.start
@@ -291,6 +302,17 @@ class ShardStream:
     # up before the position landed out of order.
     consumed_before_start = {s for s in list_shards(self.directory, self.pattern)
                              if s < self.start.shard}
+    self._known = set(consumed_before_start)
+    if (self.shards_before_start is not None
+        and len(consumed_before_start) > self.shards_before_start):
+      newest = sorted(consumed_before_start, key=lambda s: -os.path.getmtime(
+          os.path.join(self.directory, s)))
+      extra = len(consumed_before_start) - self.shards_before_start
+      self._bad(newest[0], 0, f"{extra} shard(s) sorting before the resume position "
+                f"({position}) landed after it was checkpointed ({len(consumed_before_start)}"
+                f" there now, {self.shards_before_start} then), so they would never "
+                f"be read; the most recently modified: {', '.join(newest[:extra])}",
+                "out_of_order_shard", None)
     idle_since = time.monotonic()
     while True:
       found_new = False
@@ -307,6 +329,7 @@ class ShardStream:
                       None)
           continue
         done.add(shard)
+        self._known.add(shard)
         found_new = True
         idle_since = time.monotonic()
         first = position.offset if shard == position.shard else 0

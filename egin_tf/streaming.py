@@ -122,6 +122,8 @@ class StreamState(tf.Module):
     self.shard = tf.Variable("", dtype=tf.string, trainable=False)
     self.offset = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.examples = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # `StreamBatch.shards_before_end` of the position.
+    self.shards_before = tf.Variable(0, dtype=tf.int64, trainable=False)
 
   def position(self) -> stream_lib.StreamPosition:
     return stream_lib.StreamPosition(self.shard.numpy().decode("utf-8"),
@@ -238,13 +240,14 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
       if stream.audit_log else None
 
   @tf.function(reduce_retracing=True)
-  def step_fn(batch, shard, end_offset):
+  def step_fn(batch, shard, end_offset, shards_before):
     labels = batch[schema_lib.LABEL]
     scores = model(batch, training=False)  # before the update: progressive
     logs = model.train_step(batch)
     progressive.update(labels, scores)
     state.shard.assign(shard)
     state.offset.assign(end_offset)
+    state.shards_before.assign(shards_before)
     state.examples.assign_add(tf.size(labels, out_type=tf.int64))
     return logs
 
@@ -253,10 +256,11 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     # Create every variable (model, queues, optimizer slots) with one traced
     # step on a throwaway batch, then overwrite them all from the checkpoint.
     step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
-            tf.constant(0, tf.int64))
+            tf.constant(0, tf.int64), tf.constant(0, tf.int64))
     checkpoint.restore(latest).assert_existing_objects_matched()
     model.reset_metrics()
     start = state.position()
+    shards_before_start = int(state.shards_before.numpy())
     step = int(model.optimizer.iterations.numpy())
     print_fn(f"resuming from {latest} (step {step:,}, "
              f"{int(state.examples.numpy()):,} examples trained) at {start}")
@@ -265,6 +269,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
         print_fn(f"  discarded {path}: written for a checkpoint that never completed")
   else:
     start = stream_lib.StreamPosition()
+    shards_before_start = None
     step = 0
     if log is not None:
       log.rollback_to(0)
@@ -275,7 +280,8 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
       stream_dir, config.batch_size, lengths, schema=schema, start=start,
       follow=stream.follow, poll_seconds=stream.poll_seconds,
       idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.pattern,
-      fingerprints=stream.audit_log, sleep=sleep)
+      fingerprints=stream.audit_log, shards_before_start=shards_before_start,
+      sleep=sleep)
   writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_DIR))
   exports = []
   last_checkpoint_step, last_checkpoint_time = step, time.monotonic()
@@ -329,7 +335,8 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   with _StopFlag() as stop, writer.as_default():
     for batch in batches:
       logs = step_fn(batch.features, tf.constant(batch.end.shard),
-                     tf.constant(batch.end.offset, tf.int64))
+                     tf.constant(batch.end.offset, tf.int64),
+                     tf.constant(batch.shards_before_end, tf.int64))
       step += 1
       loss = float(logs["loss"].numpy())
       if not np.isfinite(loss):

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-COMMANDS = ["generate", "convert", "train", "evaluate", "export", "neighbors"]
+COMMANDS = ["generate", "convert", "train", "replay", "evaluate", "export",
+            "neighbors"]
 
 
 def _run(*args, check=True):
@@ -32,7 +33,8 @@ def test_every_command_has_help_with_its_own_flags(command):
   assert f"egin-tf {command}" in proc.stdout
   flags_by_command = {"generate": "--users", "convert": "--on_bad",
                       "train": "--model_dir", "evaluate": "--data",
-                      "export": "--export_dir", "neighbors": "--item"}
+                      "export": "--export_dir", "neighbors": "--item",
+                      "replay": "--records_per_shard"}
   assert flags_by_command[command] in proc.stdout
 
 
@@ -85,8 +87,10 @@ def test_generate_train_evaluate_export_end_to_end(tmp_path):
   assert metrics["eval"]["auc"] == trained["eval"]["auc"]
 
   proc = _run("export", "--model_dir", str(model_dir), "--export_dir",
-              str(tmp_path / "serving"), "--version", "7")
+              str(tmp_path / "serving"), "--version", "7", "--warmup_examples", "5")
   assert (tmp_path / "serving" / "7" / "saved_model.pb").exists()
+  assert (tmp_path / "serving" / "7" / "assets.extra" /
+          "tf_serving_warmup_requests").exists()
   assert (tmp_path / "serving" / "7" / "assets.extra" /
           "items_embeddings.tsv").exists()
 
@@ -102,6 +106,43 @@ def test_generate_train_evaluate_export_end_to_end(tmp_path):
   proc = _run("neighbors", "--model_dir", str(model_dir), "--item", "abc",
               check=False)
   assert proc.returncode == 1 and "pass --raw" in proc.stderr
+
+
+def test_replay_then_stream_training_with_exports(tmp_path):
+  data = tmp_path / "data"
+  _run("generate", "--out", str(data), "--users", "60", "--seed", "4")
+  stream = tmp_path / "stream"
+  proc = _run("replay", "--data", str(data / "train-*"), "--out", str(stream),
+              "--records_per_shard", "1000")
+  shards = sorted(p for p in os.listdir(stream) if p.endswith(".tfrecord"))
+  assert shards[0] == "impressions-000000.tfrecord"
+  assert f"wrote {len(shards)} shards" in proc.stdout
+  exports = tmp_path / "exports"
+  proc = _run("train", "--stream", str(stream), "--eval", str(data / "test-*"),
+              "--model", "dnn", "--model_dir", str(tmp_path / "m"), "--batch_size",
+              "128", "--max_clicks", "10", "--max_queries", "10", "--log_every", "10",
+              "--export_dir", str(exports), "--export_every_steps", "20",
+              "--keep_exports", "2")
+  assert "progressive AUC" in proc.stdout and "test (dnn)" in proc.stdout
+  assert "stopped (end of stream)" in proc.stdout
+  versions = sorted(os.listdir(exports))
+  assert len(versions) == 2 and all(v.isdigit() for v in versions)
+  # Same folder again: nothing new to train, nothing lost.
+  proc = _run("train", "--stream", str(stream), "--model", "dnn", "--model_dir",
+              str(tmp_path / "m"), "--batch_size", "128", "--max_clicks", "10",
+              "--max_queries", "10")
+  assert "trained 0 examples in this run" in proc.stdout
+  # A shard landing (while no trainer ran) with a name before the position
+  # would never be read: reported, with its name.
+  (stream / "aaa.tfrecord").write_bytes(
+      (stream / "impressions-000000.tfrecord").read_bytes())
+  proc = _run("train", "--stream", str(stream), "--model", "dnn", "--model_dir",
+              str(tmp_path / "m"), "--max_clicks", "10", "--max_queries", "10",
+              check=False)
+  assert proc.returncode == 1
+  assert ("aaa.tfrecord: record 0: 1 shard(s) sorting before the resume position"
+          in proc.stderr)
+  assert "the most recently modified: aaa.tfrecord" in proc.stderr
 
 
 def test_missing_model_dir_is_a_clean_error(tmp_path):

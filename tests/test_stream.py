@@ -68,6 +68,7 @@ def test_batches_cross_shards_in_name_order_and_end_positions(tmp_path):
       stream.StreamPosition("s-002.tfrecord", 4)]
   assert batches[1].shards == ["s-000.tfrecord"] + ["s-001.tfrecord"] * 3
   assert batches[1].offsets.tolist() == [4, 0, 1, 2]
+  assert [b.shards_before_end for b in batches] == [0, 1, 2]
   # The padded features are the reader's: 3 clicks kept, item 3 has 3 clicks.
   assert batches[0].features["click_ids"].numpy()[2].tolist() == [90, 91, 92]
 
@@ -122,10 +123,22 @@ def test_shard_landing_out_of_order_is_an_error_or_reported(tmp_path):
                                sleep=land_late_old_shard, on_bad="skip")
   assert _items(batches) == [[1, 2]]
   assert [s.kind for s in batches.skipped] == ["out_of_order_shard"]
-  # Shards before the start position are consumed, not out of order.
+  # Shards before the start position are consumed, not out of order...
+  os.remove(os.path.join(directory, "s-001.tfrecord"))
+  batch = next(iter(stream.ShardStream(directory, 2, LENGTHS)))
+  assert batch.shards_before_end == 0
   late = stream.ShardStream(directory, 2, LENGTHS,
-                            start=stream.StreamPosition("s-005.tfrecord", 0))
+                            start=stream.StreamPosition("s-005.tfrecord", 0),
+                            shards_before_start=batch.shards_before_end)
   assert _items(late) == [[1, 2]] and not late.skipped
+  # ... unless more of them are there than when the position was reached: one
+  # landed before it while nobody read the stream.
+  _write_shard(directory, "s-002.tfrecord", [8])
+  with pytest.raises(stream.BadShardRecordError, match=r"s-002.tfrecord: record 0: 1 "
+                     r"shard\(s\) sorting before the resume position"):
+    list(stream.ShardStream(directory, 2, LENGTHS,
+                            start=stream.StreamPosition("s-005.tfrecord", 0),
+                            shards_before_start=0))
 
 
 def _record_bounds(path):

@@ -5,7 +5,10 @@ Usage: egin-tf export --model_dir DIR --export_dir OUT [--version N]
 Writes OUT/<version>/ (TF Serving's layout) with the signatures `serving_default`
 (serialized tf.Example impressions -> pctr) and `predict_padded` (padded tensors
 -> pctr), and the item and query embeddings (EGIN: the graph tables) with their ids
-in OUT/<version>/assets.extra/{items,queries}_embeddings.tsv. Inspect it with
+in OUT/<version>/assets.extra/{items,queries}_embeddings.tsv, and TF Serving
+warm-up requests (the first --warmup_examples training impressions as one
+request, repeated --warmup_requests times) in
+OUT/<version>/assets.extra/tf_serving_warmup_requests. Inspect it with
 `saved_model_cli show --all --dir OUT/<version>`.
 """
 
@@ -22,19 +25,33 @@ flags.DEFINE_integer("version", None, "Version number; default: the time, or one
                      "more than the newest version there.")
 flags.DEFINE_bool("embeddings", True, "Also write the embedding tables with the "
                   "ids seen in the training data (one pass over it, cached).")
+flags.DEFINE_integer("warmup_examples", 100, "Impressions (candidates) per warm-up "
+                     "request, taken from the training data; 0 writes no warm-up "
+                     "file.")
+flags.DEFINE_integer("warmup_requests", 10, "Warm-up requests TF Serving replays "
+                     "before serving the version.")
+flags.DEFINE_integer("keep", None, "Afterwards keep only the newest KEEP versions "
+                     "in --export_dir (default: remove nothing).")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
 @common.clean_errors
 def main(argv):
   common.no_extra_args(argv)
-  from egin_tf import embeddings, export, training  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from egin_tf import embeddings, export, serving_requests, training
   trained = training.load_model(FLAGS.model_dir)
+  data = training.train_pattern(FLAGS.model_dir)
   seen = None
   if FLAGS.embeddings:
-    seen = embeddings.seen_ids(training.train_pattern(FLAGS.model_dir),
-                               trained.lengths, cache_dir=FLAGS.model_dir)
+    seen = embeddings.seen_ids(data, trained.lengths, cache_dir=FLAGS.model_dir)
+  warmup = (serving_requests.examples_from_files(data, FLAGS.warmup_examples)
+            if FLAGS.warmup_examples > 0 else None)
   path = export.export_saved_model(trained.model, trained.schema, trained.lengths,
                                    FLAGS.export_dir, version=FLAGS.version,
-                                   seen=seen)
+                                   seen=seen, warmup_examples=warmup,
+                                   num_warmup_requests=FLAGS.warmup_requests)
   print(f"exported {trained.config.model} to {path}")
+  if FLAGS.keep is not None:
+    for removed in export.prune_versions(FLAGS.export_dir, FLAGS.keep):
+      print(f"removed {removed}")

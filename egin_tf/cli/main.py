@@ -5,7 +5,9 @@ Usage: egin-tf COMMAND [--flags]   (egin-tf COMMAND --help lists a command's fla
 Commands:
   generate   simulate search logs with known click probabilities (TFRecords)
   convert    convert raw logs (JSONL interchange format, ...) to TFRecords
-  train      train a CTR model; with no --train, simulate data and train on it
+  train      train a CTR model; with no --train, simulate data and train on it;
+             with --stream, train once over log shards as they land
+  replay     rewrite a dataset as a stream folder (shards in time order)
   evaluate   exact AUC, gAUC and logloss of a trained model on data
   export     write a trained model as a SavedModel for TF Serving
   neighbors  an item's nearest items and queries in the learned embeddings
@@ -24,6 +26,7 @@ COMMANDS = {
     "generate": "egin_tf.cli.generate",
     "convert": "egin_tf.cli.convert",
     "train": "egin_tf.cli.train",
+    "replay": "egin_tf.cli.replay",
     "evaluate": "egin_tf.cli.evaluate",
     "export": "egin_tf.cli.export",
     "neighbors": "egin_tf.cli.neighbors",
