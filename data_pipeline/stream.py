@@ -154,6 +154,8 @@ class ShardStream:
       ended at ``start``; more shards before ``start`` than that means some
       landed out of order while the stream was not read (bad input).
     sleep: the wait function (tests replace it).
+    should_stop: checked before every poll under ``follow``; when it returns
+      True the iteration ends (e.g. on a signal).
   """
 
   def __init__(self, directory: str, batch_size: int,
@@ -164,7 +166,8 @@ class ShardStream:
                idle_timeout: Optional[float] = None, on_bad: str = "stop",
                pattern: str = DEFAULT_PATTERN, fingerprints: bool = False,
                shards_before_start: Optional[int] = None,
-               sleep: Callable[[float], None] = time.sleep):
+               sleep: Callable[[float], None] = time.sleep,
+               should_stop: Callable[[], bool] = lambda: False):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_bad not in ON_BAD_CHOICES:
@@ -185,6 +188,7 @@ class ShardStream:
     self.shards_before_start = shards_before_start
     self._known: set = set()
     self._sleep = sleep
+    self._should_stop = should_stop
     self.skipped: List[SkippedRecords] = []
     self.records_read = 0
     spec = reader.feature_spec(self.schema)
@@ -360,6 +364,8 @@ class ShardStream:
         return
       if (not found_new and self.idle_timeout is not None
           and time.monotonic() - idle_since >= self.idle_timeout):
+        return
+      if self._should_stop():
         return
       self._sleep(self.poll_seconds)
 

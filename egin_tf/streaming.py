@@ -197,11 +197,17 @@ class _StopFlag:
       signal.signal(sig, handler)
 
 
+def _sleep_unless(stop: _StopFlag, seconds: float) -> None:
+  """Waits ``seconds`` in short naps, returning early once a stop signal came."""
+  end = time.monotonic() + seconds
+  while stop.signal is None and time.monotonic() < end:
+    time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+
+
 def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
                  stream: StreamConfig = StreamConfig(),
                  eval_pattern: Optional[str] = None,
-                 print_fn: Callable[[str], None] = print,
-                 sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
+                 print_fn: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains ``config.model`` on a stream folder, resuming from ``model_dir``.
 
   Args:
@@ -213,7 +219,6 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     stream: how to read, checkpoint and export.
     eval_pattern: test data scored exactly at the end (optional).
     print_fn: progress lines go here.
-    sleep: the wait between polls (tests replace it).
 
   Returns:
     ``{"steps", "examples", "position", "progressive", "skipped", "exports",
@@ -276,12 +281,14 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     print_fn(f"training {config.model} on the stream in {stream_dir} from its start")
   last_good = latest
 
+  stop = _StopFlag()
   batches = stream_lib.ShardStream(
       stream_dir, config.batch_size, lengths, schema=schema, start=start,
       follow=stream.follow, poll_seconds=stream.poll_seconds,
       idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.pattern,
       fingerprints=stream.audit_log, shards_before_start=shards_before_start,
-      sleep=sleep)
+      sleep=lambda seconds: _sleep_unless(stop, seconds),
+      should_stop=lambda: stop.signal is not None)
   writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_DIR))
   exports = []
   last_checkpoint_step, last_checkpoint_time = step, time.monotonic()
@@ -332,7 +339,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
              (f" (removed {len(removed)} older)" if removed else ""))
     last_export_step, last_export_time = step, time.monotonic()
 
-  with _StopFlag() as stop, writer.as_default():
+  with stop, writer.as_default():
     for batch in batches:
       logs = step_fn(batch.features, tf.constant(batch.end.shard),
                      tf.constant(batch.end.offset, tf.int64),
@@ -378,8 +385,9 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
            time.monotonic() - last_export_time >= 60 * stream.export_every_minutes)):
         export_now()
       if stop.signal is not None:
-        stopped_by = signal.Signals(stop.signal).name
         break
+    if stop.signal is not None:
+      stopped_by = signal.Signals(stop.signal).name
     if step != last_checkpoint_step:
       save_checkpoint()
     if stream.export_dir and step != last_export_step:

@@ -269,3 +269,28 @@ def test_kill_9_mid_shard_then_resume_trains_every_example_exactly_once(
   stats = json.load(open(os.path.join(model_dir, "stream_metrics.json")))
   assert stats["examples"] == 3000
   assert stats["position"] == {"shard": expected[-1][0], "offset": 500}
+
+
+def test_sigterm_while_following_checkpoints_and_exits_cleanly(sim_stream, tmp_path):
+  directory, _ = _first_shards(sim_stream, str(tmp_path / "s"), 1)
+  model_dir = str(tmp_path / "m")
+  process = subprocess.Popen(
+      [sys.executable, "-m", "egin_tf.cli.main", "train", "--stream", directory,
+       "--follow", "--poll_seconds", "30", "--model", "dnn", "--model_dir", model_dir,
+       "--batch_size", "100", "--max_clicks", "10", "--max_queries", "10",
+       "--checkpoint_every_steps", "1000", "--log_every", "1"],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  # Wait until the one shard is trained (5 steps) and the run idles, polling.
+  lines = []
+  for line in process.stdout:
+    lines.append(line)
+    if line.startswith("step 5 "):
+      break
+  time.sleep(1.0)
+  process.send_signal(signal.SIGTERM)
+  output = "".join(lines) + process.communicate(timeout=120)[0]
+  # It stops within a nap, not after the 30 s poll interval, with a checkpoint.
+  assert process.returncode == 0, output
+  assert "stopped (SIGTERM) at step 5" in output
+  assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith(
+      "ckpt-5")
