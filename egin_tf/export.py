@@ -38,13 +38,25 @@ from egin_tf import serving_requests
 TMP_PREFIX = ".tmp-"
 
 
+class _Untracked:
+  """Holds an object without making it a SavedModel dependency."""
+
+  def __init__(self, value):
+    self.value = value
+
+
 class ServingModule(tf.Module):
-  """Wraps a CTR model with the parsing needed to serve raw impressions."""
+  """Wraps a CTR model with the parsing needed to serve raw impressions.
+
+  Only the model's variables are saved, not the model object: through it the
+  SavedModel would also carry the optimizer, whose Adam slots are twice the
+  size of the weights and useless to a server.
+  """
 
   def __init__(self, model: tf.keras.Model, schema: schema_lib.DatasetSchema,
                lengths: reader.SequenceLengths):
     super().__init__(name="egin_serving")
-    self.model = model
+    self._model = _Untracked(model)
     self._schema = schema
     self._lengths = lengths
     self._spec = reader.feature_spec(schema, serving=True)
@@ -72,18 +84,20 @@ class ServingModule(tf.Module):
   def score_padded(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     batch = dict(batch)
     batch.setdefault(schema_lib.LABEL, tf.zeros_like(batch[schema_lib.ITEM_ID]))
-    return {"pctr": self.model(batch, training=False)}
+    return {"pctr": self._model.value(batch, training=False)}
 
   def score_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     parsed = tf.io.parse_example(examples, self._spec)
     batch = reader.dense_batch(parsed, self._schema, self._lengths)
-    return {"pctr": self.model(batch, training=False)}
+    return {"pctr": self._model.value(batch, training=False)}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     serve_examples = tf.function(self.score_examples).get_concrete_function(
         tf.TensorSpec([None], tf.string, name="examples"))
     serve_padded = tf.function(self.score_padded).get_concrete_function(
         self.padded_signature())
+    # After tracing: a model restored lazily creates its variables in the first call.
+    self.model_variables = list(self._model.value.variables)
     return {"serving_default": serve_examples, "predict_padded": serve_padded}
 
 

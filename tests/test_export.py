@@ -52,6 +52,12 @@ def test_reloaded_savedmodel_scores_exactly_like_the_model(trained):
   assert os.path.exists(os.path.join(path, "saved_model.pb"))
   loaded = tf.saved_model.load(path)
   assert set(loaded.signatures) == {"serving_default", "predict_padded"}
+  # The model's weights are saved, the optimizer's state is not (no use to a server).
+  saved = tf.train.list_variables(os.path.join(path, "variables", "variables"))
+  saved_values = sum(int(np.prod(shape)) for name, shape in saved
+                     if "OBJECT_GRAPH" not in name)
+  assert not [name for name, _ in saved if "optimizer" in name]
+  assert saved_values == sum(int(np.prod(v.shape)) for v in model.variables)
 
   files = reader.match_files(os.path.join(data, "train-*"))
   records = [r.numpy() for r in tf.data.TFRecordDataset(files)]
