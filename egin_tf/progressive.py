@@ -45,6 +45,14 @@ class ProgressiveMetrics(tf.Module):
     self.window_labels = tf.Variable(tf.zeros([window], tf.float32), trainable=False)
     self.window_scores = tf.Variable(tf.zeros([window], tf.float32), trainable=False)
 
+  def reset(self) -> None:
+    """Forgets every example (a new stream)."""
+    self.running_auc.reset_state()
+    self.logloss_sum.assign(0.0)
+    self.count.assign(0)
+    self.window_labels.assign(tf.zeros_like(self.window_labels))
+    self.window_scores.assign(tf.zeros_like(self.window_scores))
+
   def update(self, labels: tf.Tensor, scores: tf.Tensor) -> None:
     """Adds a batch: labels [B] in {0, 1}, scores [B] probabilities."""
     labels = tf.cast(tf.reshape(labels, [-1]), tf.float32)

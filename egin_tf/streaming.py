@@ -125,6 +125,12 @@ class StreamState(tf.Module):
     # `StreamBatch.shards_before_end` of the position.
     self.shards_before = tf.Variable(0, dtype=tf.int64, trainable=False)
 
+  def reset(self) -> None:
+    self.shard.assign("")
+    self.offset.assign(0)
+    self.examples.assign(0)
+    self.shards_before.assign(0)
+
   def position(self) -> stream_lib.StreamPosition:
     return stream_lib.StreamPosition(self.shard.numpy().decode("utf-8"),
                                      int(self.offset.numpy()))
@@ -213,7 +219,9 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   Args:
     stream_dir: the stream folder (shards sorting in time order, schema.json).
     model_dir: config, checkpoints, logs (TensorBoard under logs/stream) and the
-      trained-example log; a run resumes from what is there.
+      trained-example log; a run resumes from what is there. A model directory
+      of an offline run (`training.train`, same model settings) is a warm start:
+      its model and optimizer, then the stream from its start.
     config: the model and optimizer settings (``epochs``/``steps`` unused: a
       stream is read once).
     stream: how to read, checkpoint and export.
@@ -262,13 +270,26 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     # step on a throwaway batch, then overwrite them all from the checkpoint.
     step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
             tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+    if "stream" in saved:
+      checkpoint.restore(latest).assert_existing_objects_matched()
+      start = state.position()
+      shards_before_start = int(state.shards_before.numpy())
+      print_fn(f"resuming from {latest} (step "
+               f"{int(model.optimizer.iterations.numpy()):,}, "
+               f"{int(state.examples.numpy()):,} examples trained) at {start}")
+    else:
+      # An offline (`training.train`) checkpoint: warm start, stream from the top.
+      tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
+          latest).assert_existing_objects_matched()
+      state.reset()
+      progressive.reset()
+      start, shards_before_start = stream_lib.StreamPosition(), None
+      print_fn(f"warm start from the offline checkpoint {latest} (step "
+               f"{int(model.optimizer.iterations.numpy()):,}); reading the stream "
+               f"in {stream_dir} from its start")
     model.reset_metrics()
-    start = state.position()
-    shards_before_start = int(state.shards_before.numpy())
     step = int(model.optimizer.iterations.numpy())
-    print_fn(f"resuming from {latest} (step {step:,}, "
-             f"{int(state.examples.numpy()):,} examples trained) at {start}")
     if log is not None:
       for path in log.rollback_to(step):
         print_fn(f"  discarded {path}: written for a checkpoint that never completed")

@@ -294,3 +294,30 @@ def test_sigterm_while_following_checkpoints_and_exits_cleanly(sim_stream, tmp_p
   assert "stopped (SIGTERM) at step 5" in output
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith(
       "ckpt-5")
+
+
+def test_offline_model_directory_is_a_warm_start(sim_stream, sim_data, tmp_path):
+  data, _ = sim_data
+  model_dir = str(tmp_path / "m")
+  config = training.TrainConfig(model="egin", seed=0, steps=6, log_every=3, **SMALL)
+  training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0)
+  offline = training.load_model(model_dir).model
+  directory, _ = _first_shards(sim_stream, str(tmp_path / "s"), 1)
+  lines = []
+  result = streaming.train_stream(directory, model_dir, config,
+                                  streaming.StreamConfig(window=500),
+                                  print_fn=lines.append)
+  assert lines[0].startswith("warm start from the offline checkpoint "
+                             + os.path.join(model_dir, "checkpoints", "ckpt-6"))
+  # The stream starts at its beginning, the steps continue the offline count.
+  assert result["examples"] == 500 and result["steps"] == 6 + 8
+  # The first batch was scored by the offline model, not a fresh one.
+  batch = next(iter(stream_lib.ShardStream(
+      directory, 64, training.reader.SequenceLengths(10, 10, 10))))
+  progressive = ProgressiveMetrics(window=500)
+  tf.train.Checkpoint(progressive=progressive).restore(
+      tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  ).expect_partial()
+  np.testing.assert_allclose(progressive.window_scores.numpy()[:64],
+                             offline(batch.features, training=False).numpy(),
+                             rtol=1e-5)
