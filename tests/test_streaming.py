@@ -114,7 +114,8 @@ def test_scores_are_made_before_training_on_the_batch(sim_stream, tmp_path):
 
 
 def test_resume_after_stop_equals_one_uninterrupted_run(sim_stream, tmp_path):
-  config = training.TrainConfig(model="egin", seed=1, **SMALL)
+  # EGIN (queues included) is the kill -9 test's model; DNN keeps this one fast.
+  config = training.TrainConfig(model="dnn", seed=1, **SMALL)
   stream = streaming.StreamConfig(checkpoint_every_steps=4, audit_log=True,
                                   window=1000, log_every=5)
   one, names = _first_shards(sim_stream, str(tmp_path / "one"), 3)
