@@ -31,7 +31,13 @@ Every run has its own folder ``<runs_dir>/<dataset>/<training settings>/
 <variant>/lr<lr>-seed<seed>`` with ``metrics.json`` (validation) and
 ``test.json``; a re-run reuses finished runs (tables share them: the ablation
 tables reuse EGIN and DNN-cross from the main tables) and retrains interrupted
-ones. Datasets are converted once into ``<runs_dir>/data``.
+ones. Datasets are converted once into ``<runs_dir>/data``. EGES's stage 1
+(graph, walks, skip-gram) does not depend on the CTR learning rate, so it runs
+once per dataset and seed (`cached_eges_embeddings`) and every rate reuses it.
+
+``--extra_variants`` adds variants with other constructor arguments (e.g. loss
+weights) under new names, trained with the same protocol; ``--report_name``
+writes their table beside the main ones without overwriting them.
 
 Usage:
   python experiments/paper_tables.py --table simulator [--seeds 0,1,2]
@@ -49,9 +55,10 @@ import datetime
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import app
@@ -68,6 +75,7 @@ from data_pipeline.taobao import convert_taobao
 from data_pipeline.tf_env import tf
 from data_pipeline.trivago import convert_trivago
 from data_pipeline.writer import DatasetWriter
+from egin_tf import eges
 from egin_tf import training
 from egin_tf.models import MODELS
 
@@ -118,6 +126,11 @@ def define_flags() -> None:
   flags.DEFINE_string("runs_dir", os.path.join(_REPO_ROOT, "runs", "paper_tables"),
                       "Folder of converted data, runs and tables.")
   flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "The shared samples' folder.")
+  flags.DEFINE_string("report_name", None, "Name of the written <runs_dir>/<name>.md "
+                      "(default: the table's name).")
+  flags.DEFINE_string("extra_variants", None, "JSON object of more variants, "
+                      'name -> [model, {constructor kwargs}], e.g. \'{"egin_a0.1": '
+                      '["egin", {"alpha": 0.1}]}\'; list them in --models.')
 
 
 # ---------------------------------------------------------------- formulas ----
@@ -270,6 +283,24 @@ def settings_tag() -> str:
   return f"{length}_b{FLAGS.batch_size}_h{FLAGS.max_hist}"
 
 
+def cached_eges_embeddings(
+    train_pattern: str, cache_dir: str, seed: int, dim: int,
+    train_fn: Callable[[str, str, eges.EgesConfig], str] = eges.train_eges
+) -> str:
+  """EGES's stage 1 (graph, walks, skip-gram) once per dataset, seed and dim.
+
+  Stage 1 does not depend on the CTR learning rate, so every rate of the sweep
+  (and every table) reuses the vectors of its seed instead of re-running the
+  walks and skip-gram (minutes on trivago's 83k items). Returns the ``.npz``
+  path, written by ``train_fn`` (atomically: `eges.save_embeddings`).
+  """
+  path = os.path.join(cache_dir, f"eges_stage1_d{dim}_seed{seed}.npz")
+  if not os.path.exists(path):
+    print(f"EGES stage 1 (seed {seed}, d = {dim}) -> {path}")
+    train_fn(train_pattern, path, eges.EgesConfig(dim=dim, seed=seed))
+  return path
+
+
 def _train_run(split: Split, variant: str, model: str, kwargs: Dict[str, Any],
                lr: float, seed: int) -> Tuple[str, Dict[str, Any]]:
   """Trains one run (or reuses a finished one); its metrics on validation."""
@@ -283,6 +314,10 @@ def _train_run(split: Split, variant: str, model: str, kwargs: Dict[str, Any],
     shutil.rmtree(run_dir)  # interrupted: its checkpoints are partial
   if model == "egin":
     kwargs = dict(kwargs, seed=seed)
+  if model == "eges" and "eges_embeddings_path" not in kwargs:
+    kwargs = dict(kwargs, eges_embeddings_path=cached_eges_embeddings(
+        split.train, os.path.join(FLAGS.runs_dir, split.name), seed,
+        kwargs.get("slot_dim", 10)))
   config = training.TrainConfig(
       model=model, model_kwargs=kwargs, batch_size=FLAGS.batch_size,
       epochs=FLAGS.epochs, steps=FLAGS.steps, learning_rate=lr,
@@ -374,8 +409,8 @@ def markdown_table(results: List[Dict[str, Any]],
 
 def write_report(name: str, title: str, split: Split, table: str) -> str:
   """Prints the table with its command, date and scale; writes <name>.md."""
-  command = " ".join(["python", os.path.relpath(sys.argv[0], _REPO_ROOT)] +
-                     sys.argv[1:])
+  command = shlex.join(["python", os.path.relpath(sys.argv[0], _REPO_ROOT)] +
+                       sys.argv[1:])
   date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   schema = schema_lib.schema_for_files(reader.match_files(split.train))
   test = schema_lib.schema_for_files(reader.match_files(split.test))
@@ -406,13 +441,45 @@ def parse_numbers() -> Tuple[List[float], List[int]]:
   return lrs, seeds
 
 
+def parse_extra_variants(text: Optional[str]) -> Dict[str, Tuple[str, Dict]]:
+  """``--extra_variants``: JSON name -> [registered model, kwargs].
+
+  Raises:
+    ValueError: not JSON, a name that shadows a built-in variant, an unknown
+      model or kwargs that are not an object.
+  """
+  if not text:
+    return {}
+  try:
+    parsed = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"--extra_variants is not JSON: {e}") from None
+  if not isinstance(parsed, dict):
+    raise ValueError("--extra_variants must be a JSON object name -> [model, kwargs]")
+  variants = {}
+  for name, spec in parsed.items():
+    if name in VARIANTS:
+      raise ValueError(f"--extra_variants: {name!r} is a built-in variant; "
+                       "give the new one another name")
+    if (not isinstance(spec, list) or len(spec) != 2 or spec[0] not in MODELS or
+        not isinstance(spec[1], dict)):
+      raise ValueError(f"--extra_variants: {name!r} must be [model, {{kwargs}}] "
+                       f"with model one of {sorted(MODELS)}, got {spec!r}")
+    variants[name] = (spec[0], spec[1])
+  return variants
+
+
 def chosen_variants(default: Sequence[str]) -> Dict[str, Tuple[str, Dict]]:
+  try:
+    known = {**VARIANTS, **parse_extra_variants(FLAGS.extra_variants)}
+  except ValueError as e:
+    raise app.UsageError(str(e))
   names = FLAGS.models or list(default)
-  unknown = [n for n in names if n not in VARIANTS]
+  unknown = [n for n in names if n not in known]
   if unknown:
     raise app.UsageError(f"--models: unknown {unknown}; choose from "
-                         f"{sorted(VARIANTS)}")
-  return {n: VARIANTS[n] for n in names}
+                         f"{sorted(known)}")
+  return {n: known[n] for n in names}
 
 
 def main(argv):
@@ -426,7 +493,7 @@ def main(argv):
   results = run_table(split, variants, lrs, seeds)
   reference = "egin" if FLAGS.table.startswith("ablation") else None
   table = markdown_table(results, training.load_oracle(split.test), reference)
-  write_report(FLAGS.table, title, split, table)
+  write_report(FLAGS.report_name or FLAGS.table, title, split, table)
 
 
 if __name__ == "__main__":

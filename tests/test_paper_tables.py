@@ -17,9 +17,13 @@ from data_pipeline.writer import DatasetWriter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "experiments"))
+import egin_plus  # noqa: E402  pylint: disable=g-import-not-at-top
 import embedding_similarity  # noqa: E402  pylint: disable=g-import-not-at-top
 import paper_tables  # noqa: E402  pylint: disable=g-import-not-at-top
 import seeds_mixture  # noqa: E402  pylint: disable=g-import-not-at-top
+import simulator_signal  # noqa: E402  pylint: disable=g-import-not-at-top
+import trivago_signal  # noqa: E402  pylint: disable=g-import-not-at-top
+import cluster_recovery  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def test_rela_impr_matches_the_papers_table_2():
@@ -165,3 +169,120 @@ def test_markdown_table_reports_rela_impr_against_dnn_cross():
   # mean 0.7: (0.7 - 0.5) / (0.6 - 0.5) - 1 = +100%.
   assert "| 0.7000 ± 0.0707 |" in rows[3] and "| +100.00% | +0.0000 |" in rows[3]
   assert rows[4].startswith("| oracle (true p) | - | 0.9000 | 0.8000 | 0.4000 | +300.00% |")
+
+
+def test_eges_stage_one_runs_once_per_seed_and_dim(tmp_path):
+  calls = []
+
+  def fake_train(pattern, path, config):
+    calls.append((pattern, config.seed, config.dim))
+    np.savez(path, ids=np.array([1]), vectors=np.zeros([1, config.dim]))
+    return path
+
+  cache = str(tmp_path)
+  first = paper_tables.cached_eges_embeddings("d/train-*", cache, 0, 10, fake_train)
+  # Another learning rate of the sweep: same seed, so the same vectors.
+  again = paper_tables.cached_eges_embeddings("d/train-*", cache, 0, 10, fake_train)
+  other_seed = paper_tables.cached_eges_embeddings("d/train-*", cache, 1, 10,
+                                                   fake_train)
+  other_dim = paper_tables.cached_eges_embeddings("d/train-*", cache, 0, 4,
+                                                  fake_train)
+  assert first == again and os.path.exists(first)
+  assert len({first, other_seed, other_dim}) == 3
+  assert calls == [("d/train-*", 0, 10), ("d/train-*", 1, 10), ("d/train-*", 0, 4)]
+
+
+def test_parse_extra_variants():
+  assert paper_tables.parse_extra_variants(None) == {}
+  assert paper_tables.parse_extra_variants(
+      '{"egin_a0.1": ["egin", {"alpha": 0.1}]}') == {
+          "egin_a0.1": ("egin", {"alpha": 0.1})}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "not JSON"),
+    ('["egin"]', "JSON object"),
+    ('{"egin": ["egin", {}]}', "built-in variant"),
+    ('{"x": ["nope", {}]}', "must be \\[model"),
+    ('{"x": ["egin", 3]}', "must be \\[model"),
+])
+def test_parse_extra_variants_rejects_bad_specs(text, message):
+  with pytest.raises(ValueError, match=message):
+    paper_tables.parse_extra_variants(text)
+
+
+def test_history_counts_counts_matches_in_the_recent_window():
+  history = np.array([[3, 5, 3, 3, 0, 0],   # oldest first, right-padded
+                      [0, 0, 0, 0, 0, 0],
+                      [7, 7, 7, 7, 7, 7]])
+  target = np.array([3, 3, 0])
+  assert list(simulator_signal.history_counts(history, target)) == [3, 0, 0]
+  # The 2 most recent valid entries of row 0 are [3, 3] (positions 2, 3).
+  assert list(simulator_signal.history_counts(history, target, window=2)) == [2, 0, 0]
+  assert list(simulator_signal.history_counts(history, np.array([5, 3, 7]),
+                                              window=2)) == [0, 0, 2]
+
+
+def test_fit_logistic_recovers_a_known_model():
+  rng = np.random.default_rng(0)
+  x = np.c_[np.ones(20_000), rng.normal(size=20_000)]
+  y = (rng.random(20_000) < 1 / (1 + np.exp(-(x @ [-1.0, 2.0])))).astype(float)
+  w = simulator_signal.fit_logistic(x, y)
+  np.testing.assert_allclose(w, [-1.0, 2.0], atol=0.1)
+
+
+def _plus_batch(tmp_path):
+  from example_io import batch_of  # pylint: disable=g-import-not-at-top
+  imps = [schema_lib.Impression(
+      label=u % 2, user_id=u + 1, time=1000, item_id=20 + u, item_cats=(1,),
+      query_id=3, query_cats=(1,) if u < 2 else (2,),
+      clicks=[schema_lib.Event(10 + j, 100 + j, (1 if j < u else 2,))
+              for j in range(4)],
+      queries=[schema_lib.Event(3, 90, (1,))]) for u in range(4)]
+  return batch_of(imps, tmp_path / "plus", max_clicks=4, max_queries=2)
+
+
+@pytest.mark.parametrize("kwargs", [{"category_i2i": True},
+                                    {"category_i2i": True, "query_target": True}])
+def test_egin_plus_trains_and_scores(tmp_path, kwargs):
+  from egin_tf.layers.feature_embeddings import FeatureConfig  # pylint: disable=g-import-not-at-top
+  features = FeatureConfig(item_buckets=32, query_buckets=16, user_buckets=8,
+                           category_buckets=8, has_queries=True)
+  model = egin_plus.EGINPlus(features, num_negatives=4, queue_capacity=20,
+                             max_positions=4, top_k=3, **kwargs)
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  batch = _plus_batch(tmp_path)
+  logs = model.train_step(batch)
+  assert {"ctr_loss", "i2i_loss", "q2q_loss", "q2i_loss"} <= set(logs)
+  pctr = model(batch, training=False).numpy()
+  assert pctr.shape == (4,) and np.all((pctr > 0) & (pctr < 1))
+  assert model.get_config()["category_i2i"] is True
+  # Row u has u clicks of the target's category 1: the category SimExtract
+  # puts exactly that many cosines of 1 into its top 3.
+  _, details = model.category_extract(
+      model.features.embed_categories(batch["item_cats"]),
+      model.features.embed_categories(batch["click_cats"]),
+      batch["click_ids"] > 0, return_details=True)
+  ones = np.sum(np.isclose(details["similarity"].numpy(), 1.0, atol=1e-5), axis=1)
+  assert list(ones) == [0, 1, 2, 3]
+
+
+def test_last_click_is_the_latest_valid_entry():
+  history = np.array([[4, 9, 0], [0, 0, 0], [1, 2, 3]])
+  assert list(trivago_signal.last_click(history)) == [9, 0, 3]
+
+
+def test_pair_kinds_follow_clusters_and_leaves():
+  cluster = np.array([1, 1, 1, 2, 2, 3])
+  leaf = np.array([5, 5, 6, 5, 6, 7])
+  kinds = cluster_recovery.pair_kinds(np.arange(6), cluster, leaf, 200,
+                                      np.random.default_rng(0))
+  a, b = kinds["same cluster"].T
+  assert np.all(cluster[a] == cluster[b]) and np.all(a != b)
+  a, b = kinds["same cluster and leaf"].T
+  assert np.all((cluster[a] == cluster[b]) & (leaf[a] == leaf[b]))
+  assert set(map(tuple, np.sort(kinds["same cluster and leaf"], axis=1))) == {(0, 1)}
+  a, b = kinds["same leaf, other cluster"].T
+  assert np.all((leaf[a] == leaf[b]) & (cluster[a] != cluster[b]))
+  a, b = kinds["other leaf and cluster"].T
+  assert np.all((leaf[a] != leaf[b]) & (cluster[a] != cluster[b]))
