@@ -157,13 +157,8 @@ def _model_config(model_dir: str, stream_dir: str, config: training.TrainConfig,
             "with the same settings or use a new --model_dir")
     return FeatureConfig(**saved["features"])
   features = FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim)
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump({"train": dataclasses.asdict(config),
-               "features": dataclasses.asdict(features),
-               "train_pattern": os.path.join(stream_dir, pattern)}, f, indent=2)
-  with open(os.path.join(model_dir, training.DATA_SCHEMA_FILE), "w",
-            encoding="utf-8") as f:
-    json.dump(dataclasses.asdict(schema), f, indent=2)
+  training.write_model_config(model_dir, config, features, schema,
+                              os.path.join(stream_dir, pattern))
   return features
 
 

@@ -146,6 +146,17 @@ def format_report(report: Dict[str, float], oracle: Optional[Dict] = None,
                    for r in rows)
 
 
+def write_model_config(model_dir: str, config: TrainConfig, features: FeatureConfig,
+                       schema: schema_lib.DatasetSchema, train_pattern: str) -> None:
+  """Writes ``config.json`` and ``data_schema.json``: what `load_model` rebuilds from."""
+  with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
+    json.dump({"train": dataclasses.asdict(config),
+               "features": dataclasses.asdict(features),
+               "train_pattern": train_pattern}, f, indent=2)
+  with open(os.path.join(model_dir, DATA_SCHEMA_FILE), "w", encoding="utf-8") as f:
+    json.dump(dataclasses.asdict(schema), f, indent=2)
+
+
 def train(train_pattern: str, model_dir: str, config: TrainConfig,
           eval_pattern: Optional[str] = None, verbose: int = 1,
           print_fn: Callable[[str], None] = print) -> Dict[str, Any]:
@@ -165,12 +176,7 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   if prepared:
     config = dataclasses.replace(
         config, model_kwargs={**config.model_kwargs, **prepared})
-  with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
-    json.dump({"train": dataclasses.asdict(config),
-               "features": dataclasses.asdict(features),
-               "train_pattern": train_pattern}, f, indent=2)
-  with open(os.path.join(model_dir, DATA_SCHEMA_FILE), "w", encoding="utf-8") as f:
-    json.dump(dataclasses.asdict(schema), f, indent=2)
+  write_model_config(model_dir, config, features, schema, train_pattern)
 
   model = build_from_config(config, features)
   total_steps = config.steps
