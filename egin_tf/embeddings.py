@@ -28,7 +28,7 @@ class IdTable(NamedTuple):
 
 def _distinct(ids: np.ndarray, cats: np.ndarray) -> IdTable:
   ids = ids.reshape(-1)
-  cats = cats.reshape(ids.size, -1)
+  cats = cats.reshape(-1, cats.shape[-1])
   keep = ids > 0
   ids, cats = ids[keep], cats[keep]
   unique, first = np.unique(ids, return_index=True)

@@ -23,6 +23,7 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf import metrics
+from egin_tf import optimizers
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS, build_model
 from egin_tf.models.base import CTRModel
@@ -44,6 +45,9 @@ class TrainConfig:
     epochs: passes over the training data (ignored when ``steps`` is set).
     steps: total training steps; overrides ``epochs``.
     learning_rate: Adam's learning rate.
+    graph_learning_rate: a separate rate for the model's graph tables (EGIN),
+      with ``graph_optimizer``; None: one Adam for every variable.
+    graph_optimizer: "adagrad", "adam" or "sgd" (see `egin_tf.optimizers`).
     max_clicks, max_queries, max_seeds: history lengths kept (most recent).
     embedding_dim: d of every embedding table (the paper uses 10).
     seed: seeds initialization, shuffling and sampling; a run is repeatable.
@@ -56,6 +60,8 @@ class TrainConfig:
   epochs: int = 1
   steps: Optional[int] = None
   learning_rate: float = 1e-3
+  graph_learning_rate: Optional[float] = None
+  graph_optimizer: str = "adagrad"
   max_clicks: int = 100
   max_queries: int = 100
   max_seeds: int = 100
@@ -92,7 +98,9 @@ def count_impressions(pattern: str, schema: schema_lib.DatasetSchema) -> int:
 
 def build_from_config(config: TrainConfig, features: FeatureConfig) -> CTRModel:
   model = build_model(config.model, features, **config.model_kwargs)
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  model.compile(optimizer=optimizers.make_optimizer(
+      model, config.learning_rate, config.graph_learning_rate,
+      config.graph_optimizer))
   return model
 
 

@@ -8,6 +8,7 @@ from egin_tf.layers.sim_extract import SimExtract
 from egin_tf.layers.graph_edges import Edges
 from egin_tf.layers.graph_loss import GraphSoftmaxLoss, reverse_edges
 from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
+from egin_tf.layers.out_of_fold import OutOfFoldEmbedding, user_folds
 from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.layers.graph_learning import GraphLearning
 from egin_tf.layers.target_attention import TargetAttention

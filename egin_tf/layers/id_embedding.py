@@ -17,6 +17,7 @@ def bucketize_ids(ids: tf.Tensor, num_buckets: int) -> tf.Tensor:
   return tf.where(ids > 0, bucket, tf.zeros_like(bucket))
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class IdEmbedding(tf.keras.layers.Layer):
   """An embedding table for one id space (items, queries, categories, ...).
 

@@ -6,7 +6,7 @@ A model consumes the reader's batch dict (labels included) and implements
 metric, so ``fit`` shows them in its progress bar and TensorBoard logs them.
 """
 
-from typing import Dict, Mapping, Tuple
+from typing import Dict, List, Mapping, Tuple
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
@@ -106,6 +106,15 @@ class CTRModel(tf.keras.Model):
     self.auc_metric.update_state(labels, tf.sigmoid(logits))
     return {m.name: m.result() for m in (self.loss_tracker, self.ctr_loss_tracker,
                                          self.auc_metric)}
+
+  @property
+  def has_graph_variables(self) -> bool:
+    """Whether `graph_variables` can be non-empty (known before building)."""
+    return False
+
+  def graph_variables(self) -> List[tf.Variable]:
+    """The variables a graph optimizer trains (`egin_tf.optimizers`); none here."""
+    return []
 
   def embedding_tables(self) -> Dict[str, tf.keras.layers.Layer]:
     """The item and query id-embedding layers that `egin-tf neighbors` and the

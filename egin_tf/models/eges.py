@@ -21,6 +21,7 @@ import numpy as np
 from data_pipeline.tf_env import tf
 from egin_tf import eges
 from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.layers.out_of_fold import OutOfFoldEmbedding
 from egin_tf.models.egin import EGIN
 
 
@@ -139,8 +140,9 @@ class EGES(EGIN):
     self._config_json = json.dumps(eges_config)
     # EGIN's "w/o graph" wiring points SimExtract at the CTR item table; EGES
     # points it at the frozen EGES vectors instead.
-    self.graph_items = FrozenIdEmbedding.from_file(eges_embeddings_path,
-                                                   name="eges_items")
+    self.graph_items = OutOfFoldEmbedding(
+        [FrozenIdEmbedding.from_file(eges_embeddings_path, name="eges_items")],
+        name="eges_item_folds")
 
   EMBEDDINGS_FILE = "eges_embeddings.npz"
 
@@ -156,4 +158,4 @@ class EGES(EGIN):
     return {"eges_embeddings_path": path}
 
   def embedding_tables(self) -> Dict[str, tf.keras.layers.Layer]:
-    return {"items": self.graph_items, "queries": self.features.queries}
+    return {"items": self.graph_items.tables[0], "queries": self.features.queries}

@@ -15,6 +15,21 @@ The joint objective (equation 1) is L = L_CTR + alpha L_i2i + beta L_q2q + gamma
 `CTRModel.train_step` sums it and reports every term. Graph losses (and queue
 updates) happen only in training steps; evaluation and serving score pctr alone.
 
+Beyond the paper (each measured in experiments/RESULTS.md, "EGIN's graph earns its
+keep"):
+
+* ``graph_folds`` > 1: out-of-fold graph tables (`egin_tf.layers.out_of_fold`): a
+  row's features read tables that its own user's edges never trained, which
+  removes the label leak of a graph trained on the same users' later clicks;
+* ``share_tables``: the graph losses train the CTR network's own item and query
+  id tables (one table per node type) instead of separate graph tables;
+* ``interest_pooling``: the similarity-weighted sum of the top-k graph vectors of
+  f_i2i (and f_q2i) as extra interest features;
+* ``category_interest``: SimExtract(target categories, click categories) on the
+  CTR category table, and with queries SimExtract(query categories, target
+  categories): the target-aware category comparison DIN and BST make;
+* ``query_target_interest``: the graph cosine of the current query and the target.
+
 Ablations (paper, Table 4): ``use_graph=False`` drops the graph losses and lets
 SimExtract read the CTR network's own item/query embeddings; ``use_query=False``
 keeps only item nodes and i2i edges and drops f_q2q and f_q2i (also the item-only
@@ -24,21 +39,22 @@ drops SimExtract's positional embedding.
 
 import dataclasses
 import json
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.graph_learning import GraphLearning
-from egin_tf.layers.id_embedding import IdEmbedding
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.negative_queue import NegativeQueue
+from egin_tf.layers.out_of_fold import OutOfFoldEmbedding, user_folds
 from egin_tf.layers.pooling import MaskedPooling
 from egin_tf.layers.sim_extract import SimExtract
 from egin_tf.models.base import CTRModel
 from egin_tf.models.dnn import dnn_inputs
 
-
+# Seeds of fold k's graph random options and queues: seed + k * _FOLD_SEED_STRIDE.
+_FOLD_SEED_STRIDE = 1000
 
 
 class EGIN(CTRModel):
@@ -67,6 +83,13 @@ class EGIN(CTRModel):
     use_graph: train the graph tables with graph losses (ablation: False).
     use_query: query nodes, q2q/q2i edges and features (False = item-only;
       forced off when the data has no queries).
+    graph_folds: K users' folds of out-of-fold graph tables (1 = the paper's
+      single table); see `egin_tf.layers.out_of_fold`.
+    share_tables: the graph losses train the CTR network's item and query id
+      tables (needs ``graph_dim`` = the CTR embedding size and one fold).
+    interest_pooling: add the similarity-weighted top-k graph vectors.
+    category_interest: add the target-aware category SimExtracts.
+    query_target_interest: add the graph cosine of query and target (queries).
     hidden_units, dropout: the MLP.
     pooling: pooling of histories in f_o ("sum" as in the DNN baseline).
     seed: seeds the queues' sampling and the graph's random options.
@@ -93,6 +116,11 @@ class EGIN(CTRModel):
                gamma: float = 1.0,
                use_graph: bool = True,
                use_query: bool = True,
+               graph_folds: int = 1,
+               share_tables: bool = False,
+               interest_pooling: bool = False,
+               category_interest: bool = False,
+               query_target_interest: bool = False,
                hidden_units: Sequence[int] = (200, 80),
                dropout: float = 0.0,
                pooling: str = "sum",
@@ -115,72 +143,181 @@ class EGIN(CTRModel):
     self._config_json = json.dumps(config)
     self.use_graph = use_graph
     self.use_query = use_query
+    self.interest_pooling = interest_pooling
+    self.category_interest = category_interest
+    self.query_target_interest = query_target_interest and use_query
 
     self.features = FeatureEmbeddings(features, name="features")
     self.pool = MaskedPooling(pooling)
     self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
+    self._make_graph_tables(features, graph_dim, graph_folds, share_tables)
     if use_graph:
-      self.graph_items = IdEmbedding(features.item_buckets, graph_dim,
-                                     name="graph_item")
-      self.graph_queries = IdEmbedding(features.query_buckets, graph_dim,
-                                       name="graph_query")
-      self.graph_learning = GraphLearning(
-          self.graph_items, self.graph_queries, use_query=use_query,
-          window=window, q2q_timespan=q2q_timespan, q2i_timespan=q2i_timespan,
-          seeds_fraction=seeds_fraction, subsample_threshold=subsample_threshold,
-          num_negatives=num_negatives, queue_capacity=queue_capacity,
-          logq_buckets=logq_buckets, seed=seed, name="graph_learning")
-    else:
-      # "w/o graph": SimExtract reads the CTR network's own id embeddings.
-      self.graph_items = self.features.items
-      self.graph_queries = self.features.queries
+      self.graph_learnings = [
+          GraphLearning(
+              self.graph_items.tables[k], self.graph_queries.tables[k],
+              use_query=use_query, window=window, q2q_timespan=q2q_timespan,
+              q2i_timespan=q2i_timespan, seeds_fraction=seeds_fraction,
+              subsample_threshold=subsample_threshold,
+              num_negatives=num_negatives, queue_capacity=queue_capacity,
+              logq_buckets=logq_buckets, seed=seed + k * _FOLD_SEED_STRIDE,
+              name="graph_learning" if k == 0 else f"graph_learning_fold{k}")
+          for k in range(graph_folds)]
+    self._make_extracts(top_k, num_bins, positional, graph_dim, max_positions,
+                        binning, position)
 
-    def extract(name):
-      return SimExtract(k=top_k, num_bins=num_bins, positional=positional,
+  def _make_graph_tables(self, features: FeatureConfig, graph_dim: int,
+                         graph_folds: int, share_tables: bool) -> None:
+    """The item and query tables the graph trains and SimExtract reads."""
+    if share_tables or not self.use_graph:
+      if share_tables and graph_folds != 1:
+        raise ValueError("EGIN: share_tables needs graph_folds=1 (the CTR network "
+                         f"has one table per node type), got {graph_folds}")
+      if share_tables and graph_dim != features.embedding_dim:
+        raise ValueError(
+            f"EGIN: share_tables needs graph_dim ({graph_dim}) equal to the CTR "
+            f"embedding size ({features.embedding_dim})")
+      # "w/o graph" or shared: SimExtract reads the CTR network's id embeddings.
+      self.graph_items = OutOfFoldEmbedding([self.features.items],
+                                            name="graph_item_folds")
+      self.graph_queries = OutOfFoldEmbedding([self.features.queries],
+                                              name="graph_query_folds")
+      return
+    self.graph_items = OutOfFoldEmbedding.create(
+        features.item_buckets, graph_dim, graph_folds, name="graph_item")
+    self.graph_queries = OutOfFoldEmbedding.create(
+        features.query_buckets, graph_dim, graph_folds, name="graph_query")
+
+  def _make_extracts(self, top_k, num_bins, positional, graph_dim, max_positions,
+                     binning, position) -> None:
+    def extract(name, k=top_k):
+      return SimExtract(k=k, num_bins=num_bins, positional=positional,
                         embedding_dim=graph_dim, max_positions=max_positions,
                         binning=binning, position=position, name=name)
 
     self.i2i_extract = extract("sim_i2i")
-    if use_query:
+    if self.use_query:
       self.q2q_extract = extract("sim_q2q")
       self.q2i_extract = extract("sim_q2i")
+    if self.category_interest:
+      self.category_extract = extract("sim_cat_i2i")
+      if self.use_query:
+        self.query_target_cat_extract = extract("sim_cat_q2t", k=1)
+    if self.query_target_interest:
+      self.query_target_extract = extract("sim_graph_q2t", k=1)
+
+  @property
+  def graph_folds(self) -> int:
+    return self.graph_items.num_folds
 
   def forward(self, batch: Dict[str, tf.Tensor], training=None
               ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-    click_ids = batch[schema_lib.CLICKS.ids]
-    click_mask = click_ids > 0
     f_o = dnn_inputs(self.features, self.pool, batch, training)
-
-    target = self.graph_items(batch[schema_lib.ITEM_ID])
-    click_vectors = self.graph_items(click_ids)
-    interests = [self.i2i_extract(target, click_vectors, click_mask)]
-    if self.use_query:
-      query_hist_ids = batch[schema_lib.QUERIES.ids]
-      query = self.graph_queries(batch[schema_lib.QUERY_ID])
-      query_hist = self.graph_queries(query_hist_ids)
-      interests.append(self.q2q_extract(query, query_hist, query_hist_ids > 0))
-      interests.append(self.q2i_extract(query, click_vectors, click_mask))
+    interests = self.interest_features(batch)
     logits = self.mlp(tf.concat(f_o + interests, axis=-1), training=training)
-
     aux = {}
     if training and self.use_graph:
       aux = self.graph_losses(batch)
     return logits, aux
 
+  def interest_features(self, batch: Dict[str, tf.Tensor]) -> List[tf.Tensor]:
+    """f_i2i (and f_q2q, f_q2i) plus the optional interest features, [B, *] each."""
+    folds = user_folds(batch[schema_lib.USER_ID], self.graph_folds)
+    click_ids = batch[schema_lib.CLICKS.ids]
+    click_mask = click_ids > 0
+    target = self.graph_items(batch[schema_lib.ITEM_ID], folds)
+    clicks = self.graph_items(click_ids, folds)
+    parts = self._extract(self.i2i_extract, target, clicks, click_mask)
+    if self.use_query:
+      query_hist_ids = batch[schema_lib.QUERIES.ids]
+      query = self.graph_queries(batch[schema_lib.QUERY_ID], folds)
+      query_hist = self.graph_queries(query_hist_ids, folds)
+      parts.append(self.q2q_extract(query, query_hist, query_hist_ids > 0))
+      parts += self._extract(self.q2i_extract, query, clicks, click_mask)
+      if self.query_target_interest:
+        has_query = (batch[schema_lib.QUERY_ID] > 0)[:, tf.newaxis]
+        parts.append(self.query_target_extract(
+            query, target[:, tf.newaxis], has_query))
+    if self.category_interest:
+      parts += self._category_features(batch, click_mask)
+    return parts
+
+  def _extract(self, layer: SimExtract, target: tf.Tensor, sequence: tf.Tensor,
+               mask: tf.Tensor) -> List[tf.Tensor]:
+    """SimExtract's output, and with ``interest_pooling`` the pooled vectors."""
+    if not self.interest_pooling:
+      return [layer(target, sequence, mask)]
+    output, details = layer(target, sequence, mask, return_details=True)
+    return [output, similarity_weighted_pool(sequence, details)]
+
+  def _category_features(self, batch: Dict[str, tf.Tensor],
+                         click_mask: tf.Tensor) -> List[tf.Tensor]:
+    embed = self.features.embed_categories
+    target_cats = embed(batch[schema_lib.ITEM_CATS])
+    parts = [self.category_extract(
+        target_cats, embed(batch[schema_lib.CLICKS.cats]), click_mask)]
+    if self.use_query:
+      has_query = (batch[schema_lib.QUERY_ID] > 0)[:, tf.newaxis]
+      parts.append(self.query_target_cat_extract(
+          embed(batch[schema_lib.QUERY_CATS]), target_cats[:, tf.newaxis],
+          has_query))
+    return parts
+
   def graph_losses(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """L_i2i, L_q2q, L_q2i of a batch; updates the negative queues."""
-    return self.graph_learning(batch)
+    """L_i2i, L_q2q, L_q2i of a batch; updates the negative queues.
+
+    With K folds, fold k's rows train fold k's tables; the losses are averaged
+    over the folds weighted by their share of the batch's rows.
+    """
+    if self.graph_folds == 1:
+      return self.graph_learnings[0](batch)
+    folds = user_folds(batch[schema_lib.USER_ID], self.graph_folds)
+    num_rows = tf.cast(tf.size(folds), tf.float32)
+    totals = {}
+    for k, layer in enumerate(self.graph_learnings):
+      rows = tf.where(tf.equal(folds, k))[:, 0]
+      share = tf.cast(tf.size(rows), tf.float32) / tf.maximum(num_rows, 1.0)
+      fold_batch = {name: tf.gather(value, rows) for name, value in batch.items()}
+      for name, loss in layer(fold_batch).items():
+        totals[name] = totals.get(name, 0.0) + share * loss
+    return totals
 
   @property
   def item_queue(self) -> NegativeQueue:
-    return self.graph_learning.item_queue
+    """The item queue of fold 0 (the only one with one fold)."""
+    return self.graph_learnings[0].item_queue
 
   @property
   def query_queue(self) -> NegativeQueue:
-    return self.graph_learning.query_queue
+    return self.graph_learnings[0].query_queue
+
+  @property
+  def has_graph_variables(self) -> bool:
+    return self.use_graph
+
+  def graph_variables(self) -> List[tf.Variable]:
+    """The trainable variables of the graph's item and query tables (every fold)."""
+    if not self.use_graph:
+      return []
+    return (self.graph_items.trainable_variables +
+            self.graph_queries.trainable_variables)
 
   def embedding_tables(self):
-    return {"items": self.graph_items, "queries": self.graph_queries}
+    """The graph tables of fold 0 (the CTR tables without the graph)."""
+    return {"items": self.graph_items.tables[0],
+            "queries": self.graph_queries.tables[0]}
 
   def get_config(self):
     return json.loads(self._config_json)
+
+
+def similarity_weighted_pool(sequence: tf.Tensor, details: Dict[str, tf.Tensor]
+                             ) -> tf.Tensor:
+  """Sum of SimExtract's chosen elements weighted by their cosines: [B, d].
+
+  ``details`` is SimExtract's ``return_details`` dict; empty slots weigh 0.
+  """
+  index = tf.maximum(details["index"], 0)  # [B, k]; -1 (empty) -> 0, weighted 0
+  chosen = tf.gather(sequence, index, batch_dims=1)  # [B, k, d]
+  weights = tf.where(details["valid"], details["similarity"],
+                     tf.zeros_like(details["similarity"]))
+  return tf.einsum("bk,bkd->bd", tf.cast(weights, chosen.dtype), chosen)
