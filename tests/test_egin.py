@@ -44,6 +44,9 @@ def _egin(**kwargs):
   kwargs.setdefault("queue_capacity", 50)
   kwargs.setdefault("max_positions", 8)
   kwargs.setdefault("top_k", 3)
+  # One graph table: these tests count one queue's ids and one table's gradients
+  # (out-of-fold tables are tested in test_out_of_fold.py).
+  kwargs.setdefault("graph_folds", 1)
   model = EGIN(kwargs.pop("features", _features()), **kwargs)
   model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   return model

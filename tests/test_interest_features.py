@@ -32,19 +32,51 @@ def test_similarity_weighted_pool_by_hand():
     ({"category_interest": True}, ["sim_cat_i2i", "sim_cat_q2t"]),
     ({"query_target_interest": True}, ["sim_graph_q2t"]),
     ({"interest_pooling": True}, []),
+    ({"graph_vector_features": True}, []),
 ])
 def test_options_add_their_features(tmp_path, options, extracts):
   batch = test_egin._batch(test_egin._tiny_batch(), tmp_path)
-  plain = test_egin._egin()
-  model = test_egin._egin(**options)
+  off = {"category_interest": False, "query_target_interest": False}
+  plain = test_egin._egin(**off)
+  model = test_egin._egin(**{**off, **options})
   widths = [sum(int(p.shape[-1]) for p in m.interest_features(batch))
             for m in (plain, model)]
   extra = {"category_interest": 3 * 10 + 1 * 10,  # k=3 slots + one k=1 slot
            "query_target_interest": 10,
-           "interest_pooling": 2 * 10}[next(iter(options))]  # f_i2i and f_q2i
+           "interest_pooling": 2 * 10,  # f_i2i and f_q2i
+           "graph_vector_features": 2 * 10,  # target and query
+           }[next(iter(options))]
   assert widths[1] - widths[0] == extra
   names = {layer.name for layer in model.submodules}
   assert all(name in names for name in extracts)
   logs = model.train_step(batch)
   assert np.isfinite(float(logs["loss"]))
   assert model.get_config()[next(iter(options))] is True
+
+
+def test_category_interest_counts_clicks_of_the_target_category(tmp_path):
+  from data_pipeline import schema as schema_lib  # pylint: disable=g-import-not-at-top
+  from example_io import batch_of  # pylint: disable=g-import-not-at-top
+  imps = [schema_lib.Impression(
+      label=u % 2, user_id=u + 1, time=1000, item_id=20 + u, item_cats=(1,),
+      query_id=3, query_cats=(1,) if u < 2 else (2,),
+      clicks=[schema_lib.Event(10 + j, 100 + j, (1 if j < u else 2,))
+              for j in range(4)],
+      queries=[schema_lib.Event(3, 90, (1,))]) for u in range(4)]
+  batch = batch_of(imps, tmp_path / "cats", max_clicks=4, max_queries=2)
+  model = test_egin._egin(category_interest=True)
+  model.train_step(batch)
+  # Row u has u clicks of the target's category 1: the category SimExtract puts
+  # exactly that many cosines of 1 into its top 3.
+  embed = model.features.embed_categories
+  _, details = model.category_extract(
+      embed(batch["item_cats"]), embed(batch["click_cats"]),
+      batch["click_ids"] > 0, return_details=True)
+  ones = np.sum(np.isclose(details["similarity"].numpy(), 1.0, atol=1e-5), axis=1)
+  assert list(ones) == [0, 1, 2, 3]
+  # The query-target unit sees the same category for rows 0 and 1 only.
+  _, details = model.query_target_cat_extract(
+      embed(batch["query_cats"]), embed(batch["item_cats"])[:, tf.newaxis],
+      batch["query_id"][:, tf.newaxis] > 0, return_details=True)
+  np.testing.assert_allclose(details["similarity"].numpy()[:, 0] > 0.999,
+                             [True, True, False, False])

@@ -17,7 +17,6 @@ from data_pipeline.writer import DatasetWriter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "experiments"))
-import egin_plus  # noqa: E402  pylint: disable=g-import-not-at-top
 import embedding_similarity  # noqa: E402  pylint: disable=g-import-not-at-top
 import paper_tables  # noqa: E402  pylint: disable=g-import-not-at-top
 import seeds_mixture  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -229,42 +228,6 @@ def test_fit_logistic_recovers_a_known_model():
   y = (rng.random(20_000) < 1 / (1 + np.exp(-(x @ [-1.0, 2.0])))).astype(float)
   w = simulator_signal.fit_logistic(x, y)
   np.testing.assert_allclose(w, [-1.0, 2.0], atol=0.1)
-
-
-def _plus_batch(tmp_path):
-  from example_io import batch_of  # pylint: disable=g-import-not-at-top
-  imps = [schema_lib.Impression(
-      label=u % 2, user_id=u + 1, time=1000, item_id=20 + u, item_cats=(1,),
-      query_id=3, query_cats=(1,) if u < 2 else (2,),
-      clicks=[schema_lib.Event(10 + j, 100 + j, (1 if j < u else 2,))
-              for j in range(4)],
-      queries=[schema_lib.Event(3, 90, (1,))]) for u in range(4)]
-  return batch_of(imps, tmp_path / "plus", max_clicks=4, max_queries=2)
-
-
-@pytest.mark.parametrize("kwargs", [{"category_i2i": True},
-                                    {"category_i2i": True, "query_target": True}])
-def test_egin_plus_trains_and_scores(tmp_path, kwargs):
-  from egin_tf.layers.feature_embeddings import FeatureConfig  # pylint: disable=g-import-not-at-top
-  features = FeatureConfig(item_buckets=32, query_buckets=16, user_buckets=8,
-                           category_buckets=8, has_queries=True)
-  model = egin_plus.EGINPlus(features, num_negatives=4, queue_capacity=20,
-                             max_positions=4, top_k=3, **kwargs)
-  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-  batch = _plus_batch(tmp_path)
-  logs = model.train_step(batch)
-  assert {"ctr_loss", "i2i_loss", "q2q_loss", "q2i_loss"} <= set(logs)
-  pctr = model(batch, training=False).numpy()
-  assert pctr.shape == (4,) and np.all((pctr > 0) & (pctr < 1))
-  assert model.get_config()["category_i2i"] is True
-  # Row u has u clicks of the target's category 1: the category SimExtract
-  # puts exactly that many cosines of 1 into its top 3.
-  _, details = model.category_extract(
-      model.features.embed_categories(batch["item_cats"]),
-      model.features.embed_categories(batch["click_cats"]),
-      batch["click_ids"] > 0, return_details=True)
-  ones = np.sum(np.isclose(details["similarity"].numpy(), 1.0, atol=1e-5), axis=1)
-  assert list(ones) == [0, 1, 2, 3]
 
 
 def test_last_click_is_the_latest_valid_entry():

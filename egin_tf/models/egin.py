@@ -16,7 +16,9 @@ The joint objective (equation 1) is L = L_CTR + alpha L_i2i + beta L_q2q + gamma
 updates) happen only in training steps; evaluation and serving score pctr alone.
 
 Beyond the paper (each measured in experiments/RESULTS.md, "EGIN's graph earns its
-keep"):
+keep"; the defaults are the winners on validation splits, ``graph_folds=2``,
+``category_interest=True`` and ``query_target_interest=True``; the paper's model is
+``graph_folds=1, category_interest=False, query_target_interest=False``):
 
 * ``graph_folds`` > 1: out-of-fold graph tables (`egin_tf.layers.out_of_fold`): a
   row's features read tables that its own user's edges never trained, which
@@ -28,7 +30,9 @@ keep"):
 * ``category_interest``: SimExtract(target categories, click categories) on the
   CTR category table, and with queries SimExtract(query categories, target
   categories): the target-aware category comparison DIN and BST make;
-* ``query_target_interest``: the graph cosine of the current query and the target.
+* ``query_target_interest``: the graph cosine of the current query and the target;
+* ``graph_vector_features``: the target's and the query's graph vectors themselves
+  as MLP inputs.
 
 Ablations (paper, Table 4): ``use_graph=False`` drops the graph losses and lets
 SimExtract read the CTR network's own item/query embeddings; ``use_query=False``
@@ -84,12 +88,15 @@ class EGIN(CTRModel):
     use_query: query nodes, q2q/q2i edges and features (False = item-only;
       forced off when the data has no queries).
     graph_folds: K users' folds of out-of-fold graph tables (1 = the paper's
-      single table); see `egin_tf.layers.out_of_fold`.
+      single table, which leaks labels in shuffled multi-epoch training); see
+      `egin_tf.layers.out_of_fold`.
     share_tables: the graph losses train the CTR network's item and query id
       tables (needs ``graph_dim`` = the CTR embedding size and one fold).
     interest_pooling: add the similarity-weighted top-k graph vectors.
     category_interest: add the target-aware category SimExtracts.
     query_target_interest: add the graph cosine of query and target (queries).
+    graph_vector_features: add the target's (and the query's) graph vectors to
+      the MLP input, as two-stage graph methods (EGES) feed theirs.
     hidden_units, dropout: the MLP.
     pooling: pooling of histories in f_o ("sum" as in the DNN baseline).
     seed: seeds the queues' sampling and the graph's random options.
@@ -116,11 +123,12 @@ class EGIN(CTRModel):
                gamma: float = 1.0,
                use_graph: bool = True,
                use_query: bool = True,
-               graph_folds: int = 1,
+               graph_folds: int = 2,
                share_tables: bool = False,
                interest_pooling: bool = False,
-               category_interest: bool = False,
-               query_target_interest: bool = False,
+               category_interest: bool = True,
+               query_target_interest: bool = True,
+               graph_vector_features: bool = False,
                hidden_units: Sequence[int] = (200, 80),
                dropout: float = 0.0,
                pooling: str = "sum",
@@ -146,6 +154,7 @@ class EGIN(CTRModel):
     self.interest_pooling = interest_pooling
     self.category_interest = category_interest
     self.query_target_interest = query_target_interest and use_query
+    self.graph_vector_features = graph_vector_features
 
     self.features = FeatureEmbeddings(features, name="features")
     self.pool = MaskedPooling(pooling)
@@ -239,6 +248,8 @@ class EGIN(CTRModel):
             query, target[:, tf.newaxis], has_query))
     if self.category_interest:
       parts += self._category_features(batch, click_mask)
+    if self.graph_vector_features:
+      parts += [target, query] if self.use_query else [target]
     return parts
 
   def _extract(self, layer: SimExtract, target: tf.Tensor, sequence: tf.Tensor,
