@@ -12,8 +12,9 @@ RelaImpr against DNN-cross and training examples/s:
                       (``convert_trivago(on_bad="skip")``: 2 bad rows).
   simulator           Table 3 analogue on the simulator, with the oracle AUC (the
                       true click probabilities) as the ceiling.
-  ablation_trivago,   Table 4: EGIN w/o graph, w/o query, w/o pos_emb beside
-  ablation_simulator  EGIN and DNN-cross.
+  ablation_trivago,   Table 4: EGIN w/o graph, with one (leaking) graph table,
+  ablation_simulator, w/o category interest and the paper's EGIN, beside EGIN
+  ablation_taobao     and DNN-cross.
 
 Protocol (the same for every model, so the comparison is fair):
 
@@ -100,8 +101,10 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
 MAIN_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "eges", "egin")
 # The paper's Table 2 has no EGES (its Table 3 has).
 TAOBAO_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "egin")
-ABLATION_VARIANTS = ("dnn_cross", "egin", "egin_no_graph", "egin_no_query",
-                     "egin_no_pos_emb")
+# The graph's share (w/o graph), the label leak of one graph table, the
+# category interest, and the paper's EGIN (one table, no category interest).
+ABLATION_VARIANTS = ("dnn_cross", "egin", "egin_no_graph", "egin_one_fold",
+                     "egin_no_category", "egin_paper")
 # table -> (dataset, variants, title)
 TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
     "taobao": ("taobao", TAOBAO_VARIANTS, "Table 2 analogue (Taobao UserBehavior head)"),
@@ -111,6 +114,8 @@ TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
                          "Table 4 analogue, ablations (trivago sample)"),
     "ablation_simulator": ("simulator", ABLATION_VARIANTS,
                            "Table 4 analogue, ablations (simulator)"),
+    "ablation_taobao": ("taobao", ABLATION_VARIANTS,
+                        "Table 4 analogue, ablations (Taobao UserBehavior head)"),
 }
 
 FLAGS = flags.FLAGS
