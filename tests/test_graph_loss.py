@@ -259,3 +259,24 @@ def test_bad_inputs_raise_clear_errors():
   # Swapped roles without reverse_edges: dst_pos 3 is past the 3-long "positives".
   with pytest.raises(tf.errors.InvalidArgumentError, match="dst_pos points past"):
     edge_softmax_losses(positives, anchors, _edges(), negatives, ids)
+
+
+@pytest.mark.parametrize("use_log_q", [False, True])
+def test_edge_list_loss_equals_the_dense_mean_and_its_gradient(use_log_q):
+  from egin_tf.layers.graph_edges import edge_list  # pylint: disable=g-import-not-at-top
+  from egin_tf.layers.graph_loss import edge_list_loss  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  table = tf.Variable(rng.normal(size=(40, 5)).astype(np.float32))
+  lookup = lambda ids: tf.gather(table, ids)  # noqa: E731
+  edges = _edges()
+  log_q = tf.constant(LOG_Q, tf.float32) if use_log_q else None
+  negatives = tf.constant(NEGATIVE_IDS)
+  with tf.GradientTape(persistent=True) as tape:
+    dense = GraphSoftmaxLoss()(lookup(ANCHOR_IDS), lookup(POSITIVE_IDS), edges,
+                               lookup(negatives), negatives, log_q)
+    compact = edge_list_loss(lookup, lookup, edge_list(edges), lookup(negatives),
+                             negatives, log_q)
+  np.testing.assert_allclose(compact.numpy(), dense.numpy(), rtol=1e-5)
+  np.testing.assert_allclose(tf.convert_to_tensor(tape.gradient(compact, table)),
+                             tf.convert_to_tensor(tape.gradient(dense, table)),
+                             rtol=1e-4, atol=1e-6)

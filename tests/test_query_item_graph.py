@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
 from egin_tf.layers.graph_edges import Edges
+from egin_tf.layers.graph_edges import edge_list
 from egin_tf.layers.query_item_graph import QueryItemGraph
 import hypothesis
 from hypothesis import strategies as st
@@ -434,3 +435,39 @@ def test_matches_algorithms_1_and_2(rows, window, q2q_timespan, q2i_timespan):
     expected = reference_edges(row_clicks, row_queries, window, q2q_timespan,
                                q2i_timespan)
     assert {name: sets[b] for name, sets in out.items()} == expected
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+    rows=st.lists(st.tuples(_entries, _entries), min_size=1, max_size=4),
+    window=st.integers(1, 3), q2q_timespan=st.integers(1, 8),
+    q2i_timespan=st.integers(1, 8))
+def test_edge_lists_equal_the_dense_layouts_real_edges(rows, window, q2q_timespan,
+                                                       q2i_timespan):
+  batch = make_batch([c for c, _ in rows], [q for _, q in rows])
+  options = dict(window=window, q2q_timespan=q2q_timespan,
+                 q2i_timespan=q2i_timespan)
+  dense = QueryItemGraph(**options)(batch)
+  compact = QueryItemGraph(**options).edge_lists(batch)
+  for name in ("i2i", "q2q", "q2i"):
+    expected = edge_list(dense[name])
+    for field, value in zip(expected._fields, compact[name]):
+      np.testing.assert_array_equal(value.numpy(), getattr(expected, field).numpy(),
+                                    err_msg=f"{name}.{field}")
+
+
+def test_edge_lists_skip_padding_gaps_and_empty_rows():
+  # Row 0 has a padding hole between its queries; row 1 has no history at all.
+  batch = make_batch([[(1, 10, [1]), (2, 20, [1])], []],
+                     [[(5, 5, [1]), (6, 8, [1])], []])
+  batch["query_hist_ids"] = tf.constant([[5, 0, 6], [0, 0, 0]], tf.int64)
+  batch["query_hist_times"] = tf.constant([[5, 0, 8], [0, 0, 0]], tf.int64)
+  batch["query_hist_cats"] = tf.constant([[[1], [0], [1]], [[0], [0], [0]]],
+                                         tf.int64)
+  compact = QueryItemGraph().edge_lists(batch)
+  q2q = compact["q2q"]
+  assert q2q.rows.numpy().tolist() == [0, 0]
+  assert list(zip(q2q.src_pos.numpy(), q2q.dst_pos.numpy())) == [(0, 2), (2, 0)]
+  q2i = compact["q2i"]
+  assert sorted(zip(q2i.src.numpy(), q2i.dst.numpy())) == [(5, 1), (5, 2), (6, 1),
+                                                          (6, 2)]

@@ -21,3 +21,34 @@ class Edges(NamedTuple):
   mask: tf.Tensor     # bool  [B, E] True for a real edge
   src_pos: tf.Tensor  # int32 [E]   position of src in its source sequence
   dst_pos: tf.Tensor  # int32 [E]   position of dst in its destination sequence
+
+
+class EdgeList(NamedTuple):
+  """The real edges of one type, K of them, in row-major slot order.
+
+  The compact form the graph loss scores: its cost follows K, not B * E.
+  `QueryItemGraph.edge_lists` builds it from the valid history positions only;
+  `edge_list` turns the dense `Edges` layout into it (same edges, same order).
+  """
+  rows: tf.Tensor     # int64 [K] batch row of each edge
+  src_pos: tf.Tensor  # int64 [K] position of src in its source sequence
+  dst_pos: tf.Tensor  # int64 [K] position of dst in its destination sequence
+  src: tf.Tensor      # int64 [K] source ids
+  dst: tf.Tensor      # int64 [K] destination ids
+
+
+def edge_list(edges: Edges) -> EdgeList:
+  """The real edges (mask True) of a dense layout, in row-major slot order."""
+  index = tf.where(tf.cast(edges.mask, tf.bool))  # [K, 2] (row, slot)
+  slots = index[:, 1]
+  return EdgeList(rows=index[:, 0],
+                  src_pos=tf.gather(tf.cast(edges.src_pos, tf.int64), slots),
+                  dst_pos=tf.gather(tf.cast(edges.dst_pos, tf.int64), slots),
+                  src=tf.gather_nd(tf.cast(edges.src, tf.int64), index),
+                  dst=tf.gather_nd(tf.cast(edges.dst, tf.int64), index))
+
+
+def reverse_list(edges: EdgeList) -> EdgeList:
+  """The same edges read from destination to source."""
+  return edges._replace(src=edges.dst, dst=edges.src,
+                        src_pos=edges.dst_pos, dst_pos=edges.src_pos)

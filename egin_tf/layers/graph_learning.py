@@ -1,7 +1,8 @@
 """`GraphLearning`: EGIN's graph half as one layer (paper, section 3.2).
 
-It owns the `QueryItemGraph`, an item and a query `NegativeQueue` and the
-`GraphSoftmaxLoss`, and scores the batch's edges with item and query embedding
+It owns the `QueryItemGraph` and an item and a query `NegativeQueue`, and scores
+the batch's real edges (`QueryItemGraph.edge_lists`, `edge_list_loss`: the work
+follows the edges, not the padded slots) with item and query embedding
 tables it is GIVEN: the same tables the CTR network reads, which is what makes the
 training end to end. `EGIN` uses it; so can any other Keras CTR model (see
 ``examples/din_with_egin_graph_layers.py``).
@@ -11,7 +12,8 @@ from typing import Dict, Mapping, Optional
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
-from egin_tf.layers.graph_loss import GraphSoftmaxLoss, reverse_edges
+from egin_tf.layers.graph_edges import reverse_list
+from egin_tf.layers.graph_loss import edge_list_loss
 from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
 from egin_tf.layers.query_item_graph import QueryItemGraph
 
@@ -70,7 +72,6 @@ class GraphLearning(tf.keras.layers.Layer):
     self.query_queue = NegativeQueue(queue_capacity, num_negatives,
                                      seed=2 * seed + 1, logq_buckets=logq_buckets,
                                      name="query_queue")
-    self.loss = GraphSoftmaxLoss(name="graph_loss")
 
   def build(self, input_shape):
     # The state is created here, eagerly, rather than inside the first traced
@@ -80,35 +81,31 @@ class GraphLearning(tf.keras.layers.Layer):
     self.query_queue.build(None)
     super().build(input_shape)
 
-  def _softmax(self, anchors: tf.Tensor, positives: tf.Tensor, edges,
-               negatives: NegativeSample, table: tf.keras.layers.Layer
-               ) -> tf.Tensor:
-    return self.loss(anchors, positives, edges, table(negatives.ids),
-                     negatives.ids, negatives.log_q, negatives.valid)
+  def _loss(self, anchor_table, positive_table, edges,
+            negatives: NegativeSample) -> tf.Tensor:
+    positive_negatives = positive_table(negatives.ids)
+    return edge_list_loss(anchor_table, positive_table, edges, positive_negatives,
+                          negatives.ids, negatives.log_q, negatives.valid)
 
   def call(self, batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    edges = self.graph(batch, training=True)
+    # Compact edges: the work follows the real edges, not the padded slots.
+    edges = self.graph.edge_lists(batch, training=True)
     click_ids = batch[schema_lib.CLICKS.ids]
     item_negatives = self.item_queue(tf.concat(
         [tf.reshape(click_ids, [-1]),
          tf.reshape(batch[schema_lib.ITEM_ID], [-1])], axis=0))
-    i2i_items = self.items(edges["i2i_items"])
-    losses = {"i2i": self._softmax(i2i_items, i2i_items, edges["i2i"],
-                                   item_negatives, self.items)}
+    losses = {"i2i": self._loss(self.items, self.items, edges["i2i"],
+                                item_negatives)}
     if self.use_query:
-      query_hist_ids = batch[schema_lib.QUERIES.ids]
       query_negatives = self.query_queue(tf.concat(
-          [tf.reshape(query_hist_ids, [-1]),
+          [tf.reshape(batch[schema_lib.QUERIES.ids], [-1]),
            tf.reshape(batch[schema_lib.QUERY_ID], [-1])], axis=0))
-      query_hist = self.queries(query_hist_ids)
-      clicks = self.items(click_ids)
-      losses["q2q"] = self._softmax(query_hist, query_hist, edges["q2q"],
-                                    query_negatives, self.queries)
+      losses["q2q"] = self._loss(self.queries, self.queries, edges["q2q"],
+                                 query_negatives)
       losses["q2i"] = 0.5 * (
-          self._softmax(query_hist, clicks, edges["q2i"], item_negatives,
-                        self.items)
-          + self._softmax(clicks, query_hist, reverse_edges(edges["q2i"]),
-                          query_negatives, self.queries))
+          self._loss(self.queries, self.items, edges["q2i"], item_negatives)
+          + self._loss(self.items, self.queries, reverse_list(edges["q2i"]),
+                       query_negatives))
     return losses
 
   def get_config(self):

@@ -9,36 +9,36 @@ averaged over the real edges. A sampled negative with the positive's id is not a
 negative and is left out of that edge's sum (an "accidental hit"); ``log q_n`` is
 the optional logQ correction (0 when not given).
 
-Cost. Edges come in the fixed `Edges` layout: slot e pairs anchor position
-``src_pos[e]`` with positive position ``dst_pos[e]`` in every row. Only the K real
-edges (mask True) are scored, so per-edge work is [K], not [B, E]:
+Cost. The loss scores only the K real edges, in the compact `EdgeList` form
+(`QueryItemGraph.edge_lists` builds it from the histories' valid positions; the
+dense `Edges` layout is turned into it by `edge_list`), so the work follows K and
+the number A of distinct anchor positions, never the B * E padded slots:
 
-* positive logits are one einsum [B, Ls, d] x [B, Ld, d] -> [B, Ls, Ld] and a
-  gather of the K edges' pairs;
-* negative logits are one einsum [B, Ls, d] x [N, d] -> [B, Ls, N], exponentiated
-  and summed once per anchor position (an i2i anchor sits in up to 2 * window
-  edges that share its negatives);
-* accidental hits are removed by id, with no [B, E, N] (or [K, N]) tensor: one
-  matmul of the masses [B * Ls, N] with the 0/1 matrix keep[n, u] = (id of
-  negative n != u), over the U <= N distinct negative ids u plus one all-ones
-  column, gives for every anchor position the mass of all negatives except those
-  with id u [B * Ls, U + 1]. Each edge gathers the entry at (its anchor position,
-  the rank of its positive's id among the distinct ids, found by binary search,
-  or the all-ones column if its positive was not drawn).
+* positive logits are K dot products of the edges' anchor and positive vectors;
+* negative logits are one matmul [A, d] x [N, d] -> [A, N], exponentiated and
+  summed once per anchor (an i2i anchor sits in up to 2 * window edges that share
+  its negatives);
+* accidental hits are removed by id, with no [K, N] tensor: one matmul of the
+  masses [A, N] with the 0/1 matrix keep[n, u] = (id of negative n != u), over the
+  U <= N distinct negative ids u plus one all-ones column, gives for every anchor
+  the mass of all negatives except those with id u [A, U + 1]. Each edge gathers
+  the entry at (its anchor, the rank of its positive's id among the distinct ids,
+  found by binary search, or the all-ones column if its positive was not drawn).
+
+`edge_list_loss` embeds only the anchors and positives it scores, so the tables'
+gradients are sparse rows too.
 
 This exclusion is exact whatever the negatives' embeddings are (it does not assume
 a negative with the positive's id has the positive's embedding), and it adds up
 only non-negative terms: subtracting the hits' mass from the total instead would
 cancel catastrophically when, with logQ, a rare positive drawn as a negative
-carries most of the mass (its weight 1/q can reach the queue size). For B = 1024,
-Ls = Ld = N = 100 the largest intermediates are [B, Ls, Ld], [B, Ls, N] and
-[B * Ls, U + 1] (40 MB each in float32).
+carries most of the mass (its weight 1/q can reach the queue size). The largest
+intermediates are [A, N] and [A, U + 1].
 
 Why not TFRS. `tfrs.tasks.Retrieval` scores every row against one shared candidate
-matrix with one positive per row ([rows, candidates] logits). Flattening edges into
-rows would build the [B, E, N] logits this module exists to avoid, and would
-recompute each anchor's negatives once per edge instead of once per anchor
-position. `tfrs.layers.loss.RemoveAccidentalHits` works on those [rows, candidates]
+matrix with one positive per row ([rows, candidates] logits). Edges as rows would
+build [K, N] logits and recompute each anchor's negatives once per edge instead of
+once per anchor position. `tfrs.layers.loss.RemoveAccidentalHits` works on those [rows, candidates]
 logits too (and only approximates removal with a very negative logit), and
 `SamplingProbablityCorrection` takes probabilities and clips them at 1e-6, which
 biases ids rarer than one in a million; the queue gives log q directly, so it is
@@ -48,7 +48,7 @@ subtracted as is.
 from typing import Optional, Tuple, Union
 
 from data_pipeline.tf_env import tf
-from egin_tf.layers.graph_edges import Edges
+from egin_tf.layers.graph_edges import EdgeList, Edges, edge_list
 
 
 def reverse_edges(edges: Edges) -> Edges:
@@ -92,55 +92,83 @@ def edge_softmax_losses(anchor_embeddings: tf.Tensor,
       anchor_embeddings, positive_embeddings, negative_embeddings)
   anchor_length = tf.shape(anchors, out_type=tf.int64)[1]
   positive_length = tf.shape(positives, out_type=tf.int64)[1]
-  num_negatives = tf.shape(negatives)[0]
   src_pos, dst_pos = _checked_positions(edges, anchor_length, positive_length)
-  negative_ids = tf.cast(negative_ids, tf.int64)
-  if negative_valid is None:
-    negative_valid = tf.ones([num_negatives], tf.bool)
-
   # Only the real edges are scored: they are often a small part of the E slots
   # (q2i keeps the pairs that match in time and category), and every per-edge op
   # and its gradient then costs [K] instead of [B, E].
-  edge_index = tf.where(tf.cast(edges.mask, tf.bool))  # [K, 2] (row, slot)
-  rows, slots = edge_index[:, 0], edge_index[:, 1]
-  anchor_index = rows * anchor_length + tf.gather(src_pos, slots)  # into [B * Ls]
-  positive_ids = tf.gather_nd(tf.cast(edges.dst, tf.int64), edge_index)  # [K]
+  real = edge_list(edges._replace(src_pos=src_pos, dst_pos=dst_pos))
+  anchor_keys = real.rows * anchor_length + real.src_pos  # into [B * Ls]
+  distinct_anchors, edge_anchor = tf.unique(anchor_keys, out_idx=tf.int64)
+  width = tf.shape(anchors)[-1]
+  anchor_vectors = tf.gather(tf.reshape(anchors, [-1, width]), distinct_anchors)
+  positive_vectors = tf.gather(tf.reshape(positives, [-1, width]),
+                               real.rows * positive_length + real.dst_pos)
+  losses = sampled_softmax_losses(anchor_vectors, edge_anchor, positive_vectors,
+                                  real.dst, negatives, negative_ids,
+                                  negative_log_q, negative_valid)
+  index = tf.where(tf.cast(edges.mask, tf.bool))
+  return tf.scatter_nd(index, losses, tf.shape(edges.mask, out_type=tf.int64))
 
-  # Positive logits a.p [K], from the [B, Ls, Ld] logits of all position pairs.
-  pair_logits = tf.cast(tf.einsum("bld,bmd->blm", anchors, positives), tf.float32)
-  positive_logits = tf.gather(
-      tf.reshape(pair_logits, [-1]),
-      anchor_index * positive_length + tf.gather(dst_pos, slots))
 
-  # Negative masses per anchor position, shifted by their max for stability:
-  # exp(a.n - log q_n - shift) [B, Ls, N], 0 for invalid negatives.
-  negative_logits = tf.cast(tf.einsum("bld,nd->bln", anchors, negatives), tf.float32)
+def sampled_softmax_losses(anchor_vectors: tf.Tensor,
+                           edge_anchor: tf.Tensor,
+                           positive_vectors: tf.Tensor,
+                           positive_ids: tf.Tensor,
+                           negative_embeddings: tf.Tensor,
+                           negative_ids: tf.Tensor,
+                           negative_log_q: Optional[tf.Tensor] = None,
+                           negative_valid: Optional[tf.Tensor] = None
+                           ) -> tf.Tensor:
+  """The loss of K edges whose anchors are A distinct vectors: float32 [K].
+
+  Args:
+    anchor_vectors: float [A, d], one per distinct anchor (an anchor position
+      shared by several edges shares its negatives' mass).
+    edge_anchor: int [K], the anchor of each edge (index into ``anchor_vectors``).
+    positive_vectors: float [K, d]; positive_ids: int64 [K].
+    negative_embeddings, negative_ids, negative_log_q, negative_valid: as in
+      `edge_softmax_losses`.
+  """
+  num_negatives = tf.shape(negative_embeddings)[0]
+  negative_ids = tf.cast(negative_ids, tf.int64)
+  positive_ids = tf.cast(positive_ids, tf.int64)
+  edge_anchor = tf.cast(edge_anchor, tf.int64)
+  if negative_valid is None:
+    negative_valid = tf.ones([num_negatives], tf.bool)
+  edge_anchors = tf.gather(anchor_vectors, edge_anchor)
+  positive_logits = tf.cast(
+      tf.reduce_sum(edge_anchors * positive_vectors, axis=-1), tf.float32)  # [K]
+
+  # Negative masses per anchor, shifted by their max for stability:
+  # exp(a.n - log q_n - shift) [A, N], 0 for invalid negatives.
+  negative_logits = tf.cast(
+      tf.matmul(anchor_vectors, negative_embeddings, transpose_b=True), tf.float32)
   if negative_log_q is not None:
     negative_logits -= tf.cast(negative_log_q, tf.float32)
   negative_logits = tf.where(negative_valid, negative_logits, -float("inf"))
-  shift = tf.stop_gradient(tf.reduce_max(negative_logits, axis=-1))  # [B, Ls]
+  shift = tf.stop_gradient(tf.reduce_max(negative_logits, axis=-1))  # [A]
   shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
   negative_masses = tf.exp(negative_logits - shift[..., tf.newaxis])
 
-  # Mass of all negatives except those with one id, for every (row, anchor
-  # position, distinct id u) [B * Ls, U + 1], as one matmul with the 0/1 matrix
-  # keep[n, u] = (id of n != u); the extra column U keeps every negative, for
-  # edges whose positive was not drawn.
+  # Mass of all negatives except those with one id, for every (anchor, distinct
+  # id u) [A, U + 1], as one matmul with the 0/1 matrix keep[n, u] = (id of n !=
+  # u); the extra column U keeps every negative, for edges whose positive was
+  # not drawn.
   distinct_ids = tf.unique(tf.sort(negative_ids)).y  # [U], sorted
   num_distinct = tf.size(distinct_ids, out_type=tf.int64)
   keep = tf.concat([
       tf.cast(negative_ids[:, tf.newaxis] != distinct_ids, tf.float32),
       tf.ones([num_negatives, 1], tf.float32)], axis=1)  # [N, U + 1]
-  mass_without_id = tf.matmul(tf.reshape(negative_masses, [-1, num_negatives]), keep)
+  mass_without_id = tf.matmul(negative_masses, keep)
 
   # Column of each edge's positive id: its rank among the distinct ids, or U.
   hit_rank = tf.cast(tf.searchsorted(distinct_ids[tf.newaxis],
                                      positive_ids[tf.newaxis])[0], tf.int64)
   is_hit = tf.gather(tf.concat([distinct_ids, [0]], 0), hit_rank) == positive_ids
   hit_rank = tf.where(is_hit & (hit_rank < num_distinct), hit_rank, num_distinct)
-  negative_mass = tf.gather(tf.reshape(mass_without_id, [-1]),
-                            anchor_index * (num_distinct + 1) + hit_rank)  # [K]
-  edge_shift = tf.gather(tf.reshape(shift, [-1]), anchor_index)  # [K]
+  negative_mass = tf.gather_nd(mass_without_id,
+                               tf.stack([edge_anchor, hit_rank], axis=1))  # [K]
+  edge_shift = tf.gather(shift, edge_anchor)  # [K]
 
   # -log(e^p / (e^p + M e^s)) = t - p + log(e^(p-t) + M e^(s-t)), t = max(p, s):
   # every exponent is <= 0 and the sum is >= 1 whenever t = p. The sum can only
@@ -150,9 +178,33 @@ def edge_softmax_losses(anchor_embeddings: tf.Tensor,
   top = tf.stop_gradient(tf.maximum(positive_logits, edge_shift))
   total = (tf.exp(positive_logits - top)
            + negative_mass * tf.exp(edge_shift - top))
-  losses = top - positive_logits + tf.math.log(
+  return top - positive_logits + tf.math.log(
       tf.maximum(total, tf.constant(1e-30, tf.float32)))
-  return tf.scatter_nd(edge_index, losses, tf.shape(edges.mask, out_type=tf.int64))
+
+
+def edge_list_loss(anchor_table: tf.keras.layers.Layer,
+                   positive_table: tf.keras.layers.Layer,
+                   edges: EdgeList,
+                   negative_embeddings: tf.Tensor,
+                   negative_ids: tf.Tensor,
+                   negative_log_q: Optional[tf.Tensor] = None,
+                   negative_valid: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Mean loss of an `EdgeList` (0 without edges), embedding only what it scores.
+
+  Anchors are the distinct (row, source position) pairs, embedded once each with
+  ``anchor_table``; positives are embedded per edge with ``positive_table``. So
+  the work and the tables' (sparse) gradients follow the number of real edges.
+  """
+  # Positions and rows are far below 2**31, so the key (row, position) is exact.
+  anchor_keys = edges.rows * (2 ** 32) + edges.src_pos
+  distinct_anchors, edge_anchor = tf.unique(anchor_keys, out_idx=tf.int64)
+  anchor_ids = tf.math.unsorted_segment_max(
+      edges.src, edge_anchor, tf.size(distinct_anchors, out_type=tf.int64))
+  losses = sampled_softmax_losses(
+      anchor_table(anchor_ids), edge_anchor, positive_table(edges.dst), edges.dst,
+      negative_embeddings, negative_ids, negative_log_q, negative_valid)
+  return tf.math.divide_no_nan(tf.reduce_sum(losses),
+                               tf.cast(tf.size(losses), losses.dtype))
 
 
 def mean_edge_loss(losses: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

@@ -36,7 +36,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from data_pipeline import schema
 from data_pipeline.tf_env import tf
-from egin_tf.layers.graph_edges import Edges
+from egin_tf.layers.graph_edges import EdgeList, Edges, edge_list
 from egin_tf.layers.id_embedding import bucketize_ids
 
 Dim = Union[int, tf.Tensor]
@@ -166,6 +166,64 @@ def time_category_edges(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
                        src_pos, dst_pos)
 
 
+def _valid_positions(ids: tf.Tensor) -> tf.RaggedTensor:
+  """int64 [B, (n_b)]: the positions of each row's non-padding ids, ascending."""
+  index = tf.where(ids != 0)  # row-major: rows ascending, positions ascending
+  return tf.RaggedTensor.from_value_rowids(
+      index[:, 1], index[:, 0], nrows=tf.shape(ids, out_type=tf.int64)[0])
+
+
+def _position_pairs(src: tf.RaggedTensor, dst: tf.RaggedTensor
+                    ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Every (source, destination) pair of valid positions of each row.
+
+  Returns (rows, src_pos, dst_pos), int64 [T] with T = sum_b n_src_b * n_dst_b,
+  row-major and source-major: the order of the dense slots ``i * N2 + k``.
+  """
+  n_src, n_dst = src.row_lengths(), dst.row_lengths()
+  counts = n_src * n_dst
+  rows = tf.repeat(tf.range(tf.size(counts, out_type=tf.int64)), counts)
+  within = (tf.range(tf.reduce_sum(counts))
+            - tf.gather(tf.cumsum(counts, exclusive=True), rows))
+  width = tf.gather(n_dst, rows)  # > 0 wherever the row has pairs
+  src_pos = tf.gather(src.values, tf.gather(src.row_starts(), rows) + within // width)
+  dst_pos = tf.gather(dst.values, tf.gather(dst.row_starts(), rows) + within % width)
+  return rows, src_pos, dst_pos
+
+
+def _shares_category(src_cats: tf.Tensor, dst_cats: tf.Tensor) -> tf.Tensor:
+  """bool [T]: the entries [T, C1] and [T, C2] share a non-zero category."""
+  src_cats = tf.where(src_cats != 0, src_cats, -1)  # padding equals nothing
+  return tf.reduce_any(src_cats[:, :, None] == dst_cats[:, None, :], axis=[1, 2])
+
+
+def time_category_edge_list(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
+                            dst: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
+                            timespan: int, either_order: bool) -> EdgeList:
+  """The edges of `time_category_edges`, built from valid positions only.
+
+  The candidate pairs are those of each row's non-padding entries (the sum of
+  n_src * n_dst over rows, not B * N1 * N2), so the cost follows the histories'
+  real lengths; the edges and their order equal ``edge_list`` of the dense build.
+  """
+  src_ids, src_times, src_cats = src
+  dst_ids, dst_times, dst_cats = dst
+  rows, src_pos, dst_pos = _position_pairs(_valid_positions(src_ids),
+                                           _valid_positions(dst_ids))
+  src_index = tf.stack([rows, src_pos], axis=1)
+  dst_index = tf.stack([rows, dst_pos], axis=1)
+  src_id = tf.gather_nd(src_ids, src_index)
+  dst_id = tf.gather_nd(dst_ids, dst_index)
+  gap = tf.gather_nd(dst_times, dst_index) - tf.gather_nd(src_times, src_index)
+  if either_order:
+    gap = tf.abs(gap)
+  keep = ((gap > 0) & (gap < timespan) & (src_id != dst_id) &
+          _shares_category(tf.gather_nd(src_cats, src_index),
+                           tf.gather_nd(dst_cats, dst_index)))
+  return EdgeList(*(tf.boolean_mask(x, keep)
+                    for x in (rows, src_pos, dst_pos, src_id, dst_id)))
+
+
 def _pad_to(ids: tf.Tensor, length: Dim) -> tf.Tensor:
   """Right-pads int64 [B, n] with 0 to [B, length] (length >= n)."""
   return tf.pad(ids, [[0, 0], [0, length - _dim(ids, 1)]])
@@ -250,16 +308,7 @@ class QueryItemGraph(tf.keras.layers.Layer):
     super().build(input_shape)
 
   def call(self, batch: Dict[str, tf.Tensor], training=None) -> Dict[str, Any]:
-    clicks = _sequence(batch, schema.CLICKS)
-    queries = _sequence(batch, schema.QUERIES)
-    training = tf.cast(False if training is None else training, tf.bool)
-    step_seed = tf.stack([tf.constant(self.seed, tf.int64), self.step.read_value()])
-
-    items = self._i2i_items(batch, clicks[0], step_seed)
-    keep = None
-    if self.subsample_threshold is not None:
-      keep = self._subsample_keep(items, training, step_seed)
-    self.step.assign_add(tf.cast(training, tf.int64))
+    items, keep, queries, clicks = self._prepare(batch, training)
     return {
         "i2i": window_edges(items, self.window, keep),
         "q2q": time_category_edges(queries, queries, self.q2q_timespan,
@@ -268,6 +317,39 @@ class QueryItemGraph(tf.keras.layers.Layer):
                                    either_order=False),
         "i2i_items": items,
     }
+
+  def edge_lists(self, batch: Dict[str, tf.Tensor], training=None
+                 ) -> Dict[str, Any]:
+    """The same edges as `call`, as `EdgeList`s built from valid positions only.
+
+    What the graph loss scores: q2q and q2i candidates are the pairs of each
+    row's real entries, not the M * M and M * L padded slots. Advances the step
+    counter like `call` (call one of them per training step).
+    """
+    if not self.built:  # a public entry point besides __call__
+      self.build(None)
+    items, keep, queries, clicks = self._prepare(batch, training)
+    return {
+        "i2i": edge_list(window_edges(items, self.window, keep)),
+        "q2q": time_category_edge_list(queries, queries, self.q2q_timespan,
+                                       either_order=True),
+        "q2i": time_category_edge_list(queries, clicks, self.q2i_timespan,
+                                       either_order=False),
+        "i2i_items": items,
+    }
+
+  def _prepare(self, batch: Dict[str, tf.Tensor], training):
+    """(i2i items, kept occurrences or None, queries, clicks); advances the step."""
+    clicks = _sequence(batch, schema.CLICKS)
+    queries = _sequence(batch, schema.QUERIES)
+    training = tf.cast(False if training is None else training, tf.bool)
+    step_seed = tf.stack([tf.constant(self.seed, tf.int64), self.step.read_value()])
+    items = self._i2i_items(batch, clicks[0], step_seed)
+    keep = None
+    if self.subsample_threshold is not None:
+      keep = self._subsample_keep(items, training, step_seed)
+    self.step.assign_add(tf.cast(training, tf.int64))
+    return items, keep, queries, clicks
 
   def _i2i_items(self, batch: Dict[str, tf.Tensor], click_ids: tf.Tensor,
                  step_seed: tf.Tensor) -> tf.Tensor:
