@@ -144,6 +144,42 @@ def to_example(imp: Impression, num_cats: int) -> tf.train.Example:
   return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+def _ints(feature: tf.train.Feature) -> List[int]:
+  return list(feature.int64_list.value)
+
+
+def from_example(example: tf.train.Example, num_cats: int) -> Impression:
+  """Decodes a record of this schema: the inverse of `to_example`."""
+  f = example.features.feature
+
+  def events(seq: SequenceFeatures) -> List[Event]:
+    if seq.ids not in f:
+      return []
+    cats = _ints(f[seq.cats])
+    rows = [tuple(c for c in cats[k:k + num_cats] if c)
+            for k in range(0, len(cats), num_cats)]
+    return [Event(i, t, c) for i, t, c in
+            zip(_ints(f[seq.ids]), _ints(f[seq.times]), rows)]
+
+  def scalar(name: str) -> int:
+    return _ints(f[name])[0] if name in f else 0
+
+  def cats_of(name: str) -> tuple:
+    return tuple(c for c in _ints(f[name]) if c) if name in f else ()
+
+  dense = {k[len(DENSE_PREFIX):]: v.float_list.value[0]
+           for k, v in f.items() if k.startswith(DENSE_PREFIX)}
+  categorical = {k[len(CAT_PREFIX):]: v.int64_list.value[0]
+                 for k, v in f.items() if k.startswith(CAT_PREFIX)}
+  return Impression(
+      label=scalar(LABEL), user_id=scalar(USER_ID), time=scalar(TIME),
+      item_id=scalar(ITEM_ID), item_cats=cats_of(ITEM_CATS),
+      query_id=scalar(QUERY_ID), query_cats=cats_of(QUERY_CATS),
+      clicks=events(CLICKS), queries=events(QUERIES),
+      seeds=events(SEEDS) if SEEDS.ids in f else None,
+      dense=dense, categorical=categorical)
+
+
 @dataclasses.dataclass
 class DatasetSchema:
   """What ``schema.json`` beside a converted dataset's shards says.

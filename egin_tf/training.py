@@ -45,6 +45,8 @@ class TrainConfig:
     epochs: passes over the training data (ignored when ``steps`` is set).
     steps: total training steps; overrides ``epochs``.
     learning_rate: Adam's learning rate.
+    optimizer: "lazy_adam" (sparse rows updated alone, `egin_tf.optimizers`) or
+      "adam" (tf-keras' Adam, which updates every row of a table each step).
     graph_learning_rate: a separate rate for the model's graph tables (EGIN),
       with ``graph_optimizer``; None: one Adam for every variable.
     graph_optimizer: "adagrad", "adam" or "sgd" (see `egin_tf.optimizers`).
@@ -60,6 +62,7 @@ class TrainConfig:
   epochs: int = 1
   steps: Optional[int] = None
   learning_rate: float = 1e-3
+  optimizer: str = "lazy_adam"
   graph_learning_rate: Optional[float] = None
   graph_optimizer: str = "adagrad"
   max_clicks: int = 100
@@ -100,7 +103,7 @@ def build_from_config(config: TrainConfig, features: FeatureConfig) -> CTRModel:
   model = build_model(config.model, features, **config.model_kwargs)
   model.compile(optimizer=optimizers.make_optimizer(
       model, config.learning_rate, config.graph_learning_rate,
-      config.graph_optimizer))
+      config.graph_optimizer, config.optimizer))
   return model
 
 

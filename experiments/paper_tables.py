@@ -188,41 +188,10 @@ def validation_start(times: Sequence[int], fraction: float) -> int:
   return start
 
 
-def _ints(feature: tf.train.Feature) -> List[int]:
-  return list(feature.int64_list.value)
-
-
 def impression_from_example(example: tf.train.Example, num_cats: int
                             ) -> schema_lib.Impression:
-  """Decodes a record of the impression schema (inverse of `to_example`)."""
-  f = example.features.feature
-
-  def events(seq: schema_lib.SequenceFeatures) -> List[schema_lib.Event]:
-    if seq.ids not in f:
-      return []
-    cats = _ints(f[seq.cats])
-    rows = [tuple(c for c in cats[k:k + num_cats] if c)
-            for k in range(0, len(cats), num_cats)]
-    return [schema_lib.Event(i, t, c) for i, t, c in
-            zip(_ints(f[seq.ids]), _ints(f[seq.times]), rows)]
-
-  def scalar(name: str) -> int:
-    return _ints(f[name])[0] if name in f else 0
-
-  dense = {k[len(schema_lib.DENSE_PREFIX):]: v.float_list.value[0]
-           for k, v in f.items() if k.startswith(schema_lib.DENSE_PREFIX)}
-  categorical = {k[len(schema_lib.CAT_PREFIX):]: v.int64_list.value[0]
-                 for k, v in f.items() if k.startswith(schema_lib.CAT_PREFIX)}
-  return schema_lib.Impression(
-      label=scalar(schema_lib.LABEL), user_id=scalar(schema_lib.USER_ID),
-      time=scalar(schema_lib.TIME), item_id=scalar(schema_lib.ITEM_ID),
-      item_cats=tuple(c for c in _ints(f[schema_lib.ITEM_CATS]) if c),
-      query_id=scalar(schema_lib.QUERY_ID),
-      query_cats=tuple(c for c in _ints(f.get(schema_lib.QUERY_CATS,
-                                              tf.train.Feature())) if c),
-      clicks=events(schema_lib.CLICKS), queries=events(schema_lib.QUERIES),
-      seeds=events(schema_lib.SEEDS) if schema_lib.SEEDS.ids in f else None,
-      dense=dense, categorical=categorical)
+  """Decodes a record of the impression schema (`schema.from_example`)."""
+  return schema_lib.from_example(example, num_cats)
 
 
 def split_by_time(train_pattern: str, out_dir: str, valid_fraction: float,

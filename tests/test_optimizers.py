@@ -1,6 +1,7 @@
 """A graph optimizer beside Adam: routing, sparse rows, checkpoints."""
 
 import numpy as np
+import pytest
 
 from data_pipeline.tf_env import tf
 from egin_tf import optimizers
@@ -55,3 +56,42 @@ def test_both_optimizers_are_checkpointed(tmp_path):
   restored.train_step(batch)
   for a, b in zip(expected, [w.numpy() for w in restored.optimizer.weights]):
     np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_lazy_adam_equals_adam_on_touched_rows_and_leaves_the_rest():
+  rng = np.random.default_rng(0)
+  start = rng.normal(size=(6, 3)).astype(np.float32)
+  grads = [rng.normal(size=(2, 3)).astype(np.float32) for _ in range(3)]
+  rows = tf.constant([1, 4])
+  lazy_var, dense_var = tf.Variable(start), tf.Variable(start[[1, 4]])
+  lazy, dense = optimizers.LazyAdam(0.1), tf.keras.optimizers.Adam(0.1)
+  for g in grads:
+    lazy.apply_gradients([(tf.IndexedSlices(tf.constant(g), rows, [6, 3]),
+                           lazy_var)])
+    dense.apply_gradients([(tf.constant(g), dense_var)])
+  # Rows seen at every step follow Adam exactly; the others never moved.
+  np.testing.assert_allclose(lazy_var.numpy()[[1, 4]], dense_var.numpy(),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(lazy_var.numpy()[[0, 2, 3, 5]],
+                                start[[0, 2, 3, 5]])
+  # Dense gradients: plain Adam.
+  a, b = tf.Variable(start), tf.Variable(start)
+  optimizers.LazyAdam(0.1).apply_gradients([(tf.constant(start), a)])
+  tf.keras.optimizers.Adam(0.1).apply_gradients([(tf.constant(start), b)])
+  np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+
+
+def test_tf_keras_adam_moves_every_row_of_a_table():
+  # Why LazyAdam: tf-keras' sparse Adam path updates rows outside the batch too.
+  var = tf.Variable(np.ones((4, 2), np.float32))
+  opt = tf.keras.optimizers.Adam(0.1)
+  grad = lambda: tf.IndexedSlices(tf.ones((1, 2)), tf.constant([0]), [4, 2])  # noqa: E731
+  opt.apply_gradients([(grad(), var)])
+  opt.apply_gradients([(tf.IndexedSlices(tf.ones((1, 2)), tf.constant([1]), [4, 2]),
+                        var)])
+  assert not np.allclose(var.numpy()[0], 1.0 - 0.1)  # row 0 moved again at step 2
+
+
+def test_unknown_optimizer_is_refused():
+  with pytest.raises(ValueError, match="optimizer must be one of"):
+    optimizers.make_optimizer(DNN(test_egin._features()), 1e-3, optimizer="sgdx")

@@ -1,0 +1,271 @@
+"""One benchmark command: every speed figure of egin-tf, measured in one run.
+
+Usage:
+  python benchmarks/bench.py [--users 2000] [--data 'DIR/train-*'] [--steps 10]
+      [--sections reader,train,stream,tables,serving,readme]
+
+Prints, on the same data (the simulator, 2,000 users, unless --data):
+
+* reader: the input pipeline's ceiling (parse + pad, no model), B = 256 / 1024;
+* train: training examples/s of DNN, DNN-cross, DIN, BST and EGIN at the paper's
+  settings (L = M = S = 100, window 2, 100 negatives, d = 10, top-10) at B = 256
+  and 1024, timed interleaved on batches held in memory; EGIN's step / DNN's and
+  / DIN's; the graph losses' share of EGIN's step (1 - EGIN w/o graph / EGIN);
+* stream: `train_stream` vs `training.train` (fit) examples/s on the same
+  records, B = 256;
+* tables: EGIN's step with item tables of 100k, 1M and 10M rows (1M-id queues),
+  with the default (lazy) Adam and with tf-keras' Adam, and the process RSS;
+* serving: p50 / p99 of one request of 100 candidates to the exported EGIN;
+* readme: the README's main command, ``egin-tf train`` with default flags, as a
+  subprocess: wall time and its AUC line.
+
+Speed figures of one run are comparable with each other (interleaved on the same
+cores); across runs on this shared machine only ratios are. Peak RSS is the
+process's maximum resident set (``ru_maxrss``).
+"""
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from data_pipeline.tf_env import tf
+from egin_tf import training
+from egin_tf.layers.feature_embeddings import FeatureConfig
+
+FLAGS = flags.FLAGS
+SECTIONS = ("reader", "train", "stream", "tables", "serving", "readme")
+MODELS = ("dnn", "dnn_cross", "din", "bst", "egin")
+L = 100
+
+
+def define_flags() -> None:
+  flags.DEFINE_string("data", None, "Training TFRecord glob; simulated when omitted.")
+  flags.DEFINE_integer("users", 2000, "Users to simulate (without --data).")
+  flags.DEFINE_integer("steps", 10, "Timed steps per model and batch size.")
+  flags.DEFINE_integer("warmup", 2, "Untimed steps per function (tracing).")
+  flags.DEFINE_list("batch_sizes", ["256", "1024"], "Batch sizes of the train section.")
+  flags.DEFINE_integer("stream_records", 25_600, "Records of the stream-vs-fit run.")
+  flags.DEFINE_list("table_rows", ["100000", "1000000", "10000000"],
+                    "Item table sizes of the tables section.")
+  flags.DEFINE_list("sections", list(SECTIONS), f"Sections to run, of {SECTIONS}.")
+
+
+def rss_mb() -> float:
+  """The process's current resident set, in MB (Linux /proc)."""
+  with open("/proc/self/status", encoding="ascii") as f:
+    for line in f:
+      if line.startswith("VmRSS:"):
+        return int(line.split()[1]) / 1024
+  return float("nan")
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def heading(text: str) -> None:
+  print(f"\n== {text} (load average {os.getloadavg()[0]:.1f})", flush=True)
+
+
+def config_for(model: str, batch_size: int, **kwargs) -> training.TrainConfig:
+  return training.TrainConfig(model=model, batch_size=batch_size, max_clicks=L,
+                              max_queries=L, max_seeds=L, **kwargs)
+
+
+def batches_in_memory(pattern: str, schema, batch_size: int, count: int = 6):
+  dataset = reader.make_dataset(pattern, batch_size, max_clicks=L, max_queries=L,
+                                max_seeds=L, schema=schema, shuffle=True, seed=0,
+                                drop_remainder=True)
+  return [b for _, b in zip(range(count), dataset)]
+
+
+def time_interleaved(functions: Dict[str, Callable], batches: List,
+                     steps: int, warmup: int) -> Dict[str, float]:
+  """Median seconds per call of each function, calls interleaved (order flipped
+  every round) so that other load hits every function alike."""
+  for fn in functions.values():
+    for b in batches[:warmup]:
+      fn(b)
+  seconds: Dict[str, List[float]] = {name: [] for name in functions}
+  names = list(functions)
+  for r in range(steps):
+    for name in names if r % 2 == 0 else names[::-1]:
+      batch = batches[r % len(batches)]
+      start = time.perf_counter()
+      tf.nest.map_structure(lambda t: t.numpy(), functions[name](batch))
+      seconds[name].append(time.perf_counter() - start)
+  return {name: statistics.median(s) for name, s in seconds.items()}
+
+
+def reader_section(pattern: str, schema) -> None:
+  heading("input pipeline ceiling: parse + pad, no model")
+  for batch_size in (int(b) for b in FLAGS.batch_sizes):
+    dataset = reader.make_dataset(pattern, batch_size, max_clicks=L, max_queries=L,
+                                  max_seeds=L, schema=schema, shuffle=False,
+                                  num_epochs=1)
+    start, examples = time.perf_counter(), 0
+    for batch in dataset:
+      examples += int(batch[schema_lib.LABEL].shape[0])
+    rate = examples / (time.perf_counter() - start)
+    print(f"reader B={batch_size}: {rate:,.0f} examples/s ({examples:,} examples)")
+
+
+def train_section(pattern: str, schema, features: FeatureConfig) -> None:
+  heading(f"training steps, L = M = S = {L}, batches in memory")
+  variants = {name: (name, {}) for name in MODELS}
+  variants["egin w/o graph"] = ("egin", {"use_graph": False})
+  for batch_size in (int(b) for b in FLAGS.batch_sizes):
+    batches = batches_in_memory(pattern, schema, batch_size)
+    steps = {}
+    for name, (model, kwargs) in variants.items():
+      built = training.build_from_config(
+          config_for(model, batch_size, model_kwargs=kwargs), features)
+      steps[name] = tf.function(built.train_step)
+    seconds = time_interleaved(steps, batches, FLAGS.steps, FLAGS.warmup)
+    print(f"B={batch_size}: model, ms/step, examples/s, step / DNN's")
+    for name, s in seconds.items():
+      print(f"  {name:16s} {1000 * s:8.1f} {batch_size / s:10,.0f} "
+            f"{s / seconds['dnn']:6.2f}")
+    print(f"  RATIO B={batch_size} EGIN/DNN {seconds['egin'] / seconds['dnn']:.2f}  "
+          f"EGIN/DIN {seconds['egin'] / seconds['din']:.2f}  graph losses' share "
+          f"of EGIN's step {1 - seconds['egin w/o graph'] / seconds['egin']:.0%}")
+
+
+def stream_section(pattern: str, tmp: str) -> None:
+  from data_pipeline import stream as stream_lib  # pylint: disable=g-import-not-at-top
+  from egin_tf import streaming  # pylint: disable=g-import-not-at-top
+  heading(f"stream loop vs fit, B = 256, {FLAGS.stream_records:,} records, one pass")
+  data = os.path.join(tmp, "stream_data")
+  stream_dir = os.path.join(tmp, "stream")
+  _first_records(pattern, data, FLAGS.stream_records)
+  stream_lib.write_time_ordered(os.path.join(data, "train-*"), stream_dir, 5000)
+  quiet = lambda _: None  # noqa: E731
+  for model in ("dnn", "egin"):
+    config = config_for(model, 256, steps=FLAGS.stream_records // 256,
+                        log_every=FLAGS.stream_records // 256)
+    fit = training.train(os.path.join(data, "train-*"),
+                         os.path.join(tmp, f"fit_{model}"), config, verbose=0,
+                         print_fn=quiet)
+    stream = streaming.train_stream(
+        stream_dir, os.path.join(tmp, f"stream_{model}"), config,
+        streaming.StreamConfig(checkpoint_every_steps=10**9,
+                               checkpoint_every_seconds=None, log_every=10**9),
+        print_fn=quiet)
+    stream_rate = stream["examples_this_run"] / stream["seconds"]
+    print(f"  {model:5s} fit {fit['examples_per_second']:8,.0f} ex/s  stream "
+          f"{stream_rate:8,.0f} ex/s  RATIO stream/fit "
+          f"{stream_rate / fit['examples_per_second']:.2f}")
+
+
+def _first_records(pattern: str, out: str, count: int) -> None:
+  """The first ``count`` records of a dataset as a dataset folder of its own."""
+  from data_pipeline.writer import DatasetWriter  # pylint: disable=g-import-not-at-top
+  schema = schema_lib.schema_for_files(reader.match_files(pattern))
+  records = tf.data.TFRecordDataset(reader.match_files(pattern)).take(count)
+  with DatasetWriter(out, num_cats=schema.num_cats) as writer:
+    for raw in records.as_numpy_iterator():
+      imp = schema_lib.from_example(tf.train.Example.FromString(raw),
+                                    schema.num_cats)
+      writer.write_serialized("train", imp, raw)
+    writer.commit(source=f"first {count} records of {pattern}")
+
+
+def tables_section(pattern: str, schema, features: FeatureConfig) -> None:
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  heading("EGIN step (B = 256) by item table size; 1M-id queues")
+  batches = batches_in_memory(pattern, schema, 256)
+  optimizers = ["lazy_adam", "adam"] if hasattr(training.TrainConfig,
+                                                "optimizer") else ["adam"]
+  first = {}
+  for rows in (int(r) for r in FLAGS.table_rows):
+    big = dataclasses.replace(features, item_buckets=rows)
+    for optimizer in optimizers:
+      extra = {"optimizer": optimizer} if len(optimizers) > 1 else {}
+      model = training.build_from_config(config_for("egin", 256, **extra), big)
+      seconds = time_interleaved({"egin": tf.function(model.train_step)}, batches,
+                                 FLAGS.steps, FLAGS.warmup)["egin"]
+      first.setdefault(optimizer, seconds)
+      print(f"  {rows:>10,} rows  {optimizer:9s} {1000 * seconds:8.1f} ms/step  "
+            f"x{seconds / first[optimizer]:.2f} of the {FLAGS.table_rows[0]}-row "
+            f"step  RSS {rss_mb():,.0f} MB  peak {peak_rss_mb():,.0f} MB",
+            flush=True)
+      del model
+
+
+def serving_section(pattern: str, tmp: str) -> None:
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import serving_latency  # pylint: disable=g-import-not-at-top
+  from egin_tf import export  # pylint: disable=g-import-not-at-top
+  heading("serving: one request of 100 candidates to the exported EGIN")
+  model_dir = os.path.join(tmp, "serve_model")
+  training.train(pattern, model_dir, config_for("egin", 256, steps=20, log_every=20),
+                 verbose=0, print_fn=lambda _: None)
+  trained = training.load_model(model_dir)
+  examples, _ = serving_latency.typical_request(pattern, trained.schema, 100,
+                                                100_000)
+  version = export.export_saved_model(trained.model, trained.schema,
+                                      trained.lengths, os.path.join(tmp, "serving"),
+                                      warmup_examples=examples)
+  serving_latency.benchmark(version, pattern, trained.schema, 100, requests=200,
+                            warmup=10, scan_records=100_000)
+
+
+def readme_section(tmp: str) -> None:
+  heading("the README's main command: egin-tf train (default flags)")
+  start = time.perf_counter()
+  done = subprocess.run(["egin-tf", "train", "--model_dir",
+                         os.path.join(tmp, "readme_run")],
+                        capture_output=True, text=True, check=False)
+  seconds = time.perf_counter() - start
+  lines = [l for l in done.stdout.splitlines() if "AUC" in l or "test" in l
+           or "oracle" in l or "training" in l]
+  print(f"egin-tf train: exit {done.returncode}, {seconds:.0f} s wall")
+  print("\n".join("  " + l for l in lines[-6:]))
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  unknown = set(FLAGS.sections) - set(SECTIONS)
+  if unknown:
+    raise app.UsageError(f"--sections: unknown {sorted(unknown)}; of {SECTIONS}")
+  start = time.perf_counter()
+  with tempfile.TemporaryDirectory(prefix="egin_bench_") as tmp:
+    pattern = FLAGS.data
+    if pattern is None:
+      from data_pipeline import simulator  # pylint: disable=g-import-not-at-top
+      simulator.generate(simulator.SimulatorConfig(num_users=FLAGS.users, seed=0),
+                         os.path.join(tmp, "sim"))
+      pattern = os.path.join(tmp, "sim", "train-*")
+      print(f"simulated {FLAGS.users} users in {time.perf_counter() - start:.0f} s")
+    schema = schema_lib.schema_for_files(reader.match_files(pattern))
+    features = FeatureConfig.from_schema(schema)
+    print(f"{os.cpu_count()} CPUs; TensorFlow {tf.__version__}; data {pattern}")
+    runs = {"reader": lambda: reader_section(pattern, schema),
+            "train": lambda: train_section(pattern, schema, features),
+            "stream": lambda: stream_section(pattern, tmp),
+            "tables": lambda: tables_section(pattern, schema, features),
+            "serving": lambda: serving_section(pattern, tmp),
+            "readme": lambda: readme_section(tmp)}
+    for section in SECTIONS:
+      if section in FLAGS.sections:
+        runs[section]()
+  print(f"\npeak RSS {peak_rss_mb():,.0f} MB; bench.py took "
+        f"{time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
