@@ -50,6 +50,7 @@ import numpy as np
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
+from data_pipeline.prefetch import Prefetcher
 from data_pipeline.tf_env import tf
 from egin_tf import audit_log
 from egin_tf import export as export_lib
@@ -247,11 +248,19 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   log = audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR)) \
       if stream.audit_log else None
 
+  # Progressive scores are the model's before the update. Without batch-dependent
+  # layers the training forward gives them; otherwise (batch statistics,
+  # dropout) an inference forward runs first.
+  score_separately = not model.training_scores_are_inference_scores
+
   @tf.function(reduce_retracing=True)
   def step_fn(batch, shard, end_offset, shards_before):
     labels = batch[schema_lib.LABEL]
-    scores = model(batch, training=False)  # before the update: progressive
-    logs = model.train_step(batch)
+    if score_separately:
+      scores = model(batch, training=False)
+      logs = model.train_step(batch)
+    else:
+      logs, scores = model.train_step_with_scores(batch)
     progressive.update(labels, scores)
     state.shard.assign(shard)
     state.offset.assign(end_offset)
@@ -298,13 +307,15 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   last_good = latest
 
   stop = _StopFlag()
-  batches = stream_lib.ShardStream(
+  shard_stream = stream_lib.ShardStream(
       stream_dir, config.batch_size, lengths, schema=schema, start=start,
       follow=stream.follow, poll_seconds=stream.poll_seconds,
       idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.pattern,
       fingerprints=stream.audit_log, shards_before_start=shards_before_start,
       sleep=lambda seconds: _sleep_unless(stop, seconds),
       should_stop=lambda: stop.signal is not None)
+  # Reading and parsing the next batches overlaps with the current step.
+  batches = Prefetcher(shard_stream, depth=2)
   writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_DIR))
   exports = []
   last_checkpoint_step, last_checkpoint_time = step, time.monotonic()
@@ -355,7 +366,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
              (f" (removed {len(removed)} older)" if removed else ""))
     last_export_step, last_export_time = step, time.monotonic()
 
-  with stop, writer.as_default():
+  with stop, batches, writer.as_default():
     for batch in batches:
       logs = step_fn(batch.features, tf.constant(batch.end.shard),
                      tf.constant(batch.end.offset, tf.int64),
@@ -416,14 +427,14 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
            f"{trained_examples:,} examples in this run ({trained_examples / max(seconds, 1e-9):,.0f}"
            f" ex/s), {result['examples']:,} in total; progressive AUC "
            f"{result['running_auc']:.4f}, last {min(stream.window, result['examples']):,}: "
-           f"{result['window_auc']:.4f}; {batches.skip_summary()}")
+           f"{result['window_auc']:.4f}; {shard_stream.skip_summary()}")
   out: Dict[str, Any] = {
       "steps": step,
       "examples": result["examples"],
       "examples_this_run": trained_examples,
       "position": dataclasses.asdict(state.position()),
       "progressive": result,
-      "skipped": [str(s) for s in batches.skipped],
+      "skipped": [str(s) for s in shard_stream.skipped],
       "exports": exports,
       "seconds": seconds,
       "stopped_by": stopped_by,

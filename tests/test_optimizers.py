@@ -95,3 +95,20 @@ def test_tf_keras_adam_moves_every_row_of_a_table():
 def test_unknown_optimizer_is_refused():
   with pytest.raises(ValueError, match="optimizer must be one of"):
     optimizers.make_optimizer(DNN(test_egin._features()), 1e-3, optimizer="sgdx")
+
+
+def test_training_forward_scores_are_the_pre_update_inference_scores(tmp_path):
+  batch = test_egin._batch(test_egin._tiny_batch(), tmp_path)
+  model = DNN(test_egin._features())
+  model.compile(optimizer=optimizers.make_optimizer(model, 0.1))
+  model.train_step(batch)
+  assert model.training_scores_are_inference_scores
+  before = model(batch, training=False).numpy()
+  _, scores = model.train_step_with_scores(batch)
+  np.testing.assert_allclose(scores.numpy(), before, rtol=1e-6)
+  assert not np.allclose(model(batch, training=False).numpy(), before)
+  # Batch normalization (dense features) or dropout make the two differ.
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  dense = DNN(dataclasses.replace(test_egin._features(), dense_features=["price"]))
+  assert not dense.training_scores_are_inference_scores
+  assert not DNN(test_egin._features(), dropout=0.1).training_scores_are_inference_scores

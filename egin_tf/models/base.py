@@ -62,21 +62,48 @@ class CTRModel(tf.keras.Model):
     return tf.cast(batch[schema_lib.LABEL], tf.float32)
 
   def train_step(self, batch):
+    logs, _ = self.train_step_with_scores(batch)
+    return logs
+
+  def train_step_with_scores(self, batch):
+    """`train_step`, also returning the training forward's pctr [B] (scores of
+    the model BEFORE this update; what progressive validation needs when
+    `training_scores_are_inference_scores`)."""
     labels = self._labels(batch)
     with tf.GradientTape() as tape:
       logits, aux = self.forward(batch, training=True)
       ctr_loss = self._loss_fn(labels, logits)
-      total = ctr_loss
-      for name, weight in self.aux_loss_weights.items():
-        if name in aux:
-          total += weight * aux[name]
-      if self.losses:
-        total += tf.add_n(self.losses)
+      total = self._total_loss(ctr_loss, aux)
     grads = tape.gradient(total, self.trainable_variables)
-    # A non-finite loss or gradient would poison the weights (and ReLUs can hide
-    # NaN activations so the loss itself stays finite), so such an update is not
-    # applied and the loss metric turns NaN: `TerminateOnNaN` and the stream
-    # trainer stop on it with the model state of the previous step intact.
+    finite = self._apply_if_finite(total, grads)
+    self.loss_tracker.update_state(
+        tf.where(finite, total, tf.constant(float("nan"), total.dtype)))
+    self.ctr_loss_tracker.update_state(ctr_loss)
+    for name, tracker in self.aux_trackers.items():
+      if name in aux:
+        tracker.update_state(aux[name])
+    scores = tf.sigmoid(logits)
+    self.auc_metric.update_state(labels, scores)
+    return {m.name: m.result() for m in self.metrics}, scores
+
+  def _total_loss(self, ctr_loss: tf.Tensor, aux: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """L = L_CTR + sum_k weight_k L_k + layer regularization."""
+    total = ctr_loss
+    for name, weight in self.aux_loss_weights.items():
+      if name in aux:
+        total += weight * aux[name]
+    if self.losses:
+      total += tf.add_n(self.losses)
+    return total
+
+  def _apply_if_finite(self, total: tf.Tensor, grads) -> tf.Tensor:
+    """Applies the gradients unless the loss or one of them is non-finite.
+
+    A non-finite update would poison the weights (and ReLUs can hide NaN
+    activations so the loss itself stays finite), so such an update is not
+    applied; the caller reports a NaN loss, on which `TerminateOnNaN` and the
+    stream trainer stop with the model state of the previous step intact.
+    """
     finite = tf.math.is_finite(total)
     for grad in grads:
       if grad is not None:
@@ -88,14 +115,14 @@ class CTRModel(tf.keras.Model):
       return tf.constant(True)
 
     tf.cond(finite, apply, lambda: tf.constant(False))
-    self.loss_tracker.update_state(
-        tf.where(finite, total, tf.constant(float("nan"), total.dtype)))
-    self.ctr_loss_tracker.update_state(ctr_loss)
-    for name, tracker in self.aux_trackers.items():
-      if name in aux:
-        tracker.update_state(aux[name])
-    self.auc_metric.update_state(labels, tf.sigmoid(logits))
-    return {m.name: m.result() for m in self.metrics}
+    return finite
+
+  @property
+  def training_scores_are_inference_scores(self) -> bool:
+    """Whether the training forward scores like inference: no batch-dependent
+    layers (batch normalization, dropout) anywhere in the model."""
+    batch_dependent = (tf.keras.layers.BatchNormalization, tf.keras.layers.Dropout)
+    return not any(isinstance(layer, batch_dependent) for layer in self.submodules)
 
   def test_step(self, batch):
     labels = self._labels(batch)
