@@ -104,7 +104,9 @@ TAOBAO_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "egin")
 # The graph's share (w/o graph), the label leak of one graph table, the
 # category interest, and the paper's EGIN (one table, no category interest).
 ABLATION_VARIANTS = ("dnn_cross", "egin", "egin_no_graph", "egin_one_fold",
-                     "egin_no_category", "egin_paper")
+                     "egin_no_category")
+# Taobao's earlier tables used another split, so the paper's EGIN is rerun there.
+TAOBAO_ABLATION_VARIANTS = ABLATION_VARIANTS + ("egin_paper",)
 # table -> (dataset, variants, title)
 TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
     "taobao": ("taobao", TAOBAO_VARIANTS, "Table 2 analogue (Taobao UserBehavior head)"),
@@ -114,7 +116,7 @@ TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
                          "Table 4 analogue, ablations (trivago sample)"),
     "ablation_simulator": ("simulator", ABLATION_VARIANTS,
                            "Table 4 analogue, ablations (simulator)"),
-    "ablation_taobao": ("taobao", ABLATION_VARIANTS,
+    "ablation_taobao": ("taobao", TAOBAO_ABLATION_VARIANTS,
                         "Table 4 analogue, ablations (Taobao UserBehavior head)"),
 }
 

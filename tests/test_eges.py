@@ -258,7 +258,7 @@ def test_eges_ctr_model_keeps_its_table_frozen_and_trains(tmp_path):
                hidden_units=(16,))
   model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   model(batch)
-  frozen = model.graph_items.tables[0]
+  frozen = model.graph_items.table
   assert frozen.weights and not any(
       w is v for w in frozen.weights for v in model.trainable_variables)
   np.testing.assert_array_equal(frozen(tf.constant([3, 4], tf.int64)).numpy(),

@@ -111,7 +111,7 @@ def test_ablations(tmp_path, ablation, present, absent):
   names = [v.name for v in model.trainable_variables]
   if ablation.get("use_graph") is False:
     assert not any("graph_item" in n for n in names)
-    assert model.graph_items.tables == [model.features.items]
+    assert model.graph_items.table is model.features.items
   if ablation.get("positional") is False:
     assert not any("position" in n for n in names)
 

@@ -5,6 +5,7 @@ import pytest
 
 from data_pipeline.tf_env import tf
 from egin_tf.layers.sim_extract import SimExtract
+from egin_tf.models import egin as egin_module
 from egin_tf.models.egin import similarity_weighted_pool
 import test_egin
 
@@ -33,6 +34,7 @@ def test_similarity_weighted_pool_by_hand():
     ({"query_target_interest": True}, ["sim_graph_q2t"]),
     ({"interest_pooling": True}, []),
     ({"graph_vector_features": True}, []),
+    ({"category_graph": True}, ["sim_c2c", "category_graph_learning"]),
 ])
 def test_options_add_their_features(tmp_path, options, extracts):
   batch = test_egin._batch(test_egin._tiny_batch(), tmp_path)
@@ -45,6 +47,7 @@ def test_options_add_their_features(tmp_path, options, extracts):
            "query_target_interest": 10,
            "interest_pooling": 2 * 10,  # f_i2i and f_q2i
            "graph_vector_features": 2 * 10,  # target and query
+           "category_graph": 3 * 10,  # one more k=3 SimExtract
            }[next(iter(options))]
   assert widths[1] - widths[0] == extra
   names = {layer.name for layer in model.submodules}
@@ -80,3 +83,25 @@ def test_category_interest_counts_clicks_of_the_target_category(tmp_path):
       batch["query_id"][:, tf.newaxis] > 0, return_details=True)
   np.testing.assert_allclose(details["similarity"].numpy()[:, 0] > 0.999,
                              [True, True, False, False])
+
+
+def test_category_graph_edges_join_the_categories_of_neighbouring_clicks(tmp_path):
+  from data_pipeline import schema as schema_lib  # pylint: disable=g-import-not-at-top
+  from example_io import batch_of  # pylint: disable=g-import-not-at-top
+  # Clicks of categories 1, 1, 2, 3: window 1 gives c2c edges 1-2 and 2-3 (both
+  # directions); the repeated 1 makes no edge.
+  imp = schema_lib.Impression(
+      label=1, user_id=1, time=100, item_id=9, item_cats=(2,),
+      clicks=[schema_lib.Event(10 + j, 10 + j, (c,)) for j, c in
+              enumerate((1, 1, 2, 3))])
+  batch = batch_of([imp], tmp_path / "c2c", max_clicks=4, max_queries=2)
+  model = test_egin._egin(category_graph=True, window=1,
+                          features=test_egin._features(with_queries=False))
+  logs = model.train_step(batch)
+  assert "c2c_loss" in logs
+  edges = model.category_learning.graph.edge_lists(
+      egin_module._first_category_batch(batch))["i2i"]
+  assert sorted(zip(edges.src.numpy(), edges.dst.numpy())) == [(1, 2), (2, 1),
+                                                             (2, 3), (3, 2)]
+  names = {v.name.split("/")[0] for v in model.graph_variables()}
+  assert "graph_category" in names

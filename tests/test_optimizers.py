@@ -24,7 +24,7 @@ def test_graph_tables_get_adagrad_on_their_touched_rows_only(tmp_path):
   model.compile(optimizer=optimizers.make_optimizer(model, 1e-2, 0.5, "adagrad"))
   model.train_step(batch)
   adagrad, adam = model.optimizer.optimizers
-  table = model.graph_items.tables[0].embeddings
+  table = model.graph_items.embeddings
   accumulator = adagrad.get_slot(table, "accumulator").numpy()
   initial = adagrad.get_config()["initial_accumulator_value"]
   touched = np.any(accumulator != initial, axis=1)

@@ -20,27 +20,34 @@ def test_user_folds_are_stable_and_balanced():
 def _constant_tables(layer, num_buckets):
   """Table k holds the value k + 1 everywhere, so a lookup shows its table."""
   layer(tf.constant([[1]], tf.int64), tf.constant([0], tf.int32))
-  for k, table in enumerate(layer.tables):
-    table.embeddings.assign(np.full([num_buckets, 2], k + 1.0, np.float32))
+  layer.embeddings.assign(np.repeat(
+      np.arange(1.0, layer.num_folds + 1, dtype=np.float32), num_buckets)[:, None]
+      * np.ones([1, 2], np.float32))
 
 
-def test_row_of_fold_k_reads_table_k_plus_one():
-  layer = OutOfFoldEmbedding.create(num_buckets=8, dim=2, num_folds=3, name="g")
+def test_row_of_fold_k_reads_table_k_plus_one_and_trains_table_k():
+  layer = OutOfFoldEmbedding(num_buckets=8, dim=2, num_folds=3, name="g")
   _constant_tables(layer, 8)
   ids = tf.constant([[1, 2], [3, 0], [4, 5]], tf.int64)
-  out = layer(ids, tf.constant([0, 1, 2], tf.int32)).numpy()
+  folds = tf.constant([0, 1, 2], tf.int32)
   # fold 0 reads table 1 (value 2), fold 1 table 2 (3), fold 2 table 0 (1);
   # padding stays zero.
-  np.testing.assert_array_equal(out[:, :, 0], [[2, 2], [3, 0], [1, 1]])
-  assert [t.name for t in layer.tables] == ["g", "g_fold1", "g_fold2"]
+  np.testing.assert_array_equal(layer(ids, folds).numpy()[:, :, 0],
+                                [[2, 2], [3, 0], [1, 1]])
+  np.testing.assert_array_equal(layer.train_lookup(ids, folds).numpy()[:, :, 0],
+                                [[1, 1], [2, 0], [3, 3]])
+  np.testing.assert_array_equal(layer.fold_views(tf.constant([7], tf.int64))
+                                .numpy()[:, 0, 0], [1, 2, 3])
+  np.testing.assert_array_equal(layer.fold_table(2)([7, 0]).numpy()[:, 0], [3, 0])
+  assert layer.embeddings.shape == (24, 2)
 
 
 def test_serialize_round_trip():
-  layer = OutOfFoldEmbedding.create(num_buckets=8, dim=2, num_folds=2, name="g")
+  layer = OutOfFoldEmbedding(num_buckets=8, dim=2, num_folds=2, name="g")
   again = tf.keras.layers.deserialize(tf.keras.layers.serialize(layer))
   assert isinstance(again, OutOfFoldEmbedding)
-  assert again.num_folds == 2 and again.tables[1].num_buckets == 8
-  assert again.get_config()["tables"] == layer.get_config()["tables"]
+  assert again.get_config() == layer.get_config()
+  assert again(tf.constant([[1]], tf.int64), tf.constant([0])).shape == (1, 1, 2)
 
 
 def _fold_of(user_id, num_folds=2):
@@ -54,17 +61,18 @@ def test_egin_fold_rows_train_their_table_and_read_the_other(tmp_path):
   batch = test_egin._batch(fold0, tmp_path)
   model = test_egin._egin(graph_folds=2)
   model.train_step(batch)
-  tables = model.graph_items.tables
+  table = model.graph_items.embeddings
+  n = model.graph_items.num_buckets
   with tf.GradientTape() as tape:
     losses = model.graph_losses(batch)
-  grads = tape.gradient(losses["i2i"], [t.embeddings for t in tables])
-  assert float(tf.norm(tf.convert_to_tensor(grads[0]))) > 0
-  assert grads[1] is None or float(tf.norm(tf.convert_to_tensor(grads[1]))) == 0
+  grad = tf.convert_to_tensor(tape.gradient(losses["i2i"], table)).numpy()
+  assert np.abs(grad[:n]).sum() > 0 and np.abs(grad[n:]).sum() == 0
   # Their CTR features read table 1 only: changing table 0 changes no score.
   before = model(batch, training=False).numpy()
-  tables[0].embeddings.assign(tables[0].embeddings * -3.0 + 0.5)
+  values = table.numpy()
+  table.assign(np.concatenate([values[:n] * -3.0 + 0.5, values[n:]]))
   np.testing.assert_allclose(model(batch, training=False).numpy(), before)
-  tables[1].embeddings.assign(tables[1].embeddings * -3.0 + 0.5)
+  table.assign(np.concatenate([values[:n], values[n:] * -3.0 + 0.5]))
   assert not np.allclose(model(batch, training=False).numpy(), before)
 
 
@@ -72,7 +80,7 @@ def test_share_tables_trains_the_ctr_tables_with_the_graph_loss(tmp_path):
   batch = test_egin._batch(test_egin._tiny_batch(), tmp_path)
   model = test_egin._egin(share_tables=True)
   model.train_step(batch)
-  assert model.graph_items.tables == [model.features.items]
+  assert model.graph_items.table is model.features.items
   with tf.GradientTape() as tape:
     losses = model.graph_losses(batch)
   grad = tape.gradient(losses["i2i"], model.features.items.embeddings)

@@ -29,6 +29,11 @@ class GraphLearning(tf.keras.layers.Layer):
   L_q2i averages the query -> item direction (item negatives) and the item ->
   query direction (query negatives).
 
+  With ``folds`` (int32 [B], `egin_tf.layers.out_of_fold`), the tables must be
+  `OutOfFoldEmbedding`s: each row's edges and their negatives are scored with
+  the tables of the row's fold (``train_lookup``), so fold k's rows train only
+  fold k's tables; the queues are shared (they hold ids only).
+
   Every call is a training step: it advances the graph's step counter, enqueues
   the batch's item ids (clicks and targets) and query ids (history and current
   query), and draws negatives, embedded with the current tables. Call it only when
@@ -81,13 +86,21 @@ class GraphLearning(tf.keras.layers.Layer):
     self.query_queue.build(None)
     super().build(input_shape)
 
-  def _loss(self, anchor_table, positive_table, edges,
-            negatives: NegativeSample) -> tf.Tensor:
-    positive_negatives = positive_table(negatives.ids)
-    return edge_list_loss(anchor_table, positive_table, edges, positive_negatives,
-                          negatives.ids, negatives.log_q, negatives.valid)
+  def _loss(self, anchor_table, positive_table, edges, negatives: NegativeSample,
+            folds: Optional[tf.Tensor]) -> tf.Tensor:
+    if folds is None:
+      return edge_list_loss(anchor_table, positive_table, edges,
+                            positive_table(negatives.ids), negatives.ids,
+                            negatives.log_q, negatives.valid)
+    # Every fold's view of the negatives [F, N, d]; each anchor reads its own.
+    negative_vectors = positive_table.fold_views(negatives.ids)
+    return edge_list_loss(
+        anchor_table.train_lookup, positive_table.train_lookup, edges,
+        negative_vectors, negatives.ids, negatives.log_q, negatives.valid,
+        edge_folds=tf.gather(folds, edges.rows))
 
-  def call(self, batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def call(self, batch: Mapping[str, tf.Tensor],
+           folds: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
     # Compact edges: the work follows the real edges, not the padded slots.
     edges = self.graph.edge_lists(batch, training=True)
     click_ids = batch[schema_lib.CLICKS.ids]
@@ -95,17 +108,17 @@ class GraphLearning(tf.keras.layers.Layer):
         [tf.reshape(click_ids, [-1]),
          tf.reshape(batch[schema_lib.ITEM_ID], [-1])], axis=0))
     losses = {"i2i": self._loss(self.items, self.items, edges["i2i"],
-                                item_negatives)}
+                                item_negatives, folds)}
     if self.use_query:
       query_negatives = self.query_queue(tf.concat(
           [tf.reshape(batch[schema_lib.QUERIES.ids], [-1]),
            tf.reshape(batch[schema_lib.QUERY_ID], [-1])], axis=0))
       losses["q2q"] = self._loss(self.queries, self.queries, edges["q2q"],
-                                 query_negatives)
+                                 query_negatives, folds)
       losses["q2i"] = 0.5 * (
-          self._loss(self.queries, self.items, edges["q2i"], item_negatives)
+          self._loss(self.queries, self.items, edges["q2i"], item_negatives, folds)
           + self._loss(self.items, self.queries, reverse_list(edges["q2i"]),
-                       query_negatives))
+                       query_negatives, folds))
     return losses
 
   def get_config(self):

@@ -45,7 +45,7 @@ biases ids rarer than one in a million; the queue gives log q directly, so it is
 subtracted as is.
 """
 
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 from data_pipeline.tf_env import tf
 from egin_tf.layers.graph_edges import EdgeList, Edges, edge_list
@@ -117,7 +117,8 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
                            negative_embeddings: tf.Tensor,
                            negative_ids: tf.Tensor,
                            negative_log_q: Optional[tf.Tensor] = None,
-                           negative_valid: Optional[tf.Tensor] = None
+                           negative_valid: Optional[tf.Tensor] = None,
+                           anchor_folds: Optional[tf.Tensor] = None
                            ) -> tf.Tensor:
   """The loss of K edges whose anchors are A distinct vectors: float32 [K].
 
@@ -128,8 +129,10 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
     positive_vectors: float [K, d]; positive_ids: int64 [K].
     negative_embeddings, negative_ids, negative_log_q, negative_valid: as in
       `edge_softmax_losses`.
+    anchor_folds: optional int [A]; then ``negative_embeddings`` is [F, N, d] and
+      each anchor scores the negatives of its fold's view.
   """
-  num_negatives = tf.shape(negative_embeddings)[0]
+  num_negatives = tf.shape(negative_ids)[0]
   negative_ids = tf.cast(negative_ids, tf.int64)
   positive_ids = tf.cast(positive_ids, tf.int64)
   edge_anchor = tf.cast(edge_anchor, tf.int64)
@@ -141,8 +144,14 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
 
   # Negative masses per anchor, shifted by their max for stability:
   # exp(a.n - log q_n - shift) [A, N], 0 for invalid negatives.
-  negative_logits = tf.cast(
-      tf.matmul(anchor_vectors, negative_embeddings, transpose_b=True), tf.float32)
+  if anchor_folds is None:
+    negative_logits = tf.matmul(anchor_vectors, negative_embeddings,
+                                transpose_b=True)
+  else:
+    every_fold = tf.einsum("ad,fnd->afn", anchor_vectors, negative_embeddings)
+    negative_logits = tf.gather(every_fold, tf.cast(anchor_folds, tf.int32),
+                                axis=1, batch_dims=1)
+  negative_logits = tf.cast(negative_logits, tf.float32)
   if negative_log_q is not None:
     negative_logits -= tf.cast(negative_log_q, tf.float32)
   negative_logits = tf.where(negative_valid, negative_logits, -float("inf"))
@@ -182,27 +191,41 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
       tf.maximum(total, tf.constant(1e-30, tf.float32)))
 
 
-def edge_list_loss(anchor_table: tf.keras.layers.Layer,
-                   positive_table: tf.keras.layers.Layer,
+def edge_list_loss(anchor_table: Callable[[tf.Tensor], tf.Tensor],
+                   positive_table: Callable[[tf.Tensor], tf.Tensor],
                    edges: EdgeList,
                    negative_embeddings: tf.Tensor,
                    negative_ids: tf.Tensor,
                    negative_log_q: Optional[tf.Tensor] = None,
-                   negative_valid: Optional[tf.Tensor] = None) -> tf.Tensor:
+                   negative_valid: Optional[tf.Tensor] = None,
+                   edge_folds: Optional[tf.Tensor] = None) -> tf.Tensor:
   """Mean loss of an `EdgeList` (0 without edges), embedding only what it scores.
 
   Anchors are the distinct (row, source position) pairs, embedded once each with
   ``anchor_table``; positives are embedded per edge with ``positive_table``. So
   the work and the tables' (sparse) gradients follow the number of real edges.
+
+  With ``edge_folds`` (int [K]), the tables take ``(ids, folds)`` of the edges
+  (here: of the anchors' first edge, the same row) and ``negative_embeddings`` is
+  [F, N, d], fold f's view of the negatives.
   """
   # Positions and rows are far below 2**31, so the key (row, position) is exact.
   anchor_keys = edges.rows * (2 ** 32) + edges.src_pos
   distinct_anchors, edge_anchor = tf.unique(anchor_keys, out_idx=tf.int64)
-  anchor_ids = tf.math.unsorted_segment_max(
-      edges.src, edge_anchor, tf.size(distinct_anchors, out_type=tf.int64))
+  num_anchors = tf.size(distinct_anchors, out_type=tf.int64)
+  anchor_ids = tf.math.unsorted_segment_max(edges.src, edge_anchor, num_anchors)
+  anchor_folds = None
+  if edge_folds is None:
+    anchor_vectors = anchor_table(anchor_ids)
+    positive_vectors = positive_table(edges.dst)
+  else:
+    anchor_folds = tf.math.unsorted_segment_max(edge_folds, edge_anchor, num_anchors)
+    anchor_vectors = anchor_table(anchor_ids, anchor_folds)
+    positive_vectors = positive_table(edges.dst, edge_folds)
   losses = sampled_softmax_losses(
-      anchor_table(anchor_ids), edge_anchor, positive_table(edges.dst), edges.dst,
-      negative_embeddings, negative_ids, negative_log_q, negative_valid)
+      anchor_vectors, edge_anchor, positive_vectors, edges.dst,
+      negative_embeddings, negative_ids, negative_log_q, negative_valid,
+      anchor_folds=anchor_folds)
   return tf.math.divide_no_nan(tf.reduce_sum(losses),
                                tf.cast(tf.size(losses), losses.dtype))
 

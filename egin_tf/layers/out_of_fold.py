@@ -19,10 +19,9 @@ user's own past adds is in the row's own history, which SimExtract reads anyway.
 K = 1 is the paper's single table (no cross-fitting).
 """
 
-from typing import Sequence
 
 from data_pipeline.tf_env import tf
-from egin_tf.layers.id_embedding import IdEmbedding
+from egin_tf.layers.id_embedding import bucketize_ids
 
 
 def user_folds(user_ids: tf.Tensor, num_folds: int) -> tf.Tensor:
@@ -42,57 +41,86 @@ class OutOfFoldEmbedding(tf.keras.layers.Layer):
   """K id tables of one node type; a row of fold k reads table (k + 1) mod K.
 
   Call: ``layer(ids [B, ...], folds int32 [B])`` -> float [B, ..., dim], each row
-  looked up in the table its fold READS. ``layer.tables[k]`` is the table that
-  fold k's edges TRAIN (hand it to the graph loss of fold k's rows). One table
-  (K = 1) is the paper's setting: every row reads and trains it.
+  looked up in the table its fold READS (the CTR features); `train_lookup` looks
+  each row up in the table its fold TRAINS (the graph losses). The K tables are
+  one variable ``embeddings`` [K * num_buckets, dim], fold k's rows at
+  ``k * num_buckets + bucket``, so a lookup is one gather whatever K is. One
+  table (K = 1) is the paper's setting: every row reads and trains it.
 
-  Build it with `create` (new `IdEmbedding` tables) or around existing layers
-  (e.g. a CTR network's own table, or frozen vectors), each ids [...] -> [..., d].
+  ``OutOfFoldEmbedding(table=layer)`` wraps an existing layer (ids [...] ->
+  [..., d], e.g. a CTR network's own table or frozen vectors) as one fold.
   """
 
-  def __init__(self, tables: Sequence[tf.keras.layers.Layer], **kwargs):
+  def __init__(self, num_buckets: int = None, dim: int = None, num_folds: int = 1,
+               table: tf.keras.layers.Layer = None, **kwargs):
     super().__init__(**kwargs)
-    if not tables:
-      raise ValueError("OutOfFoldEmbedding needs at least one table")
-    self.tables = list(tables)
-
-  @classmethod
-  def create(cls, num_buckets: int, dim: int, num_folds: int = 1,
-             name: str = "graph") -> "OutOfFoldEmbedding":
-    """``num_folds`` new tables: ``name`` (fold 0), ``name_fold1``, ..."""
     if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 1:
       raise ValueError(f"graph_folds must be an int >= 1, got {num_folds!r}")
-    return cls([IdEmbedding(num_buckets, dim,
-                            name=name if k == 0 else f"{name}_fold{k}")
-                for k in range(num_folds)], name=f"{name}_folds")
+    if (table is None) == (num_buckets is None):
+      raise ValueError("OutOfFoldEmbedding takes num_buckets and dim, or a table")
+    if table is not None and num_folds != 1:
+      raise ValueError("a wrapped table is one fold; num_folds must be 1")
+    self.num_buckets = num_buckets
+    self.dim = dim
+    self.num_folds = num_folds
+    self.table = table
 
-  @property
-  def num_folds(self) -> int:
-    return len(self.tables)
+  def build(self, input_shape):
+    if self.table is None:
+      self.embeddings = self.add_weight(
+          name="embeddings", shape=[self.num_folds * self.num_buckets, self.dim],
+          initializer="uniform", trainable=True)
+    super().build(input_shape)
 
   def read_folds(self, folds: tf.Tensor) -> tf.Tensor:
     """The table each row reads: (fold + 1) mod K (0 when K = 1)."""
     return tf.math.floormod(folds + 1, self.num_folds)
 
   def call(self, ids: tf.Tensor, folds: tf.Tensor = None) -> tf.Tensor:
+    """Each row's lookup in the table its fold READS (CTR features)."""
     if self.num_folds == 1:
-      return self.tables[0](ids)
-    read = self.read_folds(folds)
-    rank = ids.shape.rank
-    out = None
-    for k, table in enumerate(self.tables):
-      chosen = tf.cast(tf.equal(read, k), self.compute_dtype)
-      part = tf.reshape(chosen, [-1] + [1] * rank) * table(ids)  # rows of table k
-      out = part if out is None else out + part
-    return out
+      return self.lookup(ids, None)
+    return self.lookup(ids, self.read_folds(folds))
+
+  def train_lookup(self, ids: tf.Tensor, folds: tf.Tensor = None) -> tf.Tensor:
+    """Each row's lookup in the table its fold TRAINS (graph losses)."""
+    return self.lookup(ids, None if self.num_folds == 1 else folds)
+
+  def lookup(self, ids: tf.Tensor, table_index) -> tf.Tensor:
+    """Row r of ``ids`` [R, ...] looked up in table ``table_index[r]`` (an int
+    [R], an int, or None for table 0); padding ids give zero vectors."""
+    if self.table is not None:
+      return self.table(ids)
+    if not self.built:
+      self.build(None)
+    buckets = bucketize_ids(ids, self.num_buckets)
+    if table_index is not None:
+      offset = tf.cast(table_index, tf.int64) * self.num_buckets
+      if isinstance(table_index, tf.Tensor) and table_index.shape.rank:
+        offset = tf.reshape(offset, [-1] + [1] * (ids.shape.rank - 1))
+      buckets += offset
+    vectors = tf.gather(self.embeddings, buckets)
+    return vectors * tf.cast(ids > 0, vectors.dtype)[..., tf.newaxis]
+
+  def fold_views(self, ids: tf.Tensor) -> tf.Tensor:
+    """Every fold's vectors of ``ids`` [...]: [K, ..., dim]."""
+    return tf.stack([self.lookup(ids, k) for k in range(self.num_folds)])
+
+  def fold_table(self, fold: int = 0):
+    """A callable ids -> vectors of one fold's table (exports, `neighbors`)."""
+    return lambda ids: self.lookup(tf.convert_to_tensor(ids, tf.int64), fold)
 
   def get_config(self):
     config = super().get_config()
-    config["tables"] = [tf.keras.layers.serialize(t) for t in self.tables]
+    config.update(num_buckets=self.num_buckets, dim=self.dim,
+                  num_folds=self.num_folds)
+    if self.table is not None:
+      config["table"] = tf.keras.layers.serialize(self.table)
     return config
 
   @classmethod
   def from_config(cls, config):
     config = dict(config)
-    config["tables"] = [tf.keras.layers.deserialize(t) for t in config["tables"]]
+    if config.get("table") is not None:
+      config["table"] = tf.keras.layers.deserialize(config["table"])
     return cls(**config)

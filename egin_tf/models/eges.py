@@ -141,7 +141,7 @@ class EGES(EGIN):
     # EGIN's "w/o graph" wiring points SimExtract at the CTR item table; EGES
     # points it at the frozen EGES vectors instead.
     self.graph_items = OutOfFoldEmbedding(
-        [FrozenIdEmbedding.from_file(eges_embeddings_path, name="eges_items")],
+        table=FrozenIdEmbedding.from_file(eges_embeddings_path, name="eges_items"),
         name="eges_item_folds")
 
   EMBEDDINGS_FILE = "eges_embeddings.npz"
@@ -158,4 +158,4 @@ class EGES(EGIN):
     return {"eges_embeddings_path": path}
 
   def embedding_tables(self) -> Dict[str, tf.keras.layers.Layer]:
-    return {"items": self.graph_items.tables[0], "queries": self.features.queries}
+    return {"items": self.graph_items.table, "queries": self.features.queries}

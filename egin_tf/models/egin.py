@@ -57,10 +57,6 @@ from egin_tf.layers.sim_extract import SimExtract
 from egin_tf.models.base import CTRModel
 from egin_tf.models.dnn import dnn_inputs
 
-# Seeds of fold k's graph random options and queues: seed + k * _FOLD_SEED_STRIDE.
-_FOLD_SEED_STRIDE = 1000
-
-
 class EGIN(CTRModel):
   """EGIN. Input: the reader's batch dict; output pctr float32 [B].
 
@@ -97,6 +93,9 @@ class EGIN(CTRModel):
     query_target_interest: add the graph cosine of query and target (queries).
     graph_vector_features: add the target's (and the query's) graph vectors to
       the MLP input, as two-stage graph methods (EGES) feed theirs.
+    category_graph: also learn a category graph (c2c edges between the
+      categories of clicks within the window, weight ``alpha``) and add
+      SimExtract(target category, click categories) on its vectors.
     hidden_units, dropout: the MLP.
     pooling: pooling of histories in f_o ("sum" as in the DNN baseline).
     seed: seeds the queues' sampling and the graph's random options.
@@ -129,6 +128,7 @@ class EGIN(CTRModel):
                category_interest: bool = True,
                query_target_interest: bool = True,
                graph_vector_features: bool = False,
+               category_graph: bool = False,
                hidden_units: Sequence[int] = (200, 80),
                dropout: float = 0.0,
                pooling: str = "sum",
@@ -140,6 +140,8 @@ class EGIN(CTRModel):
     weights = {}
     if use_graph:
       weights["i2i"] = alpha
+      if category_graph:
+        weights["c2c"] = alpha
       if use_query:
         weights.update(q2q=beta, q2i=gamma)
     super().__init__(aux_loss_weights=weights, **kwargs)
@@ -155,22 +157,27 @@ class EGIN(CTRModel):
     self.category_interest = category_interest
     self.query_target_interest = query_target_interest and use_query
     self.graph_vector_features = graph_vector_features
+    self.category_graph = category_graph and use_graph
 
     self.features = FeatureEmbeddings(features, name="features")
     self.pool = MaskedPooling(pooling)
     self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
     self._make_graph_tables(features, graph_dim, graph_folds, share_tables)
     if use_graph:
-      self.graph_learnings = [
-          GraphLearning(
-              self.graph_items.tables[k], self.graph_queries.tables[k],
-              use_query=use_query, window=window, q2q_timespan=q2q_timespan,
-              q2i_timespan=q2i_timespan, seeds_fraction=seeds_fraction,
-              subsample_threshold=subsample_threshold,
-              num_negatives=num_negatives, queue_capacity=queue_capacity,
-              logq_buckets=logq_buckets, seed=seed + k * _FOLD_SEED_STRIDE,
-              name="graph_learning" if k == 0 else f"graph_learning_fold{k}")
-          for k in range(graph_folds)]
+      self.graph_learning = GraphLearning(
+          self.graph_items, self.graph_queries, use_query=use_query,
+          window=window, q2q_timespan=q2q_timespan, q2i_timespan=q2i_timespan,
+          seeds_fraction=seeds_fraction, subsample_threshold=subsample_threshold,
+          num_negatives=num_negatives, queue_capacity=queue_capacity,
+          logq_buckets=logq_buckets, seed=seed, name="graph_learning")
+    if self.category_graph:
+      self.graph_categories = OutOfFoldEmbedding(
+          features.category_buckets, graph_dim, graph_folds, name="graph_category")
+      self.category_learning = GraphLearning(
+          self.graph_categories, self.graph_categories, use_query=False,
+          window=window, num_negatives=num_negatives,
+          queue_capacity=queue_capacity, seed=seed + 1,
+          name="category_graph_learning")
     self._make_extracts(top_k, num_bins, positional, graph_dim, max_positions,
                         binning, position)
 
@@ -186,14 +193,14 @@ class EGIN(CTRModel):
             f"EGIN: share_tables needs graph_dim ({graph_dim}) equal to the CTR "
             f"embedding size ({features.embedding_dim})")
       # "w/o graph" or shared: SimExtract reads the CTR network's id embeddings.
-      self.graph_items = OutOfFoldEmbedding([self.features.items],
-                                            name="graph_item_folds")
-      self.graph_queries = OutOfFoldEmbedding([self.features.queries],
-                                              name="graph_query_folds")
+      self.graph_items = OutOfFoldEmbedding(table=self.features.items,
+                                            name="graph_item")
+      self.graph_queries = OutOfFoldEmbedding(table=self.features.queries,
+                                              name="graph_query")
       return
-    self.graph_items = OutOfFoldEmbedding.create(
+    self.graph_items = OutOfFoldEmbedding(
         features.item_buckets, graph_dim, graph_folds, name="graph_item")
-    self.graph_queries = OutOfFoldEmbedding.create(
+    self.graph_queries = OutOfFoldEmbedding(
         features.query_buckets, graph_dim, graph_folds, name="graph_query")
 
   def _make_extracts(self, top_k, num_bins, positional, graph_dim, max_positions,
@@ -213,6 +220,8 @@ class EGIN(CTRModel):
         self.query_target_cat_extract = extract("sim_cat_q2t", k=1)
     if self.query_target_interest:
       self.query_target_extract = extract("sim_graph_q2t", k=1)
+    if self.category_graph:
+      self.c2c_extract = extract("sim_c2c")
 
   @property
   def graph_folds(self) -> int:
@@ -250,6 +259,12 @@ class EGIN(CTRModel):
       parts += self._category_features(batch, click_mask)
     if self.graph_vector_features:
       parts += [target, query] if self.use_query else [target]
+    if self.category_graph:
+      category_batch = _first_category_batch(batch)
+      clicked = category_batch[schema_lib.CLICKS.ids]
+      parts.append(self.c2c_extract(
+          self.graph_categories(category_batch[schema_lib.ITEM_ID], folds),
+          self.graph_categories(clicked, folds), click_mask & (clicked > 0)))
     return parts
 
   def _extract(self, layer: SimExtract, target: tf.Tensor, sequence: tf.Tensor,
@@ -276,30 +291,25 @@ class EGIN(CTRModel):
   def graph_losses(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """L_i2i, L_q2q, L_q2i of a batch; updates the negative queues.
 
-    With K folds, fold k's rows train fold k's tables; the losses are averaged
-    over the folds weighted by their share of the batch's rows.
+    With K folds, each row's edges train the tables of the row's own fold.
     """
-    if self.graph_folds == 1:
-      return self.graph_learnings[0](batch)
-    folds = user_folds(batch[schema_lib.USER_ID], self.graph_folds)
-    num_rows = tf.cast(tf.size(folds), tf.float32)
-    totals = {}
-    for k, layer in enumerate(self.graph_learnings):
-      rows = tf.where(tf.equal(folds, k))[:, 0]
-      share = tf.cast(tf.size(rows), tf.float32) / tf.maximum(num_rows, 1.0)
-      fold_batch = {name: tf.gather(value, rows) for name, value in batch.items()}
-      for name, loss in layer(fold_batch).items():
-        totals[name] = totals.get(name, 0.0) + share * loss
-    return totals
+    folds = None
+    if self.graph_folds > 1:
+      folds = user_folds(batch[schema_lib.USER_ID], self.graph_folds)
+    losses = self.graph_learning(batch, folds=folds)
+    if self.category_graph:
+      losses["c2c"] = self.category_learning(_first_category_batch(batch),
+                                             folds=folds)["i2i"]
+    return losses
 
   @property
   def item_queue(self) -> NegativeQueue:
-    """The item queue of fold 0 (the only one with one fold)."""
-    return self.graph_learnings[0].item_queue
+    """The item queue (shared by the folds: it holds ids only)."""
+    return self.graph_learning.item_queue
 
   @property
   def query_queue(self) -> NegativeQueue:
-    return self.graph_learnings[0].query_queue
+    return self.graph_learning.query_queue
 
   @property
   def has_graph_variables(self) -> bool:
@@ -309,16 +319,27 @@ class EGIN(CTRModel):
     """The trainable variables of the graph's item and query tables (every fold)."""
     if not self.use_graph:
       return []
-    return (self.graph_items.trainable_variables +
-            self.graph_queries.trainable_variables)
+    tables = [self.graph_items, self.graph_queries]
+    if self.category_graph:
+      tables.append(self.graph_categories)
+    return [v for table in tables for v in table.trainable_variables]
 
   def embedding_tables(self):
     """The graph tables of fold 0 (the CTR tables without the graph)."""
-    return {"items": self.graph_items.tables[0],
-            "queries": self.graph_queries.tables[0]}
+    return {"items": self.graph_items.fold_table(0),
+            "queries": self.graph_queries.fold_table(0)}
 
   def get_config(self):
     return json.loads(self._config_json)
+
+
+def _first_category_batch(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """The batch with each click and the target replaced by its first category:
+  the sequence whose window edges are the category graph's c2c edges."""
+  out = dict(batch)
+  out[schema_lib.CLICKS.ids] = batch[schema_lib.CLICKS.cats][:, :, 0]
+  out[schema_lib.ITEM_ID] = batch[schema_lib.ITEM_CATS][:, 0]
+  return out
 
 
 def similarity_weighted_pool(sequence: tf.Tensor, details: Dict[str, tf.Tensor]
