@@ -101,12 +101,12 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
 MAIN_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "eges", "egin")
 # The paper's Table 2 has no EGES (its Table 3 has).
 TAOBAO_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "egin")
-# The graph's share (w/o graph), the label leak of one graph table, the
-# category interest, and the paper's EGIN (one table, no category interest).
+# The graph's share (w/o graph: no item, query or category graph), the label
+# leak of one graph table, the category graph's share.
 ABLATION_VARIANTS = ("dnn_cross", "egin", "egin_no_graph", "egin_one_fold",
-                     "egin_no_category")
+                     "egin_no_category_graph")
 # Taobao's earlier tables used another split, so the paper's EGIN is rerun there.
-TAOBAO_ABLATION_VARIANTS = ABLATION_VARIANTS + ("egin_paper",)
+TAOBAO_ABLATION_VARIANTS = ABLATION_VARIANTS + ("egin_no_category", "egin_paper")
 # table -> (dataset, variants, title)
 TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
     "taobao": ("taobao", TAOBAO_VARIANTS, "Table 2 analogue (Taobao UserBehavior head)"),

@@ -56,10 +56,12 @@ def test_train_step_reports_every_loss_and_fills_the_queues(tmp_path):
   batch = _batch(_tiny_batch(), tmp_path)
   model = _egin(alpha=1.0, beta=0.5, gamma=2.0)
   logs = model.train_step(batch)
-  for name in ("loss", "ctr_loss", "i2i_loss", "q2q_loss", "q2i_loss", "auc"):
+  for name in ("loss", "ctr_loss", "i2i_loss", "c2c_loss", "q2q_loss", "q2i_loss",
+               "auc"):
     assert name in logs
-  total = logs["ctr_loss"] + 1.0 * logs["i2i_loss"] + 0.5 * logs["q2q_loss"] + (
-      2.0 * logs["q2i_loss"])
+  # alpha weighs L_i2i and the category graph's L_c2c.
+  total = logs["ctr_loss"] + 1.0 * (logs["i2i_loss"] + logs["c2c_loss"]) + (
+      0.5 * logs["q2q_loss"] + 2.0 * logs["q2i_loss"])
   np.testing.assert_allclose(logs["loss"].numpy(), total.numpy(), rtol=1e-5)
   # clicks (non-zero) and targets went into the item queue; queries likewise.
   n_items = int(np.sum(batch["click_ids"].numpy() > 0)) + 4

@@ -38,7 +38,8 @@ def test_similarity_weighted_pool_by_hand():
 ])
 def test_options_add_their_features(tmp_path, options, extracts):
   batch = test_egin._batch(test_egin._tiny_batch(), tmp_path)
-  off = {"category_interest": False, "query_target_interest": False}
+  off = {"category_interest": False, "query_target_interest": False,
+         "category_graph": False}
   plain = test_egin._egin(**off)
   model = test_egin._egin(**{**off, **options})
   widths = [sum(int(p.shape[-1]) for p in m.interest_features(batch))

@@ -17,8 +17,9 @@ updates) happen only in training steps; evaluation and serving score pctr alone.
 
 Beyond the paper (each measured in experiments/RESULTS.md, "EGIN's graph earns its
 keep"; the defaults are the winners on validation splits, ``graph_folds=2``,
-``category_interest=True`` and ``query_target_interest=True``; the paper's model is
-``graph_folds=1, category_interest=False, query_target_interest=False``):
+``category_graph=True``, ``category_interest=True`` and
+``query_target_interest=True``; the paper's model is ``graph_folds=1,
+category_graph=False, category_interest=False, query_target_interest=False``):
 
 * ``graph_folds`` > 1: out-of-fold graph tables (`egin_tf.layers.out_of_fold`): a
   row's features read tables that its own user's edges never trained, which
@@ -27,6 +28,9 @@ keep"; the defaults are the winners on validation splits, ``graph_folds=2``,
   id tables (one table per node type) instead of separate graph tables;
 * ``interest_pooling``: the similarity-weighted sum of the top-k graph vectors of
   f_i2i (and f_q2i) as extra interest features;
+* ``category_graph``: a category graph beside the item graph: c2c edges join the
+  categories of clicks within the window (co-clicked categories), trained like
+  i2i, and SimExtract(target category, click categories) on its vectors;
 * ``category_interest``: SimExtract(target categories, click categories) on the
   CTR category table, and with queries SimExtract(query categories, target
   categories): the target-aware category comparison DIN and BST make;
@@ -128,7 +132,7 @@ class EGIN(CTRModel):
                category_interest: bool = True,
                query_target_interest: bool = True,
                graph_vector_features: bool = False,
-               category_graph: bool = False,
+               category_graph: bool = True,
                hidden_units: Sequence[int] = (200, 80),
                dropout: float = 0.0,
                pooling: str = "sum",
