@@ -11,6 +11,9 @@ Prints, on the same data (the simulator, 2,000 users, unless --data):
   settings (L = M = S = 100, window 2, 100 negatives, d = 10, top-10) at B = 256
   and 1024, timed interleaved on batches held in memory; EGIN's step / DNN's and
   / DIN's; the graph losses' share of EGIN's step (1 - EGIN w/o graph / EGIN);
+* fit: whole-`fit` examples/s (`training.train`: input pipeline on the same
+  cores, callbacks, checkpoints) of DNN, DIN and EGIN at B = 256, with one step
+  per Keras execution and with `steps_per_execution`;
 * stream: `train_stream` vs `training.train` (fit) examples/s on the same
   records, B = 256;
 * tables: EGIN's step with item tables of 100k, 1M and 10M rows (1M-id queues),
@@ -45,7 +48,7 @@ from egin_tf import training
 from egin_tf.layers.feature_embeddings import FeatureConfig
 
 FLAGS = flags.FLAGS
-SECTIONS = ("reader", "train", "stream", "tables", "serving", "readme")
+SECTIONS = ("reader", "train", "fit", "stream", "tables", "serving", "readme")
 MODELS = ("dnn", "dnn_cross", "din", "bst", "egin")
 L = 100
 
@@ -57,6 +60,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("warmup", 2, "Untimed steps per function (tracing).")
   flags.DEFINE_list("batch_sizes", ["256", "1024"], "Batch sizes of the train section.")
   flags.DEFINE_integer("stream_records", 25_600, "Records of the stream-vs-fit run.")
+  flags.DEFINE_integer("fit_steps", 300, "Steps of each run of the fit section.")
+  flags.DEFINE_integer("steps_per_execution", 8, "Steps per execution compared "
+                       "with 1 in the fit section.")
   flags.DEFINE_list("table_rows", ["100000", "1000000", "10000000"],
                     "Item table sizes of the tables section.")
   flags.DEFINE_list("sections", list(SECTIONS), f"Sections to run, of {SECTIONS}.")
@@ -143,6 +149,24 @@ def train_section(pattern: str, schema, features: FeatureConfig) -> None:
           f"of EGIN's step {1 - seconds['egin w/o graph'] / seconds['egin']:.0%}")
 
 
+def fit_section(pattern: str, tmp: str) -> None:
+  heading(f"whole fit, B = 256, {FLAGS.fit_steps} steps (tracing included)")
+  executions = [1]
+  if hasattr(training.TrainConfig, "steps_per_execution"):
+    executions.append(FLAGS.steps_per_execution)
+  for model in ("dnn", "din", "egin"):
+    rates = []
+    for per_execution in executions:
+      extra = {"steps_per_execution": per_execution} if per_execution > 1 else {}
+      result = training.train(
+          pattern, os.path.join(tmp, f"fit_{model}_{per_execution}"),
+          config_for(model, 256, steps=FLAGS.fit_steps, log_every=FLAGS.fit_steps,
+                     **extra), verbose=0, print_fn=lambda _: None)
+      rates.append(f"{result['examples_per_second']:8,.0f} ex/s with "
+                   f"{per_execution} step(s) per execution")
+    print(f"  {model:5s} " + "   ".join(rates))
+
+
 def stream_section(pattern: str, tmp: str) -> None:
   from data_pipeline import stream as stream_lib  # pylint: disable=g-import-not-at-top
   from egin_tf import streaming  # pylint: disable=g-import-not-at-top
@@ -176,10 +200,19 @@ def _first_records(pattern: str, out: str, count: int) -> None:
   records = tf.data.TFRecordDataset(reader.match_files(pattern)).take(count)
   with DatasetWriter(out, num_cats=schema.num_cats) as writer:
     for raw in records.as_numpy_iterator():
-      imp = schema_lib.from_example(tf.train.Example.FromString(raw),
-                                    schema.num_cats)
+      imp = _from_example(tf.train.Example.FromString(raw), schema.num_cats)
       writer.write_serialized("train", imp, raw)
     writer.commit(source=f"first {count} records of {pattern}")
+
+
+def _from_example(example, num_cats: int):
+  if hasattr(schema_lib, "from_example"):
+    return schema_lib.from_example(example, num_cats)
+  # Code from before schema.from_example (benchmarking an older commit).
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                  "experiments"))
+  import paper_tables  # pylint: disable=g-import-not-at-top
+  return paper_tables.impression_from_example(example, num_cats)
 
 
 def tables_section(pattern: str, schema, features: FeatureConfig) -> None:
@@ -255,6 +288,7 @@ def main(argv):
     print(f"{os.cpu_count()} CPUs; TensorFlow {tf.__version__}; data {pattern}")
     runs = {"reader": lambda: reader_section(pattern, schema),
             "train": lambda: train_section(pattern, schema, features),
+            "fit": lambda: fit_section(pattern, tmp),
             "stream": lambda: stream_section(pattern, tmp),
             "tables": lambda: tables_section(pattern, schema, features),
             "serving": lambda: serving_section(pattern, tmp),

@@ -55,6 +55,9 @@ class TrainConfig:
     seed: seeds initialization, shuffling and sampling; a run is repeatable.
     shuffle_buffer: records in the training shuffle buffer.
     log_every: steps between progress lines and checkpoints.
+    steps_per_execution: training steps run per call of Keras' compiled train
+      function (`Model.compile`): fewer Python round trips per step, which is
+      what limits small models; callbacks then see every N-th step.
   """
   model: str = "dnn"
   model_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -72,6 +75,7 @@ class TrainConfig:
   seed: int = 0
   shuffle_buffer: int = 20_000
   log_every: int = 200
+  steps_per_execution: int = 1
 
 
 def make_dataset(pattern: str, config: TrainConfig, training: bool,
@@ -103,7 +107,8 @@ def build_from_config(config: TrainConfig, features: FeatureConfig) -> CTRModel:
   model = build_model(config.model, features, **config.model_kwargs)
   model.compile(optimizer=optimizers.make_optimizer(
       model, config.learning_rate, config.graph_learning_rate,
-      config.graph_optimizer, config.optimizer))
+      config.graph_optimizer, config.optimizer),
+      steps_per_execution=config.steps_per_execution)
   return model
 
 
