@@ -166,28 +166,40 @@ def time_category_edges(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
                        src_pos, dst_pos)
 
 
-def _valid_positions(ids: tf.Tensor) -> tf.RaggedTensor:
-  """int64 [B, (n_b)]: the positions of each row's non-padding ids, ascending."""
-  index = tf.where(ids != 0)  # row-major: rows ascending, positions ascending
-  return tf.RaggedTensor.from_value_rowids(
-      index[:, 1], index[:, 0], nrows=tf.shape(ids, out_type=tf.int64)[0])
+# Sorts after every real time; padding sorts last and is never within a window.
+_PADDING_TIME = 2 ** 62
 
 
-def _position_pairs(src: tf.RaggedTensor, dst: tf.RaggedTensor
-                    ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """Every (source, destination) pair of valid positions of each row.
+def _time_window_pairs(src: Tuple[tf.Tensor, tf.Tensor], dst: Tuple[tf.Tensor, tf.Tensor],
+                       timespan: int, either_order: bool
+                       ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """The (source, destination) position pairs of each row whose time gap can pass.
 
-  Returns (rows, src_pos, dst_pos), int64 [T] with T = sum_b n_src_b * n_dst_b,
-  row-major and source-major: the order of the dense slots ``i * N2 + k``.
+  Candidates are the non-padding destinations with ``0 < t_dst - t_src < T`` (or
+  ``|t_dst - t_src| < T`` with ``either_order``, the zero gap removed later):
+  each source's destinations sorted by time, the window found by binary search,
+  so the work follows the pairs close in time, not n_src * n_dst. Histories need
+  not be sorted (they are sorted here per row).
+
+  Returns (rows, src_pos, dst_pos), int64 [T], in no particular order.
   """
-  n_src, n_dst = src.row_lengths(), dst.row_lengths()
-  counts = n_src * n_dst
-  rows = tf.repeat(tf.range(tf.size(counts, out_type=tf.int64)), counts)
+  src_ids, src_times = src
+  dst_ids, dst_times = dst
+  dst_times = tf.where(dst_ids != 0, dst_times, tf.constant(_PADDING_TIME, tf.int64))
+  order = tf.argsort(dst_times, axis=1, stable=True)  # [B, N2]
+  sorted_times = tf.gather(dst_times, order, batch_dims=1)
+  low = src_times - timespan + 1 if either_order else src_times + 1
+  first = tf.searchsorted(sorted_times, low, side="left")
+  end = tf.searchsorted(sorted_times, src_times + timespan, side="left")
+  counts = tf.reshape(tf.where(src_ids != 0, end - first, tf.zeros_like(first)), [-1])
+  counts = tf.cast(counts, tf.int64)
+  n_src = tf.shape(src_ids, out_type=tf.int64)[1]
+  flat_source = tf.repeat(tf.range(tf.size(counts, out_type=tf.int64)), counts)
   within = (tf.range(tf.reduce_sum(counts))
-            - tf.gather(tf.cumsum(counts, exclusive=True), rows))
-  width = tf.gather(n_dst, rows)  # > 0 wherever the row has pairs
-  src_pos = tf.gather(src.values, tf.gather(src.row_starts(), rows) + within // width)
-  dst_pos = tf.gather(dst.values, tf.gather(dst.row_starts(), rows) + within % width)
+            - tf.gather(tf.cumsum(counts, exclusive=True), flat_source))
+  rows, src_pos = flat_source // n_src, flat_source % n_src
+  sorted_pos = tf.gather(tf.cast(tf.reshape(first, [-1]), tf.int64), flat_source) + within
+  dst_pos = tf.cast(tf.gather_nd(order, tf.stack([rows, sorted_pos], axis=1)), tf.int64)
   return rows, src_pos, dst_pos
 
 
@@ -200,16 +212,17 @@ def _shares_category(src_cats: tf.Tensor, dst_cats: tf.Tensor) -> tf.Tensor:
 def time_category_edge_list(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
                             dst: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
                             timespan: int, either_order: bool) -> EdgeList:
-  """The edges of `time_category_edges`, built from valid positions only.
+  """The edges of `time_category_edges`, built from the pairs close in time only.
 
-  The candidate pairs are those of each row's non-padding entries (the sum of
-  n_src * n_dst over rows, not B * N1 * N2), so the cost follows the histories'
-  real lengths; the edges and their order equal ``edge_list`` of the dense build.
+  The candidate pairs are each row's real entries within the time window
+  (`_time_window_pairs`), not B * N1 * N2 slots, so the cost follows the edges;
+  the edges and their order equal ``edge_list`` of the dense build.
   """
   src_ids, src_times, src_cats = src
   dst_ids, dst_times, dst_cats = dst
-  rows, src_pos, dst_pos = _position_pairs(_valid_positions(src_ids),
-                                           _valid_positions(dst_ids))
+  rows, src_pos, dst_pos = _time_window_pairs((src_ids, src_times),
+                                              (dst_ids, dst_times), timespan,
+                                              either_order)
   src_index = tf.stack([rows, src_pos], axis=1)
   dst_index = tf.stack([rows, dst_pos], axis=1)
   src_id = tf.gather_nd(src_ids, src_index)
@@ -220,8 +233,12 @@ def time_category_edge_list(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
   keep = ((gap > 0) & (gap < timespan) & (src_id != dst_id) &
           _shares_category(tf.gather_nd(src_cats, src_index),
                            tf.gather_nd(dst_cats, dst_index)))
-  return EdgeList(*(tf.boolean_mask(x, keep)
-                    for x in (rows, src_pos, dst_pos, src_id, dst_id)))
+  kept = [tf.boolean_mask(x, keep) for x in (rows, src_pos, dst_pos, src_id, dst_id)]
+  # The dense layout's order: rows, then source position, then destination.
+  n_src = tf.shape(src_ids, out_type=tf.int64)[1]
+  n_dst = tf.shape(dst_ids, out_type=tf.int64)[1]
+  order = tf.argsort((kept[0] * n_src + kept[1]) * n_dst + kept[2], stable=True)
+  return EdgeList(*(tf.gather(x, order) for x in kept))
 
 
 def _pad_to(ids: tf.Tensor, length: Dim) -> tf.Tensor:
