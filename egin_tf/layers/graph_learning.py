@@ -102,7 +102,8 @@ class GraphLearning(tf.keras.layers.Layer):
   def call(self, batch: Mapping[str, tf.Tensor],
            folds: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
     # Compact edges: the work follows the real edges, not the padded slots.
-    edges = self.graph.edge_lists(batch, training=True)
+    edges = self.graph.edge_lists(batch, training=True,
+                                  with_queries=self.use_query)
     click_ids = batch[schema_lib.CLICKS.ids]
     item_negatives = self.item_queue(tf.concat(
         [tf.reshape(click_ids, [-1]),

@@ -335,25 +335,26 @@ class QueryItemGraph(tf.keras.layers.Layer):
         "i2i_items": items,
     }
 
-  def edge_lists(self, batch: Dict[str, tf.Tensor], training=None
-                 ) -> Dict[str, Any]:
-    """The same edges as `call`, as `EdgeList`s built from valid positions only.
+  def edge_lists(self, batch: Dict[str, tf.Tensor], training=None,
+                 with_queries: bool = True) -> Dict[str, Any]:
+    """The same edges as `call`, as `EdgeList`s built from the real entries only.
 
-    What the graph loss scores: q2q and q2i candidates are the pairs of each
-    row's real entries, not the M * M and M * L padded slots. Advances the step
-    counter like `call` (call one of them per training step).
+    What the graph loss scores: q2q and q2i candidates are each row's real
+    entries close in time, not the M * M and M * L padded slots; with
+    ``with_queries=False`` only "i2i" (and "i2i_items") is built. Advances the
+    step counter like `call` (call one of them per training step).
     """
     if not self.built:  # a public entry point besides __call__
       self.build(None)
     items, keep, queries, clicks = self._prepare(batch, training)
-    return {
-        "i2i": edge_list(window_edges(items, self.window, keep)),
-        "q2q": time_category_edge_list(queries, queries, self.q2q_timespan,
-                                       either_order=True),
-        "q2i": time_category_edge_list(queries, clicks, self.q2i_timespan,
-                                       either_order=False),
-        "i2i_items": items,
-    }
+    out = {"i2i": edge_list(window_edges(items, self.window, keep)),
+           "i2i_items": items}
+    if with_queries:
+      out["q2q"] = time_category_edge_list(queries, queries, self.q2q_timespan,
+                                           either_order=True)
+      out["q2i"] = time_category_edge_list(queries, clicks, self.q2i_timespan,
+                                           either_order=False)
+    return out
 
   def _prepare(self, batch: Dict[str, tf.Tensor], training):
     """(i2i items, kept occurrences or None, queries, clicks); advances the step."""
