@@ -22,6 +22,9 @@ Prints, on the same data (the simulator, 2,000 users, unless --data):
 * readme: the README's main command, ``egin-tf train`` with default flags, as a
   subprocess: wall time and its AUC line.
 
+With ``--profile_dir`` the train section also writes a TF profiler trace of EGIN's
+step (TensorBoard's Profile tab) and prints its op time by scope.
+
 Speed figures of one run are comparable with each other (interleaved on the same
 cores); across runs on this shared machine only ratios are. Peak RSS is the
 process's maximum resident set (``ru_maxrss``).
@@ -66,6 +69,9 @@ def define_flags() -> None:
   flags.DEFINE_list("table_rows", ["100000", "1000000", "10000000"],
                     "Item table sizes of the tables section.")
   flags.DEFINE_list("sections", list(SECTIONS), f"Sections to run, of {SECTIONS}.")
+  flags.DEFINE_string("profile_dir", None, "Also write a TF profiler trace of 3 EGIN "
+                      "steps at each batch size here (view: tensorboard --logdir "
+                      "DIR, Profile tab; needs tensorboard-plugin-profile).")
 
 
 def rss_mb() -> float:
@@ -140,6 +146,9 @@ def train_section(pattern: str, schema, features: FeatureConfig) -> None:
           config_for(model, batch_size, model_kwargs=kwargs), features)
       steps[name] = tf.function(built.train_step)
     seconds = time_interleaved(steps, batches, FLAGS.steps, FLAGS.warmup)
+    if FLAGS.profile_dir:
+      trace(steps["egin"], batches,
+            os.path.join(FLAGS.profile_dir, f"egin_b{batch_size}"))
     print(f"B={batch_size}: model, ms/step, examples/s, step / DNN's")
     for name, s in seconds.items():
       print(f"  {name:16s} {1000 * s:8.1f} {batch_size / s:10,.0f} "
@@ -165,6 +174,48 @@ def fit_section(pattern: str, tmp: str) -> None:
       rates.append(f"{result['examples_per_second']:8,.0f} ex/s with "
                    f"{per_execution} step(s) per execution")
     print(f"  {model:5s} " + "   ".join(rates))
+
+
+def trace(step: Callable, batches: List, logdir: str) -> None:
+  """A TF profiler trace of three (already traced) steps."""
+  tf.profiler.experimental.start(logdir)
+  for i in range(3):
+    with tf.profiler.experimental.Trace("train", step_num=i, _r=1):
+      tf.nest.map_structure(lambda t: t.numpy(), step(batches[i % len(batches)]))
+  tf.profiler.experimental.stop()
+  print(f"  profiler trace of EGIN's step -> {logdir}; op time by scope:")
+  for line in profile_summary(logdir, steps=3):
+    print("    " + line)
+
+
+def profile_summary(logdir: str, steps: int, top: int = 8) -> List[str]:
+  """Op time per top-level scope of a trace (summed over TF's compute threads)."""
+  import collections  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+  space = xplane_pb2.XSpace()
+  path = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))[-1]
+  with open(path, "rb") as f:
+    space.ParseFromString(f.read())
+  scopes = collections.Counter()
+  for plane in space.planes:
+    names = {k: v.name for k, v in plane.event_metadata.items()}
+    for line in plane.lines:
+      if line.name.startswith("tf_Compute"):
+        for event in line.events:
+          name = names.get(event.metadata_id, "?")
+          parts = name.split("/")
+          scope = parts[0].split(":")[0]
+          if scope == "gradient_tape" and len(parts) > 1:
+            scope = "gradient of " + parts[1].split(":")[0]
+          elif scope.startswith("cond"):
+            scope = "optimizer (guarded apply)"
+          elif scope == "ExecutorState":
+            scope = "executor overhead per op"
+          scopes[scope] += event.duration_ps
+  total = sum(scopes.values())
+  return [f"{value / 1e9 / steps:8.1f} ms/step {100 * value / total:5.1f}%  {scope}"
+          for scope, value in scopes.most_common(top)]
 
 
 def stream_section(pattern: str, tmp: str) -> None:
