@@ -10,6 +10,13 @@ from typing import Dict, List, Mapping, Tuple
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
+from egin_tf import replica_update
+
+
+def _binary_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+  """Per-example CTR loss [B]; reduced by the caller (strategy-aware in training:
+  a Keras loss with its default reduction is refused under tf.distribute)."""
+  return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
 class CTRModel(tf.keras.Model):
@@ -22,7 +29,6 @@ class CTRModel(tf.keras.Model):
   def __init__(self, aux_loss_weights: Mapping[str, float] = None, **kwargs):
     super().__init__(**kwargs)
     self.aux_loss_weights = dict(aux_loss_weights or {})
-    self._loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True)
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     self.ctr_loss_tracker = tf.keras.metrics.Mean(name="ctr_loss")
     self.aux_trackers = {
@@ -72,10 +78,14 @@ class CTRModel(tf.keras.Model):
     labels = self._labels(batch)
     with tf.GradientTape() as tape:
       logits, aux = self.forward(batch, training=True)
-      ctr_loss = self._loss_fn(labels, logits)
-      total = self._total_loss(ctr_loss, aux)
-    grads = tape.gradient(total, self.trainable_variables)
-    finite = self._apply_if_finite(total, grads)
+      per_example = _binary_cross_entropy(labels, logits)
+      mean_terms = self._mean_terms(aux)
+      objective = replica_update.replica_objective(per_example, mean_terms)
+    grads = tape.gradient(objective, self.trainable_variables)
+    finite = replica_update.apply_if_finite(
+        self.optimizer, objective, grads, self.trainable_variables)
+    ctr_loss = tf.reduce_mean(per_example)
+    total = ctr_loss + mean_terms
     self.loss_tracker.update_state(
         tf.where(finite, total, tf.constant(float("nan"), total.dtype)))
     self.ctr_loss_tracker.update_state(ctr_loss)
@@ -86,36 +96,16 @@ class CTRModel(tf.keras.Model):
     self.auc_metric.update_state(labels, scores)
     return {m.name: m.result() for m in self.metrics}, scores
 
-  def _total_loss(self, ctr_loss: tf.Tensor, aux: Dict[str, tf.Tensor]) -> tf.Tensor:
-    """L = L_CTR + sum_k weight_k L_k + layer regularization."""
-    total = ctr_loss
+  def _mean_terms(self, aux: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """The objective's terms that are means already: sum_k weight_k L_k and
+    layer regularization (L = L_CTR + these)."""
+    total = tf.constant(0.0)
     for name, weight in self.aux_loss_weights.items():
       if name in aux:
         total += weight * aux[name]
     if self.losses:
       total += tf.add_n(self.losses)
     return total
-
-  def _apply_if_finite(self, total: tf.Tensor, grads) -> tf.Tensor:
-    """Applies the gradients unless the loss or one of them is non-finite.
-
-    A non-finite update would poison the weights (and ReLUs can hide NaN
-    activations so the loss itself stays finite), so such an update is not
-    applied; the caller reports a NaN loss, on which `TerminateOnNaN` and the
-    stream trainer stop with the model state of the previous step intact.
-    """
-    finite = tf.math.is_finite(total)
-    for grad in grads:
-      if grad is not None:
-        values = grad.values if isinstance(grad, tf.IndexedSlices) else grad
-        finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(values)))
-
-    def apply():
-      self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-      return tf.constant(True)
-
-    tf.cond(finite, apply, lambda: tf.constant(False))
-    return finite
 
   @property
   def training_scores_are_inference_scores(self) -> bool:
@@ -127,7 +117,7 @@ class CTRModel(tf.keras.Model):
   def test_step(self, batch):
     labels = self._labels(batch)
     logits, _ = self.forward(batch, training=False)
-    ctr_loss = self._loss_fn(labels, logits)
+    ctr_loss = tf.reduce_mean(_binary_cross_entropy(labels, logits))
     self.loss_tracker.update_state(ctr_loss)
     self.ctr_loss_tracker.update_state(ctr_loss)
     self.auc_metric.update_state(labels, tf.sigmoid(logits))

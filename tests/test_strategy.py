@@ -1,0 +1,51 @@
+"""CTRModel.train_step under MirroredStrategy (two logical CPUs) matches no strategy.
+
+Each case runs tests/strategy_run.py in a fresh process (logical devices must be
+set before TensorFlow initializes): the same start weights and data at the same
+global batch must give the same per-step CTR losses and the same trained
+weights, and a non-finite update must be skipped on every replica.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+RUNNER = os.path.join(os.path.dirname(__file__), "strategy_run.py")
+
+
+def run_both(tmp_path, model: str, learning_rate: float) -> dict:
+  done = subprocess.run(
+      [sys.executable, RUNNER, str(tmp_path / "data"), model, str(learning_rate)],
+      capture_output=True, text=True, timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
+  return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.parametrize("model", ["dnn", "din"])
+def test_mirrored_gives_the_loss_curve_and_weights_of_no_strategy(tmp_path, model):
+  result = run_both(tmp_path, model, 0.01)
+  assert result["replicas"] == 2
+  single, mirrored = result["none"], result["mirrored"]
+  assert len(single["ctr_losses"]) == 16  # 8 steps x 2 epochs
+  np.testing.assert_allclose(mirrored["ctr_losses"], single["ctr_losses"],
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(mirrored["epoch_losses"], single["epoch_losses"],
+                             rtol=1e-5, atol=1e-6)
+  # The model trained, so equal weights are not just equal start points.
+  assert single["ctr_losses"][-1] != single["ctr_losses"][0]
+  for got, want in zip(mirrored["weights"], single["weights"]):
+    np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-5)
+
+
+def test_mirrored_skips_non_finite_updates_on_every_replica(tmp_path):
+  # A rate of 1e20 overflows the first update: the loss is reported as NaN and
+  # no replica applies it, so the weights stay finite under both.
+  result = run_both(tmp_path, "dnn", 1e20)
+  for run in (result["none"], result["mirrored"]):
+    assert np.isnan(run["epoch_losses"]).any()
+    assert run["weights_finite"]
