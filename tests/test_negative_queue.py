@@ -53,6 +53,15 @@ def test_padding_ids_and_masked_entries_are_not_enqueued():
   assert _state(queue) == ([1, 2, 3, 4, 6, 0], 5, 5)
 
 
+def test_a_list_of_tensors_is_enqueued_part_after_part():
+  queue = NegativeQueue(capacity=8, num_negatives=2)
+  # Clicks [B, L] then targets [B]: all valid clicks row by row, then the targets.
+  queue.enqueue([_ids([[1, 0, 2], [3, 4, 0]]), _ids([7, 8])])
+  assert _state(queue) == ([1, 2, 3, 4, 7, 8, 0, 0], 6, 6)
+  with pytest.raises(ValueError, match="a mask goes with a single ids tensor"):
+    queue.enqueue([_ids([1]), _ids([2])], mask=tf.constant([True]))
+
+
 def test_bad_inputs_raise_clear_errors():
   with pytest.raises(ValueError, match="capacity"):
     NegativeQueue(capacity=0)

@@ -105,15 +105,15 @@ class GraphLearning(tf.keras.layers.Layer):
     edges = self.graph.edge_lists(batch, training=True,
                                   with_queries=self.use_query)
     click_ids = batch[schema_lib.CLICKS.ids]
-    item_negatives = self.item_queue(tf.concat(
-        [tf.reshape(click_ids, [-1]),
-         tf.reshape(batch[schema_lib.ITEM_ID], [-1])], axis=0))
+    # Parts, not one concatenated tensor: under a strategy the queue gathers
+    # each part over the replicas, keeping one process's order (all clicks,
+    # then all targets, of the global batch).
+    item_negatives = self.item_queue([click_ids, batch[schema_lib.ITEM_ID]])
     losses = {"i2i": self._loss(self.items, self.items, edges["i2i"],
                                 item_negatives, folds)}
     if self.use_query:
-      query_negatives = self.query_queue(tf.concat(
-          [tf.reshape(batch[schema_lib.QUERIES.ids], [-1]),
-           tf.reshape(batch[schema_lib.QUERY_ID], [-1])], axis=0))
+      query_negatives = self.query_queue(
+          [batch[schema_lib.QUERIES.ids], batch[schema_lib.QUERY_ID]])
       losses["q2q"] = self._loss(self.queries, self.queries, edges["q2q"],
                                  query_negatives, folds)
       losses["q2i"] = 0.5 * (

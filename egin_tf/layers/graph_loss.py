@@ -226,14 +226,29 @@ def edge_list_loss(anchor_table: Callable[[tf.Tensor], tf.Tensor],
       anchor_vectors, edge_anchor, positive_vectors, edges.dst,
       negative_embeddings, negative_ids, negative_log_q, negative_valid,
       anchor_folds=anchor_folds)
-  return tf.math.divide_no_nan(tf.reduce_sum(losses),
-                               tf.cast(tf.size(losses), losses.dtype))
+  return global_mean(tf.reduce_sum(losses), tf.cast(tf.size(losses), losses.dtype))
 
 
 def mean_edge_loss(losses: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
   """Mean of ``losses`` [B, E] over the True slots of ``mask``; 0 if there are none."""
   mask = tf.cast(mask, losses.dtype)
-  return tf.math.divide_no_nan(tf.reduce_sum(losses * mask), tf.reduce_sum(mask))
+  return global_mean(tf.reduce_sum(losses * mask), tf.reduce_sum(mask))
+
+
+def global_mean(total: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+  """``total / count`` over the edges of the whole global batch (0 without edges).
+
+  Under a synchronous strategy with R replicas the count is summed over replicas
+  and this replica returns R * its total / that count: the replicas' values then
+  average to the global mean, which is what `CTRModel`'s objective (mean terms /
+  R per replica) and Keras' metric aggregation expect. A replica whose share
+  of the batch has no edges of a type must not pull that type's mean to 0.
+  """
+  context = tf.distribute.get_replica_context()
+  if context is not None and context.num_replicas_in_sync > 1:
+    count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    total = total * context.num_replicas_in_sync
+  return tf.math.divide_no_nan(total, count)
 
 
 class GraphSoftmaxLoss(tf.keras.layers.Layer):

@@ -47,9 +47,11 @@ class NegativeQueue(tf.keras.layers.Layer):
       count, so log q is over-estimated for them; use many more buckets than the
       queue holds distinct ids to keep collisions rare.
 
-  Under a distribution strategy every replica/worker enqueues into the same
-  variables without locking (like asynchronous parameter updates), which only
-  perturbs which recent ids the queue holds.
+  Under a synchronous strategy (Mirrored, MultiWorkerMirrored) every replica
+  enqueues the ids of all replicas (all-gathered, in replica order) and samples
+  with the same RNG key, so each replica holds and draws what one process
+  training the global batch would. Under parameter servers (asynchronous
+  workers) the queue's semantics are not defined yet.
   """
 
   def __init__(self,
@@ -82,6 +84,8 @@ class NegativeQueue(tf.keras.layers.Layer):
     self.logq_buckets = logq_buckets
 
   def build(self, input_shape=None):
+    # Under a synchronous strategy every replica writes the same values into
+    # its own copy (the ids of all replicas, see `enqueue`), so no aggregation.
     def state(name, shape):
       return self.add_weight(name=name, shape=shape, dtype=tf.int64,
                              initializer="zeros", trainable=False)
@@ -95,12 +99,12 @@ class NegativeQueue(tf.keras.layers.Layer):
       self.logq_counts = state("logq_counts", [self.logq_buckets])
     super().build(input_shape)
 
-  def call(self, ids: tf.Tensor, mask: Optional[tf.Tensor] = None) -> NegativeSample:
+  def call(self, ids, mask: Optional[tf.Tensor] = None) -> NegativeSample:
     """Enqueues ``ids`` (see `enqueue`), then returns `sample()`."""
     self.enqueue(ids, mask)
     return self.sample()
 
-  def enqueue(self, ids: tf.Tensor, mask: Optional[tf.Tensor] = None) -> None:
+  def enqueue(self, ids, mask: Optional[tf.Tensor] = None) -> None:
     """Appends the valid ids of a batch, overwriting the oldest ones when full.
 
     The result is the same as writing the valid ids one at a time into the ring,
@@ -108,23 +112,22 @@ class NegativeQueue(tf.keras.layers.Layer):
     ids and advances the write position by its full count.
 
     Args:
-      ids: int64 ids of any shape (e.g. click_ids [B, L]); 0 is padding and is
-        never enqueued. Entries are appended in row-major order, so with
-        oldest-first histories the most recent ids of the last row go in last.
-      mask: optional bool, same shape as ``ids``; False entries are skipped.
+      ids: int64 ids of any shape (e.g. click_ids [B, L]), or a list of such
+        tensors enqueued one after the other; 0 is padding and is never
+        enqueued. Entries are appended in row-major order, so with oldest-first
+        histories the most recent ids of the last row go in last. Under a
+        synchronous strategy each tensor is all-gathered over the replicas (the
+        global batch's rows in order) before the next one.
+      mask: optional bool, same shape as ``ids`` (a single tensor); False
+        entries are skipped.
     """
     self._build_once()
-    ids = _as_int64_ids(ids)
-    valid = ids != 0
-    if mask is not None:
-      mask = tf.convert_to_tensor(mask)
-      if mask.dtype != tf.bool:
-        raise TypeError(f"NegativeQueue.enqueue: mask must be bool, got {mask.dtype}")
-      tf.debugging.assert_equal(
-          tf.shape(mask), tf.shape(ids),
-          message="NegativeQueue.enqueue: mask and ids must have the same shape")
-      valid &= mask
-    new_ids = tf.boolean_mask(tf.reshape(ids, [-1]), tf.reshape(valid, [-1]))
+    parts = list(ids) if isinstance(ids, (list, tuple)) else [ids]
+    if mask is not None and len(parts) != 1:
+      raise ValueError("NegativeQueue.enqueue: a mask goes with a single ids tensor, "
+                       f"got {len(parts)} tensors")
+    new_ids = tf.concat(
+        [_from_all_replicas(_valid_ids(part, mask)) for part in parts], axis=0)
     # The result equals writing the ids one at a time: ids that a later id of the
     # same batch would overwrite are dropped, so at most `capacity` ids remain,
     # the slots written below are distinct and the scatter order does not matter.
@@ -140,7 +143,7 @@ class NegativeQueue(tf.keras.layers.Layer):
       evicted = tf.gather(self.ids, slots)  # 0 for never-written slots
       self._add_counts(evicted, -1)
       self._add_counts(new_ids, +1)
-    self.ids.scatter_nd_update(slots[:, tf.newaxis], new_ids)
+    self.ids.scatter_update(tf.IndexedSlices(new_ids, slots))
     self.write_position.assign(tf.math.floormod(start + total, self.capacity))
     self.filled.assign(tf.minimum(self.filled.read_value() + total, self.capacity))
 
@@ -158,7 +161,6 @@ class NegativeQueue(tf.keras.layers.Layer):
     self._build_once()
     step_seed = tf.stack([tf.constant(self.seed, tf.int64),
                           self.sample_step.read_value()])
-    self.sample_step.assign_add(1)
     filled = self.filled.read_value()
     slots = tf.random.stateless_uniform(
         [self.num_negatives], seed=step_seed, minval=0,
@@ -166,6 +168,11 @@ class NegativeQueue(tf.keras.layers.Layer):
     valid = tf.fill([self.num_negatives], filled > 0)
     ids = tf.where(valid, tf.gather(self.ids, slots),
                    tf.zeros([self.num_negatives], tf.int64))
+    # After the draw, so after this step's enqueue: an increment with no input
+    # dependency can run before a step's batch arrives, and a step that then
+    # finds no batch (the end of an epoch under MirroredStrategy) would count.
+    with tf.control_dependencies([ids]):
+      self.sample_step.assign_add(1)
     log_q = None
     if self.logq_counts is not None:
       counts = tf.gather(self.logq_counts, bucketize_ids(ids, self.logq_buckets))
@@ -197,6 +204,30 @@ class NegativeQueue(tf.keras.layers.Layer):
         "logq_buckets": self.logq_buckets,
     })
     return config
+
+
+def _from_all_replicas(ids: tf.Tensor) -> tf.Tensor:
+  """The ids of every replica in replica order (this replica's alone without a
+  strategy): the global batch's ids, as one process at that batch would enqueue."""
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return ids
+  return context.all_gather(ids, axis=0)
+
+
+def _valid_ids(ids: tf.Tensor, mask: Optional[tf.Tensor]) -> tf.Tensor:
+  """The non-zero (and, with ``mask``, unmasked) ids in row-major order [n]."""
+  ids = _as_int64_ids(ids)
+  valid = ids != 0
+  if mask is not None:
+    mask = tf.convert_to_tensor(mask)
+    if mask.dtype != tf.bool:
+      raise TypeError(f"NegativeQueue.enqueue: mask must be bool, got {mask.dtype}")
+    tf.debugging.assert_equal(
+        tf.shape(mask), tf.shape(ids),
+        message="NegativeQueue.enqueue: mask and ids must have the same shape")
+    valid &= mask
+  return tf.boolean_mask(tf.reshape(ids, [-1]), tf.reshape(valid, [-1]))
 
 
 def _as_int64_ids(ids: tf.Tensor) -> tf.Tensor:

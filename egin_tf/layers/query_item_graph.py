@@ -314,14 +314,18 @@ class QueryItemGraph(tf.keras.layers.Layer):
     self.seed = seed
 
   def build(self, input_shape):
-    self.step = self.add_weight(name="step", shape=[], dtype=tf.int64,
-                                initializer="zeros", trainable=False)
+    # Under a synchronous strategy every replica advances its copy of the step
+    # once per global step; the counts add up over replicas.
+    def state(name, shape, aggregation):
+      return self.add_weight(name=name, shape=shape, dtype=tf.int64,
+                             initializer="zeros", trainable=False,
+                             aggregation=aggregation)
+
+    self.step = state("step", [], tf.VariableAggregation.NONE)
     if self.subsample_threshold is not None:
-      self.item_counts = self.add_weight(
-          name="item_counts", shape=[self.subsample_buckets], dtype=tf.int64,
-          initializer="zeros", trainable=False)
-      self.item_total = self.add_weight(name="item_total", shape=[], dtype=tf.int64,
-                                        initializer="zeros", trainable=False)
+      self.item_counts = state("item_counts", [self.subsample_buckets],
+                               tf.VariableAggregation.SUM)
+      self.item_total = state("item_total", [], tf.VariableAggregation.SUM)
     super().build(input_shape)
 
   def call(self, batch: Dict[str, tf.Tensor], training=None) -> Dict[str, Any]:
@@ -366,7 +370,9 @@ class QueryItemGraph(tf.keras.layers.Layer):
     keep = None
     if self.subsample_threshold is not None:
       keep = self._subsample_keep(items, training, step_seed)
-    self.step.assign_add(tf.cast(training, tf.int64))
+    # Tied to the batch: see NegativeQueue.sample (no count without a batch).
+    with tf.control_dependencies([items]):
+      self.step.assign_add(tf.cast(training, tf.int64))
     return items, keep, queries, clicks
 
   def _i2i_items(self, batch: Dict[str, tf.Tensor], click_ids: tf.Tensor,
