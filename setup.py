@@ -25,7 +25,8 @@ setuptools.setup(
         "absl-py",
     ],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        # matplotlib: the tests run the experiment scripts, figures included.
+        "test": ["pytest", "hypothesis", "matplotlib"],
         # Plots of experiments/ (Figure 3, Figure 4); the library does not need it.
         "experiments": ["matplotlib"],
     },
