@@ -315,7 +315,9 @@ class QueryItemGraph(tf.keras.layers.Layer):
 
   def build(self, input_shape):
     # Under a synchronous strategy every replica advances its copy of the step
-    # once per global step; the counts add up over replicas.
+    # once per global step; the counts add up over replicas. (The subsampling
+    # and seeds draws are per replica there: each replica draws what row 0..
+    # of one process would, so those options do not match one process exactly.)
     def state(name, shape, aggregation):
       return self.add_weight(name=name, shape=shape, dtype=tf.int64,
                              initializer="zeros", trainable=False,
@@ -403,7 +405,7 @@ class QueryItemGraph(tf.keras.layers.Layer):
         tf.IndexedSlices(tf.reshape(added, [-1]), tf.reshape(buckets, [-1])))
     self.item_total.assign_add(tf.reduce_sum(added))
 
-    counts = tf.cast(self.item_counts.sparse_read(buckets), tf.float64)
+    counts = tf.cast(tf.gather(self.item_counts, buckets), tf.float64)
     total = tf.cast(self.item_total.read_value(), tf.float64)
     frequency = tf.math.divide_no_nan(counts, total)
     # An id never counted (only possible outside training) is kept.
