@@ -25,7 +25,7 @@ Batches are parsed with one vectorized ``tf.io.parse_example`` call per batch.
 """
 
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
@@ -154,7 +154,8 @@ def make_dataset(file_pattern: str,
                  drop_remainder: bool = False,
                  cycle_length: int = 4,
                  num_parallel_calls: int = tf.data.AUTOTUNE,
-                 deterministic: Optional[bool] = None) -> tf.data.Dataset:
+                 deterministic: Optional[bool] = None,
+                 shard: Optional[Tuple[int, Any]] = None) -> tf.data.Dataset:
   """Reads impression TFRecords into batches of padded tensors.
 
   Args:
@@ -172,6 +173,10 @@ def make_dataset(file_pattern: str,
     num_parallel_calls: parallelism of reading and parsing.
     deterministic: order guarantee; defaults to True when a seed is given or
       shuffle is off, else lets tf.data trade order for speed.
+    shard: ``(num_shards, index)``: read only shard ``index`` (an int or a
+      scalar tensor, e.g. a parameter-server worker's index known only when the
+      dataset is built on that worker). Files are dealt round-robin when there
+      are at least ``num_shards`` of them, else records are.
 
   Returns:
     A dataset of dicts as in the module docstring.
@@ -185,6 +190,9 @@ def make_dataset(file_pattern: str,
   spec = feature_spec(schema)
 
   ds = tf.data.Dataset.from_tensor_slices(files)
+  by_file = shard is not None and len(files) >= shard[0]
+  if by_file:
+    ds = ds.shard(*shard)
   if shuffle:
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
   ds = ds.interleave(
@@ -192,6 +200,8 @@ def make_dataset(file_pattern: str,
       cycle_length=min(cycle_length, len(files)),
       num_parallel_calls=num_parallel_calls,
       deterministic=deterministic)
+  if shard is not None and not by_file:
+    ds = ds.shard(*shard)
   if shuffle:
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   if num_epochs != 1:

@@ -15,13 +15,14 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
+from egin_tf import distribute
 from egin_tf import metrics
 from egin_tf import optimizers
 from egin_tf.layers.feature_embeddings import FeatureConfig
@@ -79,17 +80,18 @@ class TrainConfig:
 
 
 def make_dataset(pattern: str, config: TrainConfig, training: bool,
-             schema: schema_lib.DatasetSchema,
-             batch_size: Optional[int] = None) -> tf.data.Dataset:
+                 schema: schema_lib.DatasetSchema,
+                 batch_size: Optional[int] = None,
+                 shard: Optional[tuple] = None) -> tf.data.Dataset:
   """The reader's dataset for a `TrainConfig`: shuffled and repeated for training,
-  one ordered pass otherwise."""
+  one ordered pass otherwise; ``shard`` as in `reader.make_dataset`."""
   return reader.make_dataset(
       pattern, batch_size or config.batch_size,
       max_clicks=config.max_clicks, max_queries=config.max_queries,
       max_seeds=config.max_seeds, schema=schema,
       shuffle=training, shuffle_buffer=config.shuffle_buffer,
       num_epochs=None if training else 1, seed=config.seed,
-      drop_remainder=training)
+      drop_remainder=training, shard=shard)
 
 
 def count_impressions(pattern: str, schema: schema_lib.DatasetSchema) -> int:
@@ -175,17 +177,70 @@ def write_model_config(model_dir: str, config: TrainConfig, features: FeatureCon
 
 def train(train_pattern: str, model_dir: str, config: TrainConfig,
           eval_pattern: Optional[str] = None, verbose: int = 1,
-          print_fn: Callable[[str], None] = print) -> Dict[str, Any]:
+          print_fn: Callable[[str], None] = print,
+          strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, Any]:
   """Trains a model, checkpoints it and reports exact metrics on ``eval_pattern``.
+
+  Under a ``strategy`` (`egin_tf.distribute`) the model is built in its scope and
+  ``config.batch_size`` is the global batch of a step (each parameter-server
+  worker's batch); only the chief writes ``model_dir`` (other multi-worker
+  tasks write theirs to a scratch folder) and evaluates, on an unsharded copy
+  restored from the final checkpoint.
 
   Returns:
     ``{"eval": exact metrics or None, "oracle": oracle or None, "steps": n,
     "seconds": training time, "examples_per_second": ..., "history": training
     metrics (losses, progress AUC) per progress chunk}``
   """
+  strategy = strategy or tf.distribute.get_strategy()
+  chief = distribute.current_task().is_chief
   tf.keras.utils.set_random_seed(config.seed)
   schema = schema_lib.schema_for_files(reader.match_files(train_pattern))
   features = FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim)
+  out_dir = model_dir if chief else os.path.join(model_dir, "non_chief", str(os.getpid()))
+  config = _prepare(train_pattern, out_dir, config, features, schema)
+  with strategy.scope():
+    model = build_from_config(config, features)
+  num_chunks, chunk = _progress_chunks(config, train_pattern, schema)
+  manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=model, optimizer=model.optimizer),
+      os.path.join(out_dir, "checkpoints"), max_to_keep=3)
+  print_fn(f"training {config.model} for {num_chunks * chunk} steps of "
+           f"{config.batch_size} ({num_chunks} progress chunks of {chunk})")
+  train_input = distribute.worker_input(strategy, lambda shard: make_dataset(
+      train_pattern, config, True, schema, shard=shard))
+  start = time.perf_counter()
+  history = model.fit(train_input, epochs=num_chunks, steps_per_epoch=chunk,
+                      callbacks=_callbacks(manager, out_dir, chunk,
+                                           distribute.is_parameter_server(strategy)),
+                      verbose=verbose)
+  seconds = time.perf_counter() - start
+  result: Dict[str, Any] = {
+      "steps": num_chunks * chunk,
+      "seconds": seconds,
+      "examples_per_second": num_chunks * chunk * config.batch_size / seconds,
+      "eval": None,
+      "oracle": None,
+      # Training metrics averaged over each progress chunk, oldest first.
+      "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+  }
+  if not chief:
+    tf.io.gfile.rmtree(out_dir)
+    return result
+  if eval_pattern:
+    evaluated = model if strategy is tf.distribute.get_strategy() else (
+        _restored_copy(config, features, manager.latest_checkpoint))
+    report = exact_report(evaluated, make_dataset(eval_pattern, config, False, schema))
+    result.update(eval=report, oracle=load_oracle(eval_pattern))
+    print_fn(format_report(report, result["oracle"], title=f"test ({config.model})"))
+  with open(os.path.join(model_dir, METRICS_FILE), "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=2)
+  return result
+
+
+def _prepare(train_pattern: str, model_dir: str, config: TrainConfig,
+             features: FeatureConfig, schema: schema_lib.DatasetSchema) -> TrainConfig:
+  """Runs the model's `CTRModel.prepare` and writes the model directory's config."""
   os.makedirs(model_dir, exist_ok=True)
   prepared = MODELS[config.model].prepare(train_pattern, model_dir, config.seed,
                                           config.model_kwargs)
@@ -193,52 +248,54 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
     config = dataclasses.replace(
         config, model_kwargs={**config.model_kwargs, **prepared})
   write_model_config(model_dir, config, features, schema, train_pattern)
+  return config
 
-  model = build_from_config(config, features)
+
+def _progress_chunks(config: TrainConfig, train_pattern: str,
+                     schema: schema_lib.DatasetSchema) -> Tuple[int, int]:
+  """(number, size) of the progress chunks that make up the run.
+
+  Keras runs whole "epochs"; we use them as progress chunks of equal size, at
+  most log_every steps, that add up to the total steps (or just over it).
+  """
   total_steps = config.steps
   if total_steps is None:
     per_epoch = count_impressions(train_pattern, schema) // config.batch_size
     total_steps = max(1, per_epoch) * config.epochs
-  # Keras runs whole "epochs"; we use them as progress chunks of equal size,
-  # at most log_every steps, that add up to total_steps (or just over it).
   num_chunks = math.ceil(total_steps / config.log_every)
-  chunk = math.ceil(total_steps / num_chunks)
+  return num_chunks, math.ceil(total_steps / num_chunks)
 
-  ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-  manager = tf.train.CheckpointManager(
-      ckpt, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
-  callbacks = [
+
+class _TerminateOnNaNChunk(tf.keras.callbacks.Callback):
+  """`TerminateOnNaN` at the end of each progress chunk: under parameter servers
+  a step's logs are remote values that only a chunk's end fetches."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+      print(f"chunk {epoch + 1}: the loss is not finite; stopping")
+      self.model.stop_training = True
+
+
+def _callbacks(manager: tf.train.CheckpointManager, out_dir: str, chunk: int,
+               remote_steps: bool) -> List[tf.keras.callbacks.Callback]:
+  """NaN stop, TensorBoard and checkpoints; per chunk when ``remote_steps``."""
+  return [
       # Our train_step refuses non-finite updates and reports a NaN loss.
-      tf.keras.callbacks.TerminateOnNaN(),
-      tf.keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"),
-                                     update_freq=max(1, chunk // 4)),
+      _TerminateOnNaNChunk() if remote_steps else tf.keras.callbacks.TerminateOnNaN(),
+      tf.keras.callbacks.TensorBoard(
+          os.path.join(out_dir, "logs"),
+          update_freq="epoch" if remote_steps else max(1, chunk // 4)),
       _CheckpointEvery(manager),
   ]
-  print_fn(f"training {config.model} for {total_steps} steps of "
-           f"{config.batch_size} ({num_chunks} progress chunks of {chunk})")
-  train_ds = make_dataset(train_pattern, config, True, schema)
-  start = time.perf_counter()
-  history = model.fit(train_ds, epochs=num_chunks, steps_per_epoch=chunk,
-                      callbacks=callbacks, verbose=verbose)
-  seconds = time.perf_counter() - start
-  steps_done = num_chunks * chunk
-  result: Dict[str, Any] = {
-      "steps": steps_done,
-      "seconds": seconds,
-      "examples_per_second": steps_done * config.batch_size / seconds,
-      "eval": None,
-      "oracle": None,
-      # Training metrics averaged over each progress chunk, oldest first.
-      "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-  }
-  if eval_pattern:
-    report = exact_report(model, make_dataset(eval_pattern, config, False, schema))
-    oracle = load_oracle(eval_pattern)
-    result.update(eval=report, oracle=oracle)
-    print_fn(format_report(report, oracle, title=f"test ({config.model})"))
-  with open(os.path.join(model_dir, METRICS_FILE), "w", encoding="utf-8") as f:
-    json.dump(result, f, indent=2)
-  return result
+
+
+def _restored_copy(config: TrainConfig, features: FeatureConfig,
+                   checkpoint: str) -> CTRModel:
+  """The model of ``checkpoint`` outside any strategy (sharded tables restore
+  into whole ones), for evaluation in this process."""
+  model = build_from_config(config, features)
+  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+  return model
 
 
 class TrainedModel(NamedTuple):

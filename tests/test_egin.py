@@ -66,12 +66,12 @@ def test_train_step_reports_every_loss_and_fills_the_queues(tmp_path):
   # clicks (non-zero) and targets went into the item queue; queries likewise.
   n_items = int(np.sum(batch["click_ids"].numpy() > 0)) + 4
   n_queries = int(np.sum(batch["query_hist_ids"].numpy() > 0)) + 4
-  assert int(model.item_queue.filled.numpy()) == min(n_items, 50)
-  assert int(model.query_queue.filled.numpy()) == n_queries
+  assert int(model.item_queue.size().numpy()) == min(n_items, 50)
+  assert int(model.query_queue.size().numpy()) == n_queries
   pctr = model(batch, training=False).numpy()
   assert pctr.shape == (4,) and np.all((pctr > 0) & (pctr < 1))
   # Scoring does not touch the queues.
-  assert int(model.query_queue.filled.numpy()) == n_queries
+  assert int(model.query_queue.size().numpy()) == n_queries
 
 
 def test_graph_tables_are_shared_by_graph_loss_and_ctr_network(tmp_path):
@@ -130,7 +130,7 @@ def test_queues_and_graph_state_are_checkpointed(tmp_path):
   for a, b in ((model.item_queue, restored.item_queue),
                (model.query_queue, restored.query_queue)):
     np.testing.assert_array_equal(a.ids.numpy(), b.ids.numpy())
-    assert int(a.filled.numpy()) == int(b.filled.numpy())
+    assert int(a.size().numpy()) == int(b.size().numpy())
     assert int(a.sample_step.numpy()) == int(b.sample_step.numpy())
   np.testing.assert_array_equal(model.item_queue.sample().ids.numpy(),
                                 restored.item_queue.sample().ids.numpy())

@@ -61,8 +61,8 @@ def _build(data_dir):
 
 
 def _queue_counters(head):
-  return {"item_filled": int(head.item_queue.filled.numpy()),
-          "query_filled": int(head.query_queue.filled.numpy()),
+  return {"item_filled": int(head.item_queue.size().numpy()),
+          "query_filled": int(head.query_queue.size().numpy()),
           "item_samples": int(head.item_queue.sample_step.numpy()),
           "query_samples": int(head.query_queue.sample_step.numpy()),
           "graph_step": int(head.graph.step.numpy())}

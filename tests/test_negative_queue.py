@@ -18,8 +18,10 @@ def _ids(values):
 
 
 def _state(queue):
-  return (queue.ids.numpy().tolist(), int(queue.write_position.numpy()),
-          int(queue.filled.numpy()))
+  """(contents, next slot, size)."""
+  return (queue.ids.numpy().tolist(),
+          int(queue.write_position.numpy()) % queue.capacity,
+          int(queue.size().numpy()))
 
 
 def _draws(queue, steps):

@@ -11,6 +11,7 @@ Commands:
   evaluate   exact AUC, gAUC and logloss of a trained model on data
   export     write a trained model as a SavedModel for TF Serving
   neighbors  an item's nearest items and queries in the learned embeddings
+  cluster-local  run `train` on a tf.distribute cluster of local processes
 """
 
 import importlib
@@ -30,6 +31,7 @@ COMMANDS = {
     "evaluate": "egin_tf.cli.evaluate",
     "export": "egin_tf.cli.export",
     "neighbors": "egin_tf.cli.neighbors",
+    "cluster-local": "egin_tf.cli.cluster_local",
 }
 
 

@@ -72,6 +72,12 @@ flags.DEFINE_integer("window", 10_000, "With --stream: examples in the progressi
 flags.DEFINE_bool("audit_log", False, "With --stream: log every trained example "
                   "(shard, record, fingerprint) in MODEL_DIR/trained_examples, "
                   "committed with the checkpoints.")
+flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker_mirrored",
+                                        "parameter_server"],
+                  "tf.distribute strategy; the cluster comes from TF_CONFIG (see "
+                  "egin_tf.distribute). Under parameter_server, ps and worker "
+                  "tasks serve and the chief trains; `egin-tf cluster-local` "
+                  "starts such a cluster on this machine.")
 flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "line", "quiet"],
                   "Progress: a bar, one line per chunk, or nothing; auto picks "
                   "the bar on a terminal.")
@@ -95,7 +101,11 @@ def _simulated_data(model_dir: str) -> tuple:
 @common.clean_errors
 def main(argv):
   common.no_extra_args(argv)
-  from egin_tf import training  # pylint: disable=g-import-not-at-top
+  from egin_tf import distribute, training  # pylint: disable=g-import-not-at-top
+  task = _checked_task(distribute)
+  if FLAGS.strategy == "parameter_server" and task.serves_only:
+    distribute.serve_forever(task)
+    return
   train_pattern, eval_pattern = FLAGS.train, FLAGS.eval
   if FLAGS.stream is not None:
     if train_pattern is not None:
@@ -104,13 +114,34 @@ def main(argv):
     return
   if train_pattern is None:
     train_pattern, eval_pattern = _simulated_data(FLAGS.model_dir)
+  verbose = common.keras_verbosity(FLAGS.verbose)
+  if FLAGS.strategy == "parameter_server":
+    verbose = min(verbose, 2)  # Keras' progress bar cannot follow remote steps
   result = training.train(train_pattern, FLAGS.model_dir, _train_config(),
-                          eval_pattern=eval_pattern,
-                          verbose=common.keras_verbosity(FLAGS.verbose))
+                          eval_pattern=eval_pattern, verbose=verbose,
+                          strategy=distribute.make_strategy(FLAGS.strategy))
+  if not task.is_chief:
+    return
   print(f"trained {result['steps']} steps in {result['seconds']:.0f} s "
         f"({result['examples_per_second']:.0f} examples/s); model in "
         f"{FLAGS.model_dir}; TensorBoard: tensorboard --logdir "
         f"{os.path.join(FLAGS.model_dir, 'logs')}")
+
+
+def _checked_task(distribute):
+  """This process's task in TF_CONFIG's cluster, refusing flags it cannot run."""
+  try:
+    task = distribute.current_task()
+    distribute.check_cluster(FLAGS.strategy, task)
+  except ValueError as e:
+    raise common.InputError(str(e)) from None
+  if FLAGS.strategy != "none" and FLAGS.stream is not None:
+    raise common.InputError(f"--stream trains in one process; --strategy "
+                            f"{FLAGS.strategy} is for offline training (--train)")
+  if FLAGS.strategy == "multi_worker_mirrored" and FLAGS.train is None:
+    raise common.InputError("--strategy multi_worker_mirrored needs --train: every "
+                            "worker reads it (make one with `egin-tf generate`)")
+  return task
 
 
 def _train_config():

@@ -46,7 +46,7 @@ class IdEmbedding(tf.keras.layers.Layer):
 
   def call(self, ids: tf.Tensor) -> tf.Tensor:
     buckets = bucketize_ids(ids, self.num_buckets)
-    vectors = tf.gather(self.embeddings, buckets)
+    vectors = tf.nn.embedding_lookup(self.embeddings, buckets)
     return vectors * tf.cast(buckets > 0, vectors.dtype)[..., tf.newaxis]
 
   def get_config(self):

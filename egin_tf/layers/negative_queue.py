@@ -39,19 +39,41 @@ class NegativeQueue(tf.keras.layers.Layer):
 
   Variables (all non-trainable, created by `build`):
     ids: int64 [capacity], the ring buffer; 0 marks a slot never written.
-    write_position: int64 [], the slot the next id goes to.
-    filled: int64 [], how many slots hold an id (grows to capacity, then stays).
+    write_position: int64 [], how many ids were ever enqueued; the next id goes
+      to slot ``write_position mod capacity``.
+    filled: int64 [], also counts enqueued ids; `size` is min(filled, capacity).
     sample_step: int64 [], how many times `sample` ran; keys the stateless RNG.
     logq_counts: int64 [logq_buckets] (only with ``logq_buckets``), how many
       queued ids fall in each hash bucket (`bucketize_ids`). Colliding ids share a
       count, so log q is over-estimated for them; use many more buckets than the
       queue holds distinct ids to keep collisions rare.
+  The counters only ever grow by ``assign_add``, so concurrent writers never
+  lose an increment (see below); checkpoints written when they wrapped at
+  ``capacity`` restore to the same slots.
 
   Under a synchronous strategy (Mirrored, MultiWorkerMirrored) every replica
   enqueues the ids of all replicas (all-gathered, in replica order) and samples
   with the same RNG key, so each replica holds and draws what one process
-  training the global batch would. Under parameter servers (asynchronous
-  workers) the queue's semantics are not defined yet.
+  training the global batch would.
+
+  Under parameter servers there is ONE queue per node type: its variables live
+  on the ps tasks (``ids`` sharded row-wise like a table) and every worker's
+  steps enqueue into it and draw from it, as asynchronous workers update the
+  shared tables (Hogwild-style, no lock):
+    * a worker's draw sees every id enqueued by steps that finished before it,
+      from any worker; ids of a step running at the same time may or may not be
+      in it, and a drawn slot may still hold the id it held before;
+    * the write position and counts advance by every step's ids (``assign_add``
+      on the ps never loses an increment), so the queue fills and wraps at the
+      rate of all workers together;
+    * two steps whose reservations interleave (between one's ``assign_add`` and
+      its read) can write the same slots, so some ids of one of them are
+      overwritten early: the queue then holds slightly fewer than ``capacity``
+      of the most recent ids, all of them real ids of recent batches;
+    * the RNG step is shared, so workers draw different slots; a draw is no
+      longer reproducible run to run (the order of steps is not);
+    * logQ counts (off by default) are then an estimate: an overlapped slot's
+      eviction is counted by both writers.
   """
 
   def __init__(self,
@@ -134,48 +156,58 @@ class NegativeQueue(tf.keras.layers.Layer):
     total = tf.size(new_ids, out_type=tf.int64)
     skipped = tf.maximum(total - self.capacity, 0)
     new_ids = new_ids[skipped:]
-    start = self.write_position.read_value()
+    # assign_add, not read-then-assign: a concurrent worker's reservation can
+    # then never roll the position back. The read after the add is a separate
+    # op, so it may include such a reservation too (the overlap in the doc).
+    start = self.write_position.assign_add(total) - total
     slots = tf.math.floormod(
         start + skipped + tf.range(total - skipped, dtype=tf.int64), self.capacity)
     if self.logq_counts is not None:
       # Gathers from the variables read only the rows needed (not the whole
       # buffer, which may live on a parameter server).
-      evicted = tf.gather(self.ids, slots)  # 0 for never-written slots
+      evicted = tf.nn.embedding_lookup(self.ids, slots)  # 0 for never-written slots
       self._add_counts(evicted, -1)
       self._add_counts(new_ids, +1)
     self.ids.scatter_update(tf.IndexedSlices(new_ids, slots))
-    self.write_position.assign(tf.math.floormod(start + total, self.capacity))
-    self.filled.assign(tf.minimum(self.filled.read_value() + total, self.capacity))
+    self.filled.assign_add(total)
+
+  def size(self) -> tf.Tensor:
+    """How many slots hold an id: int64 [], min(ids ever enqueued, capacity)."""
+    self._build_once()
+    return tf.minimum(self.filled.read_value(), self.capacity)
 
   def sample(self) -> NegativeSample:
     """Draws ``num_negatives`` ids uniformly (with replacement) from the filled slots.
 
-    The slots written so far are always [0, filled), because writing starts at
-    slot 0 and only wraps once the queue is full; so no empty slot is ever drawn.
-    The draw depends only on (seed, sample_step) and the queue's contents.
+    The slots written so far are always [0, size()), because writing starts at
+    slot 0 and only wraps once the queue is full; so no empty slot is ever drawn
+    (in one process; see the class doc for parameter servers). The draw depends
+    only on (seed, sample_step) and the queue's contents.
 
     Returns:
       A `NegativeSample`; if nothing was ever enqueued, all ids are 0 and all
       ``valid`` are False.
     """
     self._build_once()
-    step_seed = tf.stack([tf.constant(self.seed, tf.int64),
-                          self.sample_step.read_value()])
-    filled = self.filled.read_value()
+    filled = self.size()
+    # After reading `filled`, so after this step's enqueue: an increment with no
+    # input dependency can run before a step's batch arrives, and a step that
+    # then finds no batch (the end of an epoch under MirroredStrategy) would
+    # count. Concurrent workers (parameter servers) may read the same step and
+    # draw the same slots, which is harmless.
+    with tf.control_dependencies([filled]):
+      step = self.sample_step.assign_add(1) - 1
+    step_seed = tf.stack([tf.constant(self.seed, tf.int64), step])
     slots = tf.random.stateless_uniform(
         [self.num_negatives], seed=step_seed, minval=0,
         maxval=tf.maximum(filled, 1), dtype=tf.int64)
-    valid = tf.fill([self.num_negatives], filled > 0)
-    ids = tf.where(valid, tf.gather(self.ids, slots),
-                   tf.zeros([self.num_negatives], tf.int64))
-    # After the draw, so after this step's enqueue: an increment with no input
-    # dependency can run before a step's batch arrives, and a step that then
-    # finds no batch (the end of an epoch under MirroredStrategy) would count.
-    with tf.control_dependencies([ids]):
-      self.sample_step.assign_add(1)
+    ids = tf.nn.embedding_lookup(self.ids, slots)
+    # A slot below `size` is 0 only while another worker's step, which reserved
+    # it, has not written it yet; drawing it gives no negative.
+    valid = ids != 0
     log_q = None
     if self.logq_counts is not None:
-      counts = tf.gather(self.logq_counts, bucketize_ids(ids, self.logq_buckets))
+      counts = tf.nn.embedding_lookup(self.logq_counts, bucketize_ids(ids, self.logq_buckets))
       # A drawn id is in the queue, so its bucket count is >= 1 where valid.
       log_q = tf.where(
           valid,

@@ -99,7 +99,7 @@ class OutOfFoldEmbedding(tf.keras.layers.Layer):
       if isinstance(table_index, tf.Tensor) and table_index.shape.rank:
         offset = tf.reshape(offset, [-1] + [1] * (ids.shape.rank - 1))
       buckets += offset
-    vectors = tf.gather(self.embeddings, buckets)
+    vectors = tf.nn.embedding_lookup(self.embeddings, buckets)
     return vectors * tf.cast(ids > 0, vectors.dtype)[..., tf.newaxis]
 
   def fold_views(self, ids: tf.Tensor) -> tf.Tensor:

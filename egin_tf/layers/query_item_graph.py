@@ -405,7 +405,7 @@ class QueryItemGraph(tf.keras.layers.Layer):
         tf.IndexedSlices(tf.reshape(added, [-1]), tf.reshape(buckets, [-1])))
     self.item_total.assign_add(tf.reduce_sum(added))
 
-    counts = tf.cast(tf.gather(self.item_counts, buckets), tf.float64)
+    counts = tf.cast(tf.nn.embedding_lookup(self.item_counts, buckets), tf.float64)
     total = tf.cast(self.item_total.read_value(), tf.float64)
     frequency = tf.math.divide_no_nan(counts, total)
     # An id never counted (only possible outside training) is kept.
