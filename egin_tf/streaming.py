@@ -157,7 +157,7 @@ def _model_config(model_dir: str, stream_dir: str, config: training.TrainConfig,
             f"{saved['train'].get(key)!r}, not {getattr(config, key)!r}; resume "
             "with the same settings or use a new --model_dir")
     return FeatureConfig(**saved["features"])
-  features = FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim)
+  features = training.feature_config(schema, config)
   training.write_model_config(model_dir, config, features, schema,
                               os.path.join(stream_dir, pattern))
   return features
@@ -168,6 +168,8 @@ def _format_progress(step: int, position: stream_lib.StreamPosition,
                      examples_per_second: float, window: int) -> str:
   losses = "  ".join(f"{k} {v:.4f}" for k, v in logs.items()
                      if k.endswith("loss") and k != "loss")
+  losses += "".join(f"  {k} {v:.2%}" for k, v in logs.items()
+                    if k.endswith("_collisions"))
   return (f"step {step:,}  at {position}  progressive AUC "
           f"{progressive['running_auc']:.4f} (last {min(window, progressive['examples']):,}: "
           f"{progressive['window_auc']:.4f})  logloss "

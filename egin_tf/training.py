@@ -53,6 +53,11 @@ class TrainConfig:
     graph_optimizer: "adagrad", "adam" or "sgd" (see `egin_tf.optimizers`).
     max_clicks, max_queries, max_seeds: history lengths kept (most recent).
     embedding_dim: d of every embedding table (the paper uses 10).
+    table_sizes: rows of the id tables by kind ("item", "query", "user",
+      "category"); a kind left out gets `FeatureConfig.from_schema`'s size (a
+      row per id for small contiguous ids, else 2x the distinct ids of the
+      training data). Give a stream that never ends room for the ids to come:
+      extra ids share rows (`bucketize_ids`; see the collision rates).
     seed: seeds initialization, shuffling and sampling; a run is repeatable.
     shuffle_buffer: records in the training shuffle buffer.
     log_every: steps between progress lines and checkpoints.
@@ -73,10 +78,28 @@ class TrainConfig:
   max_queries: int = 100
   max_seeds: int = 100
   embedding_dim: int = 10
+  table_sizes: Dict[str, int] = dataclasses.field(default_factory=dict)
   seed: int = 0
   shuffle_buffer: int = 20_000
   log_every: int = 200
   steps_per_execution: int = 1
+
+
+TABLE_KINDS = ("item", "query", "user", "category")
+
+
+def feature_config(schema: schema_lib.DatasetSchema, config: TrainConfig) -> FeatureConfig:
+  """The tables of ``config`` for data of ``schema`` (sizes: ``table_sizes``)."""
+  for kind, rows in config.table_sizes.items():
+    if kind not in TABLE_KINDS:
+      raise ValueError(f"table_sizes: unknown table {kind!r}; the tables are "
+                       f"{', '.join(TABLE_KINDS)}")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
+      raise ValueError(f"table_sizes: the {kind} table needs an int >= 2 rows, "
+                       f"got {rows!r}")
+  return FeatureConfig.from_schema(
+      schema, embedding_dim=config.embedding_dim,
+      **{f"{kind}_buckets": rows for kind, rows in config.table_sizes.items()})
 
 
 def make_dataset(pattern: str, config: TrainConfig, training: bool,
@@ -196,7 +219,7 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   chief = distribute.current_task().is_chief
   tf.keras.utils.set_random_seed(config.seed)
   schema = schema_lib.schema_for_files(reader.match_files(train_pattern))
-  features = FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim)
+  features = feature_config(schema, config)
   out_dir = model_dir if chief else os.path.join(model_dir, "non_chief", str(os.getpid()))
   config = _prepare(train_pattern, out_dir, config, features, schema)
   with strategy.scope():

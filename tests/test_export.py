@@ -44,7 +44,7 @@ def trained(request, tmp_path_factory):
   return root, data, model_dir
 
 
-def test_reloaded_savedmodel_scores_exactly_like_the_model(trained):
+def test_reloaded_savedmodel_scores_like_the_model(trained):
   root, data, model_dir = trained
   model, config, schema, lengths = training.load_model(model_dir)
   path = export.export_saved_model(model, schema, lengths, str(root / "serving"))
@@ -66,12 +66,14 @@ def test_reloaded_savedmodel_scores_exactly_like_the_model(trained):
       max_queries=3, max_seeds=2)))
   expected = model(batch, training=False).numpy()
 
+  # To float precision, not bit for bit: the traced serving graph may fuse ops
+  # differently from the eager call (1-ulp differences seen on some CPUs).
   served = loaded.signatures["serving_default"](examples=tf.constant(records))
-  np.testing.assert_array_equal(served["pctr"].numpy(), expected)
+  np.testing.assert_allclose(served["pctr"].numpy(), expected, rtol=1e-6, atol=0)
 
   padded = {k.replace("/", "_"): v for k, v in batch.items() if k != "label"}
   served = loaded.signatures["predict_padded"](**padded)
-  np.testing.assert_array_equal(served["pctr"].numpy(), expected)
+  np.testing.assert_allclose(served["pctr"].numpy(), expected, rtol=1e-6, atol=0)
 
 
 def test_serving_odd_requests_give_valid_scores(trained):

@@ -215,3 +215,43 @@ def test_matches_a_one_id_at_a_time_reference(capacity, batches):
     if i:
       expected_counts[i] += 1
   np.testing.assert_array_equal(queue.logq_counts.numpy(), expected_counts)
+
+
+def _run_ps_cluster():
+  """tests/ps_queue_run.py on chief + 2 workers + 2 ps processes: its RESULT."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from egin_tf import cluster_local  # pylint: disable=g-import-not-at-top
+  lines = []
+  job = cluster_local.LocalCluster(
+      [sys.executable, os.path.join(os.path.dirname(__file__), "ps_queue_run.py")],
+      cluster_local.cluster_spec(workers=2, ps=2), print_fn=lines.append)
+  assert job.run() == 0, "\n".join(lines[-40:])
+  result = [l for l in lines if l.startswith("chief 0 | RESULT ")]
+  assert result, "\n".join(lines[-40:])
+  return json.loads(result[-1][len("chief 0 | RESULT "):])
+
+
+def test_under_parameter_servers_all_workers_share_one_queue():
+  r = _run_ps_cluster()
+  batches, size = 24, 50  # ps_queue_run.BATCHES, BATCH: batch k is ids k*1000+1..+50
+  owner = {k * 1000 + i: r["workers"][k] for k in range(batches) for i in range(1, size + 1)}
+  assert set(r["workers"]) == {0, 1}  # both workers ran steps
+  # The ids table is split over both ps tasks: one queue, no per-worker copy.
+  assert len(r["id_devices"]) == 2
+  assert {d.split("/task:")[0] for d in r["id_devices"]} == {"/job:ps/replica:0"}
+  # assign_add never loses an increment, whatever the interleaving.
+  assert r["write_position"] == r["filled"] == batches * size
+  assert r["sample_step"] == batches + 1
+  # Every slot holds an enqueued id or, where two reservations overlapped, was
+  # never written (0); no slot past the ids enqueued was touched.
+  held = r["ids"][:batches * size]
+  assert set(held) - {0} <= set(owner)
+  assert not any(r["ids"][batches * size:])
+  # A draw after all steps sees the ids both workers enqueued.
+  drawn = {owner[i] for i in r["final_draw"] if i}
+  assert drawn == {0, 1}
+  # What a step draws while others write: enqueued ids, or 0 (not yet written).
+  for draw in r["draws"]:
+    assert set(draw) - {0} <= set(owner)

@@ -36,9 +36,11 @@ def test_mirrored_gives_the_loss_curve_and_weights_of_no_strategy(tmp_path, mode
   assert len(single["ctr_losses"]) == 16  # 8 steps x 2 epochs
   np.testing.assert_allclose(mirrored["ctr_losses"], single["ctr_losses"],
                              rtol=1e-5, atol=1e-6)
-  assert set(mirrored["history"]) == set(single["history"])
-  for name, values in single["history"].items():  # loss, ctr_loss, graph losses, auc
-    np.testing.assert_allclose(mirrored["history"][name], values, rtol=1e-5,
+  # The id collision rates are reported in one process only (CTRModel.compile).
+  assert set(mirrored["history"]) == set(single["history"]) - {
+      "item_collisions", "query_collisions"}
+  for name, values in mirrored["history"].items():  # loss, ctr_loss, graph losses, auc
+    np.testing.assert_allclose(values, single["history"][name], rtol=1e-5,
                                atol=1e-6, err_msg=name)
   # The model trained, so equal weights are not just equal start points.
   assert single["ctr_losses"][-1] != single["ctr_losses"][0]

@@ -72,6 +72,14 @@ flags.DEFINE_integer("window", 10_000, "With --stream: examples in the progressi
 flags.DEFINE_bool("audit_log", False, "With --stream: log every trained example "
                   "(shard, record, fingerprint) in MODEL_DIR/trained_examples, "
                   "committed with the checkpoints.")
+for _kind in ("item", "query", "user", "category"):
+  flags.DEFINE_integer(
+      f"{_kind}_buckets", None,
+      f"Rows of the {_kind} id table (default: a row per id for small ids, else "
+      "2x the distinct ids of the training data). On a stream that never ends, "
+      "size it for the ids to come: further ids share rows, and the progress "
+      "lines and TensorBoard show the item/query collision rates.",
+      lower_bound=2)
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker_mirrored",
                                         "parameter_server"],
                   "tf.distribute strategy; the cluster comes from TF_CONFIG (see "
@@ -150,7 +158,9 @@ def _train_config():
       model=FLAGS.model, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
       steps=FLAGS.steps, learning_rate=FLAGS.learning_rate,
       embedding_dim=FLAGS.embedding_dim, max_clicks=FLAGS.max_clicks,
-      max_queries=FLAGS.max_queries, seed=FLAGS.seed, log_every=FLAGS.log_every)
+      max_queries=FLAGS.max_queries, seed=FLAGS.seed, log_every=FLAGS.log_every,
+      table_sizes={kind: FLAGS[f"{kind}_buckets"].value for kind in training.TABLE_KINDS
+                   if FLAGS[f"{kind}_buckets"].value is not None})
 
 
 def _train_stream(eval_pattern) -> None:

@@ -43,6 +43,8 @@ class FeatureConfig:
     cat_features: names of ``cat/<name>`` features.
     has_queries: the data has queries (else query features are left out).
     use_user_id: embed the user id (off for data whose test users are unseen).
+    track_collisions: report the item and query tables' collision rates in
+      training (`IdCollisionRate`: one int64 per row, beside the model).
   """
   item_buckets: int
   query_buckets: int
@@ -54,6 +56,7 @@ class FeatureConfig:
   cat_features: List[str] = dataclasses.field(default_factory=list)
   has_queries: bool = True
   use_user_id: bool = True
+  track_collisions: bool = True
 
   @classmethod
   def from_schema(cls, schema: schema_lib.DatasetSchema, embedding_dim: int = 10,

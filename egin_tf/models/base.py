@@ -4,6 +4,11 @@ A model consumes the reader's batch dict (labels included) and implements
 `forward(batch, training) -> (logits [B], auxiliary losses)`. The joint objective is
 ``L = L_CTR + sum_k weight_k * L_k + regularization``; every term is reported as a
 metric, so ``fit`` shows them in its progress bar and TensorBoard logs them.
+
+A compiled model whose tables are a `FeatureEmbeddings` at ``self.features``
+also reports the item and query id collision rates of its training traffic
+(`IdCollisionRate`, ``item_collisions`` / ``query_collisions``), in one process
+and under parameter servers (not under synchronous replicas).
 """
 
 from typing import Dict, List, Mapping, Tuple
@@ -11,6 +16,7 @@ from typing import Dict, List, Mapping, Tuple
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf import replica_update
+from egin_tf.layers.id_collisions import IdCollisionRate
 
 
 def _binary_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -59,10 +65,29 @@ class CTRModel(tf.keras.Model):
     logits, _ = self.forward(batch, training=training)
     return tf.sigmoid(logits)
 
+  def compile(self, *args, **kwargs):
+    super().compile(*args, **kwargs)
+    # Created here, in the strategy's scope, once the subclass has its tables.
+    # Held out of the checkpoint: the rates' bucket owners are a table-sized
+    # monitor, not model state (after a restart they refill from new traffic),
+    # and checkpoints written before they existed still restore.
+    # Under synchronous replicas a metric's variables are per-replica
+    # (SyncOnRead), which has no sparse update: no rates there.
+    replicated = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    self._collision_rates = _Untracked(
+        {} if replicated else _collision_rates_of(getattr(self, "features", None)))
+
+  @property
+  def collision_rates(self) -> Dict[str, IdCollisionRate]:
+    """Batch feature -> its id collision rate (empty before `compile`)."""
+    held = getattr(self, "_collision_rates", None)
+    return held.value if held is not None else {}
+
   @property
   def metrics(self):
     return ([self.loss_tracker, self.ctr_loss_tracker] +
-            list(self.aux_trackers.values()) + [self.auc_metric])
+            list(self.aux_trackers.values()) + [self.auc_metric] +
+            list(self.collision_rates.values()))
 
   def _labels(self, batch) -> tf.Tensor:
     return tf.cast(batch[schema_lib.LABEL], tf.float32)
@@ -94,6 +119,8 @@ class CTRModel(tf.keras.Model):
         tracker.update_state(aux[name])
     scores = tf.sigmoid(logits)
     self.auc_metric.update_state(labels, scores)
+    for feature, rate in self.collision_rates.items():
+      rate.update_state(batch[feature])
     return {m.name: m.result() for m in self.metrics}, scores
 
   def _mean_terms(self, aux: Dict[str, tf.Tensor]) -> tf.Tensor:
@@ -171,3 +198,22 @@ class TargetInterestModel(CTRModel):
       parts.append(layer(pair.target, pair.history, pair.mask, training=training))
     logits = self.mlp(tf.concat(parts, axis=-1), training=training)
     return logits, {}
+
+
+class _Untracked:
+  """Holds a value where Keras and tf.train.Checkpoint do not look."""
+
+  def __init__(self, value):
+    self.value = value
+
+
+def _collision_rates_of(features) -> Dict[str, IdCollisionRate]:
+  """The rates of the item and query tables of a `FeatureEmbeddings` (None: none)."""
+  config = getattr(features, "config", None)
+  if config is None or not config.track_collisions:
+    return {}
+  rates = {schema_lib.ITEM_ID: IdCollisionRate(config.item_buckets, name="item_collisions")}
+  if config.has_queries:
+    rates[schema_lib.QUERY_ID] = IdCollisionRate(config.query_buckets,
+                                                 name="query_collisions")
+  return rates
