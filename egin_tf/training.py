@@ -237,16 +237,8 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
                       callbacks=_callbacks(manager, out_dir, chunk,
                                            distribute.is_parameter_server(strategy)),
                       verbose=verbose)
-  seconds = time.perf_counter() - start
-  result: Dict[str, Any] = {
-      "steps": num_chunks * chunk,
-      "seconds": seconds,
-      "examples_per_second": num_chunks * chunk * config.batch_size / seconds,
-      "eval": None,
-      "oracle": None,
-      # Training metrics averaged over each progress chunk, oldest first.
-      "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-  }
+  result = _run_result(num_chunks * chunk, config.batch_size,
+                       time.perf_counter() - start, history)
   if not chief:
     tf.io.gfile.rmtree(out_dir)
     return result
@@ -259,6 +251,19 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   with open(os.path.join(model_dir, METRICS_FILE), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
   return result
+
+
+def _run_result(steps: int, batch_size: int, seconds: float,
+                history: tf.keras.callbacks.History) -> Dict[str, Any]:
+  return {
+      "steps": steps,
+      "seconds": seconds,
+      "examples_per_second": steps * batch_size / seconds,
+      "eval": None,
+      "oracle": None,
+      # Training metrics averaged over each progress chunk, oldest first.
+      "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+  }
 
 
 def _prepare(train_pattern: str, model_dir: str, config: TrainConfig,

@@ -18,7 +18,7 @@ Per size and seed it reports the item collision rate of the last progress chunk
 last window, and the test AUC after the pass; then mean +- std over seeds.
 
 Usage:
-  python experiments/growing_catalog.py [--users 1000] [--seeds 0,1]
+  python experiments/growing_catalog.py [--users 2000] [--seeds 0,1]
       [--fractions 1,0.25,0.0625] [--relist_days 5] [--model dnn]
       [--out runs/growing_catalog]
 """
@@ -42,13 +42,14 @@ from data_pipeline import writer as writer_lib
 from egin_tf import streaming, training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("users", 1000, "Users simulated.")
+flags.DEFINE_integer("users", 2000, "Users simulated.")
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds (simulation and training).")
 flags.DEFINE_list("fractions", ["1", "0.25", "0.0625"],
                   "Item table rows as fractions of the ids the stream shows.")
 flags.DEFINE_integer("relist_days", 5, "Days an item keeps one id.")
 flags.DEFINE_string("model", "dnn", "Model trained on the stream.")
 flags.DEFINE_integer("max_hist", 50, "History lengths kept.")
+flags.DEFINE_integer("log_every", 20, "Steps between progress lines.")
 flags.DEFINE_string("out", "runs/growing_catalog", "Working folder.")
 
 _DAY = 86_400
@@ -105,7 +106,7 @@ def run(seed: int, fraction: float) -> Dict[str, float]:
   lines: List[str] = []
   result = streaming.train_stream(
       stream_dir, os.path.join(base, f"rows{rows}"), config,
-      eval_pattern=os.path.join(data, "test-*"), print_fn=lines.append)
+      streaming.StreamConfig(log_every=FLAGS.log_every), eval_pattern=os.path.join(data, "test-*"), print_fn=lines.append)
   print(f"seed {seed}, {rows:,} item rows for {ids:,} ids: {lines[-2]}", flush=True)
   return {"ids": ids, "rows": rows, "collisions": last_collision_rate(lines),
           "running_auc": result["progressive"]["running_auc"],

@@ -1,5 +1,5 @@
 """`egin-tf cluster-local`: a parameter-server job of chief + 2 workers + 1 ps as
-processes, against one process on the same data; a worker killed mid-run."""
+processes, with a worker killed mid-run, against one process on the same data."""
 
 import json
 import os
@@ -7,15 +7,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 STEPS = 300
-# Test AUC of one process at these flags over seeds 0-2 is 0.737 +- 0.005
-# (experiments/RESULTS.md, "Scale-out"); asynchronous workers train on other
-# batches in another order, so a cluster run is within noise when it is this
-# close (about 4 std).
+# Measured at these flags over seeds 0-2 (experiments/local_cluster.py, see
+# experiments/RESULTS.md "Scale-out"): one process 0.7297 +- 0.0024, the
+# cluster 0.7313 +- 0.0050, the cluster with worker 1 killed 0.7242. The
+# asynchronous workers train other batches in another order, so a cluster run
+# is within noise when it is this close (4 std of the cluster runs).
 AUC_TOLERANCE = 0.02
 
 
@@ -61,34 +61,28 @@ def single_process_auc(sim_data, tmp_path_factory):
   return _metrics(model_dir)["eval"]["auc"]
 
 
-def test_cluster_trains_to_the_auc_of_one_process(sim_data, tmp_path,
-                                                  single_process_auc):
-  out = _finish(_cli("cluster-local", "--workers", "2", "--ps", "1", "--",
-                     *_train_flags(sim_data, tmp_path)))
-  metrics = _metrics(tmp_path)
-  assert abs(metrics["eval"]["auc"] - single_process_auc) < AUC_TOLERANCE, out
-  for role in ("chief 0 | ", "worker 0 | ", "worker 1 | ", "ps 0 | "):
-    assert role in out
-  assert "[cluster] stopped 3 process(es)" in out
-  pids = _started_pids(out)
-  assert len(pids) == 4
-  _assert_gone(pids)
-
-
-def test_a_killed_worker_is_restarted_and_the_job_finishes(sim_data, tmp_path):
+def test_cluster_with_a_killed_worker_trains_to_the_auc_of_one_process(
+    sim_data, tmp_path, single_process_auc):
+  # One job checks both: the coordinator reschedules the steps of a worker
+  # killed mid-run (the launcher restarts it), and the job still reaches the
+  # AUC of one process. Every process it started is gone afterwards.
   proc = _cli("cluster-local", "--workers", "2", "--ps", "1", "--",
               *_train_flags(sim_data, tmp_path))
-  lines = []
-  victim = None
+  lines, victim = [], None
   for line in proc.stdout:
     lines.append(line)
     started = re.search(r"\[cluster\] started worker 1 \(pid (\d+)\)", line)
-    if started:
-      victim = int(started.group(1))
+    victim = int(started.group(1)) if started else victim
     if line.startswith("chief 0 | Epoch 2/"):  # a third of the steps done
       os.kill(victim, signal.SIGKILL)
       break
   out = "".join(lines) + _finish(proc)
   assert re.search(r"\[cluster\] worker 1 exited with -9; restarting it", out), out
-  assert _metrics(tmp_path)["steps"] == STEPS
-  _assert_gone(_started_pids(out))
+  for role in ("chief 0 | ", "worker 0 | ", "worker 1 | ", "ps 0 | "):
+    assert role in out
+  metrics = _metrics(tmp_path)
+  assert metrics["steps"] == STEPS
+  assert abs(metrics["eval"]["auc"] - single_process_auc) < AUC_TOLERANCE, out
+  pids = _started_pids(out)
+  assert len(pids) == 5  # chief, 2 workers, ps, and worker 1 again
+  _assert_gone(pids)
