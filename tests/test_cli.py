@@ -148,3 +148,19 @@ def test_missing_model_dir_is_a_clean_error(tmp_path):
   assert proc.returncode == 1
   assert "not a model directory" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--strategy", "parameter_server", "--steps", "1"],
+     "--strategy parameter_server needs TF_CONFIG with a chief"),
+    (["train", "--strategy", "mirrored", "--stream", "x"],
+     "--stream trains in one process"),
+    (["train", "--item_buckets", "1"], "--item_buckets"),
+    (["cluster-local", "--", "--steps", "5"], "with --model_dir"),
+])
+def test_bad_scale_out_flags_are_one_clear_line(tmp_path, args, message):
+  env_args = [*args, "--model_dir", str(tmp_path / "m")] if args[0] == "train" else args
+  proc = _run(*env_args, check=False)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr
