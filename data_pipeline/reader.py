@@ -215,9 +215,16 @@ def make_dataset(file_pattern: str,
 
 
 def match_files(file_pattern: str) -> List[str]:
+  """The record files of comma-separated globs, sorted per glob.
+
+  A glob such as ``data/sim/*`` also matches the dataset's own metadata
+  (``schema.json``, ``oracle.json``: JSON is never a TFRecord) and folders;
+  those are left out rather than read as records.
+  """
   files: List[str] = []
   for pattern in file_pattern.split(","):
-    matched = sorted(tf.io.gfile.glob(pattern.strip()))
+    matched = [f for f in sorted(tf.io.gfile.glob(pattern.strip()))
+               if not f.endswith(".json") and not tf.io.gfile.isdir(f)]
     if not matched:
       raise FileNotFoundError(f"no files match {pattern.strip()!r}")
     files.extend(matched)

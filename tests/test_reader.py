@@ -1,5 +1,7 @@
 """The reader turns impression records into the documented padded tensors."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,15 @@ def test_missing_files_and_schema_are_clear_errors(tmp_path):
   (tmp_path / "orphan.tfrecord").write_bytes(b"")
   with pytest.raises(FileNotFoundError, match="schema.json"):
     reader.make_dataset(str(tmp_path / "orphan.tfrecord"), batch_size=2)
+
+
+def test_a_glob_over_a_dataset_folder_skips_its_metadata(sim_data, tmp_path):
+  data, _ = sim_data
+  (tmp_path / "sub").mkdir()
+  files = reader.match_files(f"{data}/*")
+  # schema.json and oracle.json are there too, but only the shards are records.
+  assert [os.path.basename(f) for f in files] == [
+      "test-00000-of-00002.tfrecord", "test-00001-of-00002.tfrecord",
+      "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+  with pytest.raises(FileNotFoundError, match="no files match"):
+    reader.match_files(f"{tmp_path}/*")  # a folder alone is no record file
