@@ -157,8 +157,12 @@ def test_missing_model_dir_is_a_clean_error(tmp_path):
      "--stream trains in one process"),
     (["train", "--item_buckets", "1"], "--item_buckets"),
     (["cluster-local", "--", "--steps", "5"], "with --model_dir"),
+    # Zero would divide by zero deep in training; refused at parse time.
+    (["train", "--batch_size", "0"], "--batch_size"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--log_every", "0"], "--log_every"),
 ])
-def test_bad_scale_out_flags_are_one_clear_line(tmp_path, args, message):
+def test_bad_training_flags_are_one_clear_line(tmp_path, args, message):
   env_args = [*args, "--model_dir", str(tmp_path / "m")] if args[0] == "train" else args
   proc = _run(*env_args, check=False)
   assert proc.returncode != 0

@@ -36,15 +36,17 @@ flags.DEFINE_string("eval", None, "TFRecord glob of test data for the final exac
 flags.DEFINE_enum("model", DEFAULT_MODEL, sorted(MODELS), "Model to train.")
 flags.DEFINE_string("model_dir", "runs/default", "Where config, checkpoints, "
                     "TensorBoard logs and metrics go.")
-flags.DEFINE_integer("batch_size", 256, "Examples per step.")
-flags.DEFINE_integer("epochs", 2, "Passes over the training data.")
-flags.DEFINE_integer("steps", None, "Total steps; overrides --epochs.")
+flags.DEFINE_integer("batch_size", 256, "Examples per step.", lower_bound=1)
+flags.DEFINE_integer("epochs", 2, "Passes over the training data.", lower_bound=1)
+flags.DEFINE_integer("steps", None, "Total steps; overrides --epochs.",
+                     lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("embedding_dim", 10, "Embedding size (the paper uses 10).")
 flags.DEFINE_integer("max_clicks", 100, "Click history kept (most recent).")
 flags.DEFINE_integer("max_queries", 100, "Query history kept (most recent).")
 flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling and simulation.")
-flags.DEFINE_integer("log_every", 200, "Steps between progress lines/checkpoints.")
+flags.DEFINE_integer("log_every", 200, "Steps between progress lines/checkpoints.",
+                     lower_bound=1)
 flags.DEFINE_integer("sim_users", 2000, "Users simulated when --train is omitted.")
 flags.DEFINE_string("stream", None, "Stream folder: train once over its shards in "
                     "file-name order (see egin_tf.streaming). Excludes --train.")
