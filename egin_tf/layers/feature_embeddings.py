@@ -88,6 +88,7 @@ class TargetAndHistory(NamedTuple):
   history_ids: tf.Tensor
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class FeatureEmbeddings(tf.keras.layers.Layer):
   """All embedding tables of the schema; see the module docstring."""
 

@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 from data_pipeline.tf_env import tf
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class MLP(tf.keras.layers.Layer):
   """Dense layers ending in one logit.
 

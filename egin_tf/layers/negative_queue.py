@@ -29,6 +29,7 @@ class NegativeSample(NamedTuple):
   log_q: Optional[tf.Tensor]
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class NegativeQueue(tf.keras.layers.Layer):
   """A fixed-capacity FIFO of ids from which negatives are drawn uniformly.
 

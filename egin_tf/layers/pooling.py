@@ -5,6 +5,7 @@ from data_pipeline.tf_env import tf
 _MODES = ("sum", "mean")
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class MaskedPooling(tf.keras.layers.Layer):
   """Pools [B, L, d] over L, ignoring padded positions.
 

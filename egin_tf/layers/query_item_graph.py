@@ -246,6 +246,7 @@ def _pad_to(ids: tf.Tensor, length: Dim) -> tf.Tensor:
   return tf.pad(ids, [[0, 0], [0, length - _dim(ids, 1)]])
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class QueryItemGraph(tf.keras.layers.Layer):
   """Builds the i2i, q2q and q2i edges of a batch (paper, Algorithms 1 and 2).
 

@@ -32,6 +32,7 @@ def _check_choice(name: str, value, choices: Tuple[str, ...]) -> None:
     raise ValueError(f"SimExtract: {name} must be one of {choices}, got {value!r}")
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class SimExtract(tf.keras.layers.Layer):
   """Top-k cosine similarities of a target against a sequence, binned and embedded.
 

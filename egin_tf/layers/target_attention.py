@@ -12,6 +12,7 @@ from typing import Sequence
 from data_pipeline.tf_env import tf
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class TargetAttention(tf.keras.layers.Layer):
   """Attention pooling of a padded history by a target (DIN's activation unit).
 

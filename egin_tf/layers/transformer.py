@@ -20,6 +20,7 @@ from data_pipeline.tf_env import tf
 _POOLINGS = ("target", "mean")
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class TransformerBlock(tf.keras.layers.Layer):
   """One transformer layer over a padded sequence.
 
@@ -73,6 +74,7 @@ class TransformerBlock(tf.keras.layers.Layer):
     return config
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class BehaviorSequenceTransformer(tf.keras.layers.Layer):
   """BST's encoder: transformer over [history..., target] with recency positions.
 
