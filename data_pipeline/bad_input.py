@@ -3,11 +3,13 @@
 Format-independent: the JSONL, Taobao CSV, trivago and JDsearch converters all point at
 a bad record the same way (``path:line: reason``) and count skipped records by a short
 ``kind`` (e.g. "invalid_json", "missing_key") so a report can say what went wrong how
-often and where to look first.
+often and where to look first. Records that look odd but are the dataset as its
+authors publish it (e.g. a trivago session id reused with its steps restarting) are
+no bad records: they are converted as the authors intend and counted as `Quirks`.
 """
 
 import dataclasses
-from typing import Dict
+from typing import Dict, Optional
 
 ON_BAD_CHOICES = ("stop", "skip")
 
@@ -81,6 +83,27 @@ class BadRecordPolicy:
     return f"skipped {self.num_skipped} bad records: " + ", ".join(parts)
 
 
+class Quirks:
+  """Odd-looking records converted as the dataset's authors intend, counted per kind.
+
+  Keeps each kind's first line and what was done with such records, in words.
+
+  Example:
+    quirks.count("reused_session_id", 17, "a session_id whose step restarts at 1 "
+                 "is a new session")
+  """
+
+  def __init__(self):
+    self.counts: Dict[str, int] = {}
+    self.first_line: Dict[str, int] = {}
+    self.meaning: Dict[str, str] = {}
+
+  def count(self, kind: str, line: int, meaning: str) -> None:
+    self.counts[kind] = self.counts.get(kind, 0) + 1
+    self.first_line.setdefault(kind, line)
+    self.meaning.setdefault(kind, meaning)
+
+
 @dataclasses.dataclass
 class ConversionReport:
   """What one conversion of an input file did.
@@ -93,6 +116,8 @@ class ConversionReport:
     positives_written: of those, impressions with label 1.
     skipped: bad-record kind -> records skipped (empty under on_bad="stop").
     first_skipped_line: bad-record kind -> line number of its first occurrence.
+    quirks: quirk kind -> records converted as the dataset's authors intend (see
+      `Quirks`); ``first_quirk_line`` and ``quirk_meaning`` say where and what.
   """
   input_path: str
   out_dir: str
@@ -101,11 +126,18 @@ class ConversionReport:
   positives_written: int
   skipped: Dict[str, int] = dataclasses.field(default_factory=dict)
   first_skipped_line: Dict[str, int] = dataclasses.field(default_factory=dict)
+  quirks: Dict[str, int] = dataclasses.field(default_factory=dict)
+  first_quirk_line: Dict[str, int] = dataclasses.field(default_factory=dict)
+  quirk_meaning: Dict[str, str] = dataclasses.field(default_factory=dict)
 
   @classmethod
-  def from_policy(cls, policy: BadRecordPolicy, **counts) -> "ConversionReport":
+  def from_policy(cls, policy: BadRecordPolicy, quirks: Optional[Quirks] = None,
+                  **counts) -> "ConversionReport":
+    quirks = quirks or Quirks()
     return cls(skipped=dict(policy.skipped),
-               first_skipped_line=dict(policy.first_line), **counts)
+               first_skipped_line=dict(policy.first_line),
+               quirks=dict(quirks.counts), first_quirk_line=dict(quirks.first_line),
+               quirk_meaning=dict(quirks.meaning), **counts)
 
   def summary(self) -> str:
     lines = [
@@ -116,4 +148,7 @@ class ConversionReport:
     for kind, count in sorted(self.skipped.items()):
       lines.append(f"  skipped {count} x {kind} (first at "
                    f"{self.input_path}:{self.first_skipped_line[kind]})")
+    for kind, count in sorted(self.quirks.items()):
+      lines.append(f"  converted {count} x {kind}: {self.quirk_meaning[kind]} "
+                   f"(first at {self.input_path}:{self.first_quirk_line[kind]})")
     return "\n".join(lines)

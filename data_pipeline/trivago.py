@@ -29,12 +29,19 @@ What becomes what:
   the query history.
 * ``filter selection`` and ``change of sort order`` rows are checked and dropped.
 
+Sessions as published: the log reuses session ids. A row of a session id the user
+already had whose ``step`` restarts at 1 begins a new session segment (the
+challenge's sessions are step-numbered from 1), which may be earlier in time than
+the rows before it; it is converted like any session and counted in the report as
+``reused_session_id`` (the shared sample has none). Any other step that does not
+increase within a segment, or a timestamp going back within one, is a bad row.
+
 Order and ties: a user's rows are ordered by timestamp, then by file order (which
-within a session is ``step`` order: steps must increase and timestamps must not go
-back within a session). "At or before the clickout" means earlier in that order, so
-a search in the same second at a lower step is the current query. Histories only
-hold rows of strictly earlier seconds (the schema requires it): an interaction in the
-same second as a clickout enters the histories of later clickouts only.
+within a session segment is ``step`` order). "At or before the clickout" means
+earlier in that order, so a search in the same second at a lower step is the
+current query. Histories only hold rows of strictly earlier seconds (the schema
+requires it): an interaction in the same second as a clickout enters the histories
+of later clickouts only.
 
 Split: the latest ``test_fraction`` of clickouts by time, ``round(test_fraction *
 n)`` of the ``n`` kept clickouts (halves up), define the threshold: the timestamp of
@@ -62,11 +69,12 @@ import functools
 import itertools
 import math
 import re
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (Callable, Iterator, List, NamedTuple, Optional, Sequence, Set,
+                    Tuple)
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
-                                     ConversionReport, NoImpressionsError)
+                                     ConversionReport, NoImpressionsError, Quirks)
 # Line reading (gzip, CRLF, BOM, unreadable files) is the same for every text
 # format; these two should move to a shared module.
 from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
@@ -96,6 +104,12 @@ PLATFORM = "platform"
 _QUERY, _ITEM, _CLICKOUT, _DROPPED = range(4)
 _ROLE = {CLICKOUT: _CLICKOUT, **{a: _QUERY for a in QUERY_ACTIONS},
          **{a: _ITEM for a in ITEM_ACTIONS}, **{a: _DROPPED for a in DROPPED_ACTIONS}}
+
+# The published log reuses session ids: a block of one whose step restarts at 1
+# is a new session (the challenge's sessions are step-numbered from 1).
+REUSED_SESSION = "reused_session_id"
+_REUSED_SESSION_MEANING = ("a session_id whose step restarts at 1, kept as a new "
+                           "session (rows in time order within the user)")
 
 _PROGRESS_EVERY = 10_000
 _INT = re.compile(r"-?[0-9]+")
@@ -129,15 +143,20 @@ def _quoted(text: str, limit: int = 40) -> str:
 class _RowParser:
   """Checks rows of one file and turns them into `_Row`; see the module docstring.
 
-  Keeps the column positions from the header and the previous good row's session,
-  step and timestamp (steps must increase and time must not go back in a session).
+  Keeps the column positions from the header, the previous good row's user,
+  session, step and timestamp (steps must increase and time must not go back in a
+  session segment) and the current user's session ids; counts each session segment
+  that reuses a session id into ``quirks``.
   """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, quirks: Quirks):
     self.path = path
+    self.quirks = quirks
     self._index: Tuple[int, ...] = ()
     self._num_columns = 0
-    self._session: Tuple[str, int, int] = ("", 0, 0)  # (session id, step, time)
+    # (user, session id, step, time) of the previous good row.
+    self._session: Tuple[str, str, int, int] = ("", "", 0, 0)
+    self._sessions_of_user: Set[str] = set()
 
   def header(self, raw: bytes, line: int) -> None:
     """Reads the header line; a bad header is not skippable, so it raises."""
@@ -202,16 +221,7 @@ class _RowParser:
     if role is None:
       raise self._bad(line, "unknown_action_type", f"action_type {_quoted(action)} is "
                       f"not a trivago action type ({', '.join(ACTIONS)})")
-    last_session, last_step, last_time = self._session
-    if session == last_session:
-      if step_number <= last_step:
-        raise self._bad(line, "step_not_increasing", f"step {step_number} follows "
-                        f"step {last_step} of session {_quoted(session)}; steps must "
-                        "increase within a session")
-      if time < last_time:
-        raise self._bad(line, "time_goes_back", f"timestamp {time} is earlier than "
-                        f"{last_time} at step {last_step} of session "
-                        f"{_quoted(session)}; time must not go back within a session")
+    restarts = self._restarts_session(user, session, step_number, time, line)
     if role == _QUERY and not reference:
       raise self._bad(line, "empty_query", f"reference of a {action!r} row is empty "
                       "(it is the query text)")
@@ -223,9 +233,41 @@ class _RowParser:
                       "the category of the row's items and query)")
     shown, amounts = (self._shown_items(impressions, prices, line)
                       if role == _CLICKOUT else ((), ()))
-    self._session = (session, step_number, time)
+    # Only a good row moves the session on (a skipped row is as if not there).
+    if user != self._session[0]:
+      self._sessions_of_user = set()
+    self._sessions_of_user.add(session)
+    self._session = (user, session, step_number, time)
+    if restarts:
+      self.quirks.count(REUSED_SESSION, line, _REUSED_SESSION_MEANING)
     return _Row(user, time, line, role, reference, city, platform, device, shown,
                 amounts)
+
+  def _restarts_session(self, user: str, session: str, step: int, time: int,
+                        line: int) -> bool:
+    """Whether the row starts a new segment of a session id the user already had.
+
+    Raises:
+      BadRecordError: the step does not follow the segment's previous step, or the
+        time goes back within the segment.
+    """
+    last_user, last_session, last_step, last_time = self._session
+    if (user, session) != (last_user, last_session):
+      # A session id of this user coming back after another session: a restart
+      # at step 1, a continuation otherwise (as before, not checked further).
+      return (step == 1 and user == last_user
+              and session in self._sessions_of_user)
+    if step == 1:
+      return True  # the authors' data: a step restarting at 1 is a new session
+    if step <= last_step:
+      raise self._bad(line, "step_not_increasing", f"step {step} follows step "
+                      f"{last_step} of session {_quoted(session)}; steps must "
+                      "increase within a session (or restart at 1: a new one)")
+    if time < last_time:
+      raise self._bad(line, "time_goes_back", f"timestamp {time} is earlier than "
+                      f"{last_time} at step {last_step} of session "
+                      f"{_quoted(session)}; time must not go back within a session")
+    return False
 
   def _shown_items(self, impressions: str, prices: str, line: int
                    ) -> Tuple[List[str], List[float]]:
@@ -252,18 +294,19 @@ class _RowParser:
     return items, values
 
 
-def _good_rows(path: str, policy: BadRecordPolicy,
-               on_row: Callable[[int], None]) -> Iterator[_Row]:
+def _good_rows(path: str, policy: BadRecordPolicy, on_row: Callable[[int], None],
+               quirks: Quirks) -> Iterator[_Row]:
   """Yields the good rows of ``path`` in file order; bad rows go to ``policy``.
 
   ``on_row`` is called with each data row's number (1-based, header excluded)
   before the row is checked. Dropped actions are checked but not yielded.
+  Reused session ids are counted into ``quirks``.
 
   Raises:
     BadRecordError: a bad header, an unreadable file, or a user whose rows are not
       contiguous (none of which skipping could repair); a bad row under "stop".
   """
-  parser = _RowParser(path)
+  parser = _RowParser(path, quirks)
   # User -> last line of its block; only to name it when its rows come back.
   finished = {}
   user, user_end = None, 0
@@ -405,7 +448,8 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
     max_hist: most recent clicks and queries kept per impression.
 
   Returns:
-    What was read (data rows, without the header), written and skipped.
+    What was read (data rows, without the header), written and skipped, and
+    ``quirks[REUSED_SESSION]``: session segments that reuse a session id.
 
   Raises:
     BadRecordError: a bad row under on_bad="stop"; a bad header, an unreadable
@@ -435,7 +479,8 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
     # Pass 1: check every row (a bad one stops the run before anything is
     # written) and collect the clickout times that fix the split.
     clickout_times = array.array("q")
-    for row in _good_rows(input_path, policy, on_row):
+    quirks = Quirks()
+    for row in _good_rows(input_path, policy, on_row, quirks):
       if row.role == _CLICKOUT:
         clickout_times.append(row.time)
     rows_in_file = rows_read
@@ -453,7 +498,7 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
     written = positives = 0
     with contextlib.closing(_good_rows(
         input_path, BadRecordPolicy("skip"),
-        functools.partial(on_row, offset=rows_in_file))) as rows:
+        functools.partial(on_row, offset=rows_in_file), Quirks())) as rows:
       for _, user_rows in itertools.groupby(rows, key=lambda row: row.user):
         for split, impressions in builder.clickouts(list(user_rows)):
           for imp, record in zip(impressions, _encoded(impressions)):
@@ -467,6 +512,6 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
                   f"(latest {test_fraction:g} of clickouts)")
     writer.commit(source=f"trivago RecSys 2019 CSV: {input_path}; {split_rule}")
   return ConversionReport.from_policy(
-      policy, input_path=input_path, out_dir=writer.out_dir,
+      policy, quirks, input_path=input_path, out_dir=writer.out_dir,
       lines_read=rows_in_file, impressions_written=written,
       positives_written=positives)

@@ -257,6 +257,102 @@ def test_header_columns_in_any_order(tmp_path):
       U1_210 + U7_300)
 
 
+# One user whose session s9 comes back twice with its step restarting at 1, as in
+# the published log: right after itself (line 4, earlier in time than lines 2-3)
+# and after session s8 (line 8, the user's earliest row).
+REUSED_SESSION_LOG = [
+    HEADER,
+    _row("r", "s9", 300, 1, "search for destination", PARIS, PARIS),     # 2
+    _row("r", "s9", 310, 2, "clickout item", "31", PARIS,
+         impressions="30|31", prices="10|20"),                            # 3
+    _row("r", "s9", 100, 1, "search for destination", ROME),             # 4
+    _row("r", "s9", 110, 2, "clickout item", "20", impressions="20|21",
+         prices="5|6"),                                                   # 5
+    _row("r", "s8", 200, 1, "interaction item image", "21"),             # 6
+    _row("r", "s8", 205, 2, "clickout item", "22", impressions="22",
+         prices="7"),                                                     # 7
+    _row("r", "s9", 50, 1, "clickout item", "40", impressions="40",
+         prices="9"),                                                     # 8
+]
+
+
+def _reused_session_expected():
+  """By hand: the user's rows in time order 50, 100, 110, 200, 205, 300, 310."""
+  rome = [(ROME, 100, ROME)]
+  clicks = [(40, 50, ROME), (20, 110, ROME), (21, 200, ROME), (22, 205, ROME)]
+  shared = dict(user="r", device="desktop", platform="IT")
+  return (
+      [_expected(1, time=50, item=40, city=ROME, query=None, query_city=None,
+                 clicks=[], queries=[], price=9.0, position=1, **shared)]
+      + [_expected(label, time=110, item=item, city=ROME, query=ROME,
+                   query_city=ROME, clicks=clicks[:1], queries=rome, price=price,
+                   position=position, **shared)
+         for label, item, price, position in [(1, 20, 5.0, 1), (0, 21, 6.0, 2)]]
+      + [_expected(1, time=205, item=22, city=ROME, query=ROME, query_city=ROME,
+                   clicks=clicks[:3], queries=rome, price=7.0, position=1,
+                   **shared)]
+      + [_expected(label, time=310, item=item, city=PARIS, query=PARIS,
+                   query_city=PARIS, clicks=clicks,
+                   queries=rome + [(PARIS, 300, PARIS)], price=price,
+                   position=position, **shared)
+         for label, item, price, position in [(0, 30, 10.0, 1), (1, 31, 20.0, 2)]])
+
+
+def test_reused_session_ids_are_new_segments_in_time_order(tmp_path):
+  path = _write(tmp_path, REUSED_SESSION_LOG)
+  out = tmp_path / "out"
+  report = convert_trivago(path, str(out), test_fraction=0.0)
+  assert read_examples(out / "train-00000-of-00001.tfrecord") == (
+      _reused_session_expected())
+  assert (report.lines_read, report.impressions_written,
+          report.positives_written) == (7, 6, 4)
+  assert report.skipped == {}
+  assert report.quirks == {"reused_session_id": 2}
+  assert report.first_quirk_line == {"reused_session_id": 4}
+  assert report.summary().splitlines()[1] == (
+      "  converted 2 x reused_session_id: a session_id whose step restarts at 1, "
+      f"kept as a new session (rows in time order within the user) (first at "
+      f"{path}:4)")
+
+
+@pytest.mark.parametrize("line,changes,kind,reason,skipped", [
+    # A restart at 2 is no restart: step 2 after step 2. Skipped, line 5 (step 2)
+    # then follows line 3's step 2 too.
+    (4, dict(step="2"), "step_not_increasing",
+     "step 2 follows step 2 of session 's9'; steps must increase within a session "
+     "(or restart at 1: a new one)", 2),
+    # Within the restarted segment time still must not go back.
+    (5, dict(timestamp="99"), "time_goes_back",
+     "timestamp 99 is earlier than 100 at step 1 of session 's9'; time must not "
+     "go back within a session", 1),
+])
+def test_a_restarted_segment_is_still_checked(tmp_path, line, changes, kind,
+                                              reason, skipped):
+  lines = list(REUSED_SESSION_LOG)
+  fields = dict(zip(COLUMNS, next(csv.reader([lines[line - 1].decode()]))))
+  fields.update(changes)
+  out = io.StringIO()
+  csv.writer(out, lineterminator="").writerow([fields[c] for c in COLUMNS])
+  lines[line - 1] = out.getvalue().encode()
+  path = _write(tmp_path, lines)
+  with pytest.raises(BadRecordError) as raised:
+    convert_trivago(path, str(tmp_path / "out"))
+  assert (str(raised.value), raised.value.kind) == (f"{path}:{line}: {reason}", kind)
+  report = convert_trivago(path, str(tmp_path / "out"), on_bad="skip")
+  assert report.skipped == {kind: skipped}
+
+
+def test_the_same_session_id_of_another_user_is_no_reuse(tmp_path):
+  lines = [HEADER,
+           _row("a", "s1", 10, 1, "clickout item", "1", impressions="1",
+                prices="1"),
+           _row("b", "s1", 5, 1, "clickout item", "2", impressions="2",
+                prices="1")]
+  report = convert_trivago(_write(tmp_path, lines), str(tmp_path / "out"),
+                           test_fraction=0.0)
+  assert (report.quirks, report.impressions_written) == ({}, 2)
+
+
 def _replace(line: int, **changes) -> bytes:
   """SMALL_LOG's line ``line`` (1-based) with some columns changed."""
   fields = dict(zip(COLUMNS, next(csv.reader([SMALL_LOG[line - 1].decode()]))))
@@ -293,7 +389,8 @@ BAD_ROWS = [
      "info, interaction item rating, interaction item deals, search for item, "
      "filter selection, change of sort order)"),
     ("step_not_increasing", _replace(9, step="3"),
-     "step 3 follows step 3 of session 's1'; steps must increase within a session"),
+     "step 3 follows step 3 of session 's1'; steps must increase within a session "
+     "(or restart at 1: a new one)"),
     ("time_goes_back", _replace(9, timestamp="109"),
      "timestamp 109 is earlier than 110 at step 3 of session 's1'; time must not go "
      "back within a session"),
@@ -578,6 +675,32 @@ def test_sample_counts_equal_counts_from_the_raw_file(converted_sample):
     all_users.update(got["user_id"].tolist())
   assert schema.vocab["users"] == len(all_users)
   assert report.impressions_written == sum(p + n for _, p, n in counts.values())
+
+
+def _independent_session_reuses(path):
+  """Lines starting a block of a session id its user already had at step 1."""
+  with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+    rows = list(csv.DictReader(f))
+  reuses, sessions_of_user, previous = [], set(), (None, None)
+  for line, row in enumerate(rows, 2):
+    user, session = row["user_id"], row["session_id"]
+    if user != previous[0]:
+      sessions_of_user = set()
+    if row["step"] == "1" and session in sessions_of_user:
+      reuses.append(line)
+    sessions_of_user.add(session)
+    previous = (user, session)
+  return reuses
+
+
+def test_sample_reused_session_ids_are_counted(converted_sample):
+  """The shared sample (sessions kept whole) reuses no session id; the count is
+  the raw file's either way."""
+  path, _, report = converted_sample
+  reuses = _independent_session_reuses(path)
+  assert reuses == []
+  assert report.quirks.get("reused_session_id", 0) == len(reuses)
+  assert "reused_session_id" not in report.summary()
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
