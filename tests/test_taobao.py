@@ -97,6 +97,10 @@ def test_hand_made_log_last_day_in_beijing_time(tmp_path):
   assert report.split_impressions == {"train": 4, "test": 2}
   assert report.test_rule == "impressions on 2017-12-03 (UTC+8)"
   assert report.skipped == {} and report.rows_outside_window == 0
+  # Line 2 (T0) follows line 1 (T1), line 5 (T0 - 5) follows line 4 (T1): two
+  # rows out of their user's time order, converted in time order.
+  assert report.quirks == {"out_of_time_order": 2}
+  assert report.first_quirk_line == {"out_of_time_order": 2}
   assert progress == [7, 14]  # rows read, counted over both passes
   schema = schema_lib.DatasetSchema.load(out)
   assert schema.num_cats == 1 and not schema.has_queries and not schema.has_seeds
@@ -139,6 +143,35 @@ def test_time_window_drops_and_counts_rows_and_ties_keep_file_order(tmp_path):
   assert _split(out, "test") == POSITIVE_400
   assert report.summary().endswith(
       f"dropped 1 rows outside the time window (first at {path}:6)")
+
+
+# Lines 8 and 9: 1505117799 is 2017-09-11 (a real row's time, the sample's line
+# 4171), 1512316800 is 2017-12-04 00:00 in Beijing: both outside the dataset's
+# documented days; line 8 is also earlier than line 7 (T1) of its user.
+OUTSIDE_DAYS_LOG = HAND_LOG + "2,800,8,pv,1505117799\n2,900,8,pv,1512316800\n"
+
+
+def test_rows_outside_the_documented_days_are_kept_and_counted(tmp_path):
+  path = _write(tmp_path, OUTSIDE_DAYS_LOG)
+  report = convert_taobao(path, str(tmp_path / "out"), max_hist=2, split="last_click",
+                          utc_offset_hours=8)
+  assert report.quirks == {"out_of_time_order": 3, "outside_dataset_days": 2}
+  assert report.first_quirk_line == {"out_of_time_order": 2,
+                                     "outside_dataset_days": 8}
+  assert report.rows_outside_window == 0
+  # User 2's clicks in time order 1505117799, T1, 1512316800: the last two are
+  # positives; user 1 has 3.
+  assert report.positives_written == 3 + 2
+  assert (f"  converted 2 x outside_dataset_days: a row outside the dataset's "
+          "documented days 2017-11-25..2017-12-03 (Beijing), kept; time_window "
+          "2017-11-25:2017-12-03 with utc_offset_hours 8 drops such rows (first at "
+          f"{path}:8)") in report.summary().splitlines()
+  # With the window they are dropped (and counted as such), not quirks.
+  report = convert_taobao(path, str(tmp_path / "out"), max_hist=2,
+                          split="last_click", utc_offset_hours=8, overwrite=True,
+                          time_window="2017-11-25:2017-12-03")
+  assert report.quirks == {"out_of_time_order": 3}
+  assert (report.rows_outside_window, report.first_outside_window_line) == (2, 8)
 
 
 def test_output_reads_back_through_the_reader(tmp_path):
@@ -336,6 +369,9 @@ def test_skip_counts_bad_rows_per_reason_and_converts_the_rest(tmp_path):
       f"  skipped 1 x empty_line (first at {path}:4)",
       f"  skipped 1 x wrong_field_count (first at {path}:5)",
       f"  skipped 1 x wrong_type (first at {path}:11)",
+      "  converted 2 x out_of_time_order: a row earlier than its user's previous "
+      "row, put in time order (a user's clicks are sorted by time) (first at "
+      f"{path}:2)",
       "  2 users, 1 with impressions; 3 positives, 3 negatives",
       "  test 2, train 4 impressions; test = impressions on 2017-12-03 (UTC+8)",
   ])
@@ -527,6 +563,27 @@ def test_real_sample_counts_equal_the_raw_file(sample):
       "test": 2 * raw["test_positives"],
       "train": 2 * (raw["positives"] - raw["test_positives"])}
   assert report.skipped == {}
+
+
+def test_real_sample_quirks_equal_the_raw_file(sample, tmp_path):
+  """Without a time window the 35 rows outside the dataset's days are kept and
+  counted; no row of the sample is out of its user's time order."""
+  report, _ = sample
+  raw = _raw_sample()
+  with open(SAMPLE, newline="") as f:
+    rows = [(int(u), int(t)) for u, _, _, _, t in csv.reader(f)]
+  out_of_order = sum(1 for (u0, t0), (u1, t1) in zip(rows, rows[1:])
+                     if u0 == u1 and t1 < t0)
+  assert out_of_order == 0
+  assert report.quirks == {}  # the window dropped the outside rows
+  kept = convert_taobao(SAMPLE, str(tmp_path / "out"), max_hist=SAMPLE_MAX_HIST,
+                        utc_offset_hours=8)
+  assert kept.quirks == {"outside_dataset_days": raw["outside"]} == {
+      "outside_dataset_days": 35}
+  first = next(line for line, (_, t) in enumerate(rows, 1)
+               if not WINDOW_START <= t < WINDOW_END)
+  assert kept.first_quirk_line == {"outside_dataset_days": first}
+  assert kept.lines_read == raw["rows"] and kept.rows_outside_window == 0
 
 
 def test_real_sample_histories_and_negatives(sample):
