@@ -76,6 +76,15 @@ products; about 3x that while it loads) and the distinct category 4-tuples,
 plus the distinct ids of items missing from the product file and the distinct
 ids the writer's statistics keep.
 
+Checked for reused ids, out-of-order rows and restarting counters (as in trivago's
+sessions), against the JDsearch README and the shared sample: nothing to handle. A
+line is one user (no user or session ids to reuse); history times are non-negative
+gaps, so order cannot go back (a zero gap is the same second, kept in file order);
+the sample repeats no candidate and no product (a product listed again keeps its
+first line; again with other categories it is a bad line). The README's own quirks,
+products missing from the product file and users without a positive label (which
+its authors leave out of their test part), are kept and counted in the report.
+
 A malformed line stops the run with ``file:line: reason`` (or, with
 ``on_bad="skip"``, is skipped and counted per reason); a malformed product line
 likewise, naming the product file.
