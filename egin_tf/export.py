@@ -1,10 +1,19 @@
 """SavedModel export for TF Serving.
 
 `export_saved_model` writes ``EXPORT_DIR/<version>/`` (TF Serving's layout; the
-version is a number larger than any already there) with two signatures:
+version is a number larger than any already there) with three signatures, all
+scoring through the same `ServingModule.score_batch`:
 
 * ``serving_default``: ``examples`` string [N], serialized ``tf.train.Example``
   impressions of our schema (no label needed) -> ``pctr`` float32 [N];
+* ``serving_context``: TF-Ranking's context + examples convention for B lists
+  of N candidates: ``context`` string [B], one Example per list with the
+  shared features (user, time, query, histories), and ``examples`` string
+  [B, N], the candidates' item features (``item_id``, ``item_cats``,
+  ``dense/*``, ``cat/*``, see `serving_requests.is_candidate_feature`; other
+  features there are ignored, as are item features in the context) ->
+  ``pctr`` [B, N], equal to ``serving_default`` on the merged Examples, with
+  the histories sent and parsed once per list instead of once per candidate;
 * ``predict_padded``: the reader's padded tensors (``item_id`` [N], ``click_ids``
   [N, L], ...) -> ``pctr`` [N], for callers that build tensors themselves.
 
@@ -60,6 +69,10 @@ class ServingModule(tf.Module):
     self._schema = schema
     self._lengths = lengths
     self._spec = reader.feature_spec(schema, serving=True)
+    self._candidate_spec = {k: v for k, v in self._spec.items()
+                            if serving_requests.is_candidate_feature(k)}
+    self._context_spec = {k: v for k, v in self._spec.items()
+                          if not serving_requests.is_candidate_feature(k)}
 
   def padded_signature(self) -> Dict[str, tf.TensorSpec]:
     """TensorSpecs of the padded inputs (batch dimension unknown)."""
@@ -81,24 +94,52 @@ class ServingModule(tf.Module):
       specs[key] = tf.TensorSpec([None], tf.int64, name=key.replace("/", "_"))
     return specs
 
-  def score_padded(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def score_batch(self, batch: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """pctr [N] of a padded batch: the one scoring path of every signature."""
     batch = dict(batch)
     batch.setdefault(schema_lib.LABEL, tf.zeros_like(batch[schema_lib.ITEM_ID]))
-    return {"pctr": self._model.value(batch, training=False)}
+    return self._model.value(batch, training=False)
+
+  def score_padded(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    return {"pctr": self.score_batch(batch)}
 
   def score_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     parsed = tf.io.parse_example(examples, self._spec)
-    batch = reader.dense_batch(parsed, self._schema, self._lengths)
-    return {"pctr": self._model.value(batch, training=False)}
+    return {"pctr": self.score_batch(
+        reader.dense_batch(parsed, self._schema, self._lengths))}
+
+  def score_context(self, context: tf.Tensor,
+                    examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """context [B] and examples [B, N] -> pctr [B, N] (see the module doc)."""
+    tf.debugging.assert_equal(
+        tf.shape(context)[0], tf.shape(examples)[0],
+        message="serving_context needs one context per list of examples")
+    parsed = tf.io.parse_example(tf.reshape(examples, [-1]),
+                                 self._candidate_spec)
+    shared = tf.io.parse_example(context, self._context_spec)
+    # Row i of the flattened candidates belongs to list i // N. The context is
+    # repeated while still ragged, so `dense_batch` sees exactly what it sees
+    # for serving_default's merged Examples.
+    list_of_row = tf.repeat(tf.range(tf.shape(context)[0]), tf.shape(examples)[1])
+    for key, value in shared.items():
+      parsed[key] = tf.gather(value, list_of_row)
+    pctr = self.score_batch(reader.dense_batch(parsed, self._schema, self._lengths))
+    return {"pctr": tf.reshape(pctr, tf.shape(examples))}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     serve_examples = tf.function(self.score_examples).get_concrete_function(
-        tf.TensorSpec([None], tf.string, name="examples"))
+        tf.TensorSpec([None], tf.string, name=serving_requests.EXAMPLES_INPUT))
+    serve_context = tf.function(self.score_context).get_concrete_function(
+        tf.TensorSpec([None], tf.string, name=serving_requests.CONTEXT_INPUT),
+        tf.TensorSpec([None, None], tf.string,
+                      name=serving_requests.EXAMPLES_INPUT))
     serve_padded = tf.function(self.score_padded).get_concrete_function(
         self.padded_signature())
     # After tracing: a model restored lazily creates its variables in the first call.
     self.model_variables = list(self._model.value.variables)
-    return {"serving_default": serve_examples, "predict_padded": serve_padded}
+    return {serving_requests.SIGNATURE: serve_examples,
+            serving_requests.CONTEXT_SIGNATURE: serve_context,
+            "predict_padded": serve_padded}
 
 
 def next_version(export_dir: str) -> int:

@@ -10,7 +10,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
-from egin_tf import embeddings, export, training
+from egin_tf import embeddings, export, serving_requests, training
 
 
 def _dataset(out, n=96, seed=0):
@@ -51,7 +51,8 @@ def test_reloaded_savedmodel_scores_like_the_model(trained):
   assert os.path.basename(path).isdigit()
   assert os.path.exists(os.path.join(path, "saved_model.pb"))
   loaded = tf.saved_model.load(path)
-  assert set(loaded.signatures) == {"serving_default", "predict_padded"}
+  assert set(loaded.signatures) == {"serving_default", "serving_context",
+                                    "predict_padded"}
   # The model's weights are saved, the optimizer's state is not (no use to a server).
   saved = tf.train.list_variables(os.path.join(path, "variables", "variables"))
   saved_values = sum(int(np.prod(shape)) for name, shape in saved
@@ -70,6 +71,15 @@ def test_reloaded_savedmodel_scores_like_the_model(trained):
   # differently from the eager call (1-ulp differences seen on some CPUs).
   served = loaded.signatures["serving_default"](examples=tf.constant(records))
   np.testing.assert_allclose(served["pctr"].numpy(), expected, rtol=1e-6, atol=0)
+
+  # Every record as its own list of one candidate: B contexts of B users.
+  lists = [serving_requests.split_request([r]) for r in records]
+  served = loaded.signatures["serving_context"](
+      context=tf.constant([r.context for r in lists]),
+      examples=tf.constant([r.examples for r in lists]))
+  assert served["pctr"].shape == (len(records), 1)
+  np.testing.assert_allclose(served["pctr"].numpy()[:, 0], expected, rtol=1e-6,
+                             atol=0)
 
   padded = {k.replace("/", "_"): v for k, v in batch.items() if k != "label"}
   served = loaded.signatures["predict_padded"](**padded)

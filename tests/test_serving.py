@@ -1,4 +1,5 @@
-"""Serving: what saved_model_cli shows, warm-up records, odd requests, pruning."""
+"""Serving: what saved_model_cli shows, warm-up records, odd requests, the context
++ candidates signature, pruning."""
 
 import os
 import shutil
@@ -33,14 +34,22 @@ class Served(NamedTuple):
     out = self.loaded.signatures["serving_default"](examples=tf.constant(examples))
     return out["pctr"].numpy()
 
+  def score_lists(self, requests: List[serving_requests.ContextRequest]) -> np.ndarray:
+    """serving_context's pctr [B, N] of B requests of N candidates each."""
+    out = self.loaded.signatures["serving_context"](
+        context=tf.constant([r.context for r in requests]),
+        examples=tf.constant([r.examples for r in requests]))
+    return out["pctr"].numpy()
+
 
 def _events(first_id: int, n: int, cats=(1,)) -> List[Event]:
   """n history entries with ids first_id.. and times T0 - n .. T0 - 1, oldest first."""
   return [Event(first_id + j, T0 - n + j, list(cats)) for j in range(n)]
 
 
-def _request(num_candidates=5, clicks=None, queries=None, seeds=None, **kwargs):
-  """A search request of the simulated data's shape (items 1..10000, C = 2)."""
+def _request_args(num_candidates=5, clicks=None, queries=None, seeds=None, **kwargs):
+  """Arguments of a search request of the simulated data's shape (items 1..10000,
+  C = 2)."""
   item_ids = [11 + 7 * i for i in range(num_candidates)]
   args = dict(
       num_cats=2, item_ids=item_ids, item_cats=[[1 + i % 50, 51] for i in item_ids],
@@ -51,7 +60,11 @@ def _request(num_candidates=5, clicks=None, queries=None, seeds=None, **kwargs):
       queries=_events(20, 3) if queries is None else queries,
       seeds=_events(300, 2) if seeds is None else seeds)
   args.update(kwargs)
-  return serving_requests.search_request(**args)
+  return args
+
+
+def _request(**kwargs) -> List[bytes]:
+  return serving_requests.search_request(**_request_args(**kwargs))
 
 
 @pytest.fixture(scope="module", params=["dnn", "egin"])
@@ -98,7 +111,7 @@ def _signature_section(cli_output: str, name: str) -> str:
   return section.split("signature_def['", 1)[0]
 
 
-def test_saved_model_cli_shows_both_signatures(served):
+def test_saved_model_cli_shows_the_three_signatures(served):
   out = _saved_model_cli(served.path)
   examples = _signature_section(out, "serving_default")
   assert "inputs['examples']" in examples
@@ -111,6 +124,12 @@ def test_saved_model_cli_shows_both_signatures(served):
                       ("seed_times", f"(-1, {S})"), ("item_id", "(-1)")):
     entry = padded.split(f"inputs['{name}']", 1)[1].split("inputs['", 1)[0]
     assert f"shape: {shape}" in entry, (name, entry)
+  context = _signature_section(out, "serving_context")
+  for name, shape in (("context", "(-1)"), ("examples", "(-1, -1)")):
+    entry = context.split(f"inputs['{name}']", 1)[1].split("inputs['", 1)[0]
+    assert "dtype: DT_STRING" in entry and f"shape: {shape}" in entry, (name, entry)
+  output = context.split("outputs['pctr']", 1)[1]
+  assert "dtype: DT_FLOAT" in output and "shape: (-1, -1)" in output
 
 
 def test_warmup_file_holds_replayable_predict_requests(served):
@@ -161,6 +180,63 @@ def test_over_long_histories_score_like_their_most_recent_entries(served):
   assert not np.array_equal(long, oldest)
 
 
+@pytest.mark.parametrize("case", ["typical", "empty_histories",
+                                  "over_long_histories", "only_items"])
+def test_serving_context_scores_like_serving_default_on_the_flattened_request(
+    served, case):
+  args = {
+      "typical": lambda: _request_args(num_candidates=9),
+      "empty_histories": lambda: _request_args(clicks=[], queries=[], seeds=[]),
+      "over_long_histories": lambda: _request_args(
+          clicks=_events(100, 3 * L), queries=_events(20, 3 * M),
+          seeds=_events(300, 3 * S)),
+      "only_items": lambda: {"num_cats": 2, "item_ids": [5, 6, 7, 8]},
+  }[case]()
+  n = len(args["item_ids"])
+  request = serving_requests.context_request(**args)
+  flat = served.score(serving_requests.flatten_request(request))
+  _assert_valid_scores(flat, n)
+  assert len(set(flat.tolist())) > 1  # the candidates' scores differ
+  lists = served.score_lists([request])
+  assert lists.shape == (1, n)
+  np.testing.assert_allclose(lists[0], flat, rtol=1e-6, atol=0)
+
+
+def test_serving_context_scores_each_list_with_its_own_context(served):
+  first = serving_requests.context_request(**_request_args())
+  second = serving_requests.context_request(**_request_args(
+      user_id=9, query_id=2, clicks=_events(500, L), queries=_events(40, M)))
+  both = served.score_lists([first, second])
+  assert both.shape == (2, 5)
+  for request, scores in zip((first, second), both):
+    np.testing.assert_allclose(
+        scores, served.score(serving_requests.flatten_request(request)),
+        rtol=1e-6, atol=0)
+  # Same candidates, other user: the context does reach the scores.
+  assert not np.allclose(both[0], both[1])
+
+
+def test_serving_context_reads_only_item_features_of_the_candidates(served):
+  own = serving_requests.context_request(**_request_args())
+  # Whole Examples of another user as candidates: their user part is ignored.
+  other_user = _request(user_id=9, query_id=2, clicks=_events(500, L))
+  mixed = serving_requests.ContextRequest(own.context, other_user)
+  np.testing.assert_array_equal(served.score_lists([mixed]),
+                                served.score_lists([own]))
+  # split_request of a flattened request is the same request again.
+  split = serving_requests.split_request(serving_requests.flatten_request(own))
+  np.testing.assert_array_equal(served.score_lists([split]),
+                                served.score_lists([own]))
+
+
+def test_serving_context_refuses_lists_without_their_context(served):
+  request = serving_requests.context_request(**_request_args())
+  with pytest.raises(tf.errors.InvalidArgumentError, match="one context per list"):
+    served.loaded.signatures["serving_context"](
+        context=tf.constant([request.context]),
+        examples=tf.constant([request.examples, request.examples]))
+
+
 def test_export_refuses_warmup_examples_the_model_cannot_parse(served, tmp_path):
   # Three categories per item for a model trained with C = 2.
   bad = serving_requests.search_request(num_cats=3, item_ids=[1], item_cats=[[1, 2, 3]])
@@ -195,6 +271,40 @@ def test_search_request_shares_the_user_part_and_varies_the_items():
     assert values(f, "click_cats") == [1, 0, 2, 3]
     assert values(f, "query_hist_ids") == [6]
     assert "seed_ids" not in f  # seeds=None: the request has no seeds sequence
+
+
+def test_context_request_sends_the_context_once_and_the_items_per_candidate():
+  args = dict(num_cats=2, item_ids=[7, 9], item_cats=[[1], [2, 3]],
+              dense={"price": [1.5, 2.5]}, categorical={"position": [1, 2]},
+              user_id=4, time=50, query_id=6, query_cats=[3],
+              clicks=[Event(7, 10, [1]), Event(8, 20, [2, 3])],
+              queries=[Event(6, 30)])
+  request = serving_requests.context_request(**args)
+  context = tf.train.Example.FromString(request.context).features.feature
+  assert sorted(context) == sorted([
+      "label", "user_id", "time", "query_id", "query_cats", "click_ids",
+      "click_times", "click_cats", "query_hist_ids", "query_hist_times",
+      "query_hist_cats"])
+  assert context["user_id"].int64_list.value == [4]
+  assert context["click_cats"].int64_list.value == [1, 0, 2, 3]
+  assert len(request.examples) == 2
+  for serialized, item, cats in zip(request.examples, [7, 9], [[1, 0], [2, 3]]):
+    f = tf.train.Example.FromString(serialized).features.feature
+    assert sorted(f) == ["cat/position", "dense/price", "item_cats", "item_id"]
+    assert f["item_id"].int64_list.value == [item]
+    assert f["item_cats"].int64_list.value == cats
+  # The histories are sent once: the request is smaller than the flattened one.
+  flat = serving_requests.search_request(**args)
+  assert [tf.train.Example.FromString(e) for e in flat] == [
+      tf.train.Example.FromString(e)
+      for e in serving_requests.flatten_request(request)]
+  sent = len(request.context) + sum(len(e) for e in request.examples)
+  assert sent < sum(len(e) for e in flat)
+  split = serving_requests.split_request(flat)
+  assert tf.train.Example.FromString(split.context) == tf.train.Example.FromString(
+      request.context)
+  assert [tf.train.Example.FromString(e) for e in split.examples] == [
+      tf.train.Example.FromString(e) for e in request.examples]
 
 
 def test_search_request_names_what_is_wrong():
