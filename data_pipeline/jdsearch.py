@@ -104,7 +104,8 @@ from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
 from data_pipeline.ids import stable_id
 # The line reading of the JSONL converter (gzip, CRLF, BOM, unreadable files as a
 # BadRecordError); shared so every converter numbers lines the same way.
-from data_pipeline.text_input import (INT64_MAX, INT64_MIN, cached_stable_id,
+from data_pipeline.text_input import (INT64_MAX, INT64_MIN, ProgressCallback,
+                                       ReadProgress, cached_stable_id,
                                        numbered_lines, open_binary)
 from data_pipeline.writer import DatasetWriter
 
@@ -341,8 +342,9 @@ class ProductCategories:
             for i, ok in zip(index.tolist(), found.tolist())]
 
   @classmethod
-  def load(cls, path: str, policy: BadRecordPolicy) -> Tuple[
-      "ProductCategories", int]:
+  def load(cls, path: str, policy: BadRecordPolicy,
+           progress: Optional[ReadProgress] = None) -> Tuple[
+               "ProductCategories", int]:
     """Reads a product file; returns the lookup and the lines read.
 
     A product listed twice keeps its first line; listing it again with other
@@ -359,7 +361,7 @@ class ProductCategories:
     category_id = cached_stable_id()
     lines_read = 0
     with open_binary(path) as f:
-      for line, raw in numbered_lines(f, path):
+      for line, raw in numbered_lines(f, path, progress):
         lines_read = line
         try:
           fields = _columns(_decode(raw), META_COLUMNS,
@@ -563,11 +565,11 @@ def _check_options(num_shards: int, min_label: int, max_hist: int,
     raise ValueError(f"split {split!r} is not a plain name (letters, digits, _ . -)")
 
 
-def _user_lines(path: str) -> Iterator[Tuple[int, Optional[UserLine],
-                                             Optional[_Invalid]]]:
+def _user_lines(path: str, progress: ReadProgress
+                ) -> Iterator[Tuple[int, Optional[UserLine], Optional[_Invalid]]]:
   """(line, parsed user or None for the header, or the line's problem)."""
   with open_binary(path) as f:
-    for line, raw in numbered_lines(f, path):
+    for line, raw in numbered_lines(f, path, progress):
       try:
         text = _decode(raw)
         if line == 1 and text.split("\t", 1)[0] == BEHAVIOR_COLUMNS[0]:
@@ -584,7 +586,7 @@ def convert_jdsearch(input_path: str, out_dir: str, *,
                      num_shards: int = 1,
                      on_bad: str = "stop",
                      overwrite: bool = False,
-                     progress: Optional[Callable[[int], None]] = None,
+                     progress: Optional[ProgressCallback] = None,
                      max_hist: int = DEFAULT_MAX_HIST,
                      min_label: int = 1,
                      click_types: Sequence[str] = HISTORY_TYPES,
@@ -604,8 +606,9 @@ def convert_jdsearch(input_path: str, out_dir: str, *,
     on_bad: "stop" raises at the first bad line (of either file); "skip" skips
       and counts bad lines (a skipped behaviour line drops that whole user).
     overwrite: replace ``out_dir`` if it exists.
-    progress: called with the number of behaviour lines read so far, every
-      thousand lines and once at the end.
+    progress: called as ``progress(lines read, total lines or None, share done
+      or None)`` over the product file, then the behaviour file, every few
+      thousand lines and at the end of each (see `text_input.ReadProgress`).
     max_hist: most recent clicks, and most recent queries, kept per impression.
     min_label: smallest candidate label level that is a positive: 1 click,
       2 add to cart, 3 purchase.
@@ -632,17 +635,16 @@ def convert_jdsearch(input_path: str, out_dir: str, *,
   elif not os.path.exists(meta_path):
     raise FileNotFoundError(f"{meta_path}: no such JDsearch product file")
   meta_policy = BadRecordPolicy(on_bad)
+  meter = ReadProgress(progress, [meta_path, input_path], _PROGRESS_EVERY)
   # Before the writer exists: a bad product file leaves no temporary folder.
-  products, meta_lines = ProductCategories.load(meta_path, meta_policy)
+  products, meta_lines = ProductCategories.load(meta_path, meta_policy, meter)
   builder = _ImpressionBuilder(products, min_label, max_hist, click_types,
                                test_time)
   lines_read = written = positives = users = users_without_positive = 0
   with DatasetWriter(out_dir, num_cats=NUM_CATS, num_shards=num_shards,
                      overwrite=overwrite) as writer:
-    for line, user, problem in _user_lines(input_path):
+    for line, user, problem in _user_lines(input_path, meter):
       lines_read = line
-      if progress is not None and line % _PROGRESS_EVERY == 0:
-        progress(line)
       if user is not None:
         try:
           impressions = builder.build(user, line)
@@ -662,8 +664,6 @@ def convert_jdsearch(input_path: str, out_dir: str, *,
       written += len(impressions)
       positives += user_positives
       users_without_positive += not user_positives
-    if progress is not None:
-      progress(lines_read)
     if not written:
       raise NoImpressionsError(f"{input_path}: no impressions to convert "
                                f"({lines_read} lines; {policy.summary()})")

@@ -36,6 +36,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError)
 from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
+                                       ProgressCallback, ReadProgress,
                                        cached_stable_id, numbered_lines,
                                        open_binary)
 from data_pipeline.writer import DatasetWriter
@@ -47,9 +48,6 @@ OPTIONAL_KEYS = ("item_cats", "query", "query_cats", "clicks", "queries", "seeds
                  "features")
 KNOWN_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 
-# Calls to the progress callback, in lines; often enough for a progress bar, rare
-# enough to cost nothing.
-_PROGRESS_EVERY = 10_000
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -304,7 +302,7 @@ def _decode(raw: bytes) -> str:
 def convert_jsonl(input_path: str, out_dir: str, num_shards: int = 1,
                   on_bad: str = "stop", max_cats: int = 4, overwrite: bool = False,
                   split: str = "data",
-                  progress: Optional[Callable[[int], None]] = None
+                  progress: Optional[ProgressCallback] = None
                   ) -> ConversionReport:
   """Converts an impression JSONL file (or ``.jsonl.gz``) into a dataset folder.
 
@@ -320,8 +318,9 @@ def convert_jsonl(input_path: str, out_dir: str, num_shards: int = 1,
     max_cats: C, categories per item, query and history entry; more is a bad line.
     overwrite: replace ``out_dir`` if it exists.
     split: the split name all impressions go to.
-    progress: called with the number of lines read so far, every few thousand
-      lines and once at the end.
+    progress: called as ``progress(lines read, total lines or None, share done or
+      None)`` every few thousand lines and once at the end (see
+      `text_input.ReadProgress`).
 
   Returns:
     What was read, written and skipped.
@@ -340,13 +339,12 @@ def convert_jsonl(input_path: str, out_dir: str, num_shards: int = 1,
     raise ValueError(f"split {split!r} is not a plain name (letters, digits, _ . -)")
   parser = _ImpressionParser(max_cats)
   lines_read = written = positives = 0
+  meter = ReadProgress(progress, [input_path])
   with open_binary(input_path) as f, DatasetWriter(
       out_dir, num_cats=max_cats, num_shards=num_shards,
       overwrite=overwrite) as writer:
-    for line, raw in numbered_lines(f, input_path):
+    for line, raw in numbered_lines(f, input_path, meter):
       lines_read = line
-      if progress is not None and line % _PROGRESS_EVERY == 0:
-        progress(line)
       try:
         imp = parser.parse(_decode(raw), line)
       except _Invalid as e:
@@ -357,8 +355,6 @@ def convert_jsonl(input_path: str, out_dir: str, num_shards: int = 1,
         positives += imp.label
         continue
       policy.handle(bad)  # outside the except: no "during handling" chain
-    if progress is not None:
-      progress(lines_read)
     if not written:
       raise NoImpressionsError(f"{input_path}: no impressions to convert "
                                f"({lines_read} lines; {policy.summary()})")

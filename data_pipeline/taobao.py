@@ -61,7 +61,7 @@ import calendar
 import dataclasses
 import datetime
 import random
-from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence,
+from typing import (Dict, Iterator, List, NamedTuple, Optional, Sequence,
                     Set, Tuple)
 
 import numpy as np
@@ -71,8 +71,9 @@ from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError, Quirks)
 # The line reader (BOM, CRLF, unreadable .gz as `unreadable_file`) is the JSONL
 # converter's; sharing it keeps both formats' line numbers and errors identical.
-from data_pipeline.text_input import (INT64_MAX, cached_stable_id,
-                                       numbered_lines, open_binary)
+from data_pipeline.text_input import (INT64_MAX, ProgressCallback, ReadProgress,
+                                       cached_stable_id, numbered_lines,
+                                       open_binary)
 from data_pipeline.writer import DatasetWriter
 
 BEHAVIORS = ("pv", "cart", "fav", "buy")
@@ -98,7 +99,6 @@ _QUIRK_MEANINGS = {
 _BEHAVIOR_BYTES = {b.encode("ascii"): b for b in BEHAVIORS}
 _INT64_DIGITS = len(str(INT64_MAX))
 _SECONDS_PER_DAY = 86_400
-_PROGRESS_EVERY = 10_000
 # Categories and a user's items repeat; a small cache skips most hashing and stays
 # small (~16 MB; the catalog itself can be millions of items).
 _ID_CACHE_SIZE = 1 << 16
@@ -315,14 +315,11 @@ class TaobaoReport(ConversionReport):
     return "\n".join(lines)
 
 
-def _rows(path: str, first_progress: int,
-          progress: Optional[Callable[[int], None]]
+def _rows(path: str, progress: ReadProgress
           ) -> Iterator[Tuple[int, Optional[_Row], Optional[_Invalid]]]:
   """Yields (line, row, None) or (line, None, problem) for every line of ``path``."""
   with open_binary(path) as f:
-    for line, raw in numbered_lines(f, path):
-      if progress is not None and line % _PROGRESS_EVERY == 0:
-        progress(first_progress + line)
+    for line, raw in numbered_lines(f, path, progress):
       try:
         yield line, _parse_row(raw), None
       except _Invalid as e:
@@ -345,7 +342,7 @@ def _count_quirks(quirks: Quirks, line: int, time: int, previous_time: Optional[
 
 
 def _scan(path: str, policy: BadRecordPolicy, window: Optional[TimeWindow],
-          progress: Optional[Callable[[int], None]]) -> _Scan:
+          progress: ReadProgress) -> _Scan:
   """First pass: checks rows, the grouping and collects the item catalog."""
   scan = _Scan()
   catalog = _CatalogBuilder()
@@ -354,7 +351,7 @@ def _scan(path: str, policy: BadRecordPolicy, window: Optional[TimeWindow],
   documented_days = (TimeWindow.parse(PAPER_TIME_WINDOW, CalendarDays(8))
                      if window is None else None)
   user = previous_time = None
-  for line, row, problem in _rows(path, 0, progress):
+  for line, row, problem in _rows(path, progress):
     scan.rows = line
     if problem is not None:
       reason = problem.reason
@@ -378,8 +375,6 @@ def _scan(path: str, policy: BadRecordPolicy, window: Optional[TimeWindow],
     if row.behavior == CLICK and (scan.last_click_time is None
                                   or row.time > scan.last_click_time):
       scan.last_click_time = row.time
-  if progress is not None:
-    progress(scan.rows)
   scan.items, scan.item_cats = catalog.build()
   return scan
 
@@ -392,11 +387,11 @@ class _UserRows:
   touched: Set[int] = dataclasses.field(default_factory=set)
 
 
-def _users(path: str, window: Optional[TimeWindow], first_progress: int,
-           progress: Optional[Callable[[int], None]]) -> Iterator[_UserRows]:
+def _users(path: str, window: Optional[TimeWindow],
+           progress: ReadProgress) -> Iterator[_UserRows]:
   """Second pass: one user's kept rows at a time (bad rows were handled already)."""
   current = None
-  for line, row, problem in _rows(path, first_progress, progress):
+  for line, row, problem in _rows(path, progress):
     if problem is not None or (window is not None and row.time not in window):
       continue
     if current is None or row.user != current.user:
@@ -486,7 +481,7 @@ class _Encoder:
 
 def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
                    on_bad: str = "stop", overwrite: bool = False,
-                   progress: Optional[Callable[[int], None]] = None,
+                   progress: Optional[ProgressCallback] = None,
                    max_hist: int = 200, negatives: int = 1,
                    split: str = "last_day", time_window: Optional[str] = None,
                    utc_offset_hours: int = 0, seed: int = 0) -> TaobaoReport:
@@ -503,8 +498,9 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
     on_bad: "stop" raises at the first malformed row; "skip" skips and counts
       malformed rows, and positives for which not enough negatives are left.
     overwrite: replace ``out_dir`` if it exists.
-    progress: called with the number of rows read so far, counting both passes
-      over the file (so it ends at twice the rows).
+    progress: called as ``progress(rows read, total or None, share done or
+      None)``, counting both passes over the file (so it ends at twice the rows;
+      see `text_input.ReadProgress`).
     max_hist: most recent earlier clicks kept per history (the paper: 200).
     negatives: negatives sampled per positive.
     split: "last_day" or "last_click" (see the module docstring).
@@ -543,7 +539,8 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
   written = positives = users = users_with_impressions = 0
   with DatasetWriter(out_dir, num_cats=1, num_shards=num_shards,
                      overwrite=overwrite) as writer:
-    scan = _scan(input_path, policy, window, progress)
+    meter = ReadProgress(progress, [input_path, input_path])
+    scan = _scan(input_path, policy, window, meter)
     if split == "last_day":
       test_start = (None if scan.last_click_time is None
                     else days.day_start(scan.last_click_time))
@@ -553,7 +550,7 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
       test_start = None
       test_rule = "each user's last click"
     sampler = _NegativeSampler(scan.items, scan.item_cats, negatives, seed)
-    for rows in _users(input_path, window, scan.rows, progress):
+    for rows in _users(input_path, window, meter):
       users += 1
       clicks = sorted(rows.clicks, key=lambda c: c[2])  # stable: ties keep file order
       if not clicks or clicks[-1][2] == clicks[0][2]:
@@ -590,8 +587,6 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
           user_written += 1
         positives += 1
       users_with_impressions += bool(user_written)
-    if progress is not None:
-      progress(2 * scan.rows)
     if not written:
       raise NoImpressionsError(
           f"{input_path}: no impressions to convert ({scan.rows} rows, "

@@ -65,7 +65,6 @@ import array
 import bisect
 import contextlib
 import csv
-import functools
 import itertools
 import math
 import re
@@ -78,6 +77,7 @@ from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
 # Line reading (gzip, CRLF, BOM, unreadable files) is the same for every text
 # format; these two should move to a shared module.
 from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
+                                       ProgressCallback, ReadProgress,
                                        cached_stable_id, numbered_lines,
                                        open_binary)
 from data_pipeline.writer import DatasetWriter
@@ -111,7 +111,6 @@ REUSED_SESSION = "reused_session_id"
 _REUSED_SESSION_MEANING = ("a session_id whose step restarts at 1, kept as a new "
                            "session (rows in time order within the user)")
 
-_PROGRESS_EVERY = 10_000
 _INT = re.compile(r"-?[0-9]+")
 _PRICE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
@@ -295,7 +294,7 @@ class _RowParser:
 
 
 def _good_rows(path: str, policy: BadRecordPolicy, on_row: Callable[[int], None],
-               quirks: Quirks) -> Iterator[_Row]:
+               quirks: Quirks, progress: ReadProgress) -> Iterator[_Row]:
   """Yields the good rows of ``path`` in file order; bad rows go to ``policy``.
 
   ``on_row`` is called with each data row's number (1-based, header excluded)
@@ -311,7 +310,7 @@ def _good_rows(path: str, policy: BadRecordPolicy, on_row: Callable[[int], None]
   finished = {}
   user, user_end = None, 0
   with open_binary(path) as f:
-    lines = numbered_lines(f, path)
+    lines = numbered_lines(f, path, progress)
     first = next(lines, None)
     if first is None:
       return  # an empty file: no rows
@@ -424,7 +423,7 @@ def _encoded(impressions: Sequence[schema_lib.Impression]) -> Iterator[bytes]:
 
 def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
                     on_bad: str = "stop", overwrite: bool = False,
-                    progress: Optional[Callable[[int], None]] = None,
+                    progress: Optional[ProgressCallback] = None,
                     test_fraction: float = 0.25, max_hist: int = 100
                     ) -> ConversionReport:
   """Converts a trivago RecSys 2019 CSV (or ``.csv.gz``) into a dataset folder.
@@ -440,9 +439,10 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
     num_shards: TFRecord shards per split; impressions go round-robin over them.
     on_bad: "stop" raises at the first bad row; "skip" skips and counts bad rows.
     overwrite: replace ``out_dir`` if it exists.
-    progress: called with the number of rows read so far, every few thousand rows
-      and at the end of each pass; the file is read twice, so the count goes on to
-      twice its rows.
+    progress: called as ``progress(lines read, total or None, share done or
+      None)`` every few thousand lines and at the end of each pass; the file is
+      read twice, so the count goes on to twice its lines, header included (see
+      `text_input.ReadProgress`).
     test_fraction: share of clickouts, the latest by time, whose impressions form
       the "test" split; 0 writes only "train".
     max_hist: most recent clicks and queries kept per impression.
@@ -465,12 +465,11 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
   if max_hist < 0:
     raise ValueError(f"max_hist must be >= 0, got {max_hist}")
   rows_read = 0
+  meter = ReadProgress(progress, [input_path, input_path])
 
-  def on_row(row: int, offset: int = 0) -> None:
+  def on_row(row: int) -> None:
     nonlocal rows_read
     rows_read = row
-    if progress is not None and row and row % _PROGRESS_EVERY == 0:
-      progress(offset + row)
 
   # The writer comes first so that a taken out_dir fails before a pass over the
   # file; whatever fails inside the block removes its temporary folder.
@@ -480,12 +479,10 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
     # written) and collect the clickout times that fix the split.
     clickout_times = array.array("q")
     quirks = Quirks()
-    for row in _good_rows(input_path, policy, on_row, quirks):
+    for row in _good_rows(input_path, policy, on_row, quirks, meter):
       if row.role == _CLICKOUT:
         clickout_times.append(row.time)
     rows_in_file = rows_read
-    if progress is not None:
-      progress(rows_in_file)
     if not clickout_times:
       raise NoImpressionsError(
           f"{input_path}: no impressions to convert ({rows_in_file} rows, no good "
@@ -497,16 +494,14 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
     builder = _ImpressionBuilder(max_hist, threshold)
     written = positives = 0
     with contextlib.closing(_good_rows(
-        input_path, BadRecordPolicy("skip"),
-        functools.partial(on_row, offset=rows_in_file), Quirks())) as rows:
+        input_path, BadRecordPolicy("skip"), lambda row: None, Quirks(),
+        meter)) as rows:
       for _, user_rows in itertools.groupby(rows, key=lambda row: row.user):
         for split, impressions in builder.clickouts(list(user_rows)):
           for imp, record in zip(impressions, _encoded(impressions)):
             writer.write_serialized(split, imp, record)
             positives += imp.label
           written += len(impressions)
-    if progress is not None:
-      progress(rows_in_file + rows_read)
     split_rule = ("no test split" if threshold is None else
                   f"test = clickouts at or after {threshold} "
                   f"(latest {test_fraction:g} of clickouts)")

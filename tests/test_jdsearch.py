@@ -130,12 +130,17 @@ def _assert_records(out_dir, expected):
 
 
 def test_hand_computed_users_every_feature(tmp_path):
-  path, _ = _files(tmp_path)
+  path, meta_path = _files(tmp_path)
   seen_progress = []
   report = convert_jdsearch(path, str(tmp_path / "out"),
-                            progress=seen_progress.append)
+                            progress=lambda *call: seen_progress.append(call))
   _assert_records(tmp_path / "out", EXPECTED_A + EXPECTED_B)
-  assert seen_progress == [3]
+  # The product file, then the behaviour file: after the first the share done is
+  # by bytes (the behaviour file's lines are not known yet), then by lines.
+  meta_lines, meta_bytes = len(META), os.path.getsize(meta_path)
+  assert seen_progress == [
+      (meta_lines, None, meta_bytes / (meta_bytes + os.path.getsize(path))),
+      (meta_lines + 3, meta_lines + 3, 1.0)]
   assert (report.lines_read, report.impressions_written, report.positives_written,
           report.users_written, report.users_without_positive) == (3, 4, 2, 2, 1)
   assert (report.history_at_search_time, report.candidates_without_meta,

@@ -74,7 +74,7 @@ def test_round_trip_every_feature_equals_hand_computed_value(tmp_path):
   out = tmp_path / "out"
   seen_progress = []
   report = convert_jsonl(path, str(out), num_shards=2, max_cats=3,
-                         progress=seen_progress.append)
+                         progress=lambda *call: seen_progress.append(call))
   assert sorted(os.listdir(out)) == ["data-00000-of-00002.tfrecord",
                                      "data-00001-of-00002.tfrecord", "schema.json"]
   # Round-robin: line 1 to shard 0, line 2 to shard 1.
@@ -83,7 +83,7 @@ def test_round_trip_every_feature_equals_hand_computed_value(tmp_path):
   assert (report.lines_read, report.impressions_written,
           report.positives_written) == (2, 2, 1)
   assert report.skipped == {} and report.first_skipped_line == {}
-  assert seen_progress == [2]
+  assert seen_progress == [(2, 2, 1.0)]  # (lines, total, share done) at the end
   assert report.out_dir == str(out)
 
 

@@ -88,7 +88,7 @@ def test_hand_made_log_last_day_in_beijing_time(tmp_path):
   out = str(tmp_path / "out")
   progress = []
   report = convert_taobao(path, out, max_hist=2, utc_offset_hours=8,
-                          progress=progress.append)
+                          progress=lambda *call: progress.append(call))
   # In Beijing days, T2 is on 2017-12-03, the last day; T0 and T1 on 2017-12-02.
   assert _split(out, "train") == POSITIVE_300 + POSITIVE_400
   assert _split(out, "test") == POSITIVE_100
@@ -101,7 +101,8 @@ def test_hand_made_log_last_day_in_beijing_time(tmp_path):
   # rows out of their user's time order, converted in time order.
   assert report.quirks == {"out_of_time_order": 2}
   assert report.first_quirk_line == {"out_of_time_order": 2}
-  assert progress == [7, 14]  # rows read, counted over both passes
+  # (rows read, total, share done), counted over both passes, at their ends.
+  assert progress == [(7, 14, 0.5), (14, 14, 1.0)]
   schema = schema_lib.DatasetSchema.load(out)
   assert schema.num_cats == 1 and not schema.has_queries and not schema.has_seeds
   assert {k: v["impressions"] for k, v in schema.splits.items()} == {

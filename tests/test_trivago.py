@@ -126,7 +126,7 @@ def test_small_log_every_feature_equals_hand_computed_value(tmp_path):
   out = tmp_path / "out"
   seen_progress = []
   report = convert_trivago(path, str(out), test_fraction=0.5,
-                           progress=seen_progress.append)
+                           progress=lambda *call: seen_progress.append(call))
   assert sorted(os.listdir(out)) == ["schema.json", "test-00000-of-00001.tfrecord",
                                      "train-00000-of-00001.tfrecord"]
   # Users in file order, each user's clickouts in time order.
@@ -135,8 +135,9 @@ def test_small_log_every_feature_equals_hand_computed_value(tmp_path):
   assert (report.lines_read, report.impressions_written,
           report.positives_written) == (11, 9, 3)
   assert report.skipped == {}
-  # The file is read twice; the calls end each pass.
-  assert seen_progress == [11, 22]
+  # The file (12 lines with the header) is read twice; the calls end each pass,
+  # the first pass knows the lines of both.
+  assert seen_progress == [(12, 24, 0.5), (24, 24, 1.0)]
   schema = schema_lib.DatasetSchema.load(str(out))
   assert schema.num_cats == 1
   assert schema.splits == {

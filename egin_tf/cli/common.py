@@ -2,6 +2,8 @@
 
 import functools
 import sys
+import time
+from typing import Callable, Optional
 
 from absl import app
 
@@ -45,15 +47,52 @@ def keras_verbosity(choice: str) -> int:
   return {"bar": 1, "line": 2, "quiet": 0}[choice]
 
 
-def progress_printer(what: str, every_seconds: float = 5.0):
-  """A progress callback printing ``N what`` at most every few seconds."""
-  import time  # pylint: disable=g-import-not-at-top
-  last = [0.0]
+def duration_text(seconds: float) -> str:
+  """``45s``, ``1m54s`` or ``2h03m``."""
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f"{seconds}s"
+  if seconds < 3600:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
-  def report(count: int) -> None:
-    now = time.monotonic()
+
+def progress_line(count: int, what: str, seconds: float,
+                  total: Optional[int] = None,
+                  fraction: Optional[float] = None) -> str:
+  """``  120,000 rows of 3,000,000 (4.0%)  25,300 rows/s  ETA 1m54s``.
+
+  ``total`` and ``fraction`` (share done, e.g. by bytes read) are left out when
+  unknown; the ETA needs the fraction.
+  """
+  line = f"  {count:,} {what}"
+  if total is not None:
+    line += f" of {total:,}"
+  if fraction is not None:
+    line += f" ({100 * fraction:.1f}%)"
+  if seconds > 0:
+    line += f"  {count / seconds:,.0f} {what}/s"
+    if fraction is not None and 0 < fraction < 1:
+      line += f"  ETA {duration_text(seconds * (1 - fraction) / fraction)}"
+  return line
+
+
+def progress_printer(what: str, every_seconds: float = 5.0,
+                     clock: Callable[[], float] = time.monotonic):
+  """A progress callback printing a `progress_line` at most every few seconds.
+
+  Called as ``report(count)`` or ``report(count, total, fraction)`` (the
+  converters' `data_pipeline.text_input.ReadProgress` calls); rates and the ETA
+  count from the printer's creation.
+  """
+  start = clock()
+  last = [start]
+
+  def report(count: int, total: Optional[int] = None,
+             fraction: Optional[float] = None) -> None:
+    now = clock()
     if now - last[0] >= every_seconds:
       last[0] = now
-      print(f"  {count:,} {what}", flush=True)
+      print(progress_line(count, what, now - start, total, fraction), flush=True)
 
   return report

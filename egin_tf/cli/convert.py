@@ -13,7 +13,14 @@ search sessions), jdsearch (the JDsearch search log). `.gz` input is accepted.
 
 A bad input row stops the run with `file:line: reason` and a non-zero exit, and nothing
 is written (output goes to a temporary folder renamed only on success). With
---on_bad skip, bad rows are skipped and counted per reason in the printed report.
+--on_bad skip, bad rows are skipped and counted per reason in the printed report;
+rows that look odd but are the dataset as published (e.g. trivago session ids reused
+with their steps restarting) are converted as its authors intend and counted too.
+
+Progress: every few seconds a line `  120,000 lines of 3,000,000 (4.0%)  25,300
+lines/s  ETA 1m54s`, counting every pass over the input (taobao and trivago read it
+twice): the share done by bytes read of the file size, by lines once a first pass
+has counted them.
 """
 
 import time
@@ -100,7 +107,7 @@ def main(argv):
     report = _convert(FLAGS.format, {
         "num_shards": FLAGS.shards, "on_bad": FLAGS.on_bad,
         "overwrite": FLAGS.overwrite,
-        "progress": common.progress_printer("rows")})
+        "progress": common.progress_printer("lines")})
   except common.BAD_INPUT_ERRORS:
     raise
   except ValueError as e:

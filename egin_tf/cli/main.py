@@ -1,6 +1,7 @@
 """egin-tf: train and serve EGIN CTR models on search impression logs.
 
 Usage: egin-tf COMMAND [--flags]   (egin-tf COMMAND --help lists a command's flags)
+       egin-tf --version
 
 Commands:
   generate   simulate search logs with known click probabilities (TFRecords)
@@ -15,6 +16,7 @@ Commands:
 """
 
 import importlib
+from importlib import metadata
 import sys
 
 from absl import app
@@ -22,6 +24,8 @@ from absl import flags
 from absl import logging
 
 _HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+# The distribution name in setup.py.
+PACKAGE = "egin-tf"
 
 COMMANDS = {
     "generate": "egin_tf.cli.generate",
@@ -41,6 +45,9 @@ def run(argv=None) -> None:
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
     print(__doc__.strip())
     sys.exit(0 if len(argv) >= 2 else 2)
+  if argv[1] == "--version":
+    print(f"egin-tf {version()}")
+    sys.exit(0)
   command = argv[1]
   if command not in COMMANDS:
     print(f"egin-tf: unknown command {command!r}\n\n{__doc__.strip()}",
@@ -60,6 +67,14 @@ def run(argv=None) -> None:
     if wants_help and e.code == 1:
       sys.exit(0)
     raise
+
+
+def version() -> str:
+  """The installed package's version (setup.py's), or a note if not installed."""
+  try:
+    return metadata.version(PACKAGE)
+  except metadata.PackageNotFoundError:
+    return "(not installed: no package metadata)"
 
 
 def _quiet(main):
