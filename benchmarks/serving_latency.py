@@ -18,17 +18,23 @@ in this process, like TF Serving would run its graph (no RPC, no batching).
 
 The request is the typical search: one user, --candidates candidate items, and
 the longest click, query and seed histories found in the data (so every history
-fills its L / M / S). It is timed through both signatures, interleaved (order
-flipped every round) after --warmup untimed calls:
+fills its L / M / S). It is timed through the three signatures, interleaved
+(order flipped every round) after --warmup untimed calls:
 
 * ``serving_default``: the N serialized tf.Examples, parsed in the graph. Each
   example repeats the user's histories, so parsing grows with N x (L + M + S);
+* ``serving_context``: the same request as one context Example (user, query,
+  histories) and N candidate Examples (item features only), as TF-Ranking's
+  context + examples: the histories are sent and parsed once;
 * ``predict_padded``: the same request already as padded tensors (the caller
   parses), which shows what parsing costs.
 
-Prints p50 / p90 / p99 latency, requests/s and candidates/s of one sequential
-client, the first call after loading (what warm-up hides), the request and
-SavedModel sizes, and the machine's load average (other processes skew latency).
+Prints p50 / p90 / p95 / p99 latency, requests/s and candidates/s of one
+sequential client, the first call after loading (what warm-up hides), the
+serving_context / serving_default ratios of p50 and p95 (same run), the request
+bytes of both Example forms (serialized Examples, gRPC PredictRequest, REST JSON
+body), the SavedModel sizes and the machine's load average (other processes
+skew latency).
 """
 
 import os
@@ -90,7 +96,8 @@ def _history(feature, seq: schema_lib.SequenceFeatures, c: int) -> List[Event]:
 
 
 def typical_request(pattern: str, schema: schema_lib.DatasetSchema,
-                    num_candidates: int, scan_records: int) -> Tuple[List[bytes], Dict]:
+                    num_candidates: int, scan_records: int
+                    ) -> Tuple[serving_requests.ContextRequest, Dict]:
   """The search request of the longest histories in the data, and its makeup.
 
   The user, time and query are those of the impression with the longest click
@@ -123,7 +130,7 @@ def typical_request(pattern: str, schema: schema_lib.DatasetSchema,
                      f"history or fewer than {num_candidates} distinct items")
   ids = list(candidates)
   start = time.perf_counter()
-  examples = serving_requests.search_request(
+  request = serving_requests.context_request(
       num_cats=c, item_ids=ids, item_cats=[candidates[i]["cats"] for i in ids],
       dense={n: [candidates[i]["dense"][n] for i in ids]
              for n in schema.dense_features},
@@ -137,8 +144,18 @@ def typical_request(pattern: str, schema: schema_lib.DatasetSchema,
       seeds=longest["seeds"] if schema.has_seeds else None)
   makeup = {name: len(events) for name, events in longest.items()}
   makeup["build_ms"] = 1000 * (time.perf_counter() - start)
-  makeup["bytes"] = sum(len(e) for e in examples)
-  return examples, makeup
+  return request, makeup
+
+
+def request_bytes(request) -> Tuple[int, int, int]:
+  """Bytes of a request (either form): its serialized Examples, its gRPC
+  PredictRequest and its REST JSON body."""
+  if isinstance(request, serving_requests.ContextRequest):
+    examples = len(request.context) + sum(len(e) for e in request.examples)
+  else:
+    examples = sum(len(e) for e in request)
+  return (examples, serving_requests.predict_request(request).ByteSize(),
+          len(serving_requests.rest_predict_body(request)))
 
 
 def padded_lengths(loaded) -> reader.SequenceLengths:
@@ -189,55 +206,92 @@ def _table(rows: List[Tuple[str, ...]]) -> str:
                    for r in rows)
 
 
-def benchmark(version_dir: str, pattern: str, schema: schema_lib.DatasetSchema,
-              num_candidates: int, requests: int, warmup: int,
-              scan_records: int) -> None:
-  """Loads a version folder and prints the latency table of both signatures."""
-  load_avg = os.getloadavg()[0]
-  start = time.perf_counter()
-  loaded = tf.saved_model.load(version_dir)
-  load_seconds = time.perf_counter() - start
-  lengths = padded_lengths(loaded)
-  examples, makeup = typical_request(pattern, schema, num_candidates, scan_records)
-  padded = padded_inputs(examples, schema, lengths)
-  serve_examples = loaded.signatures["serving_default"]
+DEFAULT = "serving_default (examples)"
+CONTEXT = "serving_context (context + candidates)"
+PADDED = "predict_padded (tensors)"
+
+
+def _signature_calls(loaded, request: serving_requests.ContextRequest,
+                     padded: Dict[str, tf.Tensor]) -> List[Tuple[str, Callable]]:
+  """One request per signature, as calls that wait for the scores."""
+  examples = tf.constant(serving_requests.flatten_request(request))
+  context = tf.constant([request.context])
+  candidates = tf.constant([request.examples])
+  serve_examples = loaded.signatures[serving_requests.SIGNATURE]
   serve_padded = loaded.signatures["predict_padded"]
-  examples_tensor = tf.constant(examples)
-  calls = [
-      # .numpy() waits for the result: the time covers the whole request.
-      ("serving_default (examples)",
-       lambda: serve_examples(examples=examples_tensor)["pctr"].numpy()),
-      ("predict_padded (tensors)", lambda: serve_padded(**padded)["pctr"].numpy()),
-  ]
+  # .numpy() waits for the result: the time covers the whole request.
+  calls = [(DEFAULT, lambda: serve_examples(examples=examples)["pctr"].numpy())]
+  if serving_requests.CONTEXT_SIGNATURE in loaded.signatures:  # older exports lack it
+    serve_context = loaded.signatures[serving_requests.CONTEXT_SIGNATURE]
+    calls.append((CONTEXT, lambda: serve_context(
+        context=context, examples=candidates)["pctr"].numpy()))
+  calls.append((PADDED, lambda: serve_padded(**padded)["pctr"].numpy()))
+  return calls
+
+
+def _first_calls(calls) -> Dict[str, float]:
   first = {}
   for name, call in calls:
     start = time.perf_counter()
     call()
     first[name] = time.perf_counter() - start
+  return first
 
-  print(f"request: 1 user, {num_candidates} candidates, histories of "
-        f"{makeup['clicks']} clicks / {makeup['queries']} queries / "
-        f"{makeup['seeds']} seeds (served L={lengths.max_clicks}, "
-        f"M={lengths.max_queries}, S={lengths.max_seeds}); "
-        f"{makeup['bytes'] / 1024:,.0f} KiB serialized, built in Python in "
-        f"{makeup['build_ms']:.0f} ms")
-  print(f"timing {requests} interleaved requests per signature after {warmup} "
-        f"warm-up requests; {os.cpu_count()} CPUs, load average {load_avg:.1f}")
-  seconds = _time_interleaved(calls, warmup, requests)
 
-  rows = [("signature", "first call ms", "p50 ms", "p90 ms", "p99 ms",
+def _print_latencies(calls, seconds, first, num_candidates: int) -> None:
+  rows = [("signature", "first call ms", "p50 ms", "p90 ms", "p95 ms", "p99 ms",
            "requests/s", "candidates/s")]
   for name, _ in calls:
     s = sorted(seconds[name])
     mean = statistics.fmean(s)
     rows.append((name, f"{1000 * first[name]:.1f}",
-                 *(f"{1000 * _percentile(s, q):.2f}" for q in (0.5, 0.9, 0.99)),
+                 *(f"{1000 * _percentile(s, q):.2f}"
+                   for q in (0.5, 0.9, 0.95, 0.99)),
                  f"{1 / mean:,.1f}", f"{num_candidates / mean:,.0f}"))
   print(_table(rows))
   p50 = {name: statistics.median(seconds[name]) for name, _ in calls}
-  parse_share = 1 - p50[calls[1][0]] / p50[calls[0][0]]
-  print(f"parsing the examples in the graph: {parse_share:.0%} of the "
-        "serving_default p50 (the rest is the model)")
+  print(f"parsing the examples in the graph: {1 - p50[PADDED] / p50[DEFAULT]:.0%} "
+        "of the serving_default p50 (the rest is the model)")
+  if CONTEXT in seconds:
+    p95 = {n: _percentile(sorted(seconds[n]), 0.95) for n in (DEFAULT, CONTEXT)}
+    print(f"serving_context / serving_default: p50 {p50[CONTEXT] / p50[DEFAULT]:.2f}x"
+          f", p95 {p95[CONTEXT] / p95[DEFAULT]:.2f}x (same run, interleaved)")
+
+
+def _print_request_bytes(request: serving_requests.ContextRequest) -> None:
+  forms = {DEFAULT: serving_requests.flatten_request(request), CONTEXT: request}
+  sizes = {name: request_bytes(form) for name, form in forms.items()}
+  rows = [("request bytes", "Examples", "gRPC PredictRequest", "REST JSON body")]
+  rows += [(name, *(f"{b:,}" for b in sizes[name])) for name in forms]
+  rows.append(("serving_default / serving_context",
+               *(f"{d / c:.1f}x" for d, c in zip(sizes[DEFAULT], sizes[CONTEXT]))))
+  print(_table(rows))
+
+
+def benchmark(version_dir: str, pattern: str, schema: schema_lib.DatasetSchema,
+              num_candidates: int, requests: int, warmup: int,
+              scan_records: int) -> None:
+  """Loads a version folder and prints the latency table of its signatures."""
+  load_avg = os.getloadavg()[0]
+  start = time.perf_counter()
+  loaded = tf.saved_model.load(version_dir)
+  load_seconds = time.perf_counter() - start
+  lengths = padded_lengths(loaded)
+  request, makeup = typical_request(pattern, schema, num_candidates, scan_records)
+  padded = padded_inputs(serving_requests.flatten_request(request), schema,
+                         lengths)
+  calls = _signature_calls(loaded, request, padded)
+  first = _first_calls(calls)
+  print(f"request: 1 user, {num_candidates} candidates, histories of "
+        f"{makeup['clicks']} clicks / {makeup['queries']} queries / "
+        f"{makeup['seeds']} seeds (served L={lengths.max_clicks}, "
+        f"M={lengths.max_queries}, S={lengths.max_seeds}); built in Python in "
+        f"{makeup['build_ms']:.0f} ms")
+  _print_request_bytes(request)
+  print(f"timing {requests} interleaved requests per signature after {warmup} "
+        f"warm-up requests; {os.cpu_count()} CPUs, load average {load_avg:.1f}")
+  seconds = _time_interleaved(calls, warmup, requests)
+  _print_latencies(calls, seconds, first, num_candidates)
   warmup_file = os.path.join(version_dir, serving_requests.ASSETS_EXTRA,
                              serving_requests.WARMUP_FILE)
   warmup_bytes = os.path.getsize(warmup_file) if os.path.exists(warmup_file) else 0
@@ -262,11 +316,12 @@ def _train_and_export(pattern: str, model_dir: str, export_dir: str) -> str:
 
 def _export(model_dir: str, export_dir: str) -> str:
   trained = training.load_model(model_dir)
-  examples, _ = typical_request(training.train_pattern(model_dir), trained.schema,
-                                FLAGS.candidates, FLAGS.scan_records)
+  request, _ = typical_request(training.train_pattern(model_dir), trained.schema,
+                               FLAGS.candidates, FLAGS.scan_records)
   start = time.perf_counter()
-  path = export.export_saved_model(trained.model, trained.schema, trained.lengths,
-                                   export_dir, warmup_examples=examples)
+  path = export.export_saved_model(
+      trained.model, trained.schema, trained.lengths, export_dir,
+      warmup_examples=serving_requests.flatten_request(request))
   print(f"exported {trained.config.model} with warm-up requests in "
         f"{time.perf_counter() - start:.0f} s -> {path}")
   return path
