@@ -39,6 +39,21 @@ class BadRecordError(ValueError):
     return (type(self), (self.path, self.line, self.reason, self.kind))
 
 
+class BadShardRecordError(BadRecordError):
+  """One record of a binary shard (a TFRecord file) that cannot be read or parsed.
+
+  ``str(error)`` is ``path: record N: reason``: binary shards have records, not
+  lines, so ``line`` holds N, the 0-based record index.
+  """
+
+  def __init__(self, path: str, record: int, reason: str, kind: str):
+    super().__init__(path, record, reason, kind)
+    self.args = (f"{path}: record {record}: {reason}",)
+
+  def __str__(self) -> str:
+    return self.args[0]
+
+
 class NoImpressionsError(ValueError):
   """The input held no convertible record (empty, or every record was skipped)."""
 

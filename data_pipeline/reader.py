@@ -22,13 +22,31 @@ maximum keeps its MOST RECENT entries. A dense or categorical feature that an ex
 lacks reads as 0 (categorical 0 means "missing", like padding).
 
 Batches are parsed with one vectorized ``tf.io.parse_example`` call per batch.
+
+What to read (`match_files`): comma-separated globs of shards, or dataset folders
+(``data/sim``: the folder of ``schema.json``), each standing for the shards of ONE
+of its splits as ``schema.json`` lists them: the split asked for, or the folder's
+only split. An unreadable record (not a TFRecord file, truncated or corrupted)
+fails naming its file and 0-based record: `BadShardRecordError` when the first
+record of a file is bad (checked before reading starts), else, while reading, a
+``tf.errors.InvalidArgumentError`` with the same ``path: record N: reason`` text.
 """
 
 import dataclasses
+import os
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from data_pipeline import schema as schema_lib
+from data_pipeline.bad_input import BadShardRecordError
 from data_pipeline.tf_env import tf
+
+UNREADABLE_RECORD = ("unreadable TFRecord (not a TFRecord file, or the record is "
+                     "truncated or corrupted)")
+# TFRecord framing around a record's data: its length (8 bytes) and the length's
+# CRC (4) before it, the data's CRC (4) after it.
+_FRAMING_BYTES = 16
+_CHUNK_RECORDS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,11 +173,13 @@ def make_dataset(file_pattern: str,
                  cycle_length: int = 4,
                  num_parallel_calls: int = tf.data.AUTOTUNE,
                  deterministic: Optional[bool] = None,
-                 shard: Optional[Tuple[int, Any]] = None) -> tf.data.Dataset:
+                 shard: Optional[Tuple[int, Any]] = None,
+                 split: Optional[str] = None) -> tf.data.Dataset:
   """Reads impression TFRecords into batches of padded tensors.
 
   Args:
-    file_pattern: glob of TFRecord shards, or comma-separated globs.
+    file_pattern: comma-separated globs of TFRecord shards or dataset folders
+      (`match_files`).
     batch_size: B.
     max_clicks, max_queries, max_seeds: L, M, S; longer histories keep their
       most recent entries.
@@ -177,31 +197,26 @@ def make_dataset(file_pattern: str,
       scalar tensor, e.g. a parameter-server worker's index known only when the
       dataset is built on that worker). Files are dealt round-robin when there
       are at least ``num_shards`` of them, else records are.
+    split: the split a dataset folder in ``file_pattern`` stands for.
 
   Returns:
     A dataset of dicts as in the module docstring.
+
+  Raises:
+    FileNotFoundError: see `match_files`.
+    BadShardRecordError: a file's first record is unreadable (e.g. the file is
+      no TFRecord file); a later unreadable record fails the iteration.
   """
-  files = match_files(file_pattern)
+  files = match_files(file_pattern, split)
+  check_first_records(files)
   if schema is None:
     schema = schema_lib.schema_for_files(files)
   if deterministic is None:
     deterministic = seed is not None or not shuffle
   lengths = SequenceLengths(max_clicks, max_queries, max_seeds)
   spec = feature_spec(schema)
-
-  ds = tf.data.Dataset.from_tensor_slices(files)
-  by_file = shard is not None and len(files) >= shard[0]
-  if by_file:
-    ds = ds.shard(*shard)
-  if shuffle:
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-  ds = ds.interleave(
-      tf.data.TFRecordDataset,
-      cycle_length=min(cycle_length, len(files)),
-      num_parallel_calls=num_parallel_calls,
-      deterministic=deterministic)
-  if shard is not None and not by_file:
-    ds = ds.shard(*shard)
+  ds = _records(files, shard, shuffle, seed, cycle_length, num_parallel_calls,
+                deterministic)
   if shuffle:
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   if num_epochs != 1:
@@ -214,18 +229,173 @@ def make_dataset(file_pattern: str,
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def match_files(file_pattern: str) -> List[str]:
-  """The record files of comma-separated globs, sorted per glob.
+def _records(files: List[str], shard: Optional[Tuple[int, Any]], shuffle: bool,
+             seed: Optional[int], cycle_length: int, num_parallel_calls: int,
+             deterministic: bool) -> tf.data.Dataset:
+  """The serialized records of ``files`` (this shard's), files interleaved."""
+  sizes = [tf.io.gfile.stat(f).length for f in files]
+  ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+  by_file = shard is not None and len(files) >= shard[0]
+  if by_file:
+    ds = ds.shard(*shard)
+  if shuffle:
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+  ds = ds.interleave(
+      readable_records,
+      cycle_length=min(cycle_length, len(files)),
+      num_parallel_calls=num_parallel_calls,
+      deterministic=deterministic)
+  if shard is not None and not by_file:
+    ds = ds.shard(*shard)
+  return ds
 
-  A glob such as ``data/sim/*`` also matches the dataset's own metadata
-  (``schema.json``, ``oracle.json``: JSON is never a TFRecord) and folders;
-  those are left out rather than read as records.
+
+def readable_records(path: tf.Tensor, size: tf.Tensor) -> tf.data.Dataset:
+  """The records of the TFRecord file ``path`` of ``size`` bytes; fails naming
+  the file and the record where reading stops before the end.
+
+  TF's own error (DataLossError "corrupted record at <byte>") names no file. Its
+  reader moves to the next file after a bad record (the framing cannot
+  resynchronize), so with ``ignore_errors`` a file simply ends there; the bytes
+  its records cover then fall short of its size, and the record after the last
+  good one is the bad one (this also catches a file cut inside a record header,
+  which TF reads as its end). The error is an InvalidArgumentError whose message
+  holds ``path: record N: reason``. Bytes are counted per chunk of records: per
+  record, the accounting would cost more than reading.
+  """
+  chunks = tf.data.TFRecordDataset(path).ignore_errors(log_warning=False).batch(
+      _CHUNK_RECORDS)
+  # A chunk is never empty, so an empty one marks the end of the file.
+  end = tf.data.Dataset.from_tensors(tf.constant([], tf.string))
+  zero = tf.constant(0, tf.int64)
+
+  def account(state, chunk):
+    count, offset = state
+    ended_short = tf.logical_and(tf.equal(tf.size(chunk), 0), offset < size)
+    message = tf.strings.join([
+        path, ": record ", tf.strings.as_string(count), f": {UNREADABLE_RECORD}: "
+        "its records stop at byte ", tf.strings.as_string(offset), " of ",
+        tf.strings.as_string(size)])
+    with tf.control_dependencies([tf.debugging.Assert(
+        tf.logical_not(ended_short), [message])]):
+      lengths = tf.cast(tf.strings.length(chunk), tf.int64) + _FRAMING_BYTES
+    return (count + tf.size(chunk, tf.int64), offset + tf.reduce_sum(lengths)), chunk
+
+  return chunks.concatenate(end).scan((zero, zero), account).unbatch()
+
+
+def first_unreadable_record(path: str, limit: Optional[int] = None
+                            ) -> Optional[Tuple[int, str]]:
+  """The first record of ``path`` (among its first ``limit``) that cannot be
+  read: ``(0-based index, reason)``, or None if all can.
+
+  Eager twin of `readable_records`: besides TF's DataLossError, records that end
+  before the file does are unreadable (TF reads a partial record header, under
+  12 bytes, as the end of the file).
+  """
+  records = tf.data.TFRecordDataset(path)
+  if limit is not None:
+    records = records.take(limit)
+  count, offset = 0, 0
+  try:
+    for record in records:  # one by one: the failing record's index is the answer
+      count += 1
+      offset += len(record.numpy()) + _FRAMING_BYTES
+  except tf.errors.DataLossError as e:
+    return count, tf_error_reason(e)
+  size = tf.io.gfile.stat(path).length
+  if count != limit and offset < size:
+    return count, f"its records stop at byte {offset} of {size}"
+  return None
+
+
+def tf_error_reason(error: tf.errors.OpError) -> str:
+  """The first line of a TF error without the op and function names around it."""
+  line = error.message.splitlines()[0] if error.message else str(error)
+  line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
+  return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line).strip()
+
+
+def check_first_records(files: List[str]) -> None:
+  """Raises `BadShardRecordError` for the first file whose first record is
+  unreadable: one record per file finds a file that is no TFRecord file at all
+  before training starts, as one clear error rather than a TF one mid-fit."""
+  with tf.init_scope():  # eager even when a strategy traces the dataset function
+    for path in files:
+      bad = first_unreadable_record(path, limit=1)
+      if bad is not None:
+        raise BadShardRecordError(path, bad[0], f"{UNREADABLE_RECORD}: {bad[1]}",
+                                  "unreadable_record")
+
+
+def match_files(file_pattern: str, split: Optional[str] = None) -> List[str]:
+  """The record files of comma-separated globs or dataset folders.
+
+  A glob gives its matches, sorted. A glob such as ``data/sim/*`` also matches
+  the dataset's own metadata (``schema.json``, ``oracle.json``: JSON is never a
+  TFRecord) and folders; those are left out rather than read as records.
+
+  A folder stands for the shards of one of its splits, as its ``schema.json``
+  lists them: ``split``, or without one the folder's only split. So
+  ``data/sim`` with split "train" is ``data/sim/train-*``'s shards; a folder of
+  several splits and no split asked for is an error that lists them.
+
+  Raises:
+    FileNotFoundError: a glob matches no record file; a folder has no
+      ``schema.json``, no such split, or several splits and none is asked for;
+      a listed shard is missing.
   """
   files: List[str] = []
-  for pattern in file_pattern.split(","):
-    matched = [f for f in sorted(tf.io.gfile.glob(pattern.strip()))
-               if not f.endswith(".json") and not tf.io.gfile.isdir(f)]
-    if not matched:
-      raise FileNotFoundError(f"no files match {pattern.strip()!r}")
-    files.extend(matched)
+  for pattern in _patterns(file_pattern):
+    if tf.io.gfile.isdir(pattern):
+      files.extend(split_files(pattern, split))
+    else:
+      files.extend(_glob_records(pattern))
   return files
+
+
+def split_pattern(file_pattern: str, split: str) -> str:
+  """``file_pattern`` with each dataset folder replaced by the shards of its
+  ``split`` (comma-separated paths); globs are kept as they are.
+
+  For a caller that knows which split it reads (training: "train", evaluation:
+  "test") but hands the pattern on to code that does not.
+  """
+  return ",".join(",".join(split_files(p, split)) if tf.io.gfile.isdir(p) else p
+                  for p in _patterns(file_pattern))
+
+
+def split_files(folder: str, split: Optional[str] = None) -> List[str]:
+  """The shards of a dataset folder's ``split`` (or its only split), in
+  ``schema.json``'s order."""
+  splits = schema_lib.DatasetSchema.load(folder).splits
+  names = ", ".join(sorted(splits)) or "none"
+  if split is None:
+    if len(splits) != 1:
+      example = "train" if "train" in splits or not splits else min(splits)
+      raise FileNotFoundError(
+          f"{folder} is a dataset folder with the splits {names}: name the "
+          f"shards of one, e.g. {os.path.join(folder, example)}-*")
+    (split,) = splits
+  if split not in splits:
+    raise FileNotFoundError(f"{folder} has no split {split!r} (its splits: {names})")
+  files = [os.path.join(folder, name) for name in splits[split].get("files", [])]
+  if not files:
+    raise FileNotFoundError(f"{folder}: split {split!r} lists no files")
+  for path in files:
+    if not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f"{path}: missing, but {folder}/"
+                              f"{schema_lib.SCHEMA_FILE} lists it in split {split!r}")
+  return files
+
+
+def _patterns(file_pattern: str) -> List[str]:
+  return [p.strip() for p in file_pattern.split(",")]
+
+
+def _glob_records(pattern: str) -> List[str]:
+  matched = [f for f in sorted(tf.io.gfile.glob(pattern))
+             if not f.endswith(".json") and not tf.io.gfile.isdir(f)]
+  if not matched:
+    raise FileNotFoundError(f"no files match {pattern!r}")
+  return matched

@@ -1,11 +1,13 @@
 """The reader turns impression records into the documented padded tensors."""
 
 import os
+import re
 
 import numpy as np
 import pytest
 
 from data_pipeline import reader
+from data_pipeline.bad_input import BadShardRecordError
 from data_pipeline.schema import Event, Impression
 from data_pipeline.writer import DatasetWriter
 
@@ -120,3 +122,120 @@ def test_a_glob_over_a_dataset_folder_skips_its_metadata(sim_data, tmp_path):
       "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
   with pytest.raises(FileNotFoundError, match="no files match"):
     reader.match_files(f"{tmp_path}/*")  # a folder alone is no record file
+
+
+def test_a_dataset_folder_stands_for_the_split_asked_for(sim_data, tmp_path):
+  data, oracle = sim_data
+  names = lambda files: [os.path.basename(f) for f in files]  # noqa: E731
+  assert names(reader.match_files(data, "train")) == [
+      "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+  assert names(reader.match_files(data, "test")) == [
+      "test-00000-of-00002.tfrecord", "test-00001-of-00002.tfrecord"]
+  ds = reader.make_dataset(data, batch_size=1000, split="test")
+  assert sum(int(b["label"].shape[0]) for b in ds) == oracle["test_impressions"]
+  # split_pattern: a folder becomes its split's shards, a glob stays a glob.
+  assert reader.split_pattern(f"{data}, {tmp_path}/x-*", "train") == (
+      f"{data}/train-00000-of-00002.tfrecord,{data}/train-00001-of-00002.tfrecord,"
+      f"{tmp_path}/x-*")
+
+
+def test_a_folder_of_one_split_needs_no_split_name(tmp_path):
+  out = _write(tmp_path, IMPRESSIONS, shards=2)
+  assert [os.path.basename(f) for f in reader.match_files(out)] == [
+      "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+  (batch,) = list(reader.make_dataset(out, batch_size=4))
+  assert sorted(batch["user_id"].numpy().tolist()) == [7, 8]
+
+
+def test_a_folder_that_does_not_say_which_files_is_a_clear_error(sim_data, tmp_path):
+  data, _ = sim_data
+  with pytest.raises(FileNotFoundError,
+                     match="dataset folder with the splits test, train: name"):
+    reader.match_files(data)
+  with pytest.raises(FileNotFoundError,
+                     match=r"has no split 'valid' \(its splits: test, train\)"):
+    reader.make_dataset(data, batch_size=2, split="valid")
+  (tmp_path / "plain").mkdir()
+  with pytest.raises(FileNotFoundError, match="no schema.json"):
+    reader.match_files(str(tmp_path / "plain"), "train")
+  out = _write(tmp_path, IMPRESSIONS, shards=2)
+  os.remove(os.path.join(out, "train-00001-of-00002.tfrecord"))
+  with pytest.raises(FileNotFoundError, match="train-00001-of-00002.tfrecord: missing, "
+                     "but .*schema.json lists it in split 'train'"):
+    reader.match_files(out)
+
+
+def _records_of(path):
+  from data_pipeline.tf_env import tf  # pylint: disable=g-import-not-at-top
+  return [r.numpy() for r in tf.data.TFRecordDataset(path)]
+
+
+def test_a_text_file_named_tfrecord_is_named_before_reading(tmp_path):
+  out = _write(tmp_path, IMPRESSIONS)
+  text = os.path.join(out, "x.tfrecord")
+  with open(text, "w", encoding="utf-8") as f:
+    f.write("user,item,label\n7,5,1\n")
+  with pytest.raises(BadShardRecordError) as caught:
+    reader.make_dataset(out + "/*", batch_size=2)
+  assert str(caught.value).startswith(f"{text}: record 0: unreadable TFRecord")
+  assert "Is this even a TFRecord file?" in str(caught.value)
+  assert (caught.value.path, caught.value.line) == (text, 0)
+
+
+def _fails_naming(pattern, message):
+  from data_pipeline.tf_env import tf  # pylint: disable=g-import-not-at-top
+  ds = reader.make_dataset(pattern, batch_size=2)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+    for _ in ds:
+      pass
+
+
+def test_a_truncated_record_fails_naming_file_record_and_byte(tmp_path):
+  imps = [Impression(label=i % 2, user_id=i + 1, time=i, item_id=i + 1)
+          for i in range(3)]
+  shard = os.path.join(_write(tmp_path, imps), "train-00000-of-00001.tfrecord")
+  lengths = [len(r) for r in _records_of(shard)]
+  size = sum(lengths) + 16 * 3  # 12 framing bytes before a record, 4 after
+  with open(shard, "rb") as f:
+    data = f.read()
+  assert len(data) == size
+  with open(shard, "wb") as f:
+    f.write(data[:-5])  # the last record loses its data CRC and a byte
+  good = lengths[0] + lengths[1] + 32
+  _fails_naming(shard, f"{shard}: record 2: unreadable TFRecord (not a TFRecord "
+                f"file, or the record is truncated or corrupted): its records stop "
+                f"at byte {good} of {size - 5}")
+  with open(shard, "wb") as f:
+    f.write(data[:good + 5])  # 5 bytes of record 2's header, which TF reads as EOF
+  _fails_naming(shard, f"{shard}: record 2: unreadable TFRecord")
+  _fails_naming(shard, f"its records stop at byte {good} of {good + 5}")
+
+
+def test_a_corrupted_record_fails_naming_file_and_record(tmp_path):
+  imps = [Impression(label=i % 2, user_id=i + 1, time=i, item_id=i + 1)
+          for i in range(3)]
+  out = _write(tmp_path, imps)
+  shard = os.path.join(out, "train-00000-of-00001.tfrecord")
+  first = len(_records_of(shard)[0]) + 16
+  with open(shard, "r+b") as f:
+    f.seek(first + 12 + 3)  # a byte of record 1's data: its CRC fails
+    byte = f.read(1)
+    f.seek(first + 12 + 3)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  _fails_naming(out, f"{shard}: record 1: unreadable TFRecord")
+  _fails_naming(out, f"its records stop at byte {first} of")
+
+
+def test_an_unreadable_file_is_one_line_in_the_cli(tmp_path, capsys):
+  from egin_tf.cli import common  # pylint: disable=g-import-not-at-top
+  out = _write(tmp_path, IMPRESSIONS)
+  text = os.path.join(out, "notatfrecord.txt")
+  with open(text, "w", encoding="utf-8") as f:
+    f.write("hello\n")  # shorter than a record header: TF alone reads no records
+  main = common.clean_errors(lambda argv: reader.make_dataset(text, batch_size=2))
+  with pytest.raises(SystemExit) as caught:
+    main([])
+  assert caught.value.code == 1
+  assert capsys.readouterr().err.splitlines() == [
+      f"error: {text}: record 0: unreadable TFRecord (not a TFRecord file, or the "
+      "record is truncated or corrupted): its records stop at byte 0 of 6"]
