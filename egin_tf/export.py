@@ -111,12 +111,14 @@ class ServingModule(tf.Module):
   def score_context(self, context: tf.Tensor,
                     examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     """context [B] and examples [B, N] -> pctr [B, N] (see the module doc)."""
-    tf.debugging.assert_equal(
+    check = tf.debugging.assert_equal(
         tf.shape(context)[0], tf.shape(examples)[0],
         message="serving_context needs one context per list of examples")
-    parsed = tf.io.parse_example(tf.reshape(examples, [-1]),
-                                 self._candidate_spec)
-    shared = tf.io.parse_example(context, self._context_spec)
+    # Before parsing: else the model may fail first, on mismatched shapes.
+    with tf.control_dependencies([check]):
+      parsed = tf.io.parse_example(tf.reshape(examples, [-1]),
+                                   self._candidate_spec)
+      shared = tf.io.parse_example(context, self._context_spec)
     # Row i of the flattened candidates belongs to list i // N. The context is
     # repeated while still ragged, so `dense_batch` sees exactly what it sees
     # for serving_default's merged Examples.
@@ -201,14 +203,16 @@ def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
   With ``warmup_examples`` (serialized ``tf.train.Example``s, e.g. a
   `serving_requests.search_request` or `serving_requests.examples_from_files`),
   ``assets.extra/tf_serving_warmup_requests`` gets ``num_warmup_requests``
-  Predict requests to ``serving_default``, each with all of those examples.
+  Predict requests to ``serving_default``, each with all of those examples, and
+  as many to ``serving_context`` (`serving_requests.split_request` of them).
 
   ``extra_assets`` (file name -> text) are written to ``assets.extra/`` too,
   before the version appears (e.g. what the model was trained on).
 
   Raises:
     FileExistsError: ``version`` is given and ``export_dir/<version>`` exists.
-    ValueError: the warm-up examples do not parse, or a bad request count.
+    ValueError: the warm-up examples do not parse, or a bad request count
+      (1 to `serving_requests.MAX_WARMUP_RECORDS` / 2).
   """
   os.makedirs(export_dir, exist_ok=True)
   if version is not None and os.path.exists(os.path.join(export_dir, str(version))):
@@ -216,8 +220,15 @@ def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
   module = ServingModule(model, schema, lengths)
   warmup_logs = None
   if warmup_examples is not None:
-    warmup_logs = serving_requests.warmup_requests(warmup_examples,
-                                                   num_warmup_requests)
+    # Both Example signatures: TF Serving prepares each one on its first call.
+    warmup_logs = [log for context_form in (False, True)
+                   for log in serving_requests.warmup_requests(
+                       warmup_examples, num_warmup_requests,
+                       context_form=context_form)]
+    if len(warmup_logs) > serving_requests.MAX_WARMUP_RECORDS:
+      raise ValueError(f"num_warmup_requests={num_warmup_requests}: 2 x that many "
+                       f"records, TF Serving reads at most "
+                       f"{serving_requests.MAX_WARMUP_RECORDS}")
     _check_warmup(module, warmup_examples)
   # A unique temporary name: two exports never write into the same folder.
   label = "next" if version is None else str(version)

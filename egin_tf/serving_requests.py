@@ -315,12 +315,14 @@ def rest_scores(response_body: str) -> np.ndarray:
 
 def warmup_requests(serialized_examples: Sequence[bytes], num_requests: int,
                     examples_per_request: Optional[int] = None,
-                    model_name: str = "") -> List[bytes]:
+                    model_name: str = "", context_form: bool = False) -> List[bytes]:
   """Serialized ``PredictionLog``s of Predict requests to ``serving_default``.
 
   Request r holds ``examples_per_request`` examples (default: all of them),
   taken cyclically from ``serialized_examples`` starting at example
   ``r * examples_per_request``, as the string tensor input ``examples`` [n].
+  With ``context_form`` the requests go to ``serving_context`` instead, as
+  `split_request` of those examples (the first one's context).
 
   Args:
     serialized_examples: serialized ``tf.train.Example``s, e.g. one
@@ -346,9 +348,10 @@ def warmup_requests(serialized_examples: Sequence[bytes], num_requests: int,
   for r in range(num_requests):
     batch = [serialized_examples[(r * size + j) % len(serialized_examples)]
              for j in range(size)]
+    request = split_request(batch) if context_form else batch
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(
-            request=predict_request(batch, model_name)))
+            request=predict_request(request, model_name)))
     logs.append(log.SerializeToString())
   return logs
 

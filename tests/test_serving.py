@@ -136,8 +136,8 @@ def test_warmup_file_holds_replayable_predict_requests(served):
   path = os.path.join(served.path, "assets.extra", "tf_serving_warmup_requests")
   # A TFRecord file: read with the plain TFRecord reader, every record a PredictionLog.
   logs = serving_requests.read_warmup_file(path)
-  assert len(logs) == 3
-  for log in logs:
+  assert len(logs) == 6  # 3 per Example signature
+  for log in logs[:3]:
     assert log.WhichOneof("log_type") == "predict_log"
     request = log.predict_log.request
     assert request.model_spec.signature_name == "serving_default"
@@ -147,6 +147,16 @@ def test_warmup_file_holds_replayable_predict_requests(served):
     pctr = served.score(examples)
     _assert_valid_scores(pctr, 7)
     np.testing.assert_array_equal(pctr, served.score(served.warmup))
+  for log in logs[3:]:
+    request = log.predict_log.request
+    assert request.model_spec.signature_name == "serving_context"
+    inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+    assert {k: v.shape for k, v in inputs.items()} == {"context": (1,),
+                                                        "examples": (1, 7)}
+    replayed = served.loaded.signatures["serving_context"](
+        **{k: tf.constant(v) for k, v in inputs.items()})["pctr"].numpy()
+    np.testing.assert_allclose(replayed[0], served.score(served.warmup),
+                               rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("case", ["empty_histories", "unseen_ids",

@@ -3,11 +3,13 @@
 Usage: egin-tf export --model_dir DIR --export_dir OUT [--version N]
 
 Writes OUT/<version>/ (TF Serving's layout) with the signatures `serving_default`
-(serialized tf.Example impressions -> pctr) and `predict_padded` (padded tensors
+(serialized tf.Example impressions -> pctr), `serving_context` (one context
+Example + N candidate Examples -> pctr) and `predict_padded` (padded tensors
 -> pctr), and the item and query embeddings (EGIN: the graph tables) with their ids
 in OUT/<version>/assets.extra/{items,queries}_embeddings.tsv, and TF Serving
 warm-up requests (the first --warmup_examples training impressions as one
-request, repeated --warmup_requests times) in
+request, repeated --warmup_requests times for serving_default and as many for
+serving_context) in
 OUT/<version>/assets.extra/tf_serving_warmup_requests. Inspect it with
 `saved_model_cli show --all --dir OUT/<version>`.
 """
@@ -28,8 +30,9 @@ flags.DEFINE_bool("embeddings", True, "Also write the embedding tables with the 
 flags.DEFINE_integer("warmup_examples", 100, "Impressions (candidates) per warm-up "
                      "request, taken from the training data; 0 writes no warm-up "
                      "file.")
-flags.DEFINE_integer("warmup_requests", 10, "Warm-up requests TF Serving replays "
-                     "before serving the version.")
+flags.DEFINE_integer("warmup_requests", 10, "Warm-up requests per Example "
+                     "signature TF Serving replays before serving the version "
+                     "(1 to 500).")
 flags.DEFINE_integer("keep", None, "Afterwards keep only the newest KEEP versions "
                      "in --export_dir (default: remove nothing).")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
