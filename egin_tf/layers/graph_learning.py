@@ -18,6 +18,7 @@ from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
 from egin_tf.layers.query_item_graph import QueryItemGraph
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class GraphLearning(tf.keras.layers.Layer):
   """Unweighted graph losses L_i2i, L_q2q, L_q2i of a training batch.
 
@@ -123,13 +124,21 @@ class GraphLearning(tf.keras.layers.Layer):
     return losses
 
   def get_config(self):
-    """The options; the shared tables are left out (see `from_config`)."""
+    """The options and the two tables' configs (nested layer configs).
+
+    A config holds no object identity: `from_config` builds NEW tables of the
+    same configs, no longer the ones the CTR network reads. A model that shares
+    its tables builds its GraphLearning from them in its own constructor (as
+    `EGIN` does) and restores weights; its config need not hold this layer's.
+    """
     config = super().get_config()
     graph = self.graph.get_config()
     config.update({key: graph[key] for key in (
         "window", "q2q_timespan", "q2i_timespan", "seeds_fraction",
         "subsample_threshold", "seed")})
-    config.update(use_query=self.use_query,
+    config.update(items=tf.keras.layers.serialize(self.items),
+                  queries=tf.keras.layers.serialize(self.queries),
+                  use_query=self.use_query,
                   num_negatives=self.item_queue.num_negatives,
                   queue_capacity=self.item_queue.capacity,
                   logq_buckets=self.item_queue.logq_buckets)
@@ -137,7 +146,7 @@ class GraphLearning(tf.keras.layers.Layer):
 
   @classmethod
   def from_config(cls, config):
-    raise NotImplementedError(
-        "GraphLearning shares its embedding tables with the CTR network, which a "
-        "config cannot express: rebuild the model that owns the tables and restore "
-        "its weights instead")
+    config = dict(config)
+    for table in ("items", "queries"):
+      config[table] = tf.keras.layers.deserialize(config[table])
+    return cls(**config)

@@ -251,6 +251,7 @@ def global_mean(total: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
   return tf.math.divide_no_nan(total, count)
 
 
+@tf.keras.utils.register_keras_serializable(package="egin_tf")
 class GraphSoftmaxLoss(tf.keras.layers.Layer):
   """EGIN's graph loss L_G for one edge type, as a Keras layer.
 
