@@ -17,10 +17,10 @@ the last batch it trained on: no record twice, none skipped.
 Bad input names the shard and the 0-based record (``shard: record N: reason``):
 an unreadable record (truncated or corrupted: the TFRecord length or CRC check
 fails), a record that does not parse with the schema, or one with a NaN or
-infinite dense feature. Under ``on_bad="stop"``
-it raises `BadShardRecordError`; under ``"skip"`` the record (or, for an unreadable
-one, the rest of its shard, since TFRecord framing cannot resynchronize) is
-skipped, counted and listed in `ShardStream.skipped`. A shard that lands with a
+infinite dense feature. Under ``on_bad="stop"`` it raises
+`bad_input.BadShardRecordError` (the reader's error too); under ``"skip"`` the
+record (or, for an unreadable one, the rest of its shard, since TFRecord framing
+cannot resynchronize) is skipped, counted and listed in `ShardStream.skipped`. A shard that lands with a
 name sorting before the current position (out of order) would never be read; it
 is bad input too.
 """
@@ -37,7 +37,7 @@ import numpy as np
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
-from data_pipeline.bad_input import BadRecordError, ON_BAD_CHOICES
+from data_pipeline.bad_input import BadShardRecordError, ON_BAD_CHOICES
 from data_pipeline.tf_env import tf
 
 DEFAULT_PATTERN = "*.tfrecord*"
@@ -56,20 +56,6 @@ class StreamPosition:
     if not self.shard:
       return "the start of the stream"
     return f"{self.shard} record {self.offset}"
-
-
-class BadShardRecordError(BadRecordError):
-  """A record of a shard that cannot be read or parsed: ``shard: record N: reason``."""
-
-  def __init__(self, path: str, record: int, reason: str, kind: str):
-    super().__init__(path, record, reason, kind)
-    self.args = (f"{path}: record {record}: {reason}",)
-
-  def __str__(self) -> str:
-    return self.args[0]
-
-  def __reduce__(self):
-    return (type(self), (self.path, self.line, self.reason, self.kind))
 
 
 @dataclasses.dataclass
@@ -230,8 +216,9 @@ class ShardStream:
         return
       except tf.errors.DataLossError as e:
         # The failing record is the first the chunk did not deliver; find it by
-        # reading single records from where the last good chunk ended.
-        bad = self._first_unreadable(path, position)
+        # reading single records (from the shard's start: this is the rare path).
+        found = reader.first_unreadable_record(path)
+        bad = position if found is None else max(found[0], position)
         self._bad(shard, bad, f"unreadable TFRecord (truncated or corrupted): "
                   f"{e.message.splitlines()[0]}", "unreadable_record", None)
         good = bad - position
@@ -245,16 +232,6 @@ class ShardStream:
   @staticmethod
   def _read_range(path: str, start: int, count: int) -> np.ndarray:
     return next(iter(tf.data.TFRecordDataset(path).skip(start).batch(count))).numpy()
-
-  @staticmethod
-  def _first_unreadable(path: str, start: int) -> int:
-    position = start
-    try:
-      for _ in tf.data.TFRecordDataset(path).skip(start):
-        position += 1
-    except tf.errors.DataLossError:
-      return position
-    return position
 
   def _parse_checked(self, records: List[bytes], shards: List[str],
                      offsets: List[int]) -> Tuple[Optional[Dict[str, tf.Tensor]],
