@@ -55,6 +55,7 @@ from data_pipeline.tf_env import tf
 from egin_tf import audit_log
 from egin_tf import export as export_lib
 from egin_tf import training
+from egin_tf.configs import Config, param
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.progressive import ProgressiveMetrics
 
@@ -64,43 +65,39 @@ LOG_DIR = os.path.join("logs", "stream")
 EXPORT_INFO_FILE = "export_info.json"
 
 
-@dataclasses.dataclass
-class StreamConfig:
-  """How to consume a stream (the model and optimizer come from `TrainConfig`).
-
-  Attributes:
-    follow: keep polling for new shards instead of stopping at the end.
-    poll_seconds: wait between polls under ``follow``.
-    idle_timeout: under ``follow``, stop after this many seconds without a new
-      shard (None: never).
-    pattern: glob of shard names in the stream folder.
-    on_bad: "stop" at a bad record, or "skip" it and report it.
-    checkpoint_every_steps: steps between checkpoints (also at the end).
-    checkpoint_every_seconds: at most this long between checkpoints (None: off).
-    keep_checkpoints: checkpoints kept.
-    export_dir: where SavedModel versions go (None: no exports).
-    export_every_steps: steps between exports (None: off).
-    export_every_minutes: minutes between exports (None: off).
-    keep_exports: newest versions kept in ``export_dir``.
-    window: examples in the progressive-validation window.
-    log_every: steps between progress lines and TensorBoard points.
-    audit_log: write the trained-example log (`egin_tf.audit_log`).
-  """
-  follow: bool = False
-  poll_seconds: float = 10.0
-  idle_timeout: Optional[float] = None
-  pattern: str = stream_lib.DEFAULT_PATTERN
-  on_bad: str = "stop"
-  checkpoint_every_steps: int = 200
-  checkpoint_every_seconds: Optional[float] = 600.0
-  keep_checkpoints: int = 3
-  export_dir: Optional[str] = None
-  export_every_steps: Optional[int] = None
-  export_every_minutes: Optional[float] = None
-  keep_exports: int = 3
-  window: int = 10_000
-  log_every: int = 100
-  audit_log: bool = False
+@dataclasses.dataclass(frozen=True)
+class StreamConfig(Config):
+  """How to consume a stream (the model and optimizer come from `TrainConfig`)."""
+  follow: bool = param(False, "Keep polling for new shards instead of stopping at "
+                       "the end.")
+  poll_seconds: float = param(10.0, "With --follow: seconds between polls.",
+                              above=0.0)
+  idle_timeout: Optional[float] = param(None, "With --follow: stop after this many "
+                                        "seconds without a new shard (unset: never).",
+                                        above=0.0)
+  shard_pattern: str = param(stream_lib.DEFAULT_PATTERN, "Glob of shard names in "
+                             "the stream folder.")
+  on_bad: str = param("stop", "Stop at an unreadable or unparsable record, or skip "
+                      "and report it.", choices=("stop", "skip"))
+  checkpoint_every_steps: int = param(200, "Steps between checkpoints (also at the "
+                                      "end).", min=1)
+  checkpoint_every_seconds: Optional[float] = param(
+      600.0, "At most this long between checkpoints (unset: off).", above=0.0)
+  keep_checkpoints: int = param(3, "Checkpoints kept.", min=1)
+  export_dir: Optional[str] = param(None, "SavedModel versions for TF Serving go to "
+                                    "EXPORT_DIR/<version>/ (unset: no exports).")
+  export_every_steps: Optional[int] = param(None, "Steps between exports (unset: "
+                                            "off).", min=1)
+  export_every_minutes: Optional[float] = param(None, "Minutes between exports "
+                                                "(unset: off).", above=0.0)
+  keep_exports: int = param(3, "Newest versions kept in the export folder.", min=1)
+  progressive_window: int = param(10_000, "Examples in the progressive-validation "
+                                  "window.", min=1)
+  log_every: int = param(100, "Steps between progress lines and TensorBoard "
+                         "points.", min=1)
+  audit_log: bool = param(False, "Log every trained example (shard, record, "
+                          "fingerprint) in MODEL_DIR/trained_examples, committed "
+                          "with the checkpoints.")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -138,9 +135,31 @@ class StreamState(tf.Module):
 
 
 # The TrainConfig fields that define the model's variables: a resumed run must
-# use the same ones as the run that wrote the checkpoints.
-_MODEL_DEFINING = ("model", "model_kwargs", "embedding_dim", "max_clicks",
-                   "max_queries", "max_seeds")
+# use the same ones (and the same model config) as the run that wrote the
+# checkpoints.
+_MODEL_DEFINING = ("model", "embedding_dim", "max_clicks", "max_queries",
+                   "max_seeds")
+
+
+class ResumeMismatchError(ValueError):
+  """A resumed stream run was given settings other than the checkpoints' own."""
+
+
+def _check_resume(path: str, saved: Dict[str, Any],
+                  config: training.TrainConfig) -> None:
+  """Raises `ResumeMismatchError` naming every setting that differs."""
+  before = training.saved_train_config(saved)
+  differ = [f"{key}={getattr(before, key)!r}, not {getattr(config, key)!r}"
+            for key in _MODEL_DEFINING if getattr(before, key) != getattr(config, key)]
+  if not differ:
+    old = training.model_config(before).to_dict()
+    new = training.model_config(config).to_dict()
+    differ = [f"{key}={old[key]!r}, not {new[key]!r}" for key in old
+              if old[key] != new[key]]
+  if differ:
+    raise ResumeMismatchError(
+        f"{path}: this model directory was trained with {'; '.join(differ)}; "
+        "resume with the same settings or use a new --model_dir")
 
 
 def _model_config(model_dir: str, stream_dir: str, config: training.TrainConfig,
@@ -150,12 +169,7 @@ def _model_config(model_dir: str, stream_dir: str, config: training.TrainConfig,
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       saved = json.load(f)
-    for key in _MODEL_DEFINING:
-      if saved["train"].get(key) != getattr(config, key):
-        raise ValueError(
-            f"{path}: this model directory was trained with {key}="
-            f"{saved['train'].get(key)!r}, not {getattr(config, key)!r}; resume "
-            "with the same settings or use a new --model_dir")
+    _check_resume(path, saved, config)
     return FeatureConfig(**saved["features"])
   features = training.feature_config(schema, config)
   training.write_model_config(model_dir, config, features, schema,
@@ -235,13 +249,13 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
                      "first and cannot train on a stream; use another model")
   schema = schema_lib.DatasetSchema.load(stream_dir)
   os.makedirs(model_dir, exist_ok=True)
-  features = _model_config(model_dir, stream_dir, config, schema, stream.pattern)
+  features = _model_config(model_dir, stream_dir, config, schema, stream.shard_pattern)
   lengths = reader.SequenceLengths(config.max_clicks, config.max_queries,
                                    config.max_seeds)
   tf.keras.utils.set_random_seed(config.seed)
   model = training.build_from_config(config, features)
   state = StreamState()
-  progressive = ProgressiveMetrics(window=stream.window)
+  progressive = ProgressiveMetrics(window=stream.progressive_window)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                    stream=state, progressive=progressive)
   manager = tf.train.CheckpointManager(
@@ -312,7 +326,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   shard_stream = stream_lib.ShardStream(
       stream_dir, config.batch_size, lengths, schema=schema, start=start,
       follow=stream.follow, poll_seconds=stream.poll_seconds,
-      idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.pattern,
+      idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.shard_pattern,
       fingerprints=stream.audit_log, shards_before_start=shards_before_start,
       sleep=lambda seconds: _sleep_unless(stop, seconds),
       should_stop=lambda: stop.signal is not None)
@@ -395,7 +409,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
         result = progressive.result()
         values = {k: float(v.numpy()) for k, v in logs.items()}
         print_fn(_format_progress(step, batch.end, result, values, speed,
-                                  stream.window))
+                                  stream.progressive_window))
         for key, value in result.items():
           if key != "examples":
             tf.summary.scalar(f"progressive/{key}", value, step=step)
@@ -428,7 +442,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   print_fn(f"stopped ({stopped_by}) at step {step:,}, {state.position()}: trained "
            f"{trained_examples:,} examples in this run ({trained_examples / max(seconds, 1e-9):,.0f}"
            f" ex/s), {result['examples']:,} in total; progressive AUC "
-           f"{result['running_auc']:.4f}, last {min(stream.window, result['examples']):,}: "
+           f"{result['running_auc']:.4f}, last {min(stream.progressive_window, result['examples']):,}: "
            f"{result['window_auc']:.4f}; {shard_stream.skip_summary()}")
   out: Dict[str, Any] = {
       "steps": step,

@@ -2,8 +2,10 @@
 
 A model directory holds everything needed to evaluate or resume a run:
 
-* ``config.json``: the model name, its arguments, the `FeatureConfig` and the
-  `TrainConfig`, so `load_model` can rebuild the model;
+* ``config.json``: the `TrainConfig` (``train``), the model's full config
+  (``model_config``: every hyperparameter, defaults included, so a model
+  directory rebuilds the same model after a default changes) and the
+  `FeatureConfig`, so `load_model` can rebuild the model;
 * ``data_schema.json``: the training data's schema (what serving parses);
 * ``checkpoints/``: ``tf.train.Checkpoint``s of the model, optimizer and step;
 * ``logs/``: TensorBoard logs (losses, progress AUC, per-step figures);
@@ -25,6 +27,7 @@ from data_pipeline.tf_env import tf
 from egin_tf import distribute
 from egin_tf import metrics
 from egin_tf import optimizers
+from egin_tf.configs import Config, field_specs, param
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS, build_model
 from egin_tf.models.base import CTRModel
@@ -35,68 +38,65 @@ METRICS_FILE = "metrics.json"
 ORACLE_FILE = "oracle.json"
 
 
-@dataclasses.dataclass
-class TrainConfig:
-  """How to train.
-
-  Attributes:
-    model: registered model name (see `egin_tf.models.MODELS`).
-    model_kwargs: extra constructor arguments of the model.
-    batch_size: examples per step.
-    epochs: passes over the training data (ignored when ``steps`` is set).
-    steps: total training steps; overrides ``epochs``.
-    learning_rate: Adam's learning rate.
-    optimizer: "lazy_adam" (sparse rows updated alone, `egin_tf.optimizers`) or
-      "adam" (tf-keras' Adam, which updates every row of a table each step).
-    graph_learning_rate: a separate rate for the model's graph tables (EGIN),
-      with ``graph_optimizer``; None: one Adam for every variable.
-    graph_optimizer: "adagrad", "adam" or "sgd" (see `egin_tf.optimizers`).
-    max_clicks, max_queries, max_seeds: history lengths kept (most recent).
-    embedding_dim: d of every embedding table (the paper uses 10).
-    table_sizes: rows of the id tables by kind ("item", "query", "user",
-      "category"); a kind left out gets `FeatureConfig.from_schema`'s size (a
-      row per id for small contiguous ids, else 2x the distinct ids of the
-      training data). Give a stream that never ends room for the ids to come:
-      extra ids share rows (`bucketize_ids`; see the collision rates).
-    seed: seeds initialization, shuffling and sampling; a run is repeatable.
-    shuffle_buffer: records in the training shuffle buffer.
-    log_every: steps between progress lines and checkpoints.
-    steps_per_execution: training steps run per call of Keras' compiled train
-      function (`Model.compile`): fewer Python round trips per step, which is
-      what limits small models; callbacks then see every N-th step.
-  """
-  model: str = "dnn"
-  model_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
-  batch_size: int = 256
-  epochs: int = 1
-  steps: Optional[int] = None
-  learning_rate: float = 1e-3
-  optimizer: str = "lazy_adam"
-  graph_learning_rate: Optional[float] = None
-  graph_optimizer: str = "adagrad"
-  max_clicks: int = 100
-  max_queries: int = 100
-  max_seeds: int = 100
-  embedding_dim: int = 10
-  table_sizes: Dict[str, int] = dataclasses.field(default_factory=dict)
-  seed: int = 0
-  shuffle_buffer: int = 20_000
-  log_every: int = 200
-  steps_per_execution: int = 1
-
-
 TABLE_KINDS = ("item", "query", "user", "category")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Config):
+  """How to train (a frozen `Config`: every field checked on construction).
+
+  ``model_kwargs`` are the model's hyperparameters (fields of its config, see
+  `egin_tf.models.configs`; left out: the defaults). ``table_sizes`` gives
+  rows of the id tables by kind ("item", "query", "user", "category"); a kind
+  left out gets `FeatureConfig.from_schema`'s size (a row per id for small
+  contiguous ids, else 2x the distinct ids of the training data). Give a stream
+  that never ends room for the ids to come: extra ids share rows
+  (`bucketize_ids`; see the collision rates). ``steps_per_execution`` runs
+  several steps per call of Keras' compiled train function: fewer Python round
+  trips, which is what limits small models; callbacks then see every N-th step.
+  """
+  model: str = param("dnn", "Registered model name.", choices=sorted(MODELS))
+  model_kwargs: Dict[str, Any] = param({}, "The model's hyperparameters.")
+  batch_size: int = param(256, "Examples per step.", min=1)
+  epochs: int = param(1, "Passes over the training data (unless --steps).", min=1)
+  steps: Optional[int] = param(None, "Total training steps; overrides --epochs.",
+                               min=1)
+  learning_rate: float = param(1e-3, "Adam's learning rate.", above=0.0)
+  optimizer: str = param("lazy_adam", "lazy_adam (sparse rows and their moments "
+                         "only) or adam (tf-keras' Adam: every row each step).",
+                         choices=optimizers.OPTIMIZERS)
+  graph_learning_rate: Optional[float] = param(
+      None, "A separate rate for the graph tables (EGIN), with --graph_optimizer "
+      "(unset: one Adam for every variable).", above=0.0)
+  graph_optimizer: str = param("adagrad", "Optimizer of the graph tables under "
+                               "--graph_learning_rate.",
+                               choices=optimizers.GRAPH_OPTIMIZERS)
+  max_clicks: int = param(100, "Click history kept (most recent).", min=1)
+  max_queries: int = param(100, "Query history kept (most recent).", min=1)
+  max_seeds: int = param(100, "Seeds history kept (most recent).", min=1)
+  embedding_dim: int = param(10, "Size of every embedding table (paper: 10).",
+                             min=1)
+  table_sizes: Dict[str, int] = param({}, "Rows of the id tables by kind.")
+  seed: int = param(0, "Seeds initialization, shuffling and sampling (and the "
+                    "model's own seed); a run is repeatable.", min=0)
+  shuffle_buffer: int = param(20_000, "Records in the training shuffle buffer.",
+                              min=1)
+  log_every: int = param(200, "Steps between progress lines and checkpoints.",
+                         min=1)
+  steps_per_execution: int = param(1, "Training steps per call of Keras' compiled "
+                                   "train function.", min=1)
+
+  def check(self) -> None:
+    for kind, rows in self.table_sizes.items():
+      if kind not in TABLE_KINDS:
+        self.fail("table_sizes", f"unknown table {kind!r}; the tables are "
+                  f"{', '.join(TABLE_KINDS)}")
+      if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
+        self.fail("table_sizes", f"the {kind} table needs an int >= 2 rows")
 
 
 def feature_config(schema: schema_lib.DatasetSchema, config: TrainConfig) -> FeatureConfig:
   """The tables of ``config`` for data of ``schema`` (sizes: ``table_sizes``)."""
-  for kind, rows in config.table_sizes.items():
-    if kind not in TABLE_KINDS:
-      raise ValueError(f"table_sizes: unknown table {kind!r}; the tables are "
-                       f"{', '.join(TABLE_KINDS)}")
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
-      raise ValueError(f"table_sizes: the {kind} table needs an int >= 2 rows, "
-                       f"got {rows!r}")
   return FeatureConfig.from_schema(
       schema, embedding_dim=config.embedding_dim,
       **{f"{kind}_buckets": rows for kind, rows in config.table_sizes.items()})
@@ -128,8 +128,19 @@ def count_impressions(pattern: str, schema: schema_lib.DatasetSchema) -> int:
   return int(total)
 
 
+def model_config(config: TrainConfig) -> Config:
+  """The model's full hyperparameters: its config's defaults with
+  ``model_kwargs`` on top; a model with a ``seed`` of its own takes the run's
+  unless ``model_kwargs`` gives one."""
+  config_cls = MODELS[config.model].CONFIG
+  kwargs = dict(config.model_kwargs)
+  if "seed" in (spec.name for spec in field_specs(config_cls)):
+    kwargs.setdefault("seed", config.seed)
+  return config_cls.from_dict(kwargs)
+
+
 def build_from_config(config: TrainConfig, features: FeatureConfig) -> CTRModel:
-  model = build_model(config.model, features, **config.model_kwargs)
+  model = build_model(config.model, features, config=model_config(config))
   model.compile(optimizer=optimizers.make_optimizer(
       model, config.learning_rate, config.graph_learning_rate,
       config.graph_optimizer, config.optimizer),
@@ -191,7 +202,8 @@ def write_model_config(model_dir: str, config: TrainConfig, features: FeatureCon
                        schema: schema_lib.DatasetSchema, train_pattern: str) -> None:
   """Writes ``config.json`` and ``data_schema.json``: what `load_model` rebuilds from."""
   with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
-    json.dump({"train": dataclasses.asdict(config),
+    json.dump({"train": config.to_dict(),
+               "model_config": model_config(config).to_dict(),
                "features": dataclasses.asdict(features),
                "train_pattern": train_pattern}, f, indent=2)
   with open(os.path.join(model_dir, DATA_SCHEMA_FILE), "w", encoding="utf-8") as f:
@@ -215,6 +227,9 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
     "seconds": training time, "examples_per_second": ..., "history": training
     metrics (losses, progress AUC) per progress chunk}``
   """
+  # A dataset folder reads its train split for training, its test split for eval.
+  train_pattern = reader.split_pattern(train_pattern, "train")
+  eval_pattern = eval_pattern and reader.split_pattern(eval_pattern, "test")
   strategy = strategy or tf.distribute.get_strategy()
   chief = distribute.current_task().is_chief
   tf.keras.utils.set_random_seed(config.seed)
@@ -341,7 +356,7 @@ def load_model(model_dir: str) -> TrainedModel:
                             "directory written by `egin-tf train`")
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
-  config = TrainConfig(**saved["train"])
+  config = saved_train_config(saved)
   features = FeatureConfig(**saved["features"])
   model = build_from_config(config, features)
   latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
@@ -355,6 +370,15 @@ def load_model(model_dir: str) -> TrainedModel:
   return TrainedModel(model, config, schema, lengths)
 
 
+def saved_train_config(saved: Dict[str, Any]) -> TrainConfig:
+  """The `TrainConfig` of a ``config.json``, with the model's full config as
+  written (model directories from before it was written: the defaults of now)."""
+  config = TrainConfig.from_dict(saved["train"])
+  if "model_config" in saved:
+    config = config.replace(model_kwargs=saved["model_config"])
+  return config
+
+
 def train_pattern(model_dir: str) -> str:
   """The training data pattern a model directory was trained on."""
   with open(os.path.join(model_dir, CONFIG_FILE), encoding="utf-8") as f:
@@ -365,6 +389,7 @@ def evaluate(model_dir: str, data_pattern: str,
              batch_size: Optional[int] = None) -> Dict[str, Any]:
   """Exact metrics of a trained model on data; ``oracle`` if the data has one."""
   model, config, _, _ = load_model(model_dir)
+  data_pattern = reader.split_pattern(data_pattern, "test")
   schema = schema_lib.schema_for_files(reader.match_files(data_pattern))
   report = exact_report(model, make_dataset(data_pattern, config, False, schema,
                                         batch_size=batch_size))

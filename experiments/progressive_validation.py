@@ -364,7 +364,7 @@ def train_on_stream(model: str, stream_dir: str, test_pattern: str, model_dir: s
     print(f"reusing the finished stream run in {model_dir}")
     return done
   stream_config = streaming.StreamConfig(
-      window=config.window, log_every=config.log_every,
+      progressive_window=config.window, log_every=config.log_every,
       export_dir=(os.path.join(model_dir, "exports")
                   if config.export_every_steps else None),
       export_every_steps=config.export_every_steps or None)

@@ -145,7 +145,7 @@ def test_replay_then_stream_training_with_exports(tmp_path):
 def test_missing_model_dir_is_a_clean_error(tmp_path):
   proc = _run("evaluate", "--model_dir", str(tmp_path / "none"), "--data",
               str(tmp_path / "x-*"), check=False)
-  assert proc.returncode == 1
+  assert proc.returncode == 2  # a bad flag
   assert "not a model directory" in proc.stderr
   assert "Traceback" not in proc.stderr
 

@@ -94,7 +94,7 @@ def test_scores_are_made_before_training_on_the_batch(sim_stream, tmp_path):
   config = training.TrainConfig(model="dnn", seed=5, learning_rate=0.05,
                                 **dict(SMALL, batch_size=500))
   streaming.train_stream(directory, str(tmp_path / "m"), config,
-                         streaming.StreamConfig(window=500), print_fn=lambda s: None)
+                         streaming.StreamConfig(progressive_window=500), print_fn=lambda s: None)
   # The same seed builds the same initial model; its scores of the one batch
   # must be what the progressive metrics saw.
   tf.keras.utils.set_random_seed(5)
@@ -306,7 +306,7 @@ def test_offline_model_directory_is_a_warm_start(sim_stream, sim_data, tmp_path)
   directory, _ = _first_shards(sim_stream, str(tmp_path / "s"), 1)
   lines = []
   result = streaming.train_stream(directory, model_dir, config,
-                                  streaming.StreamConfig(window=500),
+                                  streaming.StreamConfig(progressive_window=500),
                                   print_fn=lines.append)
   assert lines[0].startswith("warm start from the offline checkpoint "
                              + os.path.join(model_dir, "checkpoints", "ckpt-6"))

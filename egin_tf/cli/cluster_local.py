@@ -42,7 +42,7 @@ def main(argv):
   if train_args and train_args[0] == "--":
     train_args = train_args[1:]
   if any(a.startswith("--model_dir") for a in train_args) is False:
-    raise common.InputError("give the train flags after --, with --model_dir "
+    raise common.FlagError("give the train flags after --, with --model_dir "
                             "(every task must agree on it)")
   cluster = cluster_local.cluster_spec(FLAGS.workers, FLAGS.ps)
   job = cluster_local.LocalCluster(

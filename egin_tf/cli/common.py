@@ -6,6 +6,7 @@ import time
 from typing import Callable, Optional
 
 from absl import app
+from absl import flags
 
 from data_pipeline.bad_input import BadRecordError, NoImpressionsError
 
@@ -14,14 +15,61 @@ class InputError(Exception):
   """A user's input (flag value, id, file) cannot be used; printed, no traceback."""
 
 
-# Failures caused by the user's input: printed as one line, exit status 1.
+class FlagError(InputError):
+  """A flag's value, or flags together, cannot be used: exit status 2 (usage)."""
+
+
+# Failures caused by the user's input: printed as one line, exit status 1 (2 for
+# a bad flag).
 BAD_INPUT_ERRORS = (InputError, BadRecordError, NoImpressionsError,
                     FileNotFoundError, FileExistsError)
 
 
 def no_extra_args(argv) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise FlagError(f"unexpected arguments: {' '.join(argv[1:])} (flags are "
+                    "--name=value; see --help)")
+
+
+def require_file(flag: str) -> None:
+  """--flag names an existing file."""
+  path = flags.FLAGS[flag].value
+  if path is not None and not tf_io_exists(path):
+    raise FlagError(f"--{flag}={path}: no such file")
+
+
+def require_pattern(flag: str, split: Optional[str] = None) -> None:
+  """--flag's globs or dataset folders (of ``split``) match record files."""
+  from data_pipeline import reader  # pylint: disable=g-import-not-at-top
+  pattern = flags.FLAGS[flag].value
+  if pattern is None:
+    return
+  try:
+    reader.match_files(pattern, split)
+  except (FileNotFoundError, ValueError) as e:
+    raise FlagError(f"--{flag}={pattern}: {e}") from None
+
+
+def require_model_dir(flag: str = "model_dir") -> None:
+  """--flag is a model directory written by `egin-tf train`."""
+  import os  # pylint: disable=g-import-not-at-top
+  path = flags.FLAGS[flag].value
+  if path is not None and not tf_io_exists(os.path.join(path, "config.json")):
+    raise FlagError(f"--{flag}={path}: not a model directory written by `egin-tf "
+                    "train` (no config.json)")
+
+
+def refuse_outside(flag: str, choice_flag: str, applies_to) -> None:
+  """--flag given while --choice_flag is none of ``applies_to``: refused."""
+  values = flags.FLAGS
+  if values[flag].present and values[choice_flag].value not in applies_to:
+    raise FlagError(f"--{flag} applies only to --{choice_flag} "
+                    f"{' or '.join(applies_to)}, not {values[choice_flag].value}")
+
+
+def tf_io_exists(path: str) -> bool:
+  from data_pipeline.tf_env import tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile.exists(path)
 
 
 def clean_errors(main):
@@ -33,6 +81,9 @@ def clean_errors(main):
       return main(argv)
     except app.UsageError:
       raise
+    except FlagError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
     except BAD_INPUT_ERRORS as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)

@@ -73,6 +73,24 @@ flags.DEFINE_integer("min_label", 1, "jdsearch: smallest candidate label that is
                      lower_bound=1, upper_bound=3)
 flags.mark_flags_as_required(["input", "out"])
 
+# The flags of one format (their help says which); refused with another.
+FORMAT_FLAGS = {"max_cats": ("jsonl",), "negatives": ("taobao",),
+                "split": ("taobao",), "time_window": ("taobao",),
+                "utc_offset_hours": ("taobao",), "seed": ("taobao",),
+                "test_fraction": ("trivago",), "meta": ("jdsearch",),
+                "min_label": ("jdsearch",),
+                "max_hist": ("taobao", "trivago", "jdsearch")}
+
+
+def _check_flags() -> None:
+  for flag, formats in FORMAT_FLAGS.items():
+    common.refuse_outside(flag, "format", formats)
+  common.require_file("input")
+  common.require_file("meta")
+  if common.tf_io_exists(FLAGS.out) and not FLAGS.overwrite:
+    raise common.FlagError(f"--out={FLAGS.out}: exists; pass --overwrite to "
+                           "replace it")
+
 
 def _convert(fmt: str, common_args: dict):
   """Runs the converter of ``fmt`` with its format-specific flags."""
@@ -102,6 +120,7 @@ def _convert(fmt: str, common_args: dict):
 @common.clean_errors
 def main(argv):
   common.no_extra_args(argv)
+  _check_flags()
   start = time.perf_counter()
   try:
     report = _convert(FLAGS.format, {

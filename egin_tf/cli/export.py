@@ -24,23 +24,24 @@ flags.DEFINE_string("model_dir", None, "Model directory written by `egin-tf trai
 flags.DEFINE_string("export_dir", None, "Base folder; the model goes to a new "
                     "numbered version folder inside it.")
 flags.DEFINE_integer("version", None, "Version number; default: the time, or one "
-                     "more than the newest version there.")
+                     "more than the newest version there.", lower_bound=1)
 flags.DEFINE_bool("embeddings", True, "Also write the embedding tables with the "
                   "ids seen in the training data (one pass over it, cached).")
 flags.DEFINE_integer("warmup_examples", 100, "Impressions (candidates) per warm-up "
                      "request, taken from the training data; 0 writes no warm-up "
-                     "file.")
+                     "file.", lower_bound=0)
 flags.DEFINE_integer("warmup_requests", 10, "Warm-up requests per Example "
                      "signature TF Serving replays before serving the version "
-                     "(1 to 500).")
+                     "(1 to 500).", lower_bound=1, upper_bound=500)
 flags.DEFINE_integer("keep", None, "Afterwards keep only the newest KEEP versions "
-                     "in --export_dir (default: remove nothing).")
+                     "in --export_dir (default: remove nothing).", lower_bound=1)
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
 @common.clean_errors
 def main(argv):
   common.no_extra_args(argv)
+  common.require_model_dir()
   # pylint: disable=g-import-not-at-top
   from egin_tf import embeddings, export, serving_requests, training
   trained = training.load_model(FLAGS.model_dir)

@@ -16,9 +16,10 @@ from egin_tf.cli import common
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("out", None, "Output folder (must not exist unless --overwrite).")
-flags.DEFINE_integer("users", 2000, "Users to simulate.")
-flags.DEFINE_integer("seed", 0, "Seed: the same seed gives byte-identical output.")
-flags.DEFINE_integer("shards", 2, "TFRecord shards per split.")
+flags.DEFINE_integer("users", 2000, "Users to simulate.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed: the same seed gives byte-identical output.",
+                     lower_bound=0)
+flags.DEFINE_integer("shards", 2, "TFRecord shards per split.", lower_bound=1)
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
 flags.mark_flag_as_required("out")
 

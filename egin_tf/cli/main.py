@@ -61,12 +61,23 @@ def run(argv=None) -> None:
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   wants_help = any(a in _HELP_FLAGS for a in argv[2:])
   try:
-    app.run(_quiet(module.main), argv=[f"egin-tf {command}"] + argv[2:])
+    app.run(_quiet(module.main), argv=[f"egin-tf {command}"] + argv[2:],
+            flags_parser=_parse_flags)
   except SystemExit as e:
     # absl exits with 1 after printing --help; asking for help is no failure.
     if wants_help and e.code == 1:
       sys.exit(0)
     raise
+
+
+def _parse_flags(argv):
+  """absl's parser with a bad flag as one line and exit status 2 (usage), not
+  absl's status 1 and help hint."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"{argv[0]}: error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 def version() -> str:

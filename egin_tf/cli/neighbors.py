@@ -18,7 +18,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by `egin-tf train`.")
 flags.DEFINE_string("item", None, "The item id.")
 flags.DEFINE_bool("raw", False, "--item is a raw log id: hash it as the converters do.")
-flags.DEFINE_integer("k", 10, "Neighbors of each kind to print.")
+flags.DEFINE_integer("k", 10, "Neighbors of each kind to print.", lower_bound=1)
 flags.DEFINE_string("data", None, "Dataset whose ids are the candidates; default: "
                     "the training data.")
 flags.mark_flags_as_required(["model_dir", "item"])
@@ -38,6 +38,8 @@ def _item_id(text: str, raw: bool) -> int:
 @common.clean_errors
 def main(argv):
   common.no_extra_args(argv)
+  common.require_model_dir()
+  common.require_pattern("data", split="train")
   from egin_tf import embeddings, training  # pylint: disable=g-import-not-at-top
   item = _item_id(FLAGS.item, FLAGS.raw)
   trained = training.load_model(FLAGS.model_dir)

@@ -4,6 +4,14 @@ Usage:
   egin-tf train                      # simulate search logs, train the best model
   egin-tf train --train 'd/train-*' --eval 'd/test-*' --model dnn --model_dir runs/x
   egin-tf train --stream DIR [--follow] --model_dir runs/s --export_dir exports/s
+  egin-tf train --config run.json --alpha 0.5 --print_config   # the resolved config
+
+Every hyperparameter of the model, of training and of streaming is a flag (the
+model's own apply only to it: --top_k to egin/eges, --num_heads to bst, ...) and
+a key of a --config JSON file with the sections that --print_config prints:
+{"model": {"name": "egin", ...}, "train": {...}, "stream": {...}}; flags given
+override the file, which overrides the defaults. A bad value or a flag that does
+not apply to the run is refused in one line (exit status 2) before any work.
 
 With --stream it reads the TFRecord shards of DIR once, in file-name order, as
 they land (--follow keeps waiting for new ones), scoring every batch before
@@ -18,63 +26,39 @@ any model can reach on that data. Progress goes to stdout; TensorBoard logs to
 MODEL_DIR/logs; checkpoints to MODEL_DIR/checkpoints.
 """
 
+import json
 import os
 
 from absl import flags
 
+from egin_tf import run_config, streaming, training
 from egin_tf.cli import common
+from egin_tf.cli import config_flags
 from egin_tf.models import MODELS
 
 FLAGS = flags.FLAGS
 
-DEFAULT_MODEL = "egin"  # the best model we have
+# What `egin-tf train` does with no flags, where the library's defaults differ.
+CLI_DEFAULTS = ("defaults of egin-tf train",
+                {"model": {"name": "egin"}, "train": {"epochs": 2}})
+COMMAND_LINE = "command line"
 
 flags.DEFINE_string("train", None, "TFRecord glob of training data (comma-separated "
-                    "globs allowed). Omit to simulate a default dataset.")
+                    "globs allowed), or a dataset folder (its train split). Omit "
+                    "to simulate a default dataset.")
 flags.DEFINE_string("eval", None, "TFRecord glob of test data for the final exact "
-                    "metrics.")
-flags.DEFINE_enum("model", DEFAULT_MODEL, sorted(MODELS), "Model to train.")
+                    "metrics, or a dataset folder (its test split).")
+flags.DEFINE_enum("model", "egin", sorted(MODELS), "Model to train (overrides the "
+                  "config file's model.name).")
 flags.DEFINE_string("model_dir", "runs/default", "Where config, checkpoints, "
                     "TensorBoard logs and metrics go.")
-flags.DEFINE_integer("batch_size", 256, "Examples per step.", lower_bound=1)
-flags.DEFINE_integer("epochs", 2, "Passes over the training data.", lower_bound=1)
-flags.DEFINE_integer("steps", None, "Total steps; overrides --epochs.",
-                     lower_bound=1)
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_integer("embedding_dim", 10, "Embedding size (the paper uses 10).")
-flags.DEFINE_integer("max_clicks", 100, "Click history kept (most recent).")
-flags.DEFINE_integer("max_queries", 100, "Query history kept (most recent).")
-flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling and simulation.")
-flags.DEFINE_integer("log_every", 200, "Steps between progress lines/checkpoints.",
-                     lower_bound=1)
+flags.DEFINE_string("config", None, "JSON file of the run's config (sections model, "
+                    "train, stream; what --print_config prints); flags override it.")
+flags.DEFINE_bool("print_config", False, "Print the resolved config as JSON and exit.")
 flags.DEFINE_integer("sim_users", 2000, "Users simulated when --train is omitted.")
 flags.DEFINE_string("stream", None, "Stream folder: train once over its shards in "
                     "file-name order (see egin_tf.streaming). Excludes --train.")
-flags.DEFINE_bool("follow", False, "With --stream: keep polling for new shards.")
-flags.DEFINE_float("poll_seconds", 10.0, "With --follow: seconds between polls.")
-flags.DEFINE_float("idle_timeout", None, "With --follow: stop after this many "
-                   "seconds without a new shard (default: never).")
-flags.DEFINE_string("shard_pattern", "*.tfrecord*", "With --stream: glob of shard "
-                    "names in the folder.")
-flags.DEFINE_enum("on_bad", "stop", ["stop", "skip"], "With --stream: stop at an "
-                  "unreadable or unparsable record, or skip and report it.")
-flags.DEFINE_integer("checkpoint_every_steps", 200, "With --stream: steps between "
-                     "checkpoints.")
-flags.DEFINE_float("checkpoint_every_seconds", 600.0, "With --stream: at most this "
-                   "long between checkpoints.")
-flags.DEFINE_string("export_dir", None, "With --stream: SavedModel versions for TF "
-                    "Serving go to EXPORT_DIR/<version>/.")
-flags.DEFINE_integer("export_every_steps", None, "With --stream: steps between "
-                     "exports.")
-flags.DEFINE_float("export_every_minutes", None, "With --stream: minutes between "
-                   "exports.")
-flags.DEFINE_integer("keep_exports", 3, "With --stream: newest versions kept.")
-flags.DEFINE_integer("window", 10_000, "With --stream: examples in the progressive "
-                     "validation window.")
-flags.DEFINE_bool("audit_log", False, "With --stream: log every trained example "
-                  "(shard, record, fingerprint) in MODEL_DIR/trained_examples, "
-                  "committed with the checkpoints.")
-for _kind in ("item", "query", "user", "category"):
+for _kind in training.TABLE_KINDS:
   flags.DEFINE_integer(
       f"{_kind}_buckets", None,
       f"Rows of the {_kind} id table (default: a row per id for small ids, else "
@@ -89,18 +73,26 @@ flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker_mirrore
                   "tasks serve and the chief trains; `egin-tf cluster-local` "
                   "starts such a cluster on this machine.")
 flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "line", "quiet"],
-                  "Progress: a bar, one line per chunk, or nothing; auto picks "
-                  "the bar on a terminal.")
+                  "Progress of offline training: a bar, one line per chunk, or "
+                  "nothing; auto picks the bar on a terminal.")
+
+# One flag per field of TrainConfig, of every model's config and of StreamConfig.
+CONFIG_FLAGS = config_flags.collect(
+    {"train": {"train": training.TrainConfig},
+     "model": {name: model.CONFIG for name, model in MODELS.items()},
+     "stream": {"stream": streaming.StreamConfig}},
+    exclude=("model", "model_kwargs"))
+config_flags.define_flags(CONFIG_FLAGS, __name__)
 
 
-def _simulated_data(model_dir: str) -> tuple:
+def _simulated_data(model_dir: str, seed: int) -> tuple:
   """Simulates the default dataset once into MODEL_DIR/data."""
   from data_pipeline import simulator  # pylint: disable=g-import-not-at-top
   data_dir = os.path.join(model_dir, "data")
   if os.path.exists(os.path.join(data_dir, "oracle.json")):
     print(f"reusing simulated data in {data_dir}")
   else:
-    config = simulator.SimulatorConfig(num_users=FLAGS.sim_users, seed=FLAGS.seed)
+    config = simulator.SimulatorConfig(num_users=FLAGS.sim_users, seed=seed)
     print(f"simulating search logs of {config.num_users} users into {data_dir}")
     simulator.generate(config, data_dir, overwrite=True,
                        progress=common.progress_printer("impressions"))
@@ -111,23 +103,30 @@ def _simulated_data(model_dir: str) -> tuple:
 @common.clean_errors
 def main(argv):
   common.no_extra_args(argv)
-  from egin_tf import distribute, training  # pylint: disable=g-import-not-at-top
+  from egin_tf import distribute  # pylint: disable=g-import-not-at-top
+  _refuse_flags_outside_mode()
+  run = _resolved_run()
+  if FLAGS.stream is not None and run.train.model == "eges":
+    raise common.FlagError("--model eges trains its graph stage on the whole "
+                           "training data first and cannot train on --stream")
+  if FLAGS.print_config:
+    print(json.dumps(run.to_dict(), indent=2))
+    return
   task = _checked_task(distribute)
   if FLAGS.strategy == "parameter_server" and task.serves_only:
     distribute.serve_forever(task)
     return
-  train_pattern, eval_pattern = FLAGS.train, FLAGS.eval
+  _check_paths()
   if FLAGS.stream is not None:
-    if train_pattern is not None:
-      raise common.InputError("--stream and --train exclude each other")
-    _train_stream(eval_pattern)
+    _train_stream(run, FLAGS.eval)
     return
+  train_pattern, eval_pattern = FLAGS.train, FLAGS.eval
   if train_pattern is None:
-    train_pattern, eval_pattern = _simulated_data(FLAGS.model_dir)
+    train_pattern, eval_pattern = _simulated_data(FLAGS.model_dir, run.train.seed)
   verbose = common.keras_verbosity(FLAGS.verbose)
   if FLAGS.strategy == "parameter_server":
     verbose = min(verbose, 2)  # Keras' progress bar cannot follow remote steps
-  result = training.train(train_pattern, FLAGS.model_dir, _train_config(),
+  result = training.train(train_pattern, FLAGS.model_dir, run.train,
                           eval_pattern=eval_pattern, verbose=verbose,
                           strategy=distribute.make_strategy(FLAGS.strategy))
   if not task.is_chief:
@@ -138,47 +137,104 @@ def main(argv):
         f"{os.path.join(FLAGS.model_dir, 'logs')}")
 
 
+def _refuse_flags_outside_mode() -> None:
+  """Flags of one mode given in another are refused, not ignored."""
+  def given(name: str) -> bool:
+    return FLAGS[name].present > 0
+
+  offline, simulated = FLAGS.stream is None, FLAGS.train is None and FLAGS.stream is None
+  refusals = [
+      (FLAGS.stream is not None and FLAGS.train is not None,
+       "--stream and --train exclude each other"),
+      (given("sim_users") and not simulated,
+       "--sim_users applies only when --train and --stream are omitted"),
+      (given("eval") and simulated, "--eval needs --train or --stream (the "
+       "simulated data brings its own test split)"),
+      (given("verbose") and not offline, "--verbose applies to offline training; "
+       "--stream prints its own progress lines"),
+  ]
+  for refused, why in refusals:
+    if refused:
+      raise common.FlagError(why)
+
+
+def _check_paths() -> None:
+  common.require_pattern("train", split="train")
+  common.require_pattern("eval", split="test")
+  if FLAGS.stream is not None and not os.path.isdir(FLAGS.stream):
+    raise common.FlagError(f"--stream={FLAGS.stream}: no such folder (a stream "
+                           "folder holds schema.json and the shards)")
+
+
+def _resolved_run() -> run_config.RunConfig:
+  """Defaults, then the --config file, then the flags given: the run's config."""
+  layers = [CLI_DEFAULTS]
+  if FLAGS.config is not None:
+    layers.append((FLAGS.config, _config_file(FLAGS.config)))
+  layers.append((COMMAND_LINE, _flag_sections(layers)))
+  try:
+    return run_config.resolve(layers, stream=FLAGS.stream is not None)
+  except run_config.RunConfigError as e:
+    if e.source != COMMAND_LINE:
+      raise common.FlagError(str(e)) from None
+    flag = ("model" if (e.section, e.field) == ("model", "name") else
+            config_flags.flag_of(CONFIG_FLAGS, e.section, e.field) or e.field)
+    raise common.FlagError(f"--{flag}={e.value!r}: {e.allowed}") from None
+
+
+def _config_file(path: str) -> dict:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except OSError as e:
+    raise common.FlagError(f"--config={path}: cannot read it ({e.strerror})") from None
+  except json.JSONDecodeError as e:
+    raise common.FlagError(f"--config={path}: not JSON: line {e.lineno} column "
+                           f"{e.colno}: {e.msg}") from None
+
+
+def _flag_sections(layers) -> dict:
+  """The sections of the flags given; the model is the last layer's that names one."""
+  model = FLAGS.model if FLAGS["model"].present else next(
+      layer["model"]["name"] for _, layer in reversed(layers)
+      if isinstance(layer.get("model"), dict) and "name" in layer["model"])
+  active = {"train": "train", "model": model}
+  if FLAGS.stream is not None:
+    active["stream"] = "stream"
+  sections = config_flags.overrides(
+      CONFIG_FLAGS, active, {"model": f"does not apply to --model {model}",
+                             "stream": "applies only with --stream"})
+  sizes = {kind: FLAGS[f"{kind}_buckets"].value for kind in training.TABLE_KINDS
+           if FLAGS[f"{kind}_buckets"].value is not None}
+  if sizes:
+    sections.setdefault("train", {})["table_sizes"] = sizes
+  if FLAGS["model"].present:
+    sections.setdefault("model", {})["name"] = FLAGS.model
+  return sections
+
+
 def _checked_task(distribute):
   """This process's task in TF_CONFIG's cluster, refusing flags it cannot run."""
   try:
     task = distribute.current_task()
     distribute.check_cluster(FLAGS.strategy, task)
   except ValueError as e:
-    raise common.InputError(str(e)) from None
+    raise common.FlagError(str(e)) from None
   if FLAGS.strategy != "none" and FLAGS.stream is not None:
-    raise common.InputError(f"--stream trains in one process; --strategy "
-                            f"{FLAGS.strategy} is for offline training (--train)")
+    raise common.FlagError(f"--stream trains in one process; --strategy "
+                           f"{FLAGS.strategy} is for offline training (--train)")
   if FLAGS.strategy == "multi_worker_mirrored" and FLAGS.train is None:
-    raise common.InputError("--strategy multi_worker_mirrored needs --train: every "
-                            "worker reads it (make one with `egin-tf generate`)")
+    raise common.FlagError("--strategy multi_worker_mirrored needs --train: every "
+                           "worker reads it (make one with `egin-tf generate`)")
   return task
 
 
-def _train_config():
-  from egin_tf import training  # pylint: disable=g-import-not-at-top
-  return training.TrainConfig(
-      model=FLAGS.model, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-      steps=FLAGS.steps, learning_rate=FLAGS.learning_rate,
-      embedding_dim=FLAGS.embedding_dim, max_clicks=FLAGS.max_clicks,
-      max_queries=FLAGS.max_queries, seed=FLAGS.seed, log_every=FLAGS.log_every,
-      table_sizes={kind: FLAGS[f"{kind}_buckets"].value for kind in training.TABLE_KINDS
-                   if FLAGS[f"{kind}_buckets"].value is not None})
-
-
-def _train_stream(eval_pattern) -> None:
-  from egin_tf import streaming  # pylint: disable=g-import-not-at-top
-  stream = streaming.StreamConfig(
-      follow=FLAGS.follow, poll_seconds=FLAGS.poll_seconds,
-      idle_timeout=FLAGS.idle_timeout, pattern=FLAGS.shard_pattern,
-      on_bad=FLAGS.on_bad, checkpoint_every_steps=FLAGS.checkpoint_every_steps,
-      checkpoint_every_seconds=FLAGS.checkpoint_every_seconds,
-      export_dir=FLAGS.export_dir, export_every_steps=FLAGS.export_every_steps,
-      export_every_minutes=FLAGS.export_every_minutes,
-      keep_exports=FLAGS.keep_exports, window=FLAGS.window,
-      log_every=FLAGS.log_every, audit_log=FLAGS.audit_log)
+def _train_stream(run: run_config.RunConfig, eval_pattern) -> None:
   try:
-    result = streaming.train_stream(FLAGS.stream, FLAGS.model_dir, _train_config(),
-                                    stream, eval_pattern=eval_pattern)
+    result = streaming.train_stream(FLAGS.stream, FLAGS.model_dir, run.train,
+                                    run.stream, eval_pattern=eval_pattern)
+  except streaming.ResumeMismatchError as e:
+    raise common.FlagError(str(e)) from None
   except (streaming.NonFiniteLossError, streaming.CheckpointWriteError,
           streaming.ExportWriteError) as e:
     # Not the user's input, but the same treatment: one clear line, exit 1.

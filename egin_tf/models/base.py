@@ -11,12 +11,19 @@ also reports the item and query id collision rates of its training traffic
 and under parameter servers (not under synchronous replicas).
 """
 
-from typing import Dict, List, Mapping, Tuple
+import dataclasses
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf import replica_update
+from egin_tf.configs import Config, ConfigError
+from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.layers.id_collisions import IdCollisionRate
+
+# Constructor arguments that are Keras' own, not a model's hyperparameters.
+_KERAS_KWARGS = ("name", "trainable", "dtype", "dynamic", "autocast",
+                 "aux_loss_weights")
 
 
 def _binary_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -30,10 +37,31 @@ class CTRModel(tf.keras.Model):
 
   Calling the model returns pctr, float32 [B]. `predict` returns a dict with
   ``pctr``, ``label`` and ``user_id`` so exact metrics can be computed outside.
+
+  A subclass's hyperparameters are a `Config` (``CONFIG``, see
+  `egin_tf.models.configs`): its constructor takes ``(features, config=None,
+  **fields)``, resolves them with `resolve_config` and hands both to this
+  constructor; `get_config` is the features and the config's fields, so
+  ``type(model)(**model.get_config())`` rebuilds it.
   """
 
-  def __init__(self, aux_loss_weights: Mapping[str, float] = None, **kwargs):
+  CONFIG: type = Config
+
+  @property
+  def model_config(self) -> Config:
+    """The model's hyperparameters (a frozen `Config`)."""
+    return self._model_config
+
+  def get_config(self) -> Dict[str, Any]:
+    return {"features": dataclasses.asdict(self._feature_config),
+            **self._model_config.to_dict()}
+
+  def __init__(self, aux_loss_weights: Mapping[str, float] = None,
+               model_config: Optional[Config] = None,
+               feature_config: Optional[FeatureConfig] = None, **kwargs):
     super().__init__(**kwargs)
+    self._model_config = model_config or self.CONFIG()
+    self._feature_config = feature_config
     self.aux_loss_weights = dict(aux_loss_weights or {})
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     self.ctr_loss_tracker = tf.keras.metrics.Mean(name="ctr_loss")
@@ -198,6 +226,33 @@ class TargetInterestModel(CTRModel):
       parts.append(layer(pair.target, pair.history, pair.mask, training=training))
     logits = self.mlp(tf.concat(parts, axis=-1), training=training)
     return logits, {}
+
+
+def resolve_config(config_cls: type, features: Union[FeatureConfig, Mapping],
+                   config: Union[None, Config, Mapping[str, Any]],
+                   kwargs: Mapping[str, Any]) -> Tuple[FeatureConfig, Any, Dict]:
+  """(features, ``config`` with ``kwargs``' fields applied, Keras' kwargs).
+
+  ``config`` may be None (the defaults), a config or its dict; an argument that
+  is neither a field nor Keras' own is a `ConfigError` naming it.
+  """
+  fields, rest = config_cls.split_kwargs(kwargs)
+  for key in rest:
+    if key not in _KERAS_KWARGS:
+      raise ConfigError(config_cls.__name__, key, rest[key], "unknown field; the "
+                        f"fields are {', '.join(config_cls().to_dict())}")
+  if config is None:
+    config = config_cls()
+  elif isinstance(config, Mapping):
+    config = config_cls.from_dict(config)
+  elif not isinstance(config, config_cls):
+    raise TypeError(f"config must be a {config_cls.__name__}, got "
+                    f"{type(config).__name__}")
+  if fields:
+    config = config.replace(**fields)
+  if isinstance(features, Mapping):
+    features = FeatureConfig(**features)
+  return features, config, rest
 
 
 class _Untracked:

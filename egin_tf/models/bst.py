@@ -8,14 +8,13 @@ the masked mean of the history's outputs, by default) are concatenated with the
 other features f_o into the MLP.
 """
 
-import dataclasses
-import json
-from typing import Sequence
+from typing import Optional
 
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.transformer import BehaviorSequenceTransformer
-from egin_tf.models.base import TargetInterestModel
+from egin_tf.models.base import TargetInterestModel, resolve_config
+from egin_tf.models.configs import BSTConfig
 
 
 class BST(TargetInterestModel):
@@ -30,33 +29,19 @@ class BST(TargetInterestModel):
     dropout: dropout of the transformer and the final MLP.
   """
 
-  def __init__(self, features: FeatureConfig,
-               hidden_units: Sequence[int] = (200, 80),
-               num_blocks: int = 1, num_heads: int = 2, ffn_units: int = 64,
-               max_positions: int = 128,
-               pooling: Sequence[str] = ("target", "mean"),
-               dropout: float = 0.0, **kwargs):
-    super().__init__(**kwargs)
-    if isinstance(features, dict):
-      features = FeatureConfig(**features)
-    # Kept as JSON text: Keras would wrap a dict attribute into a trackable.
-    self._config_json = json.dumps({
-        "features": dataclasses.asdict(features),
-        "hidden_units": list(hidden_units), "num_blocks": num_blocks,
-        "num_heads": num_heads, "ffn_units": ffn_units,
-        "max_positions": max_positions, "pooling": list(pooling),
-        "dropout": dropout})
+  CONFIG = BSTConfig
+
+  def __init__(self, features: FeatureConfig, config: Optional[BSTConfig] = None,
+               **kwargs):
+    features, config, kwargs = resolve_config(self.CONFIG, features, config, kwargs)
+    super().__init__(model_config=config, feature_config=features, **kwargs)
     self.features = FeatureEmbeddings(features, name="features")
 
     def encoder(name):
       return BehaviorSequenceTransformer(
-          num_blocks=num_blocks, num_heads=num_heads, ffn_units=ffn_units,
-          dropout=dropout, max_positions=max_positions, pooling=pooling,
-          name=name)
+          num_blocks=config.num_blocks, num_heads=config.num_heads,
+          ffn_units=config.ffn_units, dropout=config.dropout,
+          max_positions=config.max_positions, pooling=config.pooling, name=name)
 
     self.interests = self.per_history(features, encoder, "transformer")
-    self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
-
-
-  def get_config(self):
-    return json.loads(self._config_json)
+    self.mlp = MLP(config.hidden_units, dropout=config.dropout, name="mlp")

@@ -7,14 +7,13 @@ features f_o (user, target item, query, ``cat/`` and ``dense/`` features) into t
 MLP.
 """
 
-import dataclasses
-import json
-from typing import Sequence
+from typing import Optional
 
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.target_attention import TargetAttention
-from egin_tf.models.base import TargetInterestModel
+from egin_tf.models.base import TargetInterestModel, resolve_config
+from egin_tf.models.configs import DINConfig
 
 
 class DIN(TargetInterestModel):
@@ -28,30 +27,19 @@ class DIN(TargetInterestModel):
     dropout: dropout rate of the final MLP.
   """
 
-  def __init__(self, features: FeatureConfig,
-               hidden_units: Sequence[int] = (200, 80),
-               attention_units: Sequence[int] = (36,),
-               attention_activation: str = "sigmoid",
-               dropout: float = 0.0, **kwargs):
-    super().__init__(**kwargs)
-    if isinstance(features, dict):
-      features = FeatureConfig(**features)
-    # Kept as JSON text: Keras would wrap a dict attribute into a trackable.
-    self._config_json = json.dumps({
-        "features": dataclasses.asdict(features),
-        "hidden_units": list(hidden_units),
-        "attention_units": list(attention_units),
-        "attention_activation": attention_activation, "dropout": dropout})
+  CONFIG = DINConfig
+
+  def __init__(self, features: FeatureConfig, config: Optional[DINConfig] = None,
+               **kwargs):
+    features, config, kwargs = resolve_config(self.CONFIG, features, config, kwargs)
+    super().__init__(model_config=config, feature_config=features, **kwargs)
     self.features = FeatureEmbeddings(features, name="features")
 
     def attention(name):
-      return TargetAttention(attention_units, attention_activation, name=name)
+      return TargetAttention(config.attention_units, config.attention_activation,
+                             name=name)
 
     # One activation unit per history: clicks and queries live in different
     # embedding spaces, so their relevance functions are learned separately.
     self.interests = self.per_history(features, attention, "attention")
-    self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
-
-
-  def get_config(self):
-    return json.loads(self._config_json)
+    self.mlp = MLP(config.hidden_units, dropout=config.dropout, name="mlp")

@@ -5,15 +5,14 @@ has queries) concatenated with the target item, user, query and other features,
 into an MLP with a sigmoid.
 """
 
-import dataclasses
-import json
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional
 
 from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.mlp import MLP
 from egin_tf.layers.pooling import MaskedPooling
-from egin_tf.models.base import CTRModel
+from egin_tf.models.base import CTRModel, resolve_config
+from egin_tf.models.configs import DNNConfig
 
 
 def dnn_inputs(features: FeatureEmbeddings, pool: MaskedPooling,
@@ -32,25 +31,18 @@ def dnn_inputs(features: FeatureEmbeddings, pool: MaskedPooling,
 class DNN(CTRModel):
   """Pooling baseline. Input: the reader's batch dict; output pctr [B]."""
 
-  def __init__(self, features: FeatureConfig,
-               hidden_units: Sequence[int] = (200, 80),
-               pooling: str = "sum", dropout: float = 0.0, **kwargs):
-    super().__init__(**kwargs)
-    if isinstance(features, dict):
-      features = FeatureConfig(**features)
-    # Kept as JSON text: Keras would wrap a dict attribute into a trackable.
-    self._config_json = json.dumps({
-        "features": dataclasses.asdict(features),
-        "hidden_units": list(hidden_units), "pooling": pooling,
-        "dropout": dropout})
+  CONFIG = DNNConfig
+
+  def __init__(self, features: FeatureConfig, config: Optional[DNNConfig] = None,
+               **kwargs):
+    """``config``'s fields (`DNNConfig`) may also be given as keyword arguments."""
+    features, config, kwargs = resolve_config(self.CONFIG, features, config, kwargs)
+    super().__init__(model_config=config, feature_config=features, **kwargs)
     self.features = FeatureEmbeddings(features, name="features")
-    self.pool = MaskedPooling(pooling)
-    self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
+    self.pool = MaskedPooling(config.pooling)
+    self.mlp = MLP(config.hidden_units, dropout=config.dropout, name="mlp")
 
   def forward(self, batch, training=None):
     parts = dnn_inputs(self.features, self.pool, batch, training)
     logits = self.mlp(tf.concat(parts, axis=-1), training=training)
     return logits, {}
-
-  def get_config(self):
-    return json.loads(self._config_json)

@@ -19,13 +19,13 @@ Only clicks are crossed (the paper's i2i relationship); the query history is
 sum-pooled as in the DNN.
 """
 
-import json
-from typing import Sequence
+from typing import Optional
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.layers.id_embedding import IdEmbedding
+from egin_tf.models.configs import DNNCrossConfig
 from egin_tf.models.dnn import DNN, dnn_inputs
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -77,17 +77,13 @@ class DNNCross(DNN):
     cross_buckets: rows of the cross table; distinct pairs beyond it share rows.
   """
 
+  CONFIG = DNNCrossConfig
+
   def __init__(self, features: FeatureConfig,
-               hidden_units: Sequence[int] = (200, 80),
-               pooling: str = "sum", dropout: float = 0.0,
-               cross_buckets: int = 100_000, **kwargs):
-    super().__init__(features, hidden_units=hidden_units, pooling=pooling,
-                     dropout=dropout, **kwargs)
-    config = json.loads(self._config_json)
-    config["cross_buckets"] = cross_buckets
-    self._config_json = json.dumps(config)
-    self.cross_buckets = cross_buckets
-    self.cross = IdEmbedding(cross_buckets, self.features.config.embedding_dim,
+               config: Optional[DNNCrossConfig] = None, **kwargs):
+    super().__init__(features, config, **kwargs)
+    self.cross_buckets = self.model_config.cross_buckets
+    self.cross = IdEmbedding(self.cross_buckets, self.features.config.embedding_dim,
                              name="cross")
 
   def pooled_cross(self, history_ids: tf.Tensor,

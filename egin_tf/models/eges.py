@@ -12,9 +12,8 @@ in EGIN's item-only mode). Queries still enter f_o through the CTR network's own
 query embeddings when the data has them.
 """
 
-import json
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -22,6 +21,8 @@ from data_pipeline.tf_env import tf
 from egin_tf import eges
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.layers.out_of_fold import OutOfFoldEmbedding
+from egin_tf.models.base import resolve_config
+from egin_tf.models.configs import EGESConfig, EginConfig, SimExtractConfig
 from egin_tf.models.egin import EGIN
 
 
@@ -105,43 +106,27 @@ class EGES(EGIN):
 
   Args:
     features: table sizes and feature names (`FeatureConfig.from_schema`).
-    eges_embeddings_path: the ``.npz`` written by `egin_tf.eges.train_eges`. The
-      vectors are also saved in the model's checkpoints.
-    slot_dim: size of every SimExtract slot (EGIN's ``graph_dim``).
-    top_k, num_bins, binning, positional, position, max_positions: SimExtract,
-      as in `EGIN`.
-    hidden_units, dropout, pooling: the MLP and f_o, as in `EGIN`.
+    config: the hyperparameters, an `EGESConfig` (its fields may also be given
+      as keyword arguments); ``eges_embeddings_path`` is required here: the
+      ``.npz`` of `egin_tf.eges.train_eges` (the vectors are also saved in the
+      model's checkpoints).
   """
 
-  def __init__(self, features: FeatureConfig,
-               eges_embeddings_path: str,
-               slot_dim: int = 10,
-               top_k: int = 10,
-               num_bins: int = 20,
-               binning: str = "hard",
-               positional: bool = True,
-               position: str = "recency",
-               max_positions: int = 100,
-               hidden_units: Sequence[int] = (200, 80),
-               dropout: float = 0.0,
-               pooling: str = "sum",
+  CONFIG = EGESConfig
+
+  def __init__(self, features: FeatureConfig, config: Optional[EGESConfig] = None,
                **kwargs):
-    super().__init__(features, graph_dim=slot_dim, top_k=top_k, num_bins=num_bins,
-                     binning=binning, positional=positional, position=position,
-                     max_positions=max_positions, use_graph=False,
-                     use_query=False, hidden_units=hidden_units, dropout=dropout,
-                     pooling=pooling, **kwargs)
-    config = json.loads(self._config_json)
-    eges_config = {k: config[k] for k in (
-        "features", "top_k", "num_bins", "binning", "positional", "position",
-        "max_positions", "hidden_units", "dropout", "pooling")}
-    eges_config.update(eges_embeddings_path=eges_embeddings_path,
-                       slot_dim=slot_dim)
-    self._config_json = json.dumps(eges_config)
+    features, config, kwargs = resolve_config(EGESConfig, features, config, kwargs)
+    if config.eges_embeddings_path is None:
+      raise ValueError("EGES needs eges_embeddings_path (the vectors of stage 1; "
+                       "egin-tf train makes them)")
+    super().__init__(features, _egin_network(config), **kwargs)
+    self._model_config = config
     # EGIN's "w/o graph" wiring points SimExtract at the CTR item table; EGES
     # points it at the frozen EGES vectors instead.
     self.graph_items = OutOfFoldEmbedding(
-        table=FrozenIdEmbedding.from_file(eges_embeddings_path, name="eges_items"),
+        table=FrozenIdEmbedding.from_file(config.eges_embeddings_path,
+                                          name="eges_items"),
         name="eges_item_folds")
 
   EMBEDDINGS_FILE = "eges_embeddings.npz"
@@ -150,12 +135,21 @@ class EGES(EGIN):
   def prepare(cls, train_pattern: str, model_dir: str, seed: int,
               model_kwargs) -> Dict[str, object]:
     """Stage 1: trains the EGES vectors on the training data (unless given)."""
-    if "eges_embeddings_path" in model_kwargs:
+    config = EGESConfig.from_dict(model_kwargs)
+    if config.eges_embeddings_path is not None:
       return {}
     path = os.path.join(model_dir, cls.EMBEDDINGS_FILE)
-    eges.train_eges(train_pattern, path, eges.EgesConfig(
-        dim=model_kwargs.get("slot_dim", 10), seed=seed))
+    eges.train_eges(train_pattern, path, eges.EgesConfig(dim=config.slot_dim,
+                                                         seed=seed))
     return {"eges_embeddings_path": path}
 
   def embedding_tables(self) -> Dict[str, tf.keras.layers.Layer]:
     return {"items": self.graph_items.table, "queries": self.features.queries}
+
+
+def _egin_network(config: EGESConfig) -> EginConfig:
+  """EGIN's CTR network without graph or queries, SimExtract slots of slot_dim."""
+  shared = {k: v for k, v in config.to_dict().items()
+            if k in SimExtractConfig().to_dict()}
+  return EginConfig(graph_dim=config.slot_dim, use_graph=False, use_query=False,
+                    **shared)

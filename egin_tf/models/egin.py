@@ -45,9 +45,7 @@ mode, automatic for data without queries such as Taobao); ``positional=False``
 drops SimExtract's positional embedding.
 """
 
-import dataclasses
-import json
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
@@ -58,7 +56,8 @@ from egin_tf.layers.negative_queue import NegativeQueue
 from egin_tf.layers.out_of_fold import OutOfFoldEmbedding, user_folds
 from egin_tf.layers.pooling import MaskedPooling
 from egin_tf.layers.sim_extract import SimExtract
-from egin_tf.models.base import CTRModel
+from egin_tf.models.base import CTRModel, resolve_config
+from egin_tf.models.configs import EginConfig, SimExtractConfig
 from egin_tf.models.dnn import dnn_inputs
 
 class EGIN(CTRModel):
@@ -66,132 +65,53 @@ class EGIN(CTRModel):
 
   Args:
     features: table sizes and feature names (`FeatureConfig.from_schema`).
-    graph_dim: dimension of the graph item and query tables (paper: 10).
-    window: i2i window (paper: 2).
-    q2q_timespan, q2i_timespan: seconds; see `QueryItemGraph`.
-    seeds_fraction: share of rows whose i2i edges come from the seeds sequence
-      (paper section 4.6; 0 = clicks only).
-    subsample_threshold: word2vec-style subsampling of frequent items in i2i
-      edges (None = off).
-    num_negatives: negatives per batch and node type (paper: 100).
-    queue_capacity: ids kept per negative queue (paper: 1,000,000).
-    logq_buckets: hash buckets for the logQ correction (None = off).
-    top_k: elements SimExtract keeps (paper: 10).
-    num_bins: equal-width similarity bins in SimExtract.
-    binning: "hard" (paper; no CTR gradient reaches the graph tables through
-      SimExtract) or "soft" (differentiable interpolation between bins).
-    positional: positional embeddings in SimExtract (ablation: False).
-    position: "recency" or "index"; see `SimExtract`.
-    max_positions: rows of SimExtract's positional table.
-    alpha, beta, gamma: weights of L_i2i, L_q2q, L_q2i.
-    use_graph: train the graph tables with graph losses (ablation: False).
-    use_query: query nodes, q2q/q2i edges and features (False = item-only;
-      forced off when the data has no queries).
-    graph_folds: K users' folds of out-of-fold graph tables (1 = the paper's
-      single table, which leaks labels in shuffled multi-epoch training); see
-      `egin_tf.layers.out_of_fold`.
-    share_tables: the graph losses train the CTR network's item and query id
-      tables (needs ``graph_dim`` = the CTR embedding size and one fold).
-    interest_pooling: add the similarity-weighted top-k graph vectors.
-    category_interest: add the target-aware category SimExtracts.
-    query_target_interest: add the graph cosine of query and target (queries).
-    graph_vector_features: add the target's (and the query's) graph vectors to
-      the MLP input, as two-stage graph methods (EGES) feed theirs.
-    category_graph: also learn a category graph (c2c edges between the
-      categories of clicks within the window, weight ``alpha``) and add
-      SimExtract(target category, click categories) on its vectors.
-    hidden_units, dropout: the MLP.
-    pooling: pooling of histories in f_o ("sum" as in the DNN baseline).
-    seed: seeds the queues' sampling and the graph's random options.
+    config: the hyperparameters, an `EginConfig` (its fields may also be given
+      as keyword arguments; each field's help says what it does).
   """
 
-  def __init__(self, features: FeatureConfig,
-               graph_dim: int = 10,
-               window: int = 2,
-               q2q_timespan: int = 30 * 60,
-               q2i_timespan: int = 60 * 60,
-               seeds_fraction: float = 0.0,
-               subsample_threshold: float = None,
-               num_negatives: int = 100,
-               queue_capacity: int = 1_000_000,
-               logq_buckets: int = None,
-               top_k: int = 10,
-               num_bins: int = 20,
-               binning: str = "hard",
-               positional: bool = True,
-               position: str = "recency",
-               max_positions: int = 100,
-               alpha: float = 1.0,
-               beta: float = 1.0,
-               gamma: float = 1.0,
-               use_graph: bool = True,
-               use_query: bool = True,
-               graph_folds: int = 2,
-               share_tables: bool = False,
-               interest_pooling: bool = False,
-               category_interest: bool = True,
-               query_target_interest: bool = True,
-               graph_vector_features: bool = False,
-               category_graph: bool = True,
-               hidden_units: Sequence[int] = (200, 80),
-               dropout: float = 0.0,
-               pooling: str = "sum",
-               seed: int = 0,
+  CONFIG = EginConfig
+
+  def __init__(self, features: FeatureConfig, config: Optional[EginConfig] = None,
                **kwargs):
-    if isinstance(features, dict):
-      features = FeatureConfig(**features)
-    use_query = use_query and features.has_queries
-    weights = {}
-    if use_graph:
-      weights["i2i"] = alpha
-      if category_graph:
-        weights["c2c"] = alpha
-      if use_query:
-        weights.update(q2q=beta, q2i=gamma)
-    super().__init__(aux_loss_weights=weights, **kwargs)
-    config = {k: v for k, v in locals().items()
-              if k not in ("self", "kwargs", "weights", "__class__")}
-    config.update(features=dataclasses.asdict(features),
-                  hidden_units=list(hidden_units))
-    # Kept as JSON text: Keras would wrap a dict attribute into a trackable.
-    self._config_json = json.dumps(config)
-    self.use_graph = use_graph
+    features, config, kwargs = resolve_config(EginConfig, features, config, kwargs)
+    c = config
+    use_query = c.use_query and features.has_queries
+    super().__init__(aux_loss_weights=_loss_weights(c, use_query),
+                     model_config=config, feature_config=features, **kwargs)
+    self.use_graph = c.use_graph
     self.use_query = use_query
-    self.interest_pooling = interest_pooling
-    self.category_interest = category_interest
-    self.query_target_interest = query_target_interest and use_query
-    self.graph_vector_features = graph_vector_features
-    self.category_graph = category_graph and use_graph
+    self.interest_pooling = c.interest_pooling
+    self.category_interest = c.category_interest
+    self.query_target_interest = c.query_target_interest and use_query
+    self.graph_vector_features = c.graph_vector_features
+    self.category_graph = c.category_graph and c.use_graph
 
     self.features = FeatureEmbeddings(features, name="features")
-    self.pool = MaskedPooling(pooling)
-    self.mlp = MLP(hidden_units, dropout=dropout, name="mlp")
-    self._make_graph_tables(features, graph_dim, graph_folds, share_tables)
-    if use_graph:
+    self.pool = MaskedPooling(c.pooling)
+    self.mlp = MLP(c.hidden_units, dropout=c.dropout, name="mlp")
+    self._make_graph_tables(features, c.graph_dim, c.graph_folds, c.share_tables)
+    if c.use_graph:
       self.graph_learning = GraphLearning(
           self.graph_items, self.graph_queries, use_query=use_query,
-          window=window, q2q_timespan=q2q_timespan, q2i_timespan=q2i_timespan,
-          seeds_fraction=seeds_fraction, subsample_threshold=subsample_threshold,
-          num_negatives=num_negatives, queue_capacity=queue_capacity,
-          logq_buckets=logq_buckets, seed=seed, name="graph_learning")
+          window=c.window, q2q_timespan=c.q2q_timespan, q2i_timespan=c.q2i_timespan,
+          seeds_fraction=c.seeds_fraction, subsample_threshold=c.subsample_threshold,
+          num_negatives=c.num_negatives, queue_capacity=c.queue_capacity,
+          logq_buckets=c.logq_buckets, seed=c.seed, name="graph_learning")
     if self.category_graph:
       self.graph_categories = OutOfFoldEmbedding(
-          features.category_buckets, graph_dim, graph_folds, name="graph_category")
+          features.category_buckets, c.graph_dim, c.graph_folds,
+          name="graph_category")
       self.category_learning = GraphLearning(
           self.graph_categories, self.graph_categories, use_query=False,
-          window=window, num_negatives=num_negatives,
-          queue_capacity=queue_capacity, seed=seed + 1,
+          window=c.window, num_negatives=c.num_negatives,
+          queue_capacity=c.queue_capacity, seed=c.seed + 1,
           name="category_graph_learning")
-    self._make_extracts(top_k, num_bins, positional, graph_dim, max_positions,
-                        binning, position)
+    self._make_extracts(c, c.graph_dim)
 
   def _make_graph_tables(self, features: FeatureConfig, graph_dim: int,
                          graph_folds: int, share_tables: bool) -> None:
     """The item and query tables the graph trains and SimExtract reads."""
     if share_tables or not self.use_graph:
-      if share_tables and graph_folds != 1:
-        raise ValueError("EGIN: share_tables needs graph_folds=1 (the CTR network "
-                         f"has one table per node type), got {graph_folds}")
       if share_tables and graph_dim != features.embedding_dim:
         raise ValueError(
             f"EGIN: share_tables needs graph_dim ({graph_dim}) equal to the CTR "
@@ -207,12 +127,11 @@ class EGIN(CTRModel):
     self.graph_queries = OutOfFoldEmbedding(
         features.query_buckets, graph_dim, graph_folds, name="graph_query")
 
-  def _make_extracts(self, top_k, num_bins, positional, graph_dim, max_positions,
-                     binning, position) -> None:
-    def extract(name, k=top_k):
-      return SimExtract(k=k, num_bins=num_bins, positional=positional,
-                        embedding_dim=graph_dim, max_positions=max_positions,
-                        binning=binning, position=position, name=name)
+  def _make_extracts(self, c: SimExtractConfig, slot_dim: int) -> None:
+    def extract(name, k=c.top_k):
+      return SimExtract(k=k, num_bins=c.num_bins, positional=c.positional,
+                        embedding_dim=slot_dim, max_positions=c.max_positions,
+                        binning=c.binning, position=c.position, name=name)
 
     self.i2i_extract = extract("sim_i2i")
     if self.use_query:
@@ -333,8 +252,17 @@ class EGIN(CTRModel):
     return {"items": self.graph_items.fold_table(0),
             "queries": self.graph_queries.fold_table(0)}
 
-  def get_config(self):
-    return json.loads(self._config_json)
+
+def _loss_weights(c: EginConfig, use_query: bool) -> Dict[str, float]:
+  """Equation 1's weights of the graph losses this configuration trains."""
+  if not c.use_graph:
+    return {}
+  weights = {"i2i": c.alpha}
+  if c.category_graph:
+    weights["c2c"] = c.alpha
+  if use_query:
+    weights.update(q2q=c.beta, q2i=c.gamma)
+  return weights
 
 
 def _first_category_batch(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -1,0 +1,122 @@
+"""A training run's whole configuration: the model, how to train, how to stream.
+
+`RunConfig` is what ``egin-tf train --config FILE.json`` reads and
+``--print_config`` prints, as one JSON object of sections::
+
+  {"model": {"name": "egin", "alpha": 1.0, ...},   # the model's config fields
+   "train": {"batch_size": 256, ...},              # `TrainConfig` fields
+   "stream": {"follow": false, ...}}               # `StreamConfig`, with --stream
+
+`resolve` stacks such dicts, each named by its source (defaults, a file, the
+command line), later ones overriding earlier ones key by key, and names the
+source of a bad value in its `RunConfigError`.
+"""
+
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from egin_tf import streaming
+from egin_tf import training
+from egin_tf.configs import ConfigError
+from egin_tf.models import MODELS
+
+SECTIONS = ("model", "train", "stream")
+# TrainConfig fields that are a section of their own or the model's name.
+_NOT_TRAIN_KEYS = ("model", "model_kwargs")
+
+
+class RunConfigError(ValueError):
+  """A value of a config source cannot be used: ``source``, ``section.field``."""
+
+  def __init__(self, source: str, section: str, field: str, value: Any,
+               allowed: str):
+    self.source, self.section, self.field = source, section, field
+    self.value, self.allowed = value, allowed
+    where = f"{section}.{field}" if field else section
+    super().__init__(f"{source}: {where}={value!r}: {allowed}" if field or value
+                     is not None else f"{source}: {where}: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  train: training.TrainConfig  # its model_kwargs: the model's full config
+  stream: Optional[streaming.StreamConfig] = None
+
+  def to_dict(self) -> Dict[str, Any]:
+    train = self.train.to_dict()
+    out = {"model": {"name": self.train.model,
+                     **training.model_config(self.train).to_dict()},
+           "train": {k: v for k, v in train.items() if k not in _NOT_TRAIN_KEYS}}
+    if self.stream is not None:
+      out["stream"] = self.stream.to_dict()
+    return out
+
+
+Layer = Tuple[str, Mapping[str, Any]]  # (source name, sections dict)
+
+
+def resolve(layers: Sequence[Layer], stream: bool) -> RunConfig:
+  """The run of ``layers`` stacked in order; ``stream``: a stream run."""
+  merged: Dict[str, Dict[str, Tuple[Any, str]]] = {s: {} for s in SECTIONS}
+  for source, sections in layers:
+    for section, values in _checked_sections(source, sections, stream).items():
+      for key, value in values.items():
+        before = merged[section].get(key, (None,))[0]
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+          value = {**before, **value}  # table_sizes: a kind at a time
+        merged[section][key] = (value, source)
+  model_name, name_source = merged["model"].pop("name", ("egin", "defaults"))
+  if model_name not in MODELS:
+    raise RunConfigError(name_source, "model", "name", model_name,
+                         f"must be one of {', '.join(sorted(MODELS))}")
+  try:
+    return _build(model_name, merged, stream)
+  except ConfigError as e:
+    section = _section_of(e.owner)
+    given = e.field in merged[section]
+    source = merged[section][e.field][1] if given else layers[-1][0]
+    allowed = e.allowed
+    if section == "model" and allowed.startswith("unknown field"):
+      allowed = f"does not apply to model {model_name}"
+    if not given:
+      allowed = f"(the default) {allowed}"
+    raise RunConfigError(source, section, e.field, e.value, allowed) from None
+
+
+def _build(model_name: str, merged, stream: bool) -> RunConfig:
+  values = {s: {k: v for k, (v, _) in merged[s].items()} for s in SECTIONS}
+  MODELS[model_name].CONFIG.from_dict(values["model"])  # its own errors first
+  train = training.TrainConfig.from_dict(
+      {**values["train"], "model": model_name, "model_kwargs": values["model"]})
+  training.model_config(train)
+  stream_config = (streaming.StreamConfig.from_dict(values["stream"])
+                   if stream else None)
+  return RunConfig(train, stream_config)
+
+
+def _checked_sections(source: str, sections: Mapping[str, Any],
+                      stream: bool) -> Mapping[str, Mapping[str, Any]]:
+  if not isinstance(sections, Mapping):
+    raise RunConfigError(source, "config", "", None, "must be a JSON object of "
+                         f"sections ({', '.join(SECTIONS)})")
+  for section, values in sections.items():
+    if section not in SECTIONS:
+      raise RunConfigError(source, section, "", None, "unknown section; the "
+                           f"sections are {', '.join(SECTIONS)}")
+    if not isinstance(values, Mapping):
+      raise RunConfigError(source, section, "", None, "must be a JSON object")
+    if section == "stream" and values and not stream:
+      raise RunConfigError(source, section, "", None, "applies only with --stream")
+    for key in values:
+      if section == "train" and key in _NOT_TRAIN_KEYS:
+        raise RunConfigError(source, section, key, values[key],
+                             "set the model in the model section")
+  return sections
+
+
+def _section_of(owner: str) -> str:
+  if owner == training.TrainConfig.__name__:
+    return "train"
+  if owner == streaming.StreamConfig.__name__:
+    return "stream"
+  return "model"
