@@ -20,9 +20,13 @@ fails), a record that does not parse with the schema, or one with a NaN or
 infinite dense feature. Under ``on_bad="stop"`` it raises
 `bad_input.BadShardRecordError` (the reader's error too); under ``"skip"`` the
 record (or, for an unreadable one, the rest of its shard, since TFRecord framing
-cannot resynchronize) is skipped, counted and listed in `ShardStream.skipped`. A shard that lands with a
-name sorting before the current position (out of order) would never be read; it
-is bad input too.
+cannot resynchronize) is skipped, counted and listed in `ShardStream.skipped`. A
+shard that lands with a name sorting before the current position (out of order)
+would never be read; it is bad input too.
+
+`write_time_ordered` makes a stream folder of a converted dataset (``egin-tf
+replay``); `RecordProgress` and `records_in_files` count records of a pass over
+shards for a progress callback (also used by `egin_tf`'s one-pass scans).
 """
 
 import dataclasses
@@ -31,13 +35,14 @@ import hashlib
 import os
 import shutil
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import BadShardRecordError, ON_BAD_CHOICES
+from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
 
 DEFAULT_PATTERN = "*.tfrecord*"
@@ -351,9 +356,105 @@ def stream_shard_name(prefix: str, index: int) -> str:
   return f"{prefix}-{index:06d}.tfrecord"
 
 
+# Records between progress reports while a pass reads or writes (one chunk).
+_PROGRESS_RECORDS = 4096
+
+
+def records_in_files(files: Sequence[str]) -> Optional[int]:
+  """Records in these shards by their folders' ``schema.json`` split counts.
+
+  Exact for whole splits; part of a split counts its share of the split's files
+  (the writer deals records round-robin, so they differ by one record at most).
+  None when a file is listed in no split of its folder's schema (unknown).
+  """
+  names_by_folder: Dict[str, set] = {}
+  for path in files:
+    names_by_folder.setdefault(os.path.dirname(path) or ".", set()).add(
+        os.path.basename(path))
+  total = 0
+  for folder, names in names_by_folder.items():
+    try:
+      splits = schema_lib.DatasetSchema.load(folder).splits
+    except (OSError, ValueError):
+      return None
+    listed = set()
+    for split in splits.values():
+      split_files = set(split.get("files", []))
+      matched = names & split_files
+      if matched and "impressions" not in split:
+        return None
+      if matched:
+        total += split["impressions"] * len(matched) // len(split_files)
+      listed |= matched
+    if listed != names:
+      return None
+  return total
+
+
+class RecordProgress:
+  """Records of passes over TFRecords, reported to a `text_input.ProgressCallback`.
+
+  The callback gets what the converters' `text_input.ReadProgress` gives it:
+  (records so far, the total or None, the share done or None). ``total`` may be
+  an estimate while reading (`records_in_files`); `end` reports the count as the
+  total, known once the work is done.
+  """
+
+  def __init__(self, progress: Optional[ProgressCallback],
+               total: Optional[int] = None):
+    self.progress = progress
+    self.total = total
+    self.count = 0
+
+  def add(self, records: int) -> None:
+    self.count += records
+    if self.progress is None:
+      return
+    share = None
+    if self.total is not None:
+      share = min(1.0, self.count / self.total) if self.total else 1.0
+    self.progress(self.count, self.total, share)
+
+  def end(self) -> None:
+    self.total = self.count
+    self.add(0)
+
+
+def _read_time_ordered(files: List[str], progress: RecordProgress
+                       ) -> Tuple[List[bytes], np.ndarray, np.ndarray]:
+  """Every record of ``files``, their order by time (stable) and their labels."""
+  spec = {schema_lib.TIME: tf.io.FixedLenFeature([1], tf.int64),
+          schema_lib.LABEL: tf.io.FixedLenFeature([1], tf.int64)}
+  records, times, labels = [], [np.zeros([0], np.int64)], [np.zeros([0], np.int64)]
+  for chunk in tf.data.TFRecordDataset(files).batch(_PROGRESS_RECORDS):
+    parsed = tf.io.parse_example(chunk, spec)
+    records.extend(chunk.numpy().tolist())
+    times.append(parsed[schema_lib.TIME].numpy().reshape(-1))
+    labels.append(parsed[schema_lib.LABEL].numpy().reshape(-1))
+    progress.add(int(chunk.shape[0]))
+  order = np.argsort(np.concatenate(times), kind="stable")
+  return records, order, np.concatenate(labels)
+
+
+def _write_shards(folder: str, records: List[bytes], order: np.ndarray,
+                  records_per_shard: int, prefix: str,
+                  progress: RecordProgress) -> List[str]:
+  """Writes ``records`` in ``order`` as shards of ``records_per_shard``: their names."""
+  names = []
+  for index, start in enumerate(range(0, len(order), records_per_shard)):
+    names.append(stream_shard_name(prefix, index))
+    shard = order[start:start + records_per_shard]
+    with tf.io.TFRecordWriter(os.path.join(folder, names[-1])) as w:
+      for part in range(0, len(shard), _PROGRESS_RECORDS):
+        for i in shard[part:part + _PROGRESS_RECORDS]:
+          w.write(records[i])
+        progress.add(len(shard[part:part + _PROGRESS_RECORDS]))
+  return names
+
+
 def write_time_ordered(file_pattern: str, out_dir: str, records_per_shard: int,
-                       prefix: str = "impressions", overwrite: bool = False
-                       ) -> List[str]:
+                       prefix: str = "impressions", overwrite: bool = False,
+                       progress: Optional[ProgressCallback] = None) -> List[str]:
   """Rewrites a dataset's records as a stream folder: shards in impression-time order.
 
   Replays a converted (or simulated) log as the stream a live system would have
@@ -362,6 +463,11 @@ def write_time_ordered(file_pattern: str, out_dir: str, records_per_shard: int,
   ``records_per_shard`` records, with the source's ``schema.json`` (its
   ``splits`` replaced by one "stream" split). Holds every record in memory. The
   folder appears atomically (temporary folder, then rename).
+
+  ``progress(count, total, share)`` (`text_input.ProgressCallback`) counts the
+  records read, then written, over both passes as the converters count lines: the
+  total is twice the records (from ``schema.json`` while reading, None if it does
+  not list the files); the last call is (2 N, 2 N, 1.0).
 
   Returns:
     The shard paths, in stream order.
@@ -373,31 +479,18 @@ def write_time_ordered(file_pattern: str, out_dir: str, records_per_shard: int,
   out_dir = os.path.abspath(out_dir)
   if os.path.exists(out_dir) and not overwrite:
     raise FileExistsError(f"{out_dir} already exists")
-  spec = {schema_lib.TIME: tf.io.FixedLenFeature([1], tf.int64),
-          schema_lib.LABEL: tf.io.FixedLenFeature([1], tf.int64)}
-  records, times, labels = [], [], []
-  for chunk in tf.data.TFRecordDataset(files).batch(4096):
-    parsed = tf.io.parse_example(chunk, spec)
-    records.extend(chunk.numpy().tolist())
-    times.append(parsed[schema_lib.TIME].numpy().reshape(-1))
-    labels.append(parsed[schema_lib.LABEL].numpy().reshape(-1))
+  expected = records_in_files(files)
+  counter = RecordProgress(progress, None if expected is None else 2 * expected)
+  records, order, labels = _read_time_ordered(files, counter)
   if not records:
     raise ValueError(f"{file_pattern}: no records")
-  order = np.argsort(np.concatenate(times), kind="stable")
-  labels = np.concatenate(labels)
-  parent = os.path.dirname(out_dir)
-  os.makedirs(parent, exist_ok=True)
+  counter.total = 2 * len(records)
+  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
   tmp = out_dir + ".tmp-stream"
   if os.path.exists(tmp):
     shutil.rmtree(tmp)
   os.mkdir(tmp)
-  names = []
-  for index, start in enumerate(range(0, len(order), records_per_shard)):
-    name = stream_shard_name(prefix, index)
-    names.append(name)
-    with tf.io.TFRecordWriter(os.path.join(tmp, name)) as w:
-      for i in order[start:start + records_per_shard]:
-        w.write(records[i])
+  names = _write_shards(tmp, records, order, records_per_shard, prefix, counter)
   schema = dataclasses.replace(schema, splits={"stream": {
       "files": names, "impressions": len(records),
       "positives": int((labels == 1).sum())}})
@@ -405,4 +498,5 @@ def write_time_ordered(file_pattern: str, out_dir: str, records_per_shard: int,
   if os.path.exists(out_dir):
     shutil.rmtree(out_dir)
   os.rename(tmp, out_dir)
+  counter.end()
   return [os.path.join(out_dir, n) for n in names]

@@ -252,3 +252,35 @@ def test_nan_or_infinite_dense_feature_is_bad_input(tmp_path):
   skipping = stream.ShardStream(directory, 4, LENGTHS, on_bad="skip")
   assert sum(_items(skipping), []) == [1, 2, 3, 4, 5, 1001, 2001, 2002, 2003, 2004]
   assert [(s.record, s.count) for s in skipping.skipped] == [(1, 1), (2, 1)]
+
+
+def test_write_time_ordered_reports_records_read_then_written(tmp_path):
+  source = str(tmp_path / "source")
+  from data_pipeline.writer import DatasetWriter  # pylint: disable=g-import-not-at-top
+  with DatasetWriter(source, num_cats=1, num_shards=2) as w:
+    for i, t in enumerate([50, 10, 30, 10, 40]):
+      w.write("train", _impression(i + 1, time=t))
+    w.commit(source="test")
+  calls = []
+  stream.write_time_ordered(source + "/train-*", str(tmp_path / "out"), 2,
+                            progress=lambda *state: calls.append(state))
+  # One read chunk of all 5 records (total 2 x 5 from schema.json), then shards
+  # of 2, 2 and 1 written, then the end.
+  assert calls == [(5, 10, 0.5), (7, 10, 0.7), (9, 10, 0.9), (10, 10, 1.0),
+                   (10, 10, 1.0)]
+
+
+def test_records_in_files_from_schema_split_counts(tmp_path):
+  source = str(tmp_path / "source")
+  from data_pipeline.writer import DatasetWriter  # pylint: disable=g-import-not-at-top
+  with DatasetWriter(source, num_cats=1, num_shards=2) as w:
+    for i in range(5):
+      w.write("train", _impression(i + 1))
+    w.write("test", _impression(9))
+    w.commit(source="test")
+  files = reader.match_files(source + "/train-*")
+  assert stream.records_in_files(files) == 5
+  assert stream.records_in_files(files[:1]) == 2  # half the split's files
+  assert stream.records_in_files(reader.match_files(source + "/*-*")) == 6
+  unlisted = os.path.join(source, "extra.tfrecord")
+  assert stream.records_in_files(files + [unlisted]) is None
