@@ -15,6 +15,8 @@ import numpy as np
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
+from data_pipeline import stream
+from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
 
 SEEN_IDS_FILE = "seen_ids.npz"
@@ -42,14 +44,30 @@ def _merge(a: Optional[IdTable], b: IdTable) -> IdTable:
 
 
 def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
-             cache_dir: Optional[str] = None, batch_size: int = 4096
-             ) -> Dict[str, IdTable]:
-  """Every distinct item and query id of a dataset, cached in ``cache_dir``."""
+             cache_dir: Optional[str] = None, batch_size: int = 4096,
+             progress: Optional[ProgressCallback] = None) -> Dict[str, IdTable]:
+  """Every distinct item and query id of a dataset, cached in ``cache_dir``.
+
+  ``progress(count, total, share)`` (`text_input.ProgressCallback`) gets the
+  records scanned after every batch, with the total from ``schema.json``'s split
+  counts (None if it does not list the files); the last call is (N, N, 1.0). A
+  cached result reads no records and reports nothing.
+  """
   cache = os.path.join(cache_dir, SEEN_IDS_FILE) if cache_dir else None
   if cache and os.path.exists(cache):
     saved = np.load(cache)
     return {kind: IdTable(saved[f"{kind}_ids"], saved[f"{kind}_cats"])
             for kind in ("items", "queries")}
+  result = _scan_ids(data_pattern, lengths, batch_size, progress)
+  if cache:
+    np.savez(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
+             **{f"{k}_cats": t.cats for k, t in result.items()})
+  return result
+
+
+def _scan_ids(data_pattern: str, lengths: reader.SequenceLengths, batch_size: int,
+              progress: Optional[ProgressCallback]) -> Dict[str, IdTable]:
+  """One pass over the dataset collecting `seen_ids`' tables."""
   # kind -> (target id, target cats, history sequence) in the reader's batch.
   sources = {
       "items": (schema_lib.ITEM_ID, schema_lib.ITEM_CATS, schema_lib.CLICKS),
@@ -59,6 +77,8 @@ def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
   ds = reader.make_dataset(data_pattern, batch_size, max_clicks=lengths.max_clicks,
                            max_queries=lengths.max_queries,
                            max_seeds=lengths.max_seeds)
+  counter = stream.RecordProgress(
+      progress, stream.records_in_files(reader.match_files(data_pattern)))
   num_cats = 1
   for batch in ds.as_numpy_iterator():
     for kind, (ids, cats, seq) in sources.items():
@@ -67,12 +87,10 @@ def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
           np.concatenate([batch[ids], batch[seq.ids].reshape(-1)]),
           np.concatenate([batch[cats], batch[seq.cats].reshape(-1, num_cats)]))
       tables[kind] = _merge(tables[kind], found)
+    counter.add(len(batch[schema_lib.LABEL]))
+  counter.end()
   empty = IdTable(np.zeros([0], np.int64), np.zeros([0, num_cats], np.int64))
-  result = {kind: empty if t is None else t for kind, t in tables.items()}
-  if cache:
-    np.savez(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
-             **{f"{k}_cats": t.cats for k, t in result.items()})
-  return result
+  return {kind: empty if t is None else t for kind, t in tables.items()}
 
 
 def embed(table: tf.keras.layers.Layer, ids: np.ndarray,
