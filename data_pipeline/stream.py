@@ -405,6 +405,7 @@ class RecordProgress:
     self.progress = progress
     self.total = total
     self.count = 0
+    self._reported: Optional[int] = None
 
   def add(self, records: int) -> None:
     self.count += records
@@ -414,8 +415,12 @@ class RecordProgress:
     if self.total is not None:
       share = min(1.0, self.count / self.total) if self.total else 1.0
     self.progress(self.count, self.total, share)
+    self._reported = self.count
 
   def end(self) -> None:
+    """Reports (count, count, 1.0) unless that was the last report."""
+    if self._reported == self.count == self.total:
+      return
     self.total = self.count
     self.add(0)
 

@@ -27,8 +27,8 @@ def test_seen_ids_reports_records_per_batch_ending_at_the_total(tmp_path):
   seen = embeddings.seen_ids(data, LENGTHS, cache_dir=str(tmp_path),
                              batch_size=2,
                              progress=lambda *state: calls.append(state))
-  # 5 records in batches of 2, 2, 1; schema.json says 5; then the end.
-  assert calls == [(2, 5, 0.4), (4, 5, 0.8), (5, 5, 1.0), (5, 5, 1.0)]
+  # 5 records in batches of 2, 2, 1; schema.json says 5.
+  assert calls == [(2, 5, 0.4), (4, 5, 0.8), (5, 5, 1.0)]
   np.testing.assert_array_equal(seen["items"].ids, list(range(10, 15)) +
                                 list(range(20, 25)))
   # Cached: nothing read, nothing reported, the same tables.

@@ -265,9 +265,22 @@ def test_write_time_ordered_reports_records_read_then_written(tmp_path):
   stream.write_time_ordered(source + "/train-*", str(tmp_path / "out"), 2,
                             progress=lambda *state: calls.append(state))
   # One read chunk of all 5 records (total 2 x 5 from schema.json), then shards
-  # of 2, 2 and 1 written, then the end.
-  assert calls == [(5, 10, 0.5), (7, 10, 0.7), (9, 10, 0.9), (10, 10, 1.0),
-                   (10, 10, 1.0)]
+  # of 2, 2 and 1 written.
+  assert calls == [(5, 10, 0.5), (7, 10, 0.7), (9, 10, 0.9), (10, 10, 1.0)]
+
+
+def test_record_progress_ends_at_the_count_when_the_estimate_was_off():
+  calls = []
+  counter = stream.RecordProgress(lambda *state: calls.append(state), total=4)
+  counter.add(3)
+  counter.add(2)
+  counter.end()
+  assert calls == [(3, 4, 0.75), (5, 4, 1.0), (5, 5, 1.0)]
+  unknown = []
+  counter = stream.RecordProgress(lambda *state: unknown.append(state))
+  counter.add(2)
+  counter.end()
+  assert unknown == [(2, None, None), (2, 2, 1.0)]
 
 
 def test_records_in_files_from_schema_split_counts(tmp_path):
