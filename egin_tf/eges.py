@@ -31,7 +31,9 @@ baseline that EGIN's end-to-end graph learning replaces:
    against negatives drawn from the context frequencies ** 0.75 (word2vec).
 6. `train_eges`: all of the above; writes ``ids`` int64 [n] (sorted) and
    ``vectors`` float32 [n, dim] (H_v) to an ``.npz`` file that `load_embeddings`
-   reads back and `egin_tf.models.eges.EGES` consumes, frozen.
+   reads back and `egin_tf.models.eges.EGES` consumes, frozen. An optional
+   ``progress`` (`StageProgress`) reports the impressions read, the walk steps
+   and the training steps, each stage through its own callback.
 
 The graph, walks and pairs live in memory (numpy); pairs are made and trained one
 chunk of ``walk_chunk`` walks at a time, so memory grows with the walks
@@ -41,16 +43,31 @@ chunk of ``walk_chunk`` walks at a time, so memory grows with the walks
 import dataclasses
 import os
 import tempfile
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
+from data_pipeline.stream import RecordProgress, records_in_files
+from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
 
 # word2vec's distortion of the negative-sampling distribution.
 _UNIGRAM_POWER = 0.75
+
+# progress(stage) -> that stage's `text_input.ProgressCallback`, asked for as the
+# stage starts (so a printer's rate and ETA count from there), e.g.
+# `egin_tf.cli.common.progress_printer`. Stages, named by what they count:
+READ_STAGE = "records"             # impressions read (`read_sessions`)
+WALK_STAGE = "walk steps"          # nodes placed in walks (`random_walks`)
+TRAIN_STAGE = "training steps"     # skip-gram batches trained (`train_embeddings`)
+StageProgress = Callable[[str], ProgressCallback]
+
+
+def _stage(progress: Optional[StageProgress], stage: str
+           ) -> Optional[ProgressCallback]:
+  return None if progress is None else progress(stage)
 
 
 def _check_positive(name: str, value) -> None:
@@ -128,14 +145,22 @@ def _first_cats(ids: np.ndarray, cats: np.ndarray) -> Tuple[np.ndarray, np.ndarr
   return unique, cats[keep][first]
 
 
-def read_sessions(train_pattern: str, config: EgesConfig) -> Sessions:
-  """Every user's click sessions, rebuilt from impression TFRecords (see module)."""
+def read_sessions(train_pattern: str, config: EgesConfig,
+                  progress: Optional[ProgressCallback] = None) -> Sessions:
+  """Every user's click sessions, rebuilt from impression TFRecords (see module).
+
+  ``progress(count, total, share)`` gets the impressions read after every batch
+  (total from ``schema.json``'s split counts, None if unknown).
+  """
   events = []  # (user, time, item) rows
   cat_ids, cat_rows = [], []
   ds = reader.make_dataset(train_pattern, config.read_batch_size,
                            max_clicks=config.max_clicks, max_queries=1,
                            max_seeds=1)
+  counter = RecordProgress(progress,
+                           records_in_files(reader.match_files(train_pattern)))
   for batch in ds.as_numpy_iterator():
+    counter.add(len(batch[schema_lib.LABEL]))
     click_ids = batch[schema_lib.CLICKS.ids]
     users = np.broadcast_to(batch[schema_lib.USER_ID][:, None], click_ids.shape)
     valid = click_ids > 0
@@ -150,6 +175,7 @@ def read_sessions(train_pattern: str, config: EgesConfig) -> Sessions:
       events.append(np.stack([batch[schema_lib.USER_ID][pos],
                               batch[schema_lib.TIME][pos],
                               batch[schema_lib.ITEM_ID][pos]], axis=1))
+  counter.end()
   if not events:
     raise ValueError(f"{train_pattern}: no impressions to build an EGES graph from")
   # np.unique sorts rows: by user, then time, then item (ties in time by id).
@@ -222,13 +248,17 @@ def build_graph(sequences: Sequence[Sequence[int]], window: int = 1) -> ItemGrap
 
 
 def random_walks(graph: ItemGraph, walk_length: int, walks_per_node: int,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, progress: Optional[ProgressCallback] = None
+                 ) -> np.ndarray:
   """DeepWalk walks over a weighted graph: int64 [n * walks_per_node, walk_length].
 
   Round r holds one walk from every node, in a seeded random node order (as in
   DeepWalk); each step goes to out-neighbor v of u with probability
   w(u, v) / sum_v' w(u, v'). Rows hold item ids; a walk stuck at a node without
   out-edges is padded with 0. Equal seeds give equal walks.
+
+  All walks advance together, so ``progress(count, total, share)`` counts walk
+  steps (the walks' positions filled, padding too) of walks * walk_length.
   """
   _check_positive("walk_length", walk_length)
   _check_positive("walks_per_node", walks_per_node)
@@ -236,14 +266,22 @@ def random_walks(graph: ItemGraph, walk_length: int, walks_per_node: int,
   n = graph.num_nodes
   current = np.concatenate([rng.permutation(n) for _ in range(walks_per_node)])
   walks = np.zeros([current.size, walk_length], np.int64)
-  if n == 0:
-    return walks
-  walks[:, 0] = graph.ids[current]
-  if graph.neighbors.size == 0:
-    return walks
+  counter = RecordProgress(progress, walks.size)
+  if n:
+    walks[:, 0] = graph.ids[current]
+    counter.add(current.size)
+  if n and graph.neighbors.size:
+    _walk_on(graph, walks, current, rng, counter)
+  counter.end()
+  return walks
+
+
+def _walk_on(graph: ItemGraph, walks: np.ndarray, current: np.ndarray,
+             rng: np.random.Generator, counter: RecordProgress) -> None:
+  """Fills ``walks[:, 1:]`` from the start nodes ``current`` (node indices)."""
   alive = np.ones(current.size, bool)
   cumulative = np.concatenate([[0.0], np.cumsum(graph.weights)])
-  for step in range(1, walk_length):
+  for step in range(1, walks.shape[1]):
     start, end = graph.indptr[current], graph.indptr[current + 1]
     alive &= end > start
     # Inverse CDF over the node's slice of the global cumulative weights.
@@ -255,7 +293,7 @@ def random_walks(graph: ItemGraph, walk_length: int, walks_per_node: int,
     edge = np.where(alive, np.clip(edge, start, end - 1), 0)
     current = np.where(alive, graph.neighbors[edge], current)
     walks[:, step] = np.where(alive, graph.ids[current], 0)
-  return walks
+    counter.add(current.size)
 
 
 def skipgram_pairs(walks: np.ndarray, window: int) -> np.ndarray:
@@ -433,9 +471,14 @@ def side_index(graph: ItemGraph, item_ids: np.ndarray,
 
 
 def train_embeddings(graph: ItemGraph, node_side: np.ndarray,
-                     num_side_values: int, config: EgesConfig
+                     num_side_values: int, config: EgesConfig,
+                     progress: Optional[StageProgress] = None
                      ) -> Tuple[EgesSkipGram, List[float]]:
   """Trains EGES on the graph's random walks.
+
+  ``progress`` (`StageProgress`) is asked for the `WALK_STAGE` and the
+  `TRAIN_STAGE` callbacks; the training steps' total is exact (every chunk's
+  pairs are counted before training).
 
   Returns:
     The trained `EgesSkipGram` and the mean sampled loss of every epoch.
@@ -445,7 +488,7 @@ def train_embeddings(graph: ItemGraph, node_side: np.ndarray,
         f"the item graph has {graph.num_nodes} node(s); EGES needs clicks on at "
         "least two different items in one session")
   walks = random_walks(graph, config.walk_length, config.walks_per_node,
-                       config.seed)
+                       config.seed, _stage(progress, WALK_STAGE))
   unigram = np.bincount(np.searchsorted(graph.ids, walks[walks > 0]),
                         minlength=graph.num_nodes).astype(np.float64)
   model = EgesSkipGram(node_side, num_side_values, unigram, config.dim,
@@ -461,20 +504,46 @@ def train_embeddings(graph: ItemGraph, node_side: np.ndarray,
     return loss
 
   rng = np.random.default_rng(config.seed)
-  history = []
-  for _ in range(config.epochs):
-    total, count = 0.0, 0
-    for start in range(0, len(walks), config.walk_chunk):
-      pairs = skipgram_pairs(walks[start:start + config.walk_chunk],
-                             config.skip_window)
-      nodes = np.searchsorted(graph.ids, pairs)[rng.permutation(len(pairs))]
-      for b in range(0, len(nodes), config.batch_size):
-        chunk = nodes[b:b + config.batch_size]
-        loss = step(tf.constant(chunk[:, 0]), tf.constant(chunk[:, 1]))
-        total += float(loss) * len(chunk)
-        count += len(chunk)
-    history.append(total / max(count, 1))
+  counter = RecordProgress(_stage(progress, TRAIN_STAGE),
+                           config.epochs * training_steps(walks, config))
+  history = [_train_epoch(step, walks, graph.ids, config, rng, counter)
+             for _ in range(config.epochs)]
+  counter.end()
   return model, history
+
+
+def _train_epoch(step: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+                 walks: np.ndarray, ids: np.ndarray, config: EgesConfig,
+                 rng: np.random.Generator, counter: RecordProgress) -> float:
+  """One pass over the walks' pairs, a chunk of walks at a time: the mean loss."""
+  total, count = 0.0, 0
+  for start in range(0, len(walks), config.walk_chunk):
+    pairs = skipgram_pairs(walks[start:start + config.walk_chunk],
+                           config.skip_window)
+    nodes = np.searchsorted(ids, pairs)[rng.permutation(len(pairs))]
+    for b in range(0, len(nodes), config.batch_size):
+      chunk = nodes[b:b + config.batch_size]
+      loss = step(tf.constant(chunk[:, 0]), tf.constant(chunk[:, 1]))
+      total += float(loss) * len(chunk)
+      count += len(chunk)
+      counter.add(1)
+  return total / max(count, 1)
+
+
+def training_steps(walks: np.ndarray, config: EgesConfig) -> int:
+  """Skip-gram batches of one epoch over ``walks``, counted without the pairs.
+
+  A walk has as many pairs as `skipgram_pairs` makes of it: two per pair of
+  positions at most ``skip_window`` apart with both nodes present (not 0).
+  """
+  present = np.asarray(walks) > 0
+  pairs = np.zeros(len(present), np.int64)
+  for offset in range(1, config.skip_window + 1):
+    pairs += 2 * (present[:, :-offset] & present[:, offset:]).sum(axis=1)
+  if not pairs.size:
+    return 0
+  per_chunk = np.add.reduceat(pairs, np.arange(0, pairs.size, config.walk_chunk))
+  return int(np.sum(-(-per_chunk // config.batch_size)))
 
 
 def save_embeddings(path: str, ids: np.ndarray, vectors: np.ndarray) -> str:
@@ -522,19 +591,27 @@ def load_embeddings(path: str) -> Tuple[np.ndarray, np.ndarray]:
   return ids.astype(np.int64), vectors.astype(np.float32)
 
 
-def train_eges(train_pattern: str, out_path: str, config: EgesConfig) -> str:
+def train_eges(train_pattern: str, out_path: str, config: EgesConfig,
+               progress: Optional[StageProgress] = None) -> str:
   """Stage 1 of EGES: reads the data, trains, writes ids and vectors to ``out_path``.
+
+  ``progress(stage)`` (`StageProgress`, e.g. ``common.progress_printer``) is
+  asked for one callback per stage as it starts: `READ_STAGE` ("records": the
+  impressions read, total from ``schema.json``), `WALK_STAGE` ("walk steps",
+  exact total) and `TRAIN_STAGE` ("training steps", exact total); each is called
+  as ``(count, total, share)`` like the converters' progress. None: quiet.
 
   Returns:
     ``out_path``.
   """
-  sessions = read_sessions(train_pattern, config)
+  sessions = read_sessions(train_pattern, config, _stage(progress, READ_STAGE))
   graph = graph_from_sessions(sessions.items, sessions.session,
                               config.graph_window)
   node_side, num_side_values = side_index(graph, sessions.item_ids,
                                           sessions.item_cats)
   try:
-    model, _ = train_embeddings(graph, node_side, num_side_values, config)
+    model, _ = train_embeddings(graph, node_side, num_side_values, config,
+                                progress)
   except ValueError as e:
     raise ValueError(f"{train_pattern}: {e}") from None
   vectors = model.vectors(tf.range(graph.num_nodes, dtype=tf.int64)).numpy()

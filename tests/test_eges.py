@@ -197,6 +197,44 @@ def test_train_eges_writes_a_table_of_every_graph_node(tmp_path):
   assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["eges.npz"]
 
 
+def test_train_eges_reports_every_stage_up_to_its_total(tmp_path):
+  a, b, c = 11, 22, 33
+  imps = [Impression(label=0, user_id=1, time=10, item_id=a, item_cats=[1],
+                     clicks=[Event(a, 1, [1]), Event(b, 2, [1]), Event(c, 3, [2])]),
+          Impression(label=1, user_id=2, time=10, item_id=b, item_cats=[1],
+                     clicks=[Event(c, 1, [2]), Event(a, 2, [1])])]
+  pattern = _write(imps, tmp_path)
+  calls = collections.defaultdict(list)
+
+  def progress(stage):
+    return lambda *state: calls[stage].append(state)
+
+  # Edges a -> b, b -> c, c -> a: no walk stops. 3 walks of 3 nodes; each walk
+  # has 2 * 2 pairs at skip_window 1; walk_chunk 2 makes chunks of 8 and 4 pairs,
+  # 2 + 1 batches of 5, twice (epochs).
+  config = eges.EgesConfig(dim=2, walk_length=3, walks_per_node=1,
+                           skip_window=1, batch_size=5, walk_chunk=2, epochs=2,
+                           num_negatives=2, read_batch_size=1)
+  eges.train_eges(pattern, str(tmp_path / "eges.npz"), config, progress=progress)
+  assert list(calls) == [eges.READ_STAGE, eges.WALK_STAGE, eges.TRAIN_STAGE]
+  assert calls["records"] == [(1, 2, 0.5), (2, 2, 1.0)]
+  assert calls["walk steps"] == [(3, 9, pytest.approx(1 / 3)),
+                                 (6, 9, pytest.approx(2 / 3)), (9, 9, 1.0)]
+  assert calls["training steps"] == [(k, 6, pytest.approx(k / 6))
+                                     for k in range(1, 7)]
+
+
+def test_training_steps_count_the_pairs_of_walks_that_stopped():
+  walks = np.array([[1, 2, 3, 0], [4, 5, 0, 0], [6, 0, 0, 0]])
+  config = eges.EgesConfig(skip_window=1, batch_size=3, walk_chunk=2)
+  # Chunk [1, 2, 3], [4, 5]: 4 + 2 pairs, 2 batches; chunk [6]: no pairs.
+  assert eges.training_steps(walks, config) == 2
+  assert len(eges.skipgram_pairs(walks[:2], 1)) == 6
+  whole = eges.EgesConfig(skip_window=2, batch_size=4)
+  # 10 pairs (see test_skipgram_pairs_of_a_walk_match_hand_pairs): 3 batches.
+  assert eges.training_steps(np.array([[1, 2, 3, 4]]), whole) == 3
+
+
 def test_bad_inputs_name_what_is_wrong(tmp_path):
   bad = tmp_path / "bad.npz"
   np.savez(bad, ids=np.array([3, 2]), vectors=np.zeros([2, 4]))
