@@ -213,8 +213,12 @@ def write_model_config(model_dir: str, config: TrainConfig, features: FeatureCon
 def train(train_pattern: str, model_dir: str, config: TrainConfig,
           eval_pattern: Optional[str] = None, verbose: int = 1,
           print_fn: Callable[[str], None] = print,
-          strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, Any]:
+          strategy: Optional[tf.distribute.Strategy] = None,
+          stage_progress=None) -> Dict[str, Any]:
   """Trains a model, checkpoints it and reports exact metrics on ``eval_pattern``.
+
+  ``stage_progress(label)`` makes a progress callback per stage of the work
+  before training (EGES stage 1; e.g. `egin_tf.cli.common.progress_printer`).
 
   Under a ``strategy`` (`egin_tf.distribute`) the model is built in its scope and
   ``config.batch_size`` is the global batch of a step (each parameter-server
@@ -236,7 +240,8 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   schema = schema_lib.schema_for_files(reader.match_files(train_pattern))
   features = feature_config(schema, config)
   out_dir = model_dir if chief else os.path.join(model_dir, "non_chief", str(os.getpid()))
-  config = _prepare(train_pattern, out_dir, config, features, schema)
+  config = _prepare(train_pattern, out_dir, config, features, schema,
+                    stage_progress)
   with strategy.scope():
     model = build_from_config(config, features)
   num_chunks, chunk = _progress_chunks(config, train_pattern, schema)
@@ -282,11 +287,12 @@ def _run_result(steps: int, batch_size: int, seconds: float,
 
 
 def _prepare(train_pattern: str, model_dir: str, config: TrainConfig,
-             features: FeatureConfig, schema: schema_lib.DatasetSchema) -> TrainConfig:
+             features: FeatureConfig, schema: schema_lib.DatasetSchema,
+             stage_progress=None) -> TrainConfig:
   """Runs the model's `CTRModel.prepare` and writes the model directory's config."""
   os.makedirs(model_dir, exist_ok=True)
   prepared = MODELS[config.model].prepare(train_pattern, model_dir, config.seed,
-                                          config.model_kwargs)
+                                          config.model_kwargs, stage_progress)
   if prepared:
     config = dataclasses.replace(
         config, model_kwargs={**config.model_kwargs, **prepared})

@@ -48,7 +48,8 @@ def main(argv):
   data = training.train_pattern(FLAGS.model_dir)
   seen = None
   if FLAGS.embeddings:
-    seen = embeddings.seen_ids(data, trained.lengths, cache_dir=FLAGS.model_dir)
+    seen = embeddings.seen_ids(data, trained.lengths, cache_dir=FLAGS.model_dir,
+                               progress=common.progress_printer("records scanned"))
   warmup = (serving_requests.examples_from_files(data, FLAGS.warmup_examples)
             if FLAGS.warmup_examples > 0 else None)
   path = export.export_saved_model(trained.model, trained.schema, trained.lengths,

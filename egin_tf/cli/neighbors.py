@@ -45,6 +45,7 @@ def main(argv):
   trained = training.load_model(FLAGS.model_dir)
   data = FLAGS.data or training.train_pattern(FLAGS.model_dir)
   seen = embeddings.seen_ids(data, trained.lengths,
+                             progress=common.progress_printer("records scanned"),
                              cache_dir=None if FLAGS.data else FLAGS.model_dir)
   tables = trained.model.embedding_tables()
   items = seen["items"]

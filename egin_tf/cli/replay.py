@@ -29,6 +29,8 @@ def main(argv):
   common.require_pattern("data")
   from data_pipeline import stream  # pylint: disable=g-import-not-at-top
   paths = stream.write_time_ordered(FLAGS.data, FLAGS.out, FLAGS.records_per_shard,
+                                    progress=common.progress_printer(
+                                        "records read + written"),
                                     overwrite=FLAGS.overwrite)
   print(f"wrote {len(paths)} shards in time order to {FLAGS.out}; train on them "
         f"with: egin-tf train --stream {FLAGS.out}")

@@ -128,7 +128,8 @@ def main(argv):
     verbose = min(verbose, 2)  # Keras' progress bar cannot follow remote steps
   result = training.train(train_pattern, FLAGS.model_dir, run.train,
                           eval_pattern=eval_pattern, verbose=verbose,
-                          strategy=distribute.make_strategy(FLAGS.strategy))
+                          strategy=distribute.make_strategy(FLAGS.strategy),
+                          stage_progress=common.progress_printer)
   if not task.is_chief:
     return
   print(f"trained {result['steps']} steps in {result['seconds']:.0f} s "

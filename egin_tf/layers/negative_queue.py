@@ -12,6 +12,10 @@ state), so the queue works inside `tf.function`, is saved by `tf.train.Checkpoin
 and its variables can be placed by a distribution strategy's scope. Sampling uses
 the stateless RNG keyed by (seed, sampling step), so a restored queue draws exactly
 the samples the original would have drawn.
+
+Why not TFRS: `tfrs.tasks.Retrieval` and `tfrs.layers.factorized_top_k` sample
+negatives from the current batch (or score a fixed candidate set); TFRS keeps no
+cross-batch queue of recent ids, which is what the paper's loss draws from.
 """
 
 from typing import NamedTuple, Optional

@@ -4,6 +4,9 @@ A model consumes the reader's batch dict (labels included) and implements
 `forward(batch, training) -> (logits [B], auxiliary losses)`. The joint objective is
 ``L = L_CTR + sum_k weight_k * L_k + regularization``; every term is reported as a
 metric, so ``fit`` shows them in its progress bar and TensorBoard logs them.
+L_CTR and the progress AUC come from TFRS's `tfrs.tasks.Ranking` (per example,
+so the step reduces it over the global batch under a strategy); the graph losses
+and queues are EGIN's own (`egin_tf.layers.graph_loss`, `negative_queue` say why).
 
 A compiled model whose tables are a `FeatureEmbeddings` at ``self.features``
 also reports the item and query id collision rates of its training traffic
@@ -13,6 +16,8 @@ and under parameter servers (not under synchronous replicas).
 
 import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import tensorflow_recommenders as tfrs
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
@@ -26,10 +31,14 @@ _KERAS_KWARGS = ("name", "trainable", "dtype", "dynamic", "autocast",
                  "aux_loss_weights")
 
 
-def _binary_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-  """Per-example CTR loss [B]; reduced by the caller (strategy-aware in training:
-  a Keras loss with its default reduction is refused under tf.distribute)."""
-  return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+def _ctr_task(auc: tf.keras.metrics.AUC) -> tfrs.tasks.Ranking:
+  """TFRS's ranking task: binary cross-entropy on the logits, per example (reduced
+  by the caller, strategy-aware: a Keras loss reducing to a mean is refused under
+  tf.distribute), updating ``auc``."""
+  return tfrs.tasks.Ranking(
+      loss=tf.keras.losses.BinaryCrossentropy(
+          from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
+      metrics=[auc], name="ctr_task")
 
 
 class CTRModel(tf.keras.Model):
@@ -70,18 +79,22 @@ class CTRModel(tf.keras.Model):
         for name in self.aux_loss_weights
     }
     # Thresholded AUC for the progress bar only; reported AUCs are exact.
-    self.auc_metric = tf.keras.metrics.AUC(num_thresholds=1000, name="auc")
+    self.auc_metric = tf.keras.metrics.AUC(num_thresholds=1000, from_logits=True,
+                                           name="auc")
+    self.ctr_task = _ctr_task(self.auc_metric)
 
   @classmethod
   def prepare(cls, train_pattern: str, model_dir: str, seed: int,
-              model_kwargs: Mapping[str, object]) -> Dict[str, object]:
+              model_kwargs: Mapping[str, object],
+              stage_progress=None) -> Dict[str, object]:
     """Work a model needs done on the training data before it is built.
 
     Two-stage models (EGES: graph, walks and skip-gram first) do it here and
     return constructor arguments to add (e.g. the path of what they wrote into
     ``model_dir``); `training.train` stores them in the model's config.
+    ``stage_progress(label)`` makes the progress callback of each stage.
     """
-    del train_pattern, model_dir, seed, model_kwargs
+    del train_pattern, model_dir, seed, model_kwargs, stage_progress
     return {}
 
   def forward(self, batch: Dict[str, tf.Tensor], training=None
@@ -117,6 +130,12 @@ class CTRModel(tf.keras.Model):
             list(self.aux_trackers.values()) + [self.auc_metric] +
             list(self.collision_rates.values()))
 
+  def _ctr_losses(self, labels: tf.Tensor, logits: tf.Tensor,
+                  training: bool) -> tf.Tensor:
+    """Per-example CTR loss [B] from the TFRS task, which also updates its AUC."""
+    return self.ctr_task(labels[:, tf.newaxis], logits[:, tf.newaxis],
+                         training=training)
+
   def _labels(self, batch) -> tf.Tensor:
     return tf.cast(batch[schema_lib.LABEL], tf.float32)
 
@@ -131,7 +150,7 @@ class CTRModel(tf.keras.Model):
     labels = self._labels(batch)
     with tf.GradientTape() as tape:
       logits, aux = self.forward(batch, training=True)
-      per_example = _binary_cross_entropy(labels, logits)
+      per_example = self._ctr_losses(labels, logits, training=True)
       mean_terms = self._mean_terms(aux)
       objective = replica_update.replica_objective(per_example, mean_terms)
     grads = tape.gradient(objective, self.trainable_variables)
@@ -146,7 +165,6 @@ class CTRModel(tf.keras.Model):
       if name in aux:
         tracker.update_state(aux[name])
     scores = tf.sigmoid(logits)
-    self.auc_metric.update_state(labels, scores)
     for feature, rate in self.collision_rates.items():
       rate.update_state(batch[feature])
     return {m.name: m.result() for m in self.metrics}, scores
@@ -172,10 +190,9 @@ class CTRModel(tf.keras.Model):
   def test_step(self, batch):
     labels = self._labels(batch)
     logits, _ = self.forward(batch, training=False)
-    ctr_loss = tf.reduce_mean(_binary_cross_entropy(labels, logits))
+    ctr_loss = tf.reduce_mean(self._ctr_losses(labels, logits, training=False))
     self.loss_tracker.update_state(ctr_loss)
     self.ctr_loss_tracker.update_state(ctr_loss)
-    self.auc_metric.update_state(labels, tf.sigmoid(logits))
     return {m.name: m.result() for m in (self.loss_tracker, self.ctr_loss_tracker,
                                          self.auc_metric)}
 

@@ -133,14 +133,15 @@ class EGES(EGIN):
 
   @classmethod
   def prepare(cls, train_pattern: str, model_dir: str, seed: int,
-              model_kwargs) -> Dict[str, object]:
+              model_kwargs, stage_progress=None) -> Dict[str, object]:
     """Stage 1: trains the EGES vectors on the training data (unless given)."""
     config = EGESConfig.from_dict(model_kwargs)
     if config.eges_embeddings_path is not None:
       return {}
     path = os.path.join(model_dir, cls.EMBEDDINGS_FILE)
     eges.train_eges(train_pattern, path, eges.EgesConfig(dim=config.slot_dim,
-                                                         seed=seed))
+                                                         seed=seed),
+                    progress=stage_progress)
     return {"eges_embeddings_path": path}
 
   def embedding_tables(self) -> Dict[str, tf.keras.layers.Layer]:
