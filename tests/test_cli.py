@@ -168,3 +168,19 @@ def test_bad_training_flags_are_one_clear_line(tmp_path, args, message):
   assert proc.returncode != 0
   assert message in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_a_shard_truncated_mid_file_is_one_line_naming_it(tmp_path):
+  data = tmp_path / "data"
+  _run("generate", "--out", str(data), "--users", "30", "--seed", "2", "--shards", "1")
+  shard = data / "train-00000-of-00001.tfrecord"
+  shard.write_bytes(shard.read_bytes()[:-7])  # the last record loses 7 bytes
+  proc = _run("train", "--train", str(shard), "--model", "dnn", "--model_dir",
+              str(tmp_path / "m"), "--steps", "40", "--batch_size", "64",
+              "--max_clicks", "5", "--max_queries", "5", "--log_every", "40",
+              "--verbose", "quiet", check=False)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and errors[0].startswith(f"error: {shard}: record ")
+  assert "unreadable TFRecord" in errors[0]

@@ -1,6 +1,7 @@
 """Helpers shared by the CLI commands."""
 
 import functools
+import re
 import sys
 import time
 from typing import Callable, Optional
@@ -87,8 +88,23 @@ def clean_errors(main):
     except BAD_INPUT_ERRORS as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
+    except Exception as e:  # pylint: disable=broad-except
+      line = unreadable_record_line(e)
+      if line is None:
+        raise
+      print(f"error: {line}", file=sys.stderr)
+      sys.exit(1)
 
   return wrapper
+
+
+def unreadable_record_line(error: Exception) -> Optional[str]:
+  """The reader's "FILE: record N: unreadable TFRecord ..." line inside a TF
+  error raised while reading (mid-training, wrapped by Keras), or None."""
+  from data_pipeline import reader  # pylint: disable=g-import-not-at-top
+  found = re.search(r"([^\[\]\n]*" + re.escape(reader.UNREADABLE_RECORD) +
+                    r"[^\[\]\n]*)", str(error))
+  return found.group(1).strip() if found else None
 
 
 def keras_verbosity(choice: str) -> int:
