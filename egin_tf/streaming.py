@@ -291,7 +291,10 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     # step on a throwaway batch, then overwrite them all from the checkpoint.
     step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
             tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+    # The checkpoint's reader directly: tf.train.list_variables first asks
+    # isdir(latest), which ram:// answers True for a prefix of files.
+    saved = {name.split("/")[0] for name in
+             tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
     if "stream" in saved:
       checkpoint.restore(latest).assert_existing_objects_matched()
       start = state.position()
