@@ -5,8 +5,11 @@ paths as before, and ``gs://``, ``hdfs://``, ``ram://`` ... URLs). These helpers
 keep the few things where gfile and Python's own file functions differ in one
 place: absolute paths (only local paths are made absolute), a missing file being a
 `FileNotFoundError` as with ``open``, fast buffered line reading (a bare
-``GFile.readline`` is many times slower than ``open``'s), temporary sibling folders
-and sizes.
+``GFile.readline`` is many times slower than ``open``'s), temporary sibling folders,
+renaming a whole folder (``ram://`` renames only the folder's own entry) and sizes.
+
+TF's ``ram://`` also matches folders by string prefix (``ram://d/x`` "exists" while
+``ram://d/x.tmp`` does), so temporary folders are hidden siblings (``.x.tmp-*``).
 """
 
 import errno
@@ -120,12 +123,19 @@ def make_temp_dir(parent: str, prefix: str) -> str:
 def rename_dir(src: str, dst: str) -> None:
   """Renames the folder ``src`` to ``dst`` (which must not exist).
 
-  One `tf.io.gfile.rename`: atomic where the filesystem's rename is (local, HDFS;
-  GCS renames object by object). A filesystem whose rename moves only the folder's
-  own entry (TF's ``ram://``) leaves ``src``'s files behind: they are then moved
-  one by one and ``src`` removed.
+  Local paths: one ``os.rename``, atomic, with its errors. Elsewhere: one
+  `tf.io.gfile.rename` (HDFS: atomic; GCS: object by object), FileExistsError if
+  ``dst`` exists; a filesystem whose rename moves only the folder's own entry
+  (TF's ``ram://``) leaves ``src``'s files behind: they are then moved one by one
+  and ``src`` removed.
   """
-  tf.io.gfile.rename(src, dst)
+  if not is_url(src):
+    os.rename(src, dst)
+    return
+  try:
+    tf.io.gfile.rename(src, dst, overwrite=False)
+  except tf.errors.AlreadyExistsError:
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst) from None
   if not tf.io.gfile.exists(src):
     return
   for folder, _, files in list(tf.io.gfile.walk(src)):
