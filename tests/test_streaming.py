@@ -117,7 +117,7 @@ def test_resume_after_stop_equals_one_uninterrupted_run(sim_stream, tmp_path):
   # EGIN (queues included) is the kill -9 test's model; DNN keeps this one fast.
   config = training.TrainConfig(model="dnn", seed=1, **SMALL)
   stream = streaming.StreamConfig(checkpoint_every_steps=4, audit_log=True,
-                                  window=1000, log_every=5)
+                                  progressive_window=1000, log_every=5)
   one, names = _first_shards(sim_stream, str(tmp_path / "one"), 3)
   whole = streaming.train_stream(one, str(tmp_path / "m1"), config, stream,
                                  print_fn=lambda s: None)
