@@ -107,6 +107,7 @@ from data_pipeline.ids import stable_id
 from data_pipeline.text_input import (INT64_MAX, INT64_MIN, ProgressCallback,
                                        ReadProgress, cached_stable_id,
                                        numbered_lines, open_binary)
+from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
 
 BEHAVIOR_COLUMNS = ("query", "candidate_wid_list", "candidate_label_list",
@@ -457,7 +458,7 @@ def default_meta_path(input_path: str) -> str:
   candidates = [os.path.join(folder, name + gz)
                 for name in DEFAULT_META_NAMES for gz in ("", ".gz")]
   for path in candidates:
-    if os.path.exists(path):
+    if tf.io.gfile.exists(path):
       return path
   raise FileNotFoundError(
       f"no JDsearch product file beside {input_path} (looked for "
@@ -628,11 +629,11 @@ def convert_jdsearch(input_path: str, out_dir: str, *,
   """
   policy = BadRecordPolicy(on_bad)
   _check_options(num_shards, min_label, max_hist, click_types, test_time, split)
-  if not os.path.exists(input_path):
+  if not tf.io.gfile.exists(input_path):
     raise FileNotFoundError(f"{input_path}: no such JDsearch behaviour file")
   if meta_path is None:
     meta_path = default_meta_path(input_path)
-  elif not os.path.exists(meta_path):
+  elif not tf.io.gfile.exists(meta_path):
     raise FileNotFoundError(f"{meta_path}: no such JDsearch product file")
   meta_policy = BadRecordPolicy(on_bad)
   meter = ReadProgress(progress, [meta_path, input_path], _PROGRESS_EVERY)

@@ -33,6 +33,7 @@ import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from data_pipeline import paths as paths_lib
 from data_pipeline.tf_env import tf
 
 SCHEMA_VERSION = 1
@@ -211,19 +212,17 @@ class DatasetSchema:
 
   def save(self, directory: str) -> str:
     path = os.path.join(directory, SCHEMA_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump(dataclasses.asdict(self), f, indent=2, sort_keys=True)
-      f.write("\n")
+    paths_lib.write_text(path, json.dumps(dataclasses.asdict(self), indent=2,
+                                          sort_keys=True) + "\n")
     return path
 
   @classmethod
   def load(cls, directory_or_file: str) -> "DatasetSchema":
     path = directory_or_file
-    if os.path.isdir(path):
+    if tf.io.gfile.isdir(path):
       path = os.path.join(path, SCHEMA_FILE)
     try:
-      with open(path, encoding="utf-8") as f:
-        raw = json.load(f)
+      raw = json.loads(paths_lib.read_text(path))
     except FileNotFoundError:
       raise FileNotFoundError(
           f"{path}: no {SCHEMA_FILE}; every dataset needs one beside its shards "

@@ -33,12 +33,12 @@ import dataclasses
 import fnmatch
 import hashlib
 import os
-import shutil
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from data_pipeline import paths as paths_lib
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import BadShardRecordError, ON_BAD_CHOICES
@@ -291,7 +291,7 @@ class ShardStream:
     self._known = set(consumed_before_start)
     if (self.shards_before_start is not None
         and len(consumed_before_start) > self.shards_before_start):
-      newest = sorted(consumed_before_start, key=lambda s: -os.path.getmtime(
+      newest = sorted(consumed_before_start, key=lambda s: -paths_lib.mtime_ns(
           os.path.join(self.directory, s)))
       extra = len(consumed_before_start) - self.shards_before_start
       self._bad(newest[0], 0, f"{extra} shard(s) sorting before the resume position "
@@ -481,8 +481,8 @@ def write_time_ordered(file_pattern: str, out_dir: str, records_per_shard: int,
     raise ValueError(f"records_per_shard must be >= 1, got {records_per_shard}")
   files = reader.match_files(file_pattern)
   schema = schema_lib.schema_for_files(files)
-  out_dir = os.path.abspath(out_dir)
-  if os.path.exists(out_dir) and not overwrite:
+  out_dir = paths_lib.abspath(out_dir)
+  if tf.io.gfile.exists(out_dir) and not overwrite:
     raise FileExistsError(f"{out_dir} already exists")
   expected = records_in_files(files)
   counter = RecordProgress(progress, None if expected is None else 2 * expected)
@@ -490,18 +490,21 @@ def write_time_ordered(file_pattern: str, out_dir: str, records_per_shard: int,
   if not records:
     raise ValueError(f"{file_pattern}: no records")
   counter.total = 2 * len(records)
-  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-  tmp = out_dir + ".tmp-stream"
-  if os.path.exists(tmp):
-    shutil.rmtree(tmp)
-  os.mkdir(tmp)
+  tf.io.gfile.makedirs(os.path.dirname(out_dir))
+  # A hidden sibling (as the writer's): not a string prefix of out_dir's name,
+  # which filesystems matching folders by prefix (TF's ram://) would confuse.
+  tmp = os.path.join(os.path.dirname(out_dir),
+                     f".{os.path.basename(out_dir)}.tmp-stream")
+  if tf.io.gfile.exists(tmp):
+    paths_lib.rmtree(tmp)
+  tf.io.gfile.mkdir(tmp)
   names = _write_shards(tmp, records, order, records_per_shard, prefix, counter)
   schema = dataclasses.replace(schema, splits={"stream": {
       "files": names, "impressions": len(records),
       "positives": int((labels == 1).sum())}})
   schema.save(tmp)
-  if os.path.exists(out_dir):
-    shutil.rmtree(out_dir)
-  os.rename(tmp, out_dir)
+  if tf.io.gfile.exists(out_dir):
+    paths_lib.rmtree(out_dir)
+  paths_lib.rename_dir(tmp, out_dir)
   counter.end()
   return [os.path.join(out_dir, n) for n in names]

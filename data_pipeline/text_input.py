@@ -12,10 +12,10 @@ cheaply (the files' sizes; a file's lines once a pass has read it).
 import codecs
 import functools
 import gzip
-import os
 import zlib
 from typing import BinaryIO, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
+from data_pipeline import paths as paths_lib
 from data_pipeline.bad_input import BadRecordError
 from data_pipeline.ids import RawId, stable_id
 
@@ -24,22 +24,34 @@ INT64_MAX = (1 << 63) - 1
 FLOAT32_MAX = 3.4028234663852886e38
 
 
+class _GzipReader(gzip.GzipFile):
+  """A `gzip.GzipFile` over a file object it closes with itself."""
+
+  def __init__(self, source: BinaryIO):
+    super().__init__(fileobj=source, mode="rb")
+    self._source = source
+
+  def close(self) -> None:
+    try:
+      super().close()
+    finally:
+      self._source.close()
+
+
 def open_binary(path: str) -> BinaryIO:
-  """Opens a file for reading bytes, decompressing ``.gz``."""
+  """Opens a file (any `tf.io.gfile` path) for reading bytes, decompressing ``.gz``.
+
+  Raises:
+    FileNotFoundError: no such file, as ``open``.
+  """
+  source = paths_lib.open_read_binary(path)
   if path.endswith(".gz"):
-    return gzip.open(path, "rb")
-  return open(path, "rb")
+    return _GzipReader(source)
+  return source
 
 
 # progress(lines, total_lines, fraction); see `ReadProgress`.
 ProgressCallback = Callable[[int, Optional[int], Optional[float]], None]
-
-
-def _size(path: str) -> Optional[int]:
-  try:
-    return os.path.getsize(path)
-  except OSError:
-    return None
 
 
 def _bytes_read(f: BinaryIO) -> int:
@@ -62,7 +74,7 @@ class ReadProgress:
                every: int = 10_000):
     self._progress = progress
     self._paths = list(paths)
-    self._sizes = [_size(path) for path in self._paths]
+    self._sizes = [paths_lib.size(path) for path in self._paths]
     self.every = every
     self._pass = 0
     self._done_lines = 0

@@ -5,10 +5,9 @@ only on success, so a failed or interrupted run leaves no half-written dataset.
 """
 
 import os
-import shutil
-import tempfile
 from typing import Dict, List, Optional
 
+from data_pipeline import paths as paths_lib
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 
@@ -36,8 +35,8 @@ class DatasetWriter:
       raise ValueError(f"num_shards must be >= 1, got {num_shards}")
     if num_cats < 1:
       raise ValueError(f"num_cats must be >= 1, got {num_cats}")
-    self.out_dir = os.path.abspath(out_dir)
-    if os.path.exists(self.out_dir) and not overwrite:
+    self.out_dir = paths_lib.abspath(out_dir)
+    if tf.io.gfile.exists(self.out_dir) and not overwrite:
       raise FileExistsError(
           f"{self.out_dir} already exists; choose another output folder or "
           "pass overwrite")
@@ -45,9 +44,9 @@ class DatasetWriter:
     self.num_shards = num_shards
     self.overwrite = overwrite
     parent = os.path.dirname(self.out_dir)
-    os.makedirs(parent, exist_ok=True)
-    self._tmp_dir = tempfile.mkdtemp(
-        prefix=f".{os.path.basename(self.out_dir)}.tmp-", dir=parent)
+    tf.io.gfile.makedirs(parent)
+    self._tmp_dir = paths_lib.make_temp_dir(
+        parent, prefix=f".{os.path.basename(self.out_dir)}.tmp-")
     self._writers: Dict[str, List[tf.io.TFRecordWriter]] = {}
     self._next: Dict[str, int] = {}
     self.stats = schema_lib.SchemaStats()
@@ -98,18 +97,18 @@ class DatasetWriter:
     schema = self.stats.schema(self.num_cats, files, source)
     schema.save(self._tmp_dir)
     for name, text in (extra_files or {}).items():
-      with open(os.path.join(self._tmp_dir, name), "w", encoding="utf-8") as f:
-        f.write(text)
-    # mkdtemp makes the folder private (0700); give it the permissions a plain
-    # mkdir would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(self._tmp_dir, 0o777 & ~umask)
-    if os.path.exists(self.out_dir):
+      paths_lib.write_text(os.path.join(self._tmp_dir, name), text)
+    if not paths_lib.is_url(self._tmp_dir):
+      # Give the folder the permissions a plain mkdir would have (gfile's local
+      # mkdir asks for 0755, not 0777, before the umask).
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(self._tmp_dir, 0o777 & ~umask)
+    if tf.io.gfile.exists(self.out_dir):
       if not self.overwrite:
         raise FileExistsError(f"{self.out_dir} appeared while writing")
-      shutil.rmtree(self.out_dir)
-    os.rename(self._tmp_dir, self.out_dir)
+      paths_lib.rmtree(self.out_dir)
+    paths_lib.rename_dir(self._tmp_dir, self.out_dir)
     self._done = True
     return schema
 
@@ -117,7 +116,7 @@ class DatasetWriter:
     """Discards everything written so far."""
     self._close()
     if not self._done:
-      shutil.rmtree(self._tmp_dir, ignore_errors=True)
+      paths_lib.rmtree(self._tmp_dir, ignore_errors=True)
       self._done = True
 
   def __enter__(self) -> "DatasetWriter":

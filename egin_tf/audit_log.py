@@ -17,6 +17,9 @@ from typing import List, Tuple
 
 import numpy as np
 
+from data_pipeline.tf_env import tf
+from egin_tf import gfile_io
+
 _SEGMENT = re.compile(r"^segment-(\d{12})\.tsv$")
 
 
@@ -25,13 +28,13 @@ class TrainedExamplesLog:
 
   def __init__(self, directory: str):
     self.directory = directory
-    os.makedirs(directory, exist_ok=True)
+    tf.io.gfile.makedirs(directory)
     self._pending: List[str] = []
 
   def segments(self) -> List[Tuple[int, str]]:
     """``(step, path)`` of the committed segments, oldest first."""
     found = []
-    for name in os.listdir(self.directory):
+    for name in gfile_io.listdir(self.directory):
       match = _SEGMENT.match(name)
       if match:
         found.append((int(match.group(1)), os.path.join(self.directory, name)))
@@ -43,7 +46,7 @@ class TrainedExamplesLog:
     removed = []
     for segment_step, path in self.segments():
       if segment_step > step:
-        os.remove(path)
+        tf.io.gfile.remove(path)
         removed.append(path)
     return removed
 
@@ -56,11 +59,10 @@ class TrainedExamplesLog:
     """Writes the pending lines as the segment of ``step`` (atomically)."""
     path = os.path.join(self.directory, f"segment-{step:012d}.tsv")
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(self._pending)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with tf.io.gfile.GFile(tmp, "w") as f:
+      f.write("".join(self._pending))
+    gfile_io.fsync(tmp)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
     self._pending = []
     return path
 
@@ -68,7 +70,7 @@ class TrainedExamplesLog:
     """Every committed ``(shard, offset, fingerprint)``, in training order."""
     rows = []
     for _, path in self.segments():
-      with open(path, encoding="utf-8") as f:
+      with tf.io.gfile.GFile(path, "r") as f:
         for line in f:
           shard, offset, fingerprint = line.rstrip("\n").split("\t")
           rows.append((shard, int(offset), int(fingerprint)))

@@ -42,7 +42,7 @@ chunk of ``walk_chunk`` walks at a time, so memory grows with the walks
 
 import dataclasses
 import os
-import tempfile
+import uuid
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -52,6 +52,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.stream import RecordProgress, records_in_files
 from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
+from egin_tf import gfile_io
 
 # word2vec's distortion of the negative-sampling distribution.
 _UNIGRAM_POWER = 0.75
@@ -548,17 +549,16 @@ def training_steps(walks: np.ndarray, config: EgesConfig) -> int:
 
 def save_embeddings(path: str, ids: np.ndarray, vectors: np.ndarray) -> str:
   """Writes ``ids`` [n] and ``vectors`` [n, d] to ``path`` (.npz) atomically."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".eges-", suffix=".npz", dir=directory)
+  directory = os.path.dirname(gfile_io.absolute(path))
+  tf.io.gfile.makedirs(directory)
+  tmp = os.path.join(directory, f".eges-{uuid.uuid4().hex[:12]}.npz")
   try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, ids=np.asarray(ids, np.int64),
-               vectors=np.asarray(vectors, np.float32))
-    os.replace(tmp, path)
+    gfile_io.save_npz(tmp, ids=np.asarray(ids, np.int64),
+                      vectors=np.asarray(vectors, np.float32))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
   except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
     raise
   return path
 
@@ -569,9 +569,9 @@ def load_embeddings(path: str) -> Tuple[np.ndarray, np.ndarray]:
   Raises:
     FileNotFoundError, ValueError: naming the file and what is wrong.
   """
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"{path}: no EGES embeddings file (made by train_eges)")
-  with np.load(path) as saved:
+  with gfile_io.load_npz(path) as saved:
     missing = sorted({"ids", "vectors"} - set(saved.files))
     if missing:
       raise ValueError(f"{path}: not an EGES embeddings file, missing {missing}")

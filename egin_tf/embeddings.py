@@ -18,6 +18,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline import stream
 from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
+from egin_tf import gfile_io
 
 SEEN_IDS_FILE = "seen_ids.npz"
 
@@ -54,14 +55,14 @@ def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
   cached result reads no records and reports nothing.
   """
   cache = os.path.join(cache_dir, SEEN_IDS_FILE) if cache_dir else None
-  if cache and os.path.exists(cache):
-    saved = np.load(cache)
+  if cache and tf.io.gfile.exists(cache):
+    saved = gfile_io.load_npz(cache)
     return {kind: IdTable(saved[f"{kind}_ids"], saved[f"{kind}_cats"])
             for kind in ("items", "queries")}
   result = _scan_ids(data_pattern, lengths, batch_size, progress)
   if cache:
-    np.savez(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
-             **{f"{k}_cats": t.cats for k, t in result.items()})
+    gfile_io.save_npz(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
+                      **{f"{k}_cats": t.cats for k, t in result.items()})
   return result
 
 
@@ -128,7 +129,7 @@ def nearest(query_vector: np.ndarray, candidates: IdTable, vectors: np.ndarray,
 
 def write_tsv(path: str, table: IdTable, vectors: np.ndarray) -> None:
   """Rows of ``id<TAB>cat,cat<TAB>v1 v2 ...`` (one per id)."""
-  with open(path, "w", encoding="utf-8") as f:
+  with tf.io.gfile.GFile(path, "w") as f:
     for i in range(table.ids.size):
       cats = ",".join(str(int(c)) for c in table.cats[i] if c)
       vec = " ".join(f"{v:.6g}" for v in vectors[i])

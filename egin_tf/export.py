@@ -33,7 +33,6 @@ old versions.
 
 import errno
 import os
-import shutil
 import time
 import uuid
 from typing import Dict, List, Optional, Sequence
@@ -42,6 +41,7 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf import embeddings
+from egin_tf import gfile_io
 from egin_tf import serving_requests
 
 TMP_PREFIX = ".tmp-"
@@ -146,8 +146,8 @@ class ServingModule(tf.Module):
 
 def next_version(export_dir: str) -> int:
   """A version number larger than every numeric folder already in export_dir."""
-  existing = [int(n) for n in (os.listdir(export_dir)
-                               if os.path.isdir(export_dir) else [])
+  existing = [int(n) for n in (gfile_io.listdir(export_dir)
+                               if tf.io.gfile.isdir(export_dir) else [])
               if n.isdigit()]
   return max([int(time.time())] + [v + 1 for v in existing])
 
@@ -174,11 +174,14 @@ def _publish(tmp: str, export_dir: str, version: Optional[int]) -> str:
   while True:
     final = os.path.join(export_dir, str(
         next_version(export_dir) if version is None else version))
-    if os.path.exists(final) and version is not None:
+    if tf.io.gfile.exists(final) and version is not None:
       raise FileExistsError(f"{final} already exists")
     try:
-      os.rename(tmp, final)
+      gfile_io.rename_dir(tmp, final)
       return final
+    except FileExistsError:
+      if version is not None:
+        raise FileExistsError(f"{final} already exists") from None
     except OSError as e:
       # Another export took the number since we looked.
       if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
@@ -214,8 +217,8 @@ def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
     ValueError: the warm-up examples do not parse, or a bad request count
       (1 to `serving_requests.MAX_WARMUP_RECORDS` / 2).
   """
-  os.makedirs(export_dir, exist_ok=True)
-  if version is not None and os.path.exists(os.path.join(export_dir, str(version))):
+  tf.io.gfile.makedirs(export_dir)
+  if version is not None and tf.io.gfile.exists(os.path.join(export_dir, str(version))):
     raise FileExistsError(f"{os.path.join(export_dir, str(version))} already exists")
   module = ServingModule(model, schema, lengths)
   warmup_logs = None
@@ -233,20 +236,20 @@ def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
   # A unique temporary name: two exports never write into the same folder.
   label = "next" if version is None else str(version)
   tmp = os.path.join(export_dir, f"{TMP_PREFIX}{label}-{uuid.uuid4().hex[:12]}")
-  os.mkdir(tmp)
+  tf.io.gfile.mkdir(tmp)
   try:
     tf.saved_model.save(module, tmp, signatures=module.signatures())
     if seen is not None:
       extra = os.path.join(tmp, serving_requests.ASSETS_EXTRA)
-      os.makedirs(extra, exist_ok=True)
+      tf.io.gfile.makedirs(extra)
       for kind, layer in model.embedding_tables().items():
         table = seen[kind]
         embeddings.write_tsv(os.path.join(extra, f"{kind}_embeddings.tsv"), table,
                              embeddings.embed(layer, table.ids))
     for name, text in (extra_assets or {}).items():
-      os.makedirs(os.path.join(tmp, serving_requests.ASSETS_EXTRA), exist_ok=True)
-      with open(os.path.join(tmp, serving_requests.ASSETS_EXTRA, name), "w",
-                encoding="utf-8") as f:
+      tf.io.gfile.makedirs(os.path.join(tmp, serving_requests.ASSETS_EXTRA))
+      with tf.io.gfile.GFile(os.path.join(tmp, serving_requests.ASSETS_EXTRA, name),
+                             "w") as f:
         f.write(text)
     if warmup_logs is not None:
       serving_requests.write_warmup_file(
@@ -254,7 +257,17 @@ def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
                        serving_requests.WARMUP_FILE), warmup_logs)
     return _publish(tmp, export_dir, version)
   finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove_quietly(tmp)
+
+
+def _remove_quietly(path: str) -> None:
+  """Removes folder ``path`` if it is there, ignoring errors (`shutil.rmtree`'s
+  ``ignore_errors``)."""
+  try:
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.rmtree(path)
+  except (OSError, tf.errors.OpError):
+    pass
 
 
 def prune_versions(export_dir: str, keep: int) -> List[str]:
@@ -274,14 +287,14 @@ def prune_versions(export_dir: str, keep: int) -> List[str]:
   if keep < 1:
     raise ValueError(f"keep={keep}: keep at least one version; a server would "
                      "unload the model")
-  names = os.listdir(export_dir)
+  names = gfile_io.listdir(export_dir)
   versions = sorted((n for n in names
-                     if n.isdigit() and os.path.isdir(os.path.join(export_dir, n))),
+                     if n.isdigit() and tf.io.gfile.isdir(os.path.join(export_dir, n))),
                     key=int)
   doomed = versions[:-keep] + sorted(n for n in names if n.startswith(TMP_PREFIX))
   removed = []
   for name in doomed:
     path = os.path.join(export_dir, name)
-    shutil.rmtree(path)
+    tf.io.gfile.rmtree(path)
     removed.append(path)
   return removed

@@ -370,7 +370,7 @@ def write_warmup_file(path: str, logs: Sequence[bytes]) -> str:
   if len(logs) > MAX_WARMUP_RECORDS:
     raise ValueError(f"{path}: {len(logs)} warm-up records, but TF Serving reads "
                      f"at most {MAX_WARMUP_RECORDS}")
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tf.io.gfile.makedirs(os.path.dirname(path) or ".")
   with tf.io.TFRecordWriter(path) as writer:
     for log in logs:
       writer.write(log)

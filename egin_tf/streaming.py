@@ -54,6 +54,7 @@ from data_pipeline.prefetch import Prefetcher
 from data_pipeline.tf_env import tf
 from egin_tf import audit_log
 from egin_tf import export as export_lib
+from egin_tf import gfile_io
 from egin_tf import training
 from egin_tf.configs import Config, param
 from egin_tf.layers.feature_embeddings import FeatureConfig
@@ -166,8 +167,8 @@ def _model_config(model_dir: str, stream_dir: str, config: training.TrainConfig,
                   schema: schema_lib.DatasetSchema, pattern: str) -> FeatureConfig:
   """Writes (first run) or checks (resume) the model directory's config."""
   path = os.path.join(model_dir, training.CONFIG_FILE)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path, "r") as f:
       saved = json.load(f)
     _check_resume(path, saved, config)
     return FeatureConfig(**saved["features"])
@@ -248,7 +249,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     raise ValueError("eges trains its graph stage on the whole training data "
                      "first and cannot train on a stream; use another model")
   schema = schema_lib.DatasetSchema.load(stream_dir)
-  os.makedirs(model_dir, exist_ok=True)
+  tf.io.gfile.makedirs(model_dir)
   features = _model_config(model_dir, stream_dir, config, schema, stream.shard_pattern)
   lengths = reader.SequenceLengths(config.max_clicks, config.max_queries,
                                    config.max_seeds)
@@ -290,7 +291,10 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     # step on a throwaway batch, then overwrite them all from the checkpoint.
     step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
             tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+    # The checkpoint's reader directly: tf.train.list_variables first asks
+    # isdir(latest), which ram:// answers True for a prefix of files.
+    saved = {name.split("/")[0] for name in
+             tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
     if "stream" in saved:
       checkpoint.restore(latest).assert_existing_objects_matched()
       start = state.position()
@@ -365,7 +369,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     # version TF Serving picks must be the newest model.
     info = {"step": step, "examples_trained": int(state.examples.numpy()),
             "position": dataclasses.asdict(state.position()),
-            "model_dir": os.path.abspath(model_dir)}
+            "model_dir": gfile_io.absolute(model_dir)}
     try:
       path = export_lib.export_saved_model(
           model, schema, lengths, stream.export_dir,
@@ -463,6 +467,6 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     oracle = training.load_oracle(eval_pattern)
     out.update(eval=report, oracle=oracle)
     print_fn(training.format_report(report, oracle, title=f"test ({config.model})"))
-  with open(os.path.join(model_dir, "stream_metrics.json"), "w", encoding="utf-8") as f:
+  with tf.io.gfile.GFile(os.path.join(model_dir, "stream_metrics.json"), "w") as f:
     json.dump(out, f, indent=2)
   return out

@@ -175,9 +175,9 @@ def load_oracle(pattern: str) -> Optional[Dict[str, Any]]:
   """The simulator's ``oracle.json`` beside the files, if there is one."""
   directory = os.path.dirname(reader.match_files(pattern)[0])
   path = os.path.join(directory, ORACLE_FILE)
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     return None
-  with open(path, encoding="utf-8") as f:
+  with tf.io.gfile.GFile(path, "r") as f:
     return json.load(f)
 
 
@@ -201,12 +201,12 @@ def format_report(report: Dict[str, float], oracle: Optional[Dict] = None,
 def write_model_config(model_dir: str, config: TrainConfig, features: FeatureConfig,
                        schema: schema_lib.DatasetSchema, train_pattern: str) -> None:
   """Writes ``config.json`` and ``data_schema.json``: what `load_model` rebuilds from."""
-  with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
+  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
     json.dump({"train": config.to_dict(),
                "model_config": model_config(config).to_dict(),
                "features": dataclasses.asdict(features),
                "train_pattern": train_pattern}, f, indent=2)
-  with open(os.path.join(model_dir, DATA_SCHEMA_FILE), "w", encoding="utf-8") as f:
+  with tf.io.gfile.GFile(os.path.join(model_dir, DATA_SCHEMA_FILE), "w") as f:
     json.dump(dataclasses.asdict(schema), f, indent=2)
 
 
@@ -268,7 +268,7 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
     report = exact_report(evaluated, make_dataset(eval_pattern, config, False, schema))
     result.update(eval=report, oracle=load_oracle(eval_pattern))
     print_fn(format_report(report, result["oracle"], title=f"test ({config.model})"))
-  with open(os.path.join(model_dir, METRICS_FILE), "w", encoding="utf-8") as f:
+  with tf.io.gfile.GFile(os.path.join(model_dir, METRICS_FILE), "w") as f:
     json.dump(result, f, indent=2)
   return result
 
@@ -290,7 +290,7 @@ def _prepare(train_pattern: str, model_dir: str, config: TrainConfig,
              features: FeatureConfig, schema: schema_lib.DatasetSchema,
              stage_progress=None) -> TrainConfig:
   """Runs the model's `CTRModel.prepare` and writes the model directory's config."""
-  os.makedirs(model_dir, exist_ok=True)
+  tf.io.gfile.makedirs(model_dir)
   prepared = MODELS[config.model].prepare(train_pattern, model_dir, config.seed,
                                           config.model_kwargs, stage_progress)
   if prepared:
@@ -357,10 +357,10 @@ class TrainedModel(NamedTuple):
 def load_model(model_dir: str) -> TrainedModel:
   """Rebuilds a trained model from its directory's config and latest checkpoint."""
   path = os.path.join(model_dir, CONFIG_FILE)
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"{path} not found: {model_dir} is not a model "
                             "directory written by `egin-tf train`")
-  with open(path, encoding="utf-8") as f:
+  with tf.io.gfile.GFile(path, "r") as f:
     saved = json.load(f)
   config = saved_train_config(saved)
   features = FeatureConfig(**saved["features"])
@@ -387,7 +387,10 @@ def saved_train_config(saved: Dict[str, Any]) -> TrainConfig:
 
 def train_pattern(model_dir: str) -> str:
   """The training data pattern a model directory was trained on."""
-  with open(os.path.join(model_dir, CONFIG_FILE), encoding="utf-8") as f:
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"{path} not found")
+  with tf.io.gfile.GFile(path, "r") as f:
     return json.load(f)["train_pattern"]
 
 
