@@ -16,7 +16,7 @@ import errno
 import io
 import os
 import uuid
-from typing import BinaryIO, Optional
+from typing import BinaryIO, List, Optional
 
 from data_pipeline.tf_env import tf
 
@@ -132,19 +132,30 @@ def rename_dir(src: str, dst: str) -> None:
   if not is_url(src):
     os.rename(src, dst)
     return
+  files = _files_under(src)  # before: after the rename, src's listing is undefined
   try:
     tf.io.gfile.rename(src, dst, overwrite=False)
   except tf.errors.AlreadyExistsError:
     raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst) from None
-  if not tf.io.gfile.exists(src):
-    return
-  for folder, _, files in list(tf.io.gfile.walk(src)):
-    target = dst + folder[len(src):]
-    tf.io.gfile.makedirs(target)
-    for name in files:
-      tf.io.gfile.rename(os.path.join(folder, name), os.path.join(target, name))
-  if tf.io.gfile.exists(src):  # empty folders left
-    tf.io.gfile.rmtree(src)
+  for rel in files:
+    old, new = os.path.join(src, rel), os.path.join(dst, rel)
+    if tf.io.gfile.exists(old) and not tf.io.gfile.exists(new):
+      tf.io.gfile.makedirs(os.path.dirname(new))
+      tf.io.gfile.rename(old, new)
+  try:  # what is left of src: its (now empty) subfolders' entries
+    if tf.io.gfile.exists(src):
+      tf.io.gfile.rmtree(src)
+  except tf.errors.NotFoundError:
+    pass
+
+
+def _files_under(directory: str) -> List[str]:
+  """Paths of the files under ``directory``, relative to it."""
+  out = []
+  for root, _, names in tf.io.gfile.walk(directory):
+    rel = os.path.relpath(root, directory)
+    out.extend(name if rel == "." else os.path.join(rel, name) for name in names)
+  return out
 
 
 def rmtree(path: str, ignore_errors: bool = False) -> None:

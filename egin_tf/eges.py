@@ -51,6 +51,7 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.stream import RecordProgress, records_in_files
 from data_pipeline.text_input import ProgressCallback
+from data_pipeline import paths
 from data_pipeline.tf_env import tf
 from egin_tf import gfile_io
 
@@ -549,7 +550,7 @@ def training_steps(walks: np.ndarray, config: EgesConfig) -> int:
 
 def save_embeddings(path: str, ids: np.ndarray, vectors: np.ndarray) -> str:
   """Writes ``ids`` [n] and ``vectors`` [n, d] to ``path`` (.npz) atomically."""
-  directory = os.path.dirname(gfile_io.absolute(path))
+  directory = os.path.dirname(paths.abspath(path))
   tf.io.gfile.makedirs(directory)
   tmp = os.path.join(directory, f".eges-{uuid.uuid4().hex[:12]}.npz")
   try:

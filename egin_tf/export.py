@@ -39,6 +39,7 @@ from typing import Dict, List, Optional, Sequence
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
+from data_pipeline import paths
 from data_pipeline.tf_env import tf
 from egin_tf import embeddings
 from egin_tf import gfile_io
@@ -177,7 +178,7 @@ def _publish(tmp: str, export_dir: str, version: Optional[int]) -> str:
     if tf.io.gfile.exists(final) and version is not None:
       raise FileExistsError(f"{final} already exists")
     try:
-      gfile_io.rename_dir(tmp, final)
+      paths.rename_dir(tmp, final)
       return final
     except FileExistsError:
       if version is not None:

@@ -51,6 +51,7 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
 from data_pipeline.prefetch import Prefetcher
+from data_pipeline import paths
 from data_pipeline.tf_env import tf
 from egin_tf import audit_log
 from egin_tf import export as export_lib
@@ -369,7 +370,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     # version TF Serving picks must be the newest model.
     info = {"step": step, "examples_trained": int(state.examples.numpy()),
             "position": dataclasses.asdict(state.position()),
-            "model_dir": gfile_io.absolute(model_dir)}
+            "model_dir": paths.abspath(model_dir)}
     try:
       path = export_lib.export_saved_model(
           model, schema, lengths, stream.export_dir,

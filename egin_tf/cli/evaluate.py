@@ -9,6 +9,7 @@ import json
 
 from absl import flags
 
+from data_pipeline.tf_env import tf
 from egin_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -31,5 +32,5 @@ def main(argv):
                              batch_size=FLAGS.batch_size)
   print(training.format_report(result["eval"], result["oracle"], title="model"))
   if FLAGS.output_json:
-    with open(FLAGS.output_json, "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(FLAGS.output_json, "w") as f:
       json.dump(result, f, indent=2)

@@ -31,6 +31,7 @@ import os
 
 from absl import flags
 
+from data_pipeline.tf_env import tf
 from egin_tf import run_config, streaming, training
 from egin_tf.cli import common
 from egin_tf.cli import config_flags
@@ -89,7 +90,7 @@ def _simulated_data(model_dir: str, seed: int) -> tuple:
   """Simulates the default dataset once into MODEL_DIR/data."""
   from data_pipeline import simulator  # pylint: disable=g-import-not-at-top
   data_dir = os.path.join(model_dir, "data")
-  if os.path.exists(os.path.join(data_dir, "oracle.json")):
+  if tf.io.gfile.exists(os.path.join(data_dir, "oracle.json")):
     print(f"reusing simulated data in {data_dir}")
   else:
     config = simulator.SimulatorConfig(num_users=FLAGS.sim_users, seed=seed)
@@ -185,10 +186,11 @@ def _resolved_run() -> run_config.RunConfig:
 
 def _config_file(path: str) -> dict:
   try:
-    with open(path, encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path) as f:
       return json.load(f)
-  except OSError as e:
-    raise common.FlagError(f"--config={path}: cannot read it ({e.strerror})") from None
+  except (OSError, tf.errors.OpError) as e:
+    reason = getattr(e, "strerror", None) or getattr(e, "message", str(e))
+    raise common.FlagError(f"--config={path}: cannot read it ({reason})") from None
   except json.JSONDecodeError as e:
     raise common.FlagError(f"--config={path}: not JSON: line {e.lineno} column "
                            f"{e.colno}: {e.msg}") from None
