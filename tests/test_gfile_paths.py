@@ -189,33 +189,15 @@ def _egin_ram(name: str) -> str:
   return f"ram://egin-{uuid.uuid4().hex[:12]}/{name}"
 
 
-def _egin_copy_tree(src: str, dst: str) -> None:
-  """Copies a local folder's files into ``dst`` (any filesystem)."""
-  tf.io.gfile.makedirs(dst)
-  for name in tf.io.gfile.listdir(src):
-    tf.io.gfile.copy(os.path.join(src, name), os.path.join(dst, name))
-
-
-def _egin_ram_dataset(tmp_path) -> str:
-  """A small simulated dataset under ram://: generated there (data_pipeline's
-  gfile writer), or else generated locally and copied."""
-  config = simulator.SimulatorConfig(num_users=60, seed=1)
+def _egin_ram_dataset() -> str:
+  """A small simulated dataset written straight to ram:// (the gfile writer)."""
   data = _egin_ram("data")
-  try:
-    simulator.generate(config, data)
-    if tf.io.gfile.exists(os.path.join(data, schema_lib.SCHEMA_FILE)):
-      return data
-  except Exception:  # pylint: disable=broad-except
-    pass
-  local = str(tmp_path / "local_data")
-  simulator.generate(config, local)
-  data = _egin_ram("data")
-  _egin_copy_tree(local, data)
+  simulator.generate(simulator.SimulatorConfig(num_users=60, seed=1), data)
   return data
 
 
 def test_egin_train_evaluate_export_on_ram(tmp_path):
-  data = _egin_ram_dataset(tmp_path)
+  data = _egin_ram_dataset()
   model_dir = _egin_ram("model")
   config = training.TrainConfig(model="dnn", seed=0, steps=4, log_every=2,
                                 **_EGIN_SMALL)
@@ -228,8 +210,8 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
   with tf.io.gfile.GFile(os.path.join(model_dir, training.METRICS_FILE)) as f:
     assert json.load(f)["steps"] == 4
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if tf.io.gfile.exists(os.path.join(data, training.ORACLE_FILE)):
-    assert result["oracle"] is not None
+  assert tf.io.gfile.exists(os.path.join(data, training.ORACLE_FILE))
+  assert result["oracle"] is not None
 
   trained = training.load_model(model_dir)
   assert trained.config.steps == 4
