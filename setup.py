@@ -26,7 +26,8 @@ setuptools.setup(
     ],
     extras_require={
         # matplotlib: the tests run the experiment scripts, figures included.
-        "test": ["pytest", "hypothesis", "matplotlib"],
+        # ruff and pycodestyle: the lint .ci/run runs before the tests (ruff.toml, setup.cfg).
+        "test": ["pytest", "hypothesis", "matplotlib", "ruff", "pycodestyle"],
         # Plots of experiments/ (Figure 3, Figure 4); the library does not need it.
         "experiments": ["matplotlib"],
     },

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List
 
 from absl import app
 from absl import flags
@@ -313,10 +313,10 @@ def readme_section(tmp: str) -> None:
                          os.path.join(tmp, "readme_run")],
                         capture_output=True, text=True, check=False)
   seconds = time.perf_counter() - start
-  lines = [l for l in done.stdout.splitlines() if "AUC" in l or "test" in l
-           or "oracle" in l or "training" in l]
+  lines = [line for line in done.stdout.splitlines() if "AUC" in line
+           or "test" in line or "oracle" in line or "training" in line]
   print(f"egin-tf train: exit {done.returncode}, {seconds:.0f} s wall")
-  print("\n".join("  " + l for l in lines[-6:]))
+  print("\n".join("  " + line for line in lines[-6:]))
 
 
 def main(argv):

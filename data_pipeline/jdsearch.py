@@ -105,8 +105,8 @@ from data_pipeline.ids import stable_id
 # The line reading of the JSONL converter (gzip, CRLF, BOM, unreadable files as a
 # BadRecordError); shared so every converter numbers lines the same way.
 from data_pipeline.text_input import (INT64_MAX, INT64_MIN, ProgressCallback,
-                                       ReadProgress, cached_stable_id,
-                                       numbered_lines, open_binary)
+                                      ReadProgress, cached_stable_id,
+                                      numbered_lines, open_binary)
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
 

@@ -36,9 +36,9 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError)
 from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
-                                       ProgressCallback, ReadProgress,
-                                       cached_stable_id, numbered_lines,
-                                       open_binary)
+                                      ProgressCallback, ReadProgress,
+                                      cached_stable_id, numbered_lines,
+                                      open_binary)
 from data_pipeline.writer import DatasetWriter
 
 FORMAT_VERSION = 1
@@ -249,8 +249,8 @@ class _ImpressionParser:
         raise e.within(f"{where}[{i}]") from None
     return events
 
-  def _features(self, value: Any, line: int
-                 ) -> Tuple[Dict[str, float], Dict[str, int]]:
+  def _features(self, value: Any,
+                line: int) -> Tuple[Dict[str, float], Dict[str, int]]:
     if type(value) is not dict:
       raise _Invalid("wrong_type", f"features must be an object name -> number or "
                      f"string, got {_described(value)}")

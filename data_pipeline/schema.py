@@ -63,7 +63,7 @@ class SequenceFeatures:
 
 CLICKS = SequenceFeatures("clicks", "click_ids", "click_times", "click_cats")
 QUERIES = SequenceFeatures("queries", "query_hist_ids", "query_hist_times",
-                    "query_hist_cats")
+                           "query_hist_cats")
 SEEDS = SequenceFeatures("seeds", "seed_ids", "seed_times", "seed_cats")
 SEQUENCES = (CLICKS, QUERIES, SEEDS)
 

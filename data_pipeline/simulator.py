@@ -352,8 +352,8 @@ class Catalog:
     self.leaf_parent = np.zeros(k + 1, np.int64)
     self.leaf_parent[1:] = k + 1 + rng.permutation(k) % p
     leaves = np.arange(1, k + 1)
-    self.siblings = {int(l): leaves[(self.leaf_parent[1:] == self.leaf_parent[l])
-                                    & (leaves != l)] for l in leaves}
+    self.siblings = {int(leaf): leaves[(self.leaf_parent[1:] == self.leaf_parent[leaf])
+                                       & (leaves != leaf)] for leaf in leaves}
 
     # Hidden clusters and the items in them.
     self.cluster_home = np.concatenate(
@@ -365,8 +365,8 @@ class Catalog:
     home = self.cluster_home[self.item_cluster[1:]]
     where = rng.random(n)
     sibling = home.copy()
-    for l, siblings in self.siblings.items():
-      at = np.flatnonzero(home == l)
+    for leaf, siblings in self.siblings.items():
+      at = np.flatnonzero(home == leaf)
       if siblings.size and at.size:
         sibling[at] = rng.choice(siblings, size=at.size)
     anywhere = rng.choice(leaves, size=n, p=self.leaf_weight[1:])
@@ -398,24 +398,24 @@ class Catalog:
     self.query_cats: List[Tuple[int, ...]] = [()]
     self.query_leaves: List[np.ndarray] = [np.zeros(0, np.int64)]
     self.query_focus = np.zeros(q + 1, np.int64)
-    for j, l in enumerate(anchor, start=1):
-      l = int(l)
-      parent = int(self.leaf_parent[l])
-      siblings = self.siblings[l]
+    for j, leaf in enumerate(anchor, start=1):
+      leaf = int(leaf)
+      parent = int(self.leaf_parent[leaf])
+      siblings = self.siblings[leaf]
       if kind[j - 1] < config.broad_query_prob:
         cats = (parent,)
         matched = leaves[self.leaf_parent[1:] == parent]
       elif (kind[j - 1] < config.broad_query_prob + config.pair_query_prob
             and siblings.size):
         other = int(rng.choice(siblings))
-        cats = (l, other)
-        matched = np.array([l, other])
+        cats = (leaf, other)
+        matched = np.array([leaf, other])
       else:
-        cats = (l, parent)
-        matched = np.array([l])
+        cats = (leaf, parent)
+        matched = np.array([leaf])
       self.query_cats.append(cats)
       self.query_leaves.append(np.asarray(matched, np.int64))
-      homed = np.flatnonzero(self.cluster_home == l)
+      homed = np.flatnonzero(self.cluster_home == leaf)
       homed = homed[np.isin(homed, self.item_cluster[1:])]  # focus needs items
       is_broad = len(cats) == 1
       if not is_broad and focus_draw[j - 1] < config.query_focus_prob and homed.size:
@@ -427,7 +427,7 @@ class Catalog:
 
     # Samplers by pool (items by popularity, queries by popularity).
     self.items_by_leaf = _PopularitySampler(
-        [np.zeros(0)] + [np.flatnonzero(self.item_leaf == l) for l in leaves],
+        [np.zeros(0)] + [np.flatnonzero(self.item_leaf == leaf) for leaf in leaves],
         self.item_pop)
     self.items_by_cluster = _PopularitySampler(
         [np.zeros(0)] + [np.flatnonzero(self.item_cluster == c)
@@ -435,10 +435,10 @@ class Catalog:
     self.all_items = _PopularitySampler([np.arange(1, n + 1)], self.item_pop)
     query_ids = np.arange(1, q + 1)
     self.queries_by_leaf = _PopularitySampler(
-        [np.zeros(0)] + [query_ids[[l in m for m in self.query_leaves[1:]]]
-                         for l in leaves], self.query_pop)
-    self.clusters_by_leaf = [np.flatnonzero(self.cluster_home == l)
-                             for l in range(k + 1)]
+        [np.zeros(0)] + [query_ids[[leaf in m for m in self.query_leaves[1:]]]
+                         for leaf in leaves], self.query_pop)
+    self.clusters_by_leaf = [np.flatnonzero(self.cluster_home == leaf)
+                             for leaf in range(k + 1)]
 
   def item_cats(self, item: int) -> Tuple[int, int]:
     return int(self.item_leaf[item]), int(self.item_parent[item])
@@ -501,8 +501,8 @@ class _User:
                                 size=config.num_interests, replace=False,
                                 p=leaf_weight)
     self.weights = rng.dirichlet(np.ones(config.num_interests))
-    self.tastes = [self._draw_taste(int(l), config, catalog, rng)
-                   for l in self.interests]
+    self.tastes = [self._draw_taste(int(leaf), config, catalog, rng)
+                   for leaf in self.interests]
     self.clicks: List[schema_lib.Event] = []
     self.click_clusters: List[int] = []
     self.queries: List[schema_lib.Event] = []

@@ -72,8 +72,8 @@ from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
 # The line reader (BOM, CRLF, unreadable .gz as `unreadable_file`) is the JSONL
 # converter's; sharing it keeps both formats' line numbers and errors identical.
 from data_pipeline.text_input import (INT64_MAX, ProgressCallback, ReadProgress,
-                                       cached_stable_id, numbered_lines,
-                                       open_binary)
+                                      cached_stable_id, numbered_lines,
+                                      open_binary)
 from data_pipeline.writer import DatasetWriter
 
 BEHAVIORS = ("pv", "cart", "fav", "buy")
@@ -160,7 +160,7 @@ def _parse_row(raw: bytes) -> _Row:
       raise _Invalid("out_of_range", f"{name} {_shown(field)} does not fit an int64")
     numbers.append(int(field))
   return _Row(user=numbers[0], item=numbers[1], category=numbers[2],
-             behavior=behavior, time=numbers[3])
+              behavior=behavior, time=numbers[3])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,9 +77,9 @@ from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
 # Line reading (gzip, CRLF, BOM, unreadable files) is the same for every text
 # format; these two should move to a shared module.
 from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
-                                       ProgressCallback, ReadProgress,
-                                       cached_stable_id, numbered_lines,
-                                       open_binary)
+                                      ProgressCallback, ReadProgress,
+                                      cached_stable_id, numbered_lines,
+                                      open_binary)
 from data_pipeline.writer import DatasetWriter
 
 COLUMNS = ("user_id", "session_id", "timestamp", "step", "action_type", "reference",

@@ -5,6 +5,6 @@ tensorflow-recommenders 0.7.7 needs Keras 2; it fails with a clear ImportError i
 TensorFlow was already bound to Keras 3.
 """
 
-from data_pipeline import tf_env  # first: before anything imports tensorflow
+from data_pipeline import tf_env  # noqa: F401  first: before anything imports tensorflow
 
 __version__ = "0.1.0"

@@ -55,7 +55,6 @@ from data_pipeline import paths
 from data_pipeline.tf_env import tf
 from egin_tf import audit_log
 from egin_tf import export as export_lib
-from egin_tf import gfile_io
 from egin_tf import training
 from egin_tf.configs import Config, param
 from egin_tf.layers.feature_embeddings import FeatureConfig
@@ -263,8 +262,8 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
       max_to_keep=stream.keep_checkpoints)
-  log = audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR)) \
-      if stream.audit_log else None
+  log = (audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR))
+         if stream.audit_log else None)
 
   # Progressive scores are the model's before the update. Without batch-dependent
   # layers the training forward gives them; otherwise (batch statistics,
@@ -444,10 +443,12 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
 
   seconds = time.perf_counter() - run_start
   result = progressive.result()
+  rate = trained_examples / max(seconds, 1e-9)
+  window = min(stream.progressive_window, result['examples'])
   print_fn(f"stopped ({stopped_by}) at step {step:,}, {state.position()}: trained "
-           f"{trained_examples:,} examples in this run ({trained_examples / max(seconds, 1e-9):,.0f}"
+           f"{trained_examples:,} examples in this run ({rate:,.0f}"
            f" ex/s), {result['examples']:,} in total; progressive AUC "
-           f"{result['running_auc']:.4f}, last {min(stream.progressive_window, result['examples']):,}: "
+           f"{result['running_auc']:.4f}, last {window:,}: "
            f"{result['window_auc']:.4f}; {shard_stream.skip_summary()}")
   out: Dict[str, Any] = {
       "steps": step,

@@ -401,5 +401,5 @@ def evaluate(model_dir: str, data_pattern: str,
   data_pattern = reader.split_pattern(data_pattern, "test")
   schema = schema_lib.schema_for_files(reader.match_files(data_pattern))
   report = exact_report(model, make_dataset(data_pattern, config, False, schema,
-                                        batch_size=batch_size))
+                                            batch_size=batch_size))
   return {"eval": report, "oracle": load_oracle(data_pattern)}

@@ -24,10 +24,8 @@ Usage:
 """
 
 import dataclasses
-import glob
 import os
 import re
-import sys
 from typing import Dict, List
 
 from absl import app
@@ -106,7 +104,8 @@ def run(seed: int, fraction: float) -> Dict[str, float]:
   lines: List[str] = []
   result = streaming.train_stream(
       stream_dir, os.path.join(base, f"rows{rows}"), config,
-      streaming.StreamConfig(log_every=FLAGS.log_every), eval_pattern=os.path.join(data, "test-*"), print_fn=lines.append)
+      streaming.StreamConfig(log_every=FLAGS.log_every),
+      eval_pattern=os.path.join(data, "test-*"), print_fn=lines.append)
   print(f"seed {seed}, {rows:,} item rows for {ids:,} ids: {lines[-2]}", flush=True)
   return {"ids": ids, "rows": rows, "collisions": last_collision_rate(lines),
           "running_auc": result["progressive"]["running_auc"],

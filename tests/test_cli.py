@@ -181,6 +181,6 @@ def test_a_shard_truncated_mid_file_is_one_line_naming_it(tmp_path):
               "--verbose", "quiet", check=False)
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and errors[0].startswith(f"error: {shard}: record ")
   assert "unreadable TFRecord" in errors[0]

@@ -16,7 +16,7 @@ def sweep(cases):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.run([sys.executable, SWEEP, json.dumps(cases)], env=env,
                         capture_output=True, text=True, timeout=900)
-  line = [l for l in proc.stdout.splitlines() if l.startswith("SWEEP ")]
+  line = [line for line in proc.stdout.splitlines() if line.startswith("SWEEP ")]
   assert line, f"the sweep failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
   return json.loads(line[-1][len("SWEEP "):])
 
@@ -129,7 +129,7 @@ def _check(results, cases):
     where = f"egin-tf {' '.join(argv)}"
     assert result["code"] == 2, f"{where}: exit {result['code']}\n{result['stderr']}"
     assert "Traceback" not in result["stderr"], where
-    lines = [l for l in result["stderr"].splitlines() if l.strip()]
+    lines = [line for line in result["stderr"].splitlines() if line.strip()]
     assert len(lines) == 1, f"{where}: not one line:\n{result['stderr']}"
     assert message in lines[0], f"{where}: {lines[0]!r} lacks {message!r}"
 

@@ -68,8 +68,8 @@ def test_data_pipeline_simulator_writes_to_ram_and_reader_reads_it_back():
     assert sum(int(b["label"].shape[0]) for b in ds) == expected
   # A glob of shards and the folder's schema found through gfile too.
   ds = reader.make_dataset(os.path.join(out, "train-*"), batch_size=1000)
-  assert sum(int(b["label"].shape[0]) for b in ds) == \
-      schema.splits["train"]["impressions"]
+  assert (sum(int(b["label"].shape[0]) for b in ds)
+          == schema.splits["train"]["impressions"])
 
 
 def test_data_pipeline_writer_overwrite_and_abort_on_ram():

@@ -103,6 +103,6 @@ def test_category_graph_edges_join_the_categories_of_neighbouring_clicks(tmp_pat
   edges = model.category_learning.graph.edge_lists(
       egin_module._first_category_batch(batch))["i2i"]
   assert sorted(zip(edges.src.numpy(), edges.dst.numpy())) == [(1, 2), (2, 1),
-                                                             (2, 3), (3, 2)]
+                                                               (2, 3), (3, 2)]
   names = {v.name.split("/")[0] for v in model.graph_variables()}
   assert "graph_category" in names

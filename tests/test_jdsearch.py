@@ -361,7 +361,7 @@ def test_skip_summary_and_no_impressions(tmp_path):
                      "convert \\(1 lines; no bad records\\)"):
     convert_jdsearch(header_only, str(tmp_path / "none"))
   assert_nothing_left(tmp_path, ["user_behavior_data_sample.txt", "empty.txt",
-                                  "product_meta_data_sample.txt", "out"])
+                                 "product_meta_data_sample.txt", "out"])
 
 
 def test_truncated_gzip_is_unreadable_even_when_skipping(tmp_path):
@@ -395,7 +395,7 @@ def test_bad_arguments_are_rejected_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match=message):
       convert_jdsearch(path, out, **kwargs)
   assert_nothing_left(tmp_path, ["user_behavior_data_sample.txt",
-                                  "product_meta_data_sample.txt"])
+                                 "product_meta_data_sample.txt"])
 
 
 # --- The real sample: expectations computed here from the raw files. ---

@@ -239,7 +239,7 @@ def test_compare_reports_both_models_beside_the_oracle(data_dir):
 
 
 def test_weights_restore_tables_and_queues_into_a_rebuilt_model(run, data_dir,
-                                                                 tmp_path):
+                                                                tmp_path):
   path = str(tmp_path / "weights" / "ckpt")
   run.model.save_weights(path)
   rebuilt = _build(data_dir)

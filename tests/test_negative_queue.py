@@ -228,7 +228,7 @@ def _run_ps_cluster():
       [sys.executable, os.path.join(os.path.dirname(__file__), "ps_queue_run.py")],
       cluster_local.cluster_spec(workers=2, ps=2), print_fn=lines.append)
   assert job.run() == 0, "\n".join(lines[-40:])
-  result = [l for l in lines if l.startswith("chief 0 | RESULT ")]
+  result = [line for line in lines if line.startswith("chief 0 | RESULT ")]
   assert result, "\n".join(lines[-40:])
   return json.loads(result[-1][len("chief 0 | RESULT "):])
 

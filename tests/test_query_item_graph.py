@@ -470,4 +470,4 @@ def test_edge_lists_skip_padding_gaps_and_empty_rows():
   assert list(zip(q2q.src_pos.numpy(), q2q.dst_pos.numpy())) == [(0, 2), (2, 0)]
   q2i = compact["q2i"]
   assert sorted(zip(q2i.src.numpy(), q2i.dst.numpy())) == [(5, 1), (5, 2), (6, 1),
-                                                          (6, 2)]
+                                                           (6, 2)]

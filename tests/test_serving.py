@@ -152,7 +152,7 @@ def test_warmup_file_holds_replayable_predict_requests(served):
     assert request.model_spec.signature_name == "serving_context"
     inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
     assert {k: v.shape for k, v in inputs.items()} == {"context": (1,),
-                                                        "examples": (1, 7)}
+                                                       "examples": (1, 7)}
     replayed = served.loaded.signatures["serving_context"](
         **{k: tf.constant(v) for k, v in inputs.items()})["pctr"].numpy()
     np.testing.assert_allclose(replayed[0], served.score(served.warmup),

@@ -22,7 +22,7 @@ def run_both(tmp_path, model: str, learning_rate: float) -> dict:
       [sys.executable, RUNNER, str(tmp_path / "data"), model, str(learning_rate)],
       capture_output=True, text=True, timeout=600, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
-  line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
+  line = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")][-1]
   return json.loads(line[len("RESULT "):])
 
 

@@ -181,8 +181,8 @@ def test_corrupted_record_is_caught_by_its_crc(tmp_path):
                      match=r"s-000.tfrecord: record 3: unreadable TFRecord"):
     list(stream.ShardStream(directory, 2, LENGTHS))
   skipping = stream.ShardStream(directory, 2, LENGTHS, on_bad="skip")
-  assert sum(_items(skipping), []) == [1, 2, 3] + SHARDS["s-001.tfrecord"] + \
-      SHARDS["s-002.tfrecord"]
+  assert (sum(_items(skipping), [])
+          == [1, 2, 3] + SHARDS["s-001.tfrecord"] + SHARDS["s-002.tfrecord"])
 
 
 def test_unparsable_record_is_named_and_only_it_is_skipped(tmp_path):

@@ -84,7 +84,7 @@ def _stream_records(directory):
   rows = []
   for name in stream_lib.list_shards(directory):
     for offset, record in enumerate(tf.data.TFRecordDataset(os.path.join(directory,
-                                                                          name))):
+                                                                         name))):
       rows.append((name, offset, stream_lib.record_fingerprint(record.numpy())))
   return rows
 
@@ -131,8 +131,8 @@ def test_resume_after_stop_equals_one_uninterrupted_run(sim_stream, tmp_path):
                                   print_fn=lines.append)
   # 500 records: 7 full batches of 64 and the remainder 52 before waiting.
   assert first["steps"] == 8 and first["position"] == {"shard": names[0],
-                                                        "offset": 500}
-  assert any(f"resuming from" in l and f"{names[0]} record 500" in l for l in lines)
+                                                       "offset": 500}
+  assert any("resuming from" in line and f"{names[0]} record 500" in line for line in lines)
   assert second["examples"] == whole["examples"] == 1500
   assert second["examples_this_run"] == 1000
   assert (audit_log.TrainedExamplesLog(str(tmp_path / "m1" / "trained_examples")).read()

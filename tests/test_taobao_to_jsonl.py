@@ -126,7 +126,7 @@ def test_real_sample_impressions_and_conversion(tmp_path):
       assert record["label"] == 0
       assert record["item"] not in pv_items[user]
       assert {k: v for k, v in record.items() if k not in ("item", "item_cats",
-                                                             "label")} == {
+                                                           "label")} == {
           k: v for k, v in previous.items() if k not in ("item", "item_cats",
                                                          "label")}
       assert record["item_cats"] == [log.item_category[record["item"]]]

@@ -76,7 +76,7 @@ def test_exact_report_uses_rank_auc(sim_data, tmp_path):
                  print_fn=lambda _: None)
   trained = training.load_model(model_dir)
   ds = training.make_dataset(os.path.join(data, "test-*"), config, False,
-                         trained.schema)
+                             trained.schema)
   out = training.predict(trained.model, ds)
   report = training.exact_report(trained.model, ds)
   assert report["auc"] == metrics.auc(out["label"], out["pctr"])

@@ -203,7 +203,7 @@ def test_max_hist_keeps_the_most_recent(tmp_path):
 
 
 def test_gzip_input_windows_line_ends_bom_and_shards(tmp_path):
-  crlf = [b"\xef\xbb\xbf" + SMALL_LOG[0] + b"\r"] + [l + b"\r" for l in SMALL_LOG[1:]]
+  crlf = [b"\xef\xbb\xbf" + SMALL_LOG[0] + b"\r"] + [line + b"\r" for line in SMALL_LOG[1:]]
   convert_trivago(_write(tmp_path, crlf), str(tmp_path / "a"), test_fraction=0.5)
   convert_trivago(_write(tmp_path, SMALL_LOG, name="in.csv.gz"),
                   str(tmp_path / "b"), test_fraction=0.5, num_shards=2)
@@ -503,7 +503,7 @@ FATAL = [
 @pytest.mark.parametrize("kind,lines,line,reason", FATAL,
                          ids=[f"{i}-{case[0]}" for i, case in enumerate(FATAL)])
 def test_file_level_problems_stop_even_when_skipping(tmp_path, on_bad, kind, lines,
-                                                      line, reason):
+                                                     line, reason):
   path = _write(tmp_path, lines)
   with pytest.raises(BadRecordError) as raised:
     convert_trivago(path, str(tmp_path / "out"), on_bad=on_bad)

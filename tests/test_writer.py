@@ -26,10 +26,11 @@ def test_round_robin_shards_and_schema_counts(tmp_path):
       "schema.json", "test-00000-of-00002.tfrecord",
       "test-00001-of-00002.tfrecord", "train-00000-of-00002.tfrecord",
       "train-00001-of-00002.tfrecord"]
-  items = lambda name: [
-      tf.train.Example.FromString(r.numpy()).features.feature["item_id"]
-      .int64_list.value[0]
-      for r in tf.data.TFRecordDataset(os.path.join(out, name))]
+
+  def items(name):
+    return [tf.train.Example.FromString(r.numpy()).features.feature["item_id"]
+            .int64_list.value[0]
+            for r in tf.data.TFRecordDataset(os.path.join(out, name))]
   assert items("train-00000-of-00002.tfrecord") == [1, 3, 5]
   assert items("train-00001-of-00002.tfrecord") == [2, 4]
   schema = DatasetSchema.load(out)

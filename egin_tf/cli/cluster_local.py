@@ -43,7 +43,7 @@ def main(argv):
     train_args = train_args[1:]
   if any(a.startswith("--model_dir") for a in train_args) is False:
     raise common.FlagError("give the train flags after --, with --model_dir "
-                            "(every task must agree on it)")
+                           "(every task must agree on it)")
   cluster = cluster_local.cluster_spec(FLAGS.workers, FLAGS.ps)
   job = cluster_local.LocalCluster(
       cluster_local.train_command(train_args, FLAGS.ps), cluster,

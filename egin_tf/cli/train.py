@@ -68,7 +68,7 @@ for _kind in training.TABLE_KINDS:
       "lines and TensorBoard show the item/query collision rates.",
       lower_bound=2)
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker_mirrored",
-                                        "parameter_server"],
+                                       "parameter_server"],
                   "tf.distribute strategy; the cluster comes from TF_CONFIG (see "
                   "egin_tf.distribute). Under parameter_server, ps and worker "
                   "tasks serve and the chief trains; `egin-tf cluster-local` "

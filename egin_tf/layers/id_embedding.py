@@ -55,7 +55,7 @@ class IdEmbedding(tf.keras.layers.Layer):
         "num_buckets": self.num_buckets,
         "dim": self.dim,
         "initializer": tf.keras.initializers.serialize(self.initializer),
-        "regularizer": tf.keras.regularizers.serialize(self.regularizer)
-                       if self.regularizer else None,
+        "regularizer": (tf.keras.regularizers.serialize(self.regularizer)
+                        if self.regularizer else None),
     })
     return config

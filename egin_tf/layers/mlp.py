@@ -47,7 +47,7 @@ class MLP(tf.keras.layers.Layer):
         "activation": self.activation,
         "dropout": self.dropout,
         "use_batch_norm": self.use_batch_norm,
-        "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer)
-                              if self.kernel_regularizer else None,
+        "kernel_regularizer": (tf.keras.regularizers.serialize(self.kernel_regularizer)
+                               if self.kernel_regularizer else None),
     })
     return config

@@ -121,7 +121,7 @@ class EginConfig(SimExtractConfig):
   graph_vector_features: bool = param(False, "Add the target's (and query's) graph "
                                       "vectors to the MLP input.")
   category_graph: bool = param(True, "Also learn a category graph (c2c edges, "
-                                "weight alpha) and its SimExtract.")
+                               "weight alpha) and its SimExtract.")
   seed: int = param(0, "Seed of the queues' sampling and the graph's random "
                     "options (egin-tf train sets it from --seed).", min=0)
 

@@ -60,6 +60,7 @@ from egin_tf.models.base import CTRModel, resolve_config
 from egin_tf.models.configs import EginConfig, SimExtractConfig
 from egin_tf.models.dnn import dnn_inputs
 
+
 class EGIN(CTRModel):
   """EGIN. Input: the reader's batch dict; output pctr float32 [B].
 
