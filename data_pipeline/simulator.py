@@ -477,14 +477,15 @@ def _draw_results(catalog: Catalog, query: int, num_results: int,
     merged = np.concatenate([chosen, items])
     _, first = np.unique(merged, return_index=True)
     chosen = merged[np.sort(first)][:num_results]
-  match = _match(catalog, query, chosen, partial=_ENGINE_PARTIAL_MATCH)
+  match = query_match(catalog, query, chosen, partial=_ENGINE_PARTIAL_MATCH)
   score = (np.log(catalog.item_pop[chosen]) + match
            + rng.gumbel(size=chosen.size))
   return chosen[np.argsort(-score, kind="stable")]
 
 
-def _match(catalog: Catalog, query: int, items: np.ndarray,
-           partial: float) -> np.ndarray:
+def query_match(catalog: Catalog, query: int, items: np.ndarray,
+                partial: float) -> np.ndarray:
+  """How well each item matches the query: 1 (its leaf), ``partial`` (its parent) or 0."""
   leaf_match = np.isin(catalog.item_leaf[items], catalog.query_leaves[query])
   parent_match = np.isin(catalog.item_parent[items], catalog.query_parents[query])
   return np.where(leaf_match, 1.0, np.where(parent_match, partial, 0.0))
@@ -591,7 +592,7 @@ def _simulate_user(config: SimulatorConfig, catalog: Catalog, user_id: int
           config, positions, user.bias,
           interest=np.isin(catalog.item_leaf[items], user.interests),
           taste=np.isin(clusters, user.taste_clusters()),
-          match=_match(catalog, query, items, config.partial_match),
+          match=query_match(catalog, query, items, config.partial_match),
           focus=(clusters == focus) & (focus > 0),
           related_count=related,
           quality=catalog.item_quality[items],
@@ -625,6 +626,11 @@ def _simulate_user(config: SimulatorConfig, catalog: Catalog, user_id: int
         user.click_clusters.append(int(catalog.item_cluster[item]))
 
 
+def build_catalog(config: SimulatorConfig) -> Catalog:
+  """The catalog ``simulate(config)`` draws from: same seed, same hidden clusters."""
+  return Catalog(config, np.random.default_rng([config.seed, 0]))
+
+
 def simulate(config: SimulatorConfig
              ) -> Iterator[Tuple[str, schema_lib.Impression, float]]:
   """Yields ``(split, impression, true click probability)``, user by user.
@@ -632,7 +638,7 @@ def simulate(config: SimulatorConfig
   Within a user impressions are in time order; splits are "train" and "test".
   """
   config.validate()
-  catalog = Catalog(config, np.random.default_rng([config.seed, 0]))
+  catalog = build_catalog(config)
   for user_id in range(1, config.num_users + 1):
     yield from _simulate_user(config, catalog, user_id)
 

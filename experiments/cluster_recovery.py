@@ -86,7 +86,7 @@ def main(argv):
   if not FLAGS.runs:
     raise app.UsageError("--runs is required")
   config = simulator.SimulatorConfig(num_users=FLAGS.users, seed=0)
-  catalog = simulator.Catalog(config, np.random.default_rng([config.seed, 0]))
+  catalog = simulator.build_catalog(config)
   rows: List[str] = []
   pairs = None
   for run_dir in FLAGS.runs:

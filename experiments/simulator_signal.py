@@ -93,8 +93,8 @@ def impression_features(batch: Dict[str, np.ndarray], catalog: simulator.Catalog
   click_leaf = catalog.item_leaf[clicks] * (clicks > 0)
   click_cluster = catalog.item_cluster[clicks] * (clicks > 0)
   cluster = catalog.item_cluster[items]
-  match = np.array([simulator._match(catalog, int(q), np.array([i]),  # pylint: disable=protected-access
-                                     config.partial_match)[0]
+  match = np.array([simulator.query_match(catalog, int(q), np.array([i]),
+                                          config.partial_match)[0]
                     for q, i in zip(queries, items)])
   related = np.minimum(history_counts(click_cluster, cluster,
                                       config.related_window), config.related_cap)
@@ -166,8 +166,7 @@ def main(argv):
   config = simulator.SimulatorConfig(num_users=FLAGS.users, seed=0)
   data = FLAGS.data or os.path.join(_REPO_ROOT, "runs", "paper_tables", "data",
                                     f"simulator_u{FLAGS.users}")
-  # The same generator call as `simulator.simulate`: the same hidden clusters.
-  catalog = simulator.Catalog(config, np.random.default_rng([config.seed, 0]))
+  catalog = simulator.build_catalog(config)
   train = read_features(os.path.join(data, "train-*"), catalog, config)
   test = read_features(os.path.join(data, "test-*"), catalog, config)
   print(f"train {len(train['label']):,} / test {len(test['label']):,} impressions")
