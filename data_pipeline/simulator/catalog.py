@@ -49,17 +49,28 @@ class Catalog:
   """
 
   def __init__(self, config: SimulatorConfig, rng: np.random.Generator):
+    # The draws happen in this order; changing it changes every generated dataset.
+    leaves = np.arange(1, config.num_categories + 1)
+    self._draw_categories(config, leaves, rng)
+    self._draw_items(config, leaves, rng)
+    self._draw_queries(config, leaves, rng)
+    self._build_samplers(config, leaves)
+
+  def _draw_categories(self, config: SimulatorConfig, leaves: np.ndarray,
+                       rng: np.random.Generator) -> None:
     k, p = config.num_categories, config.num_parent_categories
     self.leaf_weight = np.concatenate([[0.0], _zipf_weights(k, config.category_zipf,
                                                             rng)])
     # Parents K+1..K+P; a permutation guarantees every parent has a leaf.
     self.leaf_parent = np.zeros(k + 1, np.int64)
     self.leaf_parent[1:] = k + 1 + rng.permutation(k) % p
-    leaves = np.arange(1, k + 1)
     self.siblings = {int(leaf): leaves[(self.leaf_parent[1:] == self.leaf_parent[leaf])
                                        & (leaves != leaf)] for leaf in leaves}
 
-    # Hidden clusters and the items in them.
+  def _draw_items(self, config: SimulatorConfig, leaves: np.ndarray,
+                  rng: np.random.Generator) -> None:
+    """Hidden clusters and the items in them, with popularity, quality and price."""
+    k = config.num_categories
     self.cluster_home = np.concatenate(
         [[0], rng.choice(leaves, size=config.num_clusters,
                          p=self.leaf_weight[1:])])
@@ -91,8 +102,10 @@ class Catalog:
     self.item_price = np.concatenate([[0.0], np.round(np.exp(log_price), 2)])
     self.item_price_z = np.concatenate([[0.0], noise])
 
-    # Queries: anchor leaf, kind, categories, matched leaves, focus cluster.
-    q = config.num_queries
+  def _draw_queries(self, config: SimulatorConfig, leaves: np.ndarray,
+                    rng: np.random.Generator) -> None:
+    """Queries: anchor leaf, kind, categories, matched leaves, focus cluster."""
+    k, q = config.num_categories, config.num_queries
     anchor = np.concatenate([rng.permutation(leaves), rng.choice(
         leaves, size=q - k, p=self.leaf_weight[1:])])
     self.query_pop = np.concatenate([[0.0], _zipf_weights(q, config.query_zipf,
@@ -129,7 +142,9 @@ class Catalog:
         np.setdiff1d(leaves[np.isin(self.leaf_parent[1:], parents)], m)
         for m, parents in zip(self.query_leaves, self.query_parents)]
 
-    # Samplers by pool (items by popularity, queries by popularity).
+  def _build_samplers(self, config: SimulatorConfig, leaves: np.ndarray) -> None:
+    """Samplers by pool (items by popularity, queries by popularity)."""
+    k, n, q = config.num_categories, config.num_items, config.num_queries
     self.items_by_leaf = _PopularitySampler(
         [np.zeros(0)] + [np.flatnonzero(self.item_leaf == leaf) for leaf in leaves],
         self.item_pop)
