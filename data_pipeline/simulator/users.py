@@ -81,6 +81,17 @@ def _search_times(config: SimulatorConfig, rng: np.random.Generator
   return sessions
 
 
+def _record_search(user: _User, catalog: Catalog, query: int, t: int,
+                   positions: np.ndarray, items: np.ndarray, delays: np.ndarray) -> None:
+  """Appends the search and its clicks (``positions``/``items``/``delays``) to the history."""
+  user.queries.append(schema_lib.Event(query, t, catalog.query_cats[query]))
+  for position, item, delay in zip(positions, items, delays):
+    click_time = t + _CLICK_DELAY_PER_POSITION * int(position) + int(delay)
+    user.clicks.append(schema_lib.Event(int(item), click_time,
+                                        catalog.item_cats(int(item))))
+    user.click_clusters.append(int(catalog.item_cluster[item]))
+
+
 def simulate_user(config: SimulatorConfig, catalog: Catalog, user_id: int
                   ) -> Iterator[Tuple[str, schema_lib.Impression, float]]:
   """Yields ``(split, impression, true click probability)`` of one user, in time order."""
@@ -136,10 +147,5 @@ def simulate_user(config: SimulatorConfig, catalog: Catalog, user_id: int
             categorical={POSITION: int(position)})
         yield split, imp, float(prob)
 
-      user.queries.append(schema_lib.Event(query, t, query_cats))
-      for position, item, delay in zip(positions[labels], items[labels],
-                                       delays[labels]):
-        click_time = t + _CLICK_DELAY_PER_POSITION * int(position) + int(delay)
-        user.clicks.append(schema_lib.Event(int(item), click_time,
-                                            catalog.item_cats(int(item))))
-        user.click_clusters.append(int(catalog.item_cluster[item]))
+      _record_search(user, catalog, query, t, positions[labels], items[labels],
+                     delays[labels])
