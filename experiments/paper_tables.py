@@ -190,12 +190,6 @@ def validation_start(times: Sequence[int], fraction: float) -> int:
   return start
 
 
-def impression_from_example(example: tf.train.Example, num_cats: int
-                            ) -> schema_lib.Impression:
-  """Decodes a record of the impression schema (`schema.from_example`)."""
-  return schema_lib.from_example(example, num_cats)
-
-
 def split_by_time(train_pattern: str, out_dir: str, valid_fraction: float,
                   num_shards: int = 2) -> schema_lib.DatasetSchema:
   """Writes the records of ``train_pattern`` into a new dataset: "train" (before
@@ -210,7 +204,7 @@ def split_by_time(train_pattern: str, out_dir: str, valid_fraction: float,
   start = validation_start(times, valid_fraction)
   with DatasetWriter(out_dir, num_cats=num_cats, num_shards=num_shards) as writer:
     for raw in records.as_numpy_iterator():
-      imp = impression_from_example(tf.train.Example.FromString(raw), num_cats)
+      imp = schema_lib.from_example(tf.train.Example.FromString(raw), num_cats)
       writer.write_serialized(VALID_SPLIT if imp.time >= start else "train", imp,
                               raw)
     return writer.commit(

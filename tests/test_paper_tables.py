@@ -80,13 +80,6 @@ def _impression(time: int, label: int) -> schema_lib.Impression:
       dense={"price": 1.5}, categorical={"device": 2})
 
 
-def test_impression_from_example_inverts_to_example():
-  imp = _impression(50, 1)
-  decoded = paper_tables.impression_from_example(
-      schema_lib.to_example(imp, num_cats=2), num_cats=2)
-  assert decoded == imp
-
-
 def test_split_by_time_holds_out_the_latest_impressions(tmp_path):
   source = str(tmp_path / "source")
   with DatasetWriter(source, num_cats=2, num_shards=2) as writer:

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from data_pipeline.schema import DatasetSchema, Event, Impression
+from data_pipeline.schema import (DatasetSchema, Event, Impression, from_example,
+                                  to_example)
 from data_pipeline.writer import DatasetWriter
 from data_pipeline.tf_env import tf
 
@@ -70,3 +71,19 @@ def test_existing_output_is_not_clobbered(tmp_path):
     w.commit(source="replace")
   assert not (out / "keep.txt").exists()
   assert sorted(os.listdir(tmp_path)) == ["ds"]
+
+
+@pytest.mark.parametrize("imp", [
+    Impression(label=1, user_id=7, time=50, item_id=3, item_cats=(1, 2),
+               query_id=5, query_cats=(3, 4),
+               clicks=[Event(11, 48, (3, 4)), Event(12, 49, (6,))],
+               queries=[Event(5, 47, (3,))], seeds=[Event(11, 48, (3, 4))],
+               dense={"price": 1.5}, categorical={"device": 2}),
+    # Decoded histories are lists, as the converters build them.
+    Impression(label=0, user_id=1, time=0, item_id=9, item_cats=(2,),
+               clicks=[], queries=[]),
+    Impression(label=0, user_id=2, time=3, item_id=4, item_cats=(),
+               clicks=[Event(8, 1, ())], queries=[], seeds=[]),
+], ids=["every_feature", "no_history", "empty_cats_and_seeds"])
+def test_from_example_inverts_to_example(imp):
+  assert from_example(to_example(imp, num_cats=2), num_cats=2) == imp

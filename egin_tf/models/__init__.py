@@ -21,6 +21,25 @@ MODELS: Dict[str, Callable[..., CTRModel]] = {
 }
 
 
+def register_model(name: str, factory: Callable[..., CTRModel],
+                   replace: bool = False) -> Callable[..., CTRModel]:
+  """Adds ``factory`` to `MODELS` under ``name`` so `build_model` can create it.
+
+  A name already registered is refused unless ``replace=True``: silently
+  shadowing a built-in model (say "egin") would change what every later
+  `build_model` call trains. Returns ``factory``, so it also works as a
+  decorator: ``@functools.partial(register_model, "mine")``.
+
+  Raises:
+    ValueError: ``name`` is registered and ``replace`` is False.
+  """
+  if name in MODELS and not replace:
+    raise ValueError(f"model {name!r} is already registered; pass replace=True "
+                     "to replace it")
+  MODELS[name] = factory
+  return factory
+
+
 def build_model(name: str, features: FeatureConfig, **kwargs) -> CTRModel:
   """Creates the model registered under ``name`` (see `MODELS`)."""
   try:
