@@ -20,6 +20,7 @@ cross-batch queue of recent ids, which is what the paper's loss draws from.
 
 from typing import NamedTuple, Optional
 
+from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
 from egin_tf.layers.id_embedding import bucketize_ids
 
@@ -99,12 +100,12 @@ class NegativeQueue(tf.keras.layers.Layer):
       **kwargs: base Layer arguments.
     """
     super().__init__(**kwargs)
-    _check_int("capacity", capacity, minimum=1)
-    _check_int("num_negatives", num_negatives, minimum=1)
-    _check_int("seed", seed, minimum=0)
+    check_int("capacity", capacity, minimum=1, owner="NegativeQueue")
+    check_int("num_negatives", num_negatives, minimum=1, owner="NegativeQueue")
+    check_int("seed", seed, minimum=0, owner="NegativeQueue")
     if logq_buckets is not None:
       # bucketize_ids keeps bucket 0 for padding, so one bucket holds no ids.
-      _check_int("logq_buckets", logq_buckets, minimum=2)
+      check_int("logq_buckets", logq_buckets, minimum=2, owner="NegativeQueue")
     self.capacity = capacity
     self.num_negatives = num_negatives
     self.seed = seed
@@ -272,8 +273,3 @@ def _as_int64_ids(ids: tf.Tensor) -> tf.Tensor:
   if not ids.dtype.is_integer:
     raise TypeError(f"NegativeQueue.enqueue: ids must be integers, got {ids.dtype}")
   return tf.cast(ids, tf.int64)
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"NegativeQueue: {name} must be an int >= {minimum}, got {value!r}")
