@@ -51,11 +51,12 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
 from data_pipeline.prefetch import Prefetcher
-from data_pipeline import paths
 from data_pipeline.tf_env import tf
 from egin_tf import audit_log
-from egin_tf import export as export_lib
 from egin_tf import training
+from egin_tf import train_actions
+from egin_tf.train_actions import (  # noqa: F401  (public here since before)
+    CheckpointWriteError, ExportWriteError, EXPORT_INFO_FILE)
 from egin_tf.configs import Config, param
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.progressive import ProgressiveMetrics
@@ -63,7 +64,6 @@ from egin_tf.progressive import ProgressiveMetrics
 CHECKPOINT_DIR = "checkpoints"
 AUDIT_DIR = "trained_examples"
 LOG_DIR = os.path.join("logs", "stream")
-EXPORT_INFO_FILE = "export_info.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,14 +103,6 @@ class StreamConfig(Config):
 
 class NonFiniteLossError(RuntimeError):
   """The loss became NaN or Inf; the model state after that step is not saved."""
-
-
-class CheckpointWriteError(RuntimeError):
-  """A checkpoint could not be written; the previous one is still the latest."""
-
-
-class ExportWriteError(RuntimeError):
-  """An export could not be written; earlier versions are untouched."""
 
 
 class StreamState(tf.Module):
@@ -223,6 +215,245 @@ def _sleep_unless(stop: _StopFlag, seconds: float) -> None:
     time.sleep(min(0.5, max(0.0, end - time.monotonic())))
 
 
+class _StreamModel:
+  """The model and everything checkpointed with it, and the one-batch step."""
+
+  def __init__(self, config: training.TrainConfig, features: FeatureConfig,
+               stream: StreamConfig, model_dir: str):
+    tf.keras.utils.set_random_seed(config.seed)
+    self.model = training.build_from_config(config, features)
+    self.state = StreamState()
+    self.progressive = ProgressiveMetrics(window=stream.progressive_window)
+    self.checkpoint = tf.train.Checkpoint(
+        model=self.model, optimizer=self.model.optimizer, stream=self.state,
+        progressive=self.progressive)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
+        max_to_keep=stream.keep_checkpoints)
+    self.log = (audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR))
+                if stream.audit_log else None)
+    self.step_fn = self._make_step_fn()
+
+  def _make_step_fn(self):
+    model, state, progressive = self.model, self.state, self.progressive
+    # Progressive scores are the model's before the update. Without batch-dependent
+    # layers the training forward gives them; otherwise (batch statistics,
+    # dropout) an inference forward runs first.
+    score_separately = not model.training_scores_are_inference_scores
+
+    @tf.function(reduce_retracing=True)
+    def step_fn(batch, shard, end_offset, shards_before):
+      labels = batch[schema_lib.LABEL]
+      if score_separately:
+        scores = model(batch, training=False)
+        logs = model.train_step(batch)
+      else:
+        logs, scores = model.train_step_with_scores(batch)
+      progressive.update(labels, scores)
+      state.shard.assign(shard)
+      state.offset.assign(end_offset)
+      state.shards_before.assign(shards_before)
+      state.examples.assign_add(tf.size(labels, out_type=tf.int64))
+      return logs
+    return step_fn
+
+  def train_on(self, batch: stream_lib.StreamBatch):
+    """Scores, trains on and passes ``batch``; the step's logs."""
+    return self.step_fn(batch.features, tf.constant(batch.end.shard),
+                        tf.constant(batch.end.offset, tf.int64),
+                        tf.constant(batch.shards_before_end, tf.int64))
+
+  def iterations(self) -> int:
+    return int(self.model.optimizer.iterations.numpy())
+
+
+@dataclasses.dataclass
+class _Start:
+  """Where a run starts: stream position, shards before it (None: count), step."""
+  position: stream_lib.StreamPosition
+  shards_before: Optional[int]
+  step: int
+  checkpoint: Optional[str]
+
+
+def _restore_or_start(run: _StreamModel, schema: schema_lib.DatasetSchema,
+                      lengths: reader.SequenceLengths, stream_dir: str,
+                      model_name: str, print_fn: Callable[[str], None]) -> _Start:
+  """Resumes from the latest checkpoint (or warm-starts from an offline one),
+  else starts the stream from its top; rolls the audit log back to match."""
+  latest = run.manager.latest_checkpoint
+  if not latest:
+    if run.log is not None:
+      run.log.rollback_to(0)
+    print_fn(f"training {model_name} on the stream in {stream_dir} from its start")
+    return _Start(stream_lib.StreamPosition(), None, 0, None)
+  # Create every variable (model, queues, optimizer slots) with one traced
+  # step on a throwaway batch, then overwrite them all from the checkpoint.
+  run.step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
+              tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+  # The checkpoint's reader directly: tf.train.list_variables first asks
+  # isdir(latest), which ram:// answers True for a prefix of files.
+  saved = {name.split("/")[0] for name in
+           tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
+  if "stream" in saved:
+    run.checkpoint.restore(latest).assert_existing_objects_matched()
+    start = _Start(run.state.position(), int(run.state.shards_before.numpy()),
+                   run.iterations(), latest)
+    print_fn(f"resuming from {latest} (step {start.step:,}, "
+             f"{int(run.state.examples.numpy()):,} examples trained) at {start.position}")
+  else:
+    # An offline (`training.train`) checkpoint: warm start, stream from the top.
+    tf.train.Checkpoint(model=run.model, optimizer=run.model.optimizer).restore(
+        latest).assert_existing_objects_matched()
+    run.state.reset()
+    run.progressive.reset()
+    start = _Start(stream_lib.StreamPosition(), None, run.iterations(), latest)
+    print_fn(f"warm start from the offline checkpoint {latest} (step "
+             f"{start.step:,}); reading the stream in {stream_dir} from its start")
+  run.model.reset_metrics()
+  if run.log is not None:
+    for path in run.log.rollback_to(start.step):
+      print_fn(f"  discarded {path}: written for a checkpoint that never completed")
+  return start
+
+
+@dataclasses.dataclass
+class _LoopState:
+  """The loop's counters: steps in total, examples of this run, last records."""
+  step: int
+  trained_examples: int = 0
+  recent_records: list = dataclasses.field(default_factory=list)
+  stopped_by: str = "end of stream"
+
+
+class _ProgressLog:
+  """Every ``log_every`` steps: a progress line and TensorBoard points."""
+
+  def __init__(self, stream: StreamConfig, print_fn: Callable[[str], None]):
+    self.every = stream.log_every
+    self.window = stream.progressive_window
+    self.print_fn = print_fn
+    self.chunk_start, self.chunk_examples = time.perf_counter(), 0
+
+  def after_step(self, step: int, batch: stream_lib.StreamBatch, logs,
+                 run: _StreamModel) -> None:
+    self.chunk_examples += batch.size
+    if step % self.every:
+      return
+    now = time.perf_counter()
+    speed = self.chunk_examples / max(now - self.chunk_start, 1e-9)
+    self.chunk_start, self.chunk_examples = now, 0
+    result = run.progressive.result()
+    values = {k: float(v.numpy()) for k, v in logs.items()}
+    self.print_fn(_format_progress(step, batch.end, result, values, speed, self.window))
+    for key, value in result.items():
+      if key != "examples":
+        tf.summary.scalar(f"progressive/{key}", value, step=step)
+    for key, value in values.items():
+      tf.summary.scalar(f"train/{key}", value, step=step)
+    tf.summary.scalar("train/examples_per_second", speed, step=step)
+    run.model.reset_metrics()
+
+
+def _check_finite(logs, step: int, batch: stream_lib.StreamBatch,
+                  last_good: Optional[str]) -> None:
+  """Raises `NonFiniteLossError` if the step's loss is NaN or infinite."""
+  loss = float(logs["loss"].numpy())
+  if not np.isfinite(loss):
+    raise NonFiniteLossError(
+        f"the loss or its gradients became non-finite ({loss}) at step "
+        f"{step:,}, on the batch of {batch.size} records from {batch.shards[0]} "
+        f"record {int(batch.offsets[0])} to {batch.shards[-1]} record "
+        f"{int(batch.offsets[-1])}; its update was not applied, training "
+        "stopped and nothing was saved from this step. Last good checkpoint: "
+        f"{last_good or 'none'}")
+
+
+def _actions(run: _StreamModel, start: _Start, loop: _LoopState, schema,
+             lengths, stream: StreamConfig, model_dir: str,
+             print_fn: Callable[[str], None]):
+  """The checkpointer and the exporter (None without ``export_dir``)."""
+  checkpointer = train_actions.Checkpointer(
+      run.manager, train_actions.Periodic(stream.checkpoint_every_steps,
+                                          stream.checkpoint_every_seconds),
+      run.log, last_good=start.checkpoint)
+  checkpointer.when.reset(start.step)
+  if not stream.export_dir:
+    return checkpointer, None
+  minutes = stream.export_every_minutes
+  exporter = train_actions.Exporter(
+      run.model, schema, lengths, stream.export_dir, stream.keep_exports,
+      train_actions.Periodic(stream.export_every_steps,
+                             None if minutes is None else 60 * minutes),
+      run.manager, info=lambda: train_actions.stream_export_info(run.state, model_dir),
+      warmup=lambda: loop.recent_records or None, print_fn=print_fn)
+  exporter.when.reset(start.step)
+  return checkpointer, exporter
+
+
+def _train_loop(batches, run: _StreamModel, loop: _LoopState, checkpointer,
+                exporter, progress: _ProgressLog, stop: _StopFlag) -> None:
+  """Trains batch after batch; checkpoints and exports when due, and at the end."""
+  for batch in batches:
+    logs = run.train_on(batch)
+    loop.step += 1
+    _check_finite(logs, loop.step, batch, checkpointer.last_good)
+    loop.trained_examples += batch.size
+    loop.recent_records = batch.records[:100]
+    if run.log is not None:
+      run.log.add(batch.shards, batch.offsets, batch.fingerprints)
+    progress.after_step(loop.step, batch, logs, run)
+    checkpointer.maybe_run(loop.step)
+    if exporter is not None:
+      exporter.maybe_run(loop.step)
+    if stop.signal is not None:
+      break
+  if stop.signal is not None:
+    loop.stopped_by = signal.Signals(stop.signal).name
+  checkpointer.finish(loop.step)
+  if exporter is not None:
+    exporter.finish(loop.step)
+
+
+def _open_stream(stream_dir: str, config: training.TrainConfig, stream: StreamConfig,
+                 lengths, schema, start: _Start,
+                 stop: _StopFlag) -> stream_lib.ShardStream:
+  return stream_lib.ShardStream(
+      stream_dir, config.batch_size, lengths, schema=schema, start=start.position,
+      follow=stream.follow, poll_seconds=stream.poll_seconds,
+      idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.shard_pattern,
+      fingerprints=stream.audit_log, shards_before_start=start.shards_before,
+      sleep=lambda seconds: _sleep_unless(stop, seconds),
+      should_stop=lambda: stop.signal is not None)
+
+
+def _run_summary(run: _StreamModel, loop: _LoopState, shard_stream, exporter,
+                 stream: StreamConfig, seconds: float,
+                 print_fn: Callable[[str], None]) -> Dict[str, Any]:
+  """Prints the run's last line; the result dict (no evaluation yet)."""
+  result = run.progressive.result()
+  rate = loop.trained_examples / max(seconds, 1e-9)
+  window = min(stream.progressive_window, result['examples'])
+  print_fn(f"stopped ({loop.stopped_by}) at step {loop.step:,}, {run.state.position()}: "
+           f"trained {loop.trained_examples:,} examples in this run ({rate:,.0f}"
+           f" ex/s), {result['examples']:,} in total; progressive AUC "
+           f"{result['running_auc']:.4f}, last {window:,}: "
+           f"{result['window_auc']:.4f}; {shard_stream.skip_summary()}")
+  return {
+      "steps": loop.step,
+      "examples": result["examples"],
+      "examples_this_run": loop.trained_examples,
+      "position": dataclasses.asdict(run.state.position()),
+      "progressive": result,
+      "skipped": [str(s) for s in shard_stream.skipped],
+      "exports": exporter.exports if exporter is not None else [],
+      "seconds": seconds,
+      "stopped_by": loop.stopped_by,
+      "eval": None,
+      "oracle": None,
+  }
+
+
 def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
                  stream: StreamConfig = StreamConfig(),
                  eval_pattern: Optional[str] = None,
@@ -253,222 +484,26 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   features = _model_config(model_dir, stream_dir, config, schema, stream.shard_pattern)
   lengths = reader.SequenceLengths(config.max_clicks, config.max_queries,
                                    config.max_seeds)
-  tf.keras.utils.set_random_seed(config.seed)
-  model = training.build_from_config(config, features)
-  state = StreamState()
-  progressive = ProgressiveMetrics(window=stream.progressive_window)
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                   stream=state, progressive=progressive)
-  manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
-      max_to_keep=stream.keep_checkpoints)
-  log = (audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR))
-         if stream.audit_log else None)
-
-  # Progressive scores are the model's before the update. Without batch-dependent
-  # layers the training forward gives them; otherwise (batch statistics,
-  # dropout) an inference forward runs first.
-  score_separately = not model.training_scores_are_inference_scores
-
-  @tf.function(reduce_retracing=True)
-  def step_fn(batch, shard, end_offset, shards_before):
-    labels = batch[schema_lib.LABEL]
-    if score_separately:
-      scores = model(batch, training=False)
-      logs = model.train_step(batch)
-    else:
-      logs, scores = model.train_step_with_scores(batch)
-    progressive.update(labels, scores)
-    state.shard.assign(shard)
-    state.offset.assign(end_offset)
-    state.shards_before.assign(shards_before)
-    state.examples.assign_add(tf.size(labels, out_type=tf.int64))
-    return logs
-
-  latest = manager.latest_checkpoint
-  if latest:
-    # Create every variable (model, queues, optimizer slots) with one traced
-    # step on a throwaway batch, then overwrite them all from the checkpoint.
-    step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
-            tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-    # The checkpoint's reader directly: tf.train.list_variables first asks
-    # isdir(latest), which ram:// answers True for a prefix of files.
-    saved = {name.split("/")[0] for name in
-             tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
-    if "stream" in saved:
-      checkpoint.restore(latest).assert_existing_objects_matched()
-      start = state.position()
-      shards_before_start = int(state.shards_before.numpy())
-      print_fn(f"resuming from {latest} (step "
-               f"{int(model.optimizer.iterations.numpy()):,}, "
-               f"{int(state.examples.numpy()):,} examples trained) at {start}")
-    else:
-      # An offline (`training.train`) checkpoint: warm start, stream from the top.
-      tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
-          latest).assert_existing_objects_matched()
-      state.reset()
-      progressive.reset()
-      start, shards_before_start = stream_lib.StreamPosition(), None
-      print_fn(f"warm start from the offline checkpoint {latest} (step "
-               f"{int(model.optimizer.iterations.numpy()):,}); reading the stream "
-               f"in {stream_dir} from its start")
-    model.reset_metrics()
-    step = int(model.optimizer.iterations.numpy())
-    if log is not None:
-      for path in log.rollback_to(step):
-        print_fn(f"  discarded {path}: written for a checkpoint that never completed")
-  else:
-    start = stream_lib.StreamPosition()
-    shards_before_start = None
-    step = 0
-    if log is not None:
-      log.rollback_to(0)
-    print_fn(f"training {config.model} on the stream in {stream_dir} from its start")
-  last_good = latest
-
+  run = _StreamModel(config, features, stream, model_dir)
+  start = _restore_or_start(run, schema, lengths, stream_dir, config.model, print_fn)
   stop = _StopFlag()
-  shard_stream = stream_lib.ShardStream(
-      stream_dir, config.batch_size, lengths, schema=schema, start=start,
-      follow=stream.follow, poll_seconds=stream.poll_seconds,
-      idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.shard_pattern,
-      fingerprints=stream.audit_log, shards_before_start=shards_before_start,
-      sleep=lambda seconds: _sleep_unless(stop, seconds),
-      should_stop=lambda: stop.signal is not None)
+  shard_stream = _open_stream(stream_dir, config, stream, lengths, schema, start, stop)
   # Reading and parsing the next batches overlaps with the current step.
   batches = Prefetcher(shard_stream, depth=2)
   writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_DIR))
-  exports = []
-  last_checkpoint_step, last_checkpoint_time = step, time.monotonic()
-  last_export_step, last_export_time = step, time.monotonic()
-  recent_records = []
+  loop = _LoopState(step=start.step)
+  checkpointer, exporter = _actions(run, start, loop, schema, lengths, stream,
+                                    model_dir, print_fn)
+  progress = _ProgressLog(stream, print_fn)
   run_start = time.perf_counter()
-  chunk_start, chunk_examples = time.perf_counter(), 0
-  trained_examples = 0
-  stopped_by = "end of stream"
-
-  def save_checkpoint() -> None:
-    nonlocal last_good, last_checkpoint_step, last_checkpoint_time
-    try:
-      if log is not None:
-        log.commit(step)
-      path = manager.save(checkpoint_number=step)
-    except (OSError, tf.errors.OpError) as e:
-      raise CheckpointWriteError(
-          f"could not write the checkpoint of step {step:,} in "
-          f"{manager.directory}: {e}; training stopped. The previous checkpoint, "
-          f"{manager.latest_checkpoint or 'none'}, is intact and a restart resumes "
-          "from it") from e
-    last_good = path
-    last_checkpoint_step, last_checkpoint_time = step, time.monotonic()
-
-  def export_now() -> None:
-    nonlocal last_export_step, last_export_time
-    # Versions are numbered by `export.next_version` (wall-clock seconds, always
-    # above the newest version there), never by step: after a restart from an
-    # earlier checkpoint, or into an export folder of an older run, the newest
-    # version TF Serving picks must be the newest model.
-    info = {"step": step, "examples_trained": int(state.examples.numpy()),
-            "position": dataclasses.asdict(state.position()),
-            "model_dir": paths.abspath(model_dir)}
-    try:
-      path = export_lib.export_saved_model(
-          model, schema, lengths, stream.export_dir,
-          warmup_examples=recent_records or None,
-          extra_assets={EXPORT_INFO_FILE: json.dumps(info, indent=2) + "\n"})
-    except (OSError, tf.errors.OpError) as e:
-      raise ExportWriteError(
-          f"could not export step {step:,} to {stream.export_dir}: {e}; training "
-          "stopped. Earlier versions are untouched; the latest checkpoint is "
-          f"{manager.latest_checkpoint or 'none'}") from e
-    removed = export_lib.prune_versions(stream.export_dir, stream.keep_exports)
-    exports.append(path)
-    print_fn(f"exported step {step:,} to {path}" +
-             (f" (removed {len(removed)} older)" if removed else ""))
-    last_export_step, last_export_time = step, time.monotonic()
-
   with stop, batches, writer.as_default():
-    for batch in batches:
-      logs = step_fn(batch.features, tf.constant(batch.end.shard),
-                     tf.constant(batch.end.offset, tf.int64),
-                     tf.constant(batch.shards_before_end, tf.int64))
-      step += 1
-      loss = float(logs["loss"].numpy())
-      if not np.isfinite(loss):
-        raise NonFiniteLossError(
-            f"the loss or its gradients became non-finite ({loss}) at step "
-            f"{step:,}, on the batch of {batch.size} records from {batch.shards[0]} "
-            f"record {int(batch.offsets[0])} to {batch.shards[-1]} record "
-            f"{int(batch.offsets[-1])}; its update was not applied, training "
-            "stopped and nothing was saved from this step. Last good checkpoint: "
-            f"{last_good or 'none'}")
-      trained_examples += batch.size
-      chunk_examples += batch.size
-      recent_records = batch.records[:100]
-      if log is not None:
-        log.add(batch.shards, batch.offsets, batch.fingerprints)
-      if step % stream.log_every == 0:
-        now = time.perf_counter()
-        speed = chunk_examples / max(now - chunk_start, 1e-9)
-        chunk_start, chunk_examples = now, 0
-        result = progressive.result()
-        values = {k: float(v.numpy()) for k, v in logs.items()}
-        print_fn(_format_progress(step, batch.end, result, values, speed,
-                                  stream.progressive_window))
-        for key, value in result.items():
-          if key != "examples":
-            tf.summary.scalar(f"progressive/{key}", value, step=step)
-        for key, value in values.items():
-          tf.summary.scalar(f"train/{key}", value, step=step)
-        tf.summary.scalar("train/examples_per_second", speed, step=step)
-        model.reset_metrics()
-      if (step - last_checkpoint_step >= stream.checkpoint_every_steps or
-          (stream.checkpoint_every_seconds is not None and
-           time.monotonic() - last_checkpoint_time >= stream.checkpoint_every_seconds)):
-        save_checkpoint()
-      if stream.export_dir and (
-          (stream.export_every_steps and
-           step - last_export_step >= stream.export_every_steps) or
-          (stream.export_every_minutes is not None and
-           time.monotonic() - last_export_time >= 60 * stream.export_every_minutes)):
-        export_now()
-      if stop.signal is not None:
-        break
-    if stop.signal is not None:
-      stopped_by = signal.Signals(stop.signal).name
-    if step != last_checkpoint_step:
-      save_checkpoint()
-    if stream.export_dir and step != last_export_step:
-      export_now()
+    _train_loop(batches, run, loop, checkpointer, exporter, progress, stop)
     writer.flush()
-
-  seconds = time.perf_counter() - run_start
-  result = progressive.result()
-  rate = trained_examples / max(seconds, 1e-9)
-  window = min(stream.progressive_window, result['examples'])
-  print_fn(f"stopped ({stopped_by}) at step {step:,}, {state.position()}: trained "
-           f"{trained_examples:,} examples in this run ({rate:,.0f}"
-           f" ex/s), {result['examples']:,} in total; progressive AUC "
-           f"{result['running_auc']:.4f}, last {window:,}: "
-           f"{result['window_auc']:.4f}; {shard_stream.skip_summary()}")
-  out: Dict[str, Any] = {
-      "steps": step,
-      "examples": result["examples"],
-      "examples_this_run": trained_examples,
-      "position": dataclasses.asdict(state.position()),
-      "progressive": result,
-      "skipped": [str(s) for s in shard_stream.skipped],
-      "exports": exports,
-      "seconds": seconds,
-      "stopped_by": stopped_by,
-      "eval": None,
-      "oracle": None,
-  }
+  out = _run_summary(run, loop, shard_stream, exporter, stream,
+                     time.perf_counter() - run_start, print_fn)
   if eval_pattern:
-    report = training.exact_report(
-        model, training.make_dataset(eval_pattern, config, False, schema))
-    oracle = training.load_oracle(eval_pattern)
-    out.update(eval=report, oracle=oracle)
-    print_fn(training.format_report(report, oracle, title=f"test ({config.model})"))
+    out.update(training.evaluate_and_print(run.model, eval_pattern, config, schema,
+                                           print_fn))
   with tf.io.gfile.GFile(os.path.join(model_dir, "stream_metrics.json"), "w") as f:
     json.dump(out, f, indent=2)
   return out

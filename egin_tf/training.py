@@ -265,12 +265,21 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   if eval_pattern:
     evaluated = model if strategy is tf.distribute.get_strategy() else (
         _restored_copy(config, features, manager.latest_checkpoint))
-    report = exact_report(evaluated, make_dataset(eval_pattern, config, False, schema))
-    result.update(eval=report, oracle=load_oracle(eval_pattern))
-    print_fn(format_report(report, result["oracle"], title=f"test ({config.model})"))
+    result.update(evaluate_and_print(evaluated, eval_pattern, config, schema, print_fn))
   with tf.io.gfile.GFile(os.path.join(model_dir, METRICS_FILE), "w") as f:
     json.dump(result, f, indent=2)
   return result
+
+
+def evaluate_and_print(model: CTRModel, eval_pattern: str, config: TrainConfig,
+                       schema: schema_lib.DatasetSchema,
+                       print_fn: Callable[[str], None] = print) -> Dict[str, Any]:
+  """Exact metrics on ``eval_pattern``, printed beside the oracle's:
+  ``{"eval": report, "oracle": oracle or None}`` (offline and stream training)."""
+  report = exact_report(model, make_dataset(eval_pattern, config, False, schema))
+  oracle = load_oracle(eval_pattern)
+  print_fn(format_report(report, oracle, title=f"test ({config.model})"))
+  return {"eval": report, "oracle": oracle}
 
 
 def _run_result(steps: int, batch_size: int, seconds: float,

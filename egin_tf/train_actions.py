@@ -1,0 +1,150 @@
+"""What the stream trainer does now and then, apart from when it does it.
+
+`Periodic` says *when* (every N steps and/or M seconds since the last time);
+`Checkpointer` and `Exporter` say *what* (write a checkpoint with its audit
+segment; write a SavedModel version and prune old ones). Each action owns a
+`Periodic` and resets it after it ran, so the loop only asks ``maybe_run``.
+"""
+
+import dataclasses
+import json
+import time
+from typing import Any, Callable, List, Optional
+
+from data_pipeline import paths
+from data_pipeline.tf_env import tf
+from egin_tf import export as export_lib
+
+EXPORT_INFO_FILE = "export_info.json"
+
+
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written; the previous one is still the latest."""
+
+
+class ExportWriteError(RuntimeError):
+  """An export could not be written; earlier versions are untouched."""
+
+
+class Periodic:
+  """Due every ``steps`` steps and/or ``seconds`` seconds since the last reset.
+
+  Either may be None (off); with neither it is never due. ``clock`` returns
+  seconds (default `time.monotonic`; tests pass a fake one).
+  """
+
+  def __init__(self, steps: Optional[int] = None, seconds: Optional[float] = None,
+               clock: Callable[[], float] = time.monotonic):
+    self.steps = steps
+    self.seconds = seconds
+    self._clock = clock
+    self.reset(0)
+
+  def reset(self, step: int) -> None:
+    """Starts counting again from ``step`` and now."""
+    self.last_step = step
+    self._last_time = self._clock()
+
+  def due(self, step: int) -> bool:
+    """Whether the action is due at ``step``."""
+    if self.steps is not None and step - self.last_step >= self.steps:
+      return True
+    return (self.seconds is not None and
+            self._clock() - self._last_time >= self.seconds)
+
+  def pending(self, step: int) -> bool:
+    """Whether steps were taken since the last reset (what a final run needs)."""
+    return step != self.last_step
+
+
+class Checkpointer:
+  """Commits the audit segment (if any), then saves a checkpoint numbered by step."""
+
+  def __init__(self, manager: tf.train.CheckpointManager, when: Periodic,
+               log=None, last_good: Optional[str] = None):
+    self.manager = manager
+    self.when = when
+    self.log = log
+    # The newest checkpoint known complete (named by `NonFiniteLossError`).
+    self.last_good = last_good
+
+  def run(self, step: int) -> None:
+    """Saves now; raises `CheckpointWriteError` if that fails."""
+    try:
+      if self.log is not None:
+        self.log.commit(step)
+      path = self.manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:
+      raise CheckpointWriteError(
+          f"could not write the checkpoint of step {step:,} in "
+          f"{self.manager.directory}: {e}; training stopped. The previous checkpoint, "
+          f"{self.manager.latest_checkpoint or 'none'}, is intact and a restart resumes "
+          "from it") from e
+    self.last_good = path
+    self.when.reset(step)
+
+  def maybe_run(self, step: int) -> None:
+    if self.when.due(step):
+      self.run(step)
+
+  def finish(self, step: int) -> None:
+    """The final checkpoint, unless the last one already holds ``step``."""
+    if self.when.pending(step):
+      self.run(step)
+
+
+class Exporter:
+  """Writes a SavedModel version for TF Serving and keeps the newest ``keep``.
+
+  ``info()`` gives the stream facts of ``assets.extra/export_info.json`` (step
+  added here); ``warmup()`` the records for the warm-up requests (or None).
+  """
+
+  def __init__(self, model, schema, lengths, export_dir: str, keep: int,
+               when: Periodic, manager: tf.train.CheckpointManager,
+               info: Callable[[], dict], warmup: Callable[[], Optional[List[Any]]],
+               print_fn: Callable[[str], None] = print):
+    self.model, self.schema, self.lengths = model, schema, lengths
+    self.export_dir, self.keep = export_dir, keep
+    self.when, self.manager = when, manager
+    self._info, self._warmup, self._print = info, warmup, print_fn
+    self.exports: List[str] = []
+
+  def run(self, step: int) -> None:
+    """Exports now; raises `ExportWriteError` if that fails."""
+    # Versions are numbered by `export.next_version` (wall-clock seconds, always
+    # above the newest version there), never by step: after a restart from an
+    # earlier checkpoint, or into an export folder of an older run, the newest
+    # version TF Serving picks must be the newest model.
+    info = {"step": step, **self._info()}
+    try:
+      path = export_lib.export_saved_model(
+          self.model, self.schema, self.lengths, self.export_dir,
+          warmup_examples=self._warmup(),
+          extra_assets={EXPORT_INFO_FILE: json.dumps(info, indent=2) + "\n"})
+    except (OSError, tf.errors.OpError) as e:
+      raise ExportWriteError(
+          f"could not export step {step:,} to {self.export_dir}: {e}; training "
+          "stopped. Earlier versions are untouched; the latest checkpoint is "
+          f"{self.manager.latest_checkpoint or 'none'}") from e
+    removed = export_lib.prune_versions(self.export_dir, self.keep)
+    self.exports.append(path)
+    self._print(f"exported step {step:,} to {path}" +
+                (f" (removed {len(removed)} older)" if removed else ""))
+    self.when.reset(step)
+
+  def maybe_run(self, step: int) -> None:
+    if self.when.due(step):
+      self.run(step)
+
+  def finish(self, step: int) -> None:
+    """The final export, unless the last one already holds ``step``."""
+    if self.when.pending(step):
+      self.run(step)
+
+
+def stream_export_info(state, model_dir: str) -> dict:
+  """What an export records of the stream: examples trained, position, model dir."""
+  return {"examples_trained": int(state.examples.numpy()),
+          "position": dataclasses.asdict(state.position()),
+          "model_dir": paths.abspath(model_dir)}
