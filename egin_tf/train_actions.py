@@ -57,7 +57,30 @@ class Periodic:
     return step != self.last_step
 
 
-class Checkpointer:
+class PeriodicAction:
+  """An action (``run(step)``, defined by subclasses) and *when* to take it.
+
+  Orbit's ConditionalAction split: ``self.when`` (a `Periodic`) decides, ``run``
+  does; ``run`` resets ``when`` after it succeeds.
+  """
+
+  when: Periodic
+
+  def run(self, step: int) -> None:
+    raise NotImplementedError
+
+  def maybe_run(self, step: int) -> None:
+    """Runs if ``when`` is due at ``step``."""
+    if self.when.due(step):
+      self.run(step)
+
+  def finish(self, step: int) -> None:
+    """The final run, unless the last one already holds ``step``."""
+    if self.when.pending(step):
+      self.run(step)
+
+
+class Checkpointer(PeriodicAction):
   """Commits the audit segment (if any), then saves a checkpoint numbered by step."""
 
   def __init__(self, manager: tf.train.CheckpointManager, when: Periodic,
@@ -83,17 +106,8 @@ class Checkpointer:
     self.last_good = path
     self.when.reset(step)
 
-  def maybe_run(self, step: int) -> None:
-    if self.when.due(step):
-      self.run(step)
 
-  def finish(self, step: int) -> None:
-    """The final checkpoint, unless the last one already holds ``step``."""
-    if self.when.pending(step):
-      self.run(step)
-
-
-class Exporter:
+class Exporter(PeriodicAction):
   """Writes a SavedModel version for TF Serving and keeps the newest ``keep``.
 
   ``info()`` gives the stream facts of ``assets.extra/export_info.json`` (step
@@ -132,15 +146,6 @@ class Exporter:
     self._print(f"exported step {step:,} to {path}" +
                 (f" (removed {len(removed)} older)" if removed else ""))
     self.when.reset(step)
-
-  def maybe_run(self, step: int) -> None:
-    if self.when.due(step):
-      self.run(step)
-
-  def finish(self, step: int) -> None:
-    """The final export, unless the last one already holds ``step``."""
-    if self.when.pending(step):
-      self.run(step)
 
 
 def stream_export_info(state, model_dir: str) -> dict:
