@@ -14,6 +14,7 @@ for the traffic seen, not an estimate from counts. Two different ids of the
 same bucket in one batch are compared with the owner before the batch.
 """
 
+from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
 from egin_tf.layers.id_embedding import bucketize_ids
 
@@ -24,9 +25,7 @@ class IdCollisionRate(tf.keras.metrics.Metric):
 
   def __init__(self, num_buckets: int, name: str = "id_collisions", **kwargs):
     super().__init__(name=name, **kwargs)
-    if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 2:
-      raise ValueError(f"IdCollisionRate: num_buckets must be an int >= 2, got "
-                       f"{num_buckets!r}")
+    check_int("num_buckets", num_buckets, minimum=2, owner="IdCollisionRate")
     self.num_buckets = num_buckets
     self.owners = self.add_weight("owners", shape=[num_buckets], dtype=tf.int64,
                                   initializer="zeros")

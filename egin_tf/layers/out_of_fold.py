@@ -20,6 +20,7 @@ K = 1 is the paper's single table (no cross-fitting).
 """
 
 
+from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
 from egin_tf.layers.id_embedding import bucketize_ids
 
@@ -54,8 +55,8 @@ class OutOfFoldEmbedding(tf.keras.layers.Layer):
   def __init__(self, num_buckets: int = None, dim: int = None, num_folds: int = 1,
                table: tf.keras.layers.Layer = None, **kwargs):
     super().__init__(**kwargs)
-    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 1:
-      raise ValueError(f"graph_folds must be an int >= 1, got {num_folds!r}")
+    # Named after the user-facing flag/config field, not this argument.
+    check_int("graph_folds", num_folds, minimum=1)
     if (table is None) == (num_buckets is None):
       raise ValueError("OutOfFoldEmbedding takes num_buckets and dim, or a table")
     if table is not None and num_folds != 1:

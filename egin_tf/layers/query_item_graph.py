@@ -35,6 +35,7 @@ algorithms' set union would count it once).
 from typing import Any, Dict, Optional, Tuple, Union
 
 from data_pipeline import schema
+from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
 from egin_tf.layers.graph_edges import EdgeList, Edges, edge_list
 from egin_tf.layers.id_embedding import bucketize_ids
@@ -295,11 +296,11 @@ class QueryItemGraph(tf.keras.layers.Layer):
                seed: int = 0,
                **kwargs):
     super().__init__(**kwargs)
-    _check_int("window", window, minimum=1)
-    _check_int("q2q_timespan", q2q_timespan, minimum=1)
-    _check_int("q2i_timespan", q2i_timespan, minimum=1)
-    _check_int("subsample_buckets", subsample_buckets, minimum=2)
-    _check_int("seed", seed, minimum=0)
+    check_int("window", window, minimum=1)
+    check_int("q2q_timespan", q2q_timespan, minimum=1)
+    check_int("q2i_timespan", q2i_timespan, minimum=1)
+    check_int("subsample_buckets", subsample_buckets, minimum=2)
+    check_int("seed", seed, minimum=0)
     if not 0.0 <= seeds_fraction <= 1.0:
       raise ValueError(f"seeds_fraction must be in [0, 1], got {seeds_fraction}")
     if subsample_threshold is not None and not subsample_threshold > 0:
@@ -431,11 +432,6 @@ class QueryItemGraph(tf.keras.layers.Layer):
         "seed": self.seed,
     })
     return config
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _feature(batch: Dict[str, tf.Tensor], name: str, rank: int,
