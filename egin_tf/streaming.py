@@ -327,10 +327,16 @@ class _LoopState:
 
 
 class _ProgressLog:
-  """Every ``log_every`` steps: a progress line and TensorBoard points."""
+  """Every ``log_every`` steps: a progress line and TensorBoard points.
 
-  def __init__(self, stream: StreamConfig, print_fn: Callable[[str], None]):
-    self.every = stream.log_every
+  Counted on absolute steps (a run resumed at step 1003 logs at 1100, as an
+  unbroken run would), so ``when`` starts at the last multiple of ``log_every``.
+  """
+
+  def __init__(self, stream: StreamConfig, print_fn: Callable[[str], None],
+               start_step: int):
+    self.when = train_actions.Periodic(steps=stream.log_every)
+    self.when.reset(start_step - start_step % stream.log_every)
     self.window = stream.progressive_window
     self.print_fn = print_fn
     self.chunk_start, self.chunk_examples = time.perf_counter(), 0
@@ -338,8 +344,9 @@ class _ProgressLog:
   def after_step(self, step: int, batch: stream_lib.StreamBatch, logs,
                  run: _StreamModel) -> None:
     self.chunk_examples += batch.size
-    if step % self.every:
+    if not self.when.due(step):
       return
+    self.when.reset(step)
     now = time.perf_counter()
     speed = self.chunk_examples / max(now - self.chunk_start, 1e-9)
     self.chunk_start, self.chunk_examples = now, 0
@@ -494,7 +501,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   loop = _LoopState(step=start.step)
   checkpointer, exporter = _actions(run, start, loop, schema, lengths, stream,
                                     model_dir, print_fn)
-  progress = _ProgressLog(stream, print_fn)
+  progress = _ProgressLog(stream, print_fn, start.step)
   run_start = time.perf_counter()
   with stop, batches, writer.as_default():
     _train_loop(batches, run, loop, checkpointer, exporter, progress, stop)

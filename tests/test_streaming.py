@@ -135,6 +135,10 @@ def test_resume_after_stop_equals_one_uninterrupted_run(sim_stream, tmp_path):
   assert any("resuming from" in line and f"{names[0]} record 500" in line for line in lines)
   assert second["examples"] == whole["examples"] == 1500
   assert second["examples_this_run"] == 1000
+  # Progress lines fall on absolute multiples of log_every across the resume
+  # (8 steps, then 24 total: steps 5; 10, 15, 20), not on 8 + 5k.
+  logged = [int(line.split()[1]) for line in lines if line.startswith("step ")]
+  assert logged == [5, 10, 15, 20] and second["steps"] == 24
   assert (audit_log.TrainedExamplesLog(str(tmp_path / "m1" / "trained_examples")).read()
           == audit_log.TrainedExamplesLog(str(tmp_path / "m2" / "trained_examples")).read()
           == _stream_records(one))
