@@ -95,6 +95,40 @@ def _history(feature, seq: schema_lib.SequenceFeatures, c: int) -> List[Event]:
           for j, (i, t) in enumerate(zip(ids, times))]
 
 
+def _scan(pattern: str, schema: schema_lib.DatasetSchema, num_candidates: int,
+          scan_records: int) -> Tuple[Dict[str, List[Event]], Dict, Dict[int, Dict]]:
+  """The longest history of each sequence, the features of the impression with
+  the longest click history, and the first ``num_candidates`` distinct items."""
+  longest: Dict[str, List[Event]] = {seq.name: [] for seq in schema_lib.SEQUENCES}
+  anchor = None
+  candidates: Dict[int, Dict] = {}
+  files = reader.match_files(pattern)
+  for record in tf.data.TFRecordDataset(files).take(scan_records):
+    f = tf.train.Example.FromString(record.numpy()).features.feature
+    for seq in schema_lib.SEQUENCES:
+      if len(_values(f, seq.ids)) > len(longest[seq.name]):
+        longest[seq.name] = _history(f, seq, schema.num_cats)
+        if seq is schema_lib.CLICKS:
+          anchor = f
+    item = _values(f, schema_lib.ITEM_ID)[0]
+    if len(candidates) < num_candidates and item not in candidates:
+      candidates[item] = _candidate(f, schema)
+  if anchor is None or len(candidates) < num_candidates:
+    raise ValueError(f"{pattern}: the first {scan_records} records have no click "
+                     f"history or fewer than {num_candidates} distinct items")
+  return longest, anchor, candidates
+
+
+def _candidate(feature, schema: schema_lib.DatasetSchema) -> Dict:
+  """An impression's item: its categories and dense / categorical features."""
+  return {
+      "cats": [x for x in _values(feature, schema_lib.ITEM_CATS) if x],
+      "dense": {n: (_values(feature, schema_lib.DENSE_PREFIX + n) or [0.0])[0]
+                for n in schema.dense_features},
+      "cat": {n: (_values(feature, schema_lib.CAT_PREFIX + n) or [0])[0]
+              for n in schema.cat_features}}
+
+
 def typical_request(pattern: str, schema: schema_lib.DatasetSchema,
                     num_candidates: int, scan_records: int
                     ) -> Tuple[serving_requests.ContextRequest, Dict]:
@@ -106,28 +140,7 @@ def typical_request(pattern: str, schema: schema_lib.DatasetSchema,
   categories and dense / categorical features.
   """
   c = schema.num_cats
-  longest: Dict[str, List[Event]] = {seq.name: [] for seq in schema_lib.SEQUENCES}
-  anchor = None
-  candidates: Dict[int, Dict] = {}
-  files = reader.match_files(pattern)
-  for record in tf.data.TFRecordDataset(files).take(scan_records):
-    f = tf.train.Example.FromString(record.numpy()).features.feature
-    for seq in schema_lib.SEQUENCES:
-      if len(_values(f, seq.ids)) > len(longest[seq.name]):
-        longest[seq.name] = _history(f, seq, c)
-        if seq is schema_lib.CLICKS:
-          anchor = f
-    item = _values(f, schema_lib.ITEM_ID)[0]
-    if len(candidates) < num_candidates and item not in candidates:
-      candidates[item] = {
-          "cats": [x for x in _values(f, schema_lib.ITEM_CATS) if x],
-          "dense": {n: (_values(f, schema_lib.DENSE_PREFIX + n) or [0.0])[0]
-                    for n in schema.dense_features},
-          "cat": {n: (_values(f, schema_lib.CAT_PREFIX + n) or [0])[0]
-                  for n in schema.cat_features}}
-  if anchor is None or len(candidates) < num_candidates:
-    raise ValueError(f"{pattern}: the first {scan_records} records have no click "
-                     f"history or fewer than {num_candidates} distinct items")
+  longest, anchor, candidates = _scan(pattern, schema, num_candidates, scan_records)
   ids = list(candidates)
   start = time.perf_counter()
   request = serving_requests.context_request(

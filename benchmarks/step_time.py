@@ -107,6 +107,37 @@ def _reader_rate(pattern: str, config: training.TrainConfig,
   return FLAGS.reader_batches * config.batch_size / (time.perf_counter() - start)
 
 
+def _timed_functions(configs: Dict[str, training.TrainConfig],
+                     schema: schema_lib.DatasetSchema) -> List[Tuple[str, Callable]]:
+  """Each model's train step (and with --breakdown its forward pass and graph
+  losses) as named tf.functions of a batch, models built in ``configs`` order."""
+  functions = []
+  for name, config in configs.items():
+    model = training.build_from_config(
+        config, FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim))
+    functions.append((f"{name} train step", tf.function(model.train_step)))
+    if FLAGS.breakdown:
+      functions.append((f"{name} forward (inference)", tf.function(
+          lambda b, m=model: m.forward(b, training=False)[0])))
+      if getattr(model, "use_graph", False):
+        functions.append((f"{name} graph losses only",
+                          tf.function(model.graph_losses)))
+  return functions
+
+
+def _step_table(names: List[str], seconds: Dict[str, List[float]]) -> str:
+  """Median, p10-p90, examples/s and the ratio to the first function, per function."""
+  baseline = statistics.median(seconds[names[0]])
+  rows = [("function", "median ms", "p10-p90 ms", "examples/s", f"x {names[0]}")]
+  for name in names:
+    s = sorted(seconds[name])
+    median = statistics.median(s)
+    rows.append((name, f"{1000 * median:.1f}",
+                 f"{1000 * s[len(s) // 10]:.0f}-{1000 * s[(9 * len(s)) // 10]:.0f}",
+                 f"{FLAGS.batch_size / median:,.0f}", f"{median / baseline:.2f}"))
+  return timing.format_table(rows)
+
+
 def benchmark(pattern: str) -> None:
   """Prints history fill, interleaved step times and the reader's rate."""
   schema = schema_lib.schema_for_files(reader.match_files(pattern))
@@ -123,32 +154,13 @@ def benchmark(pattern: str) -> None:
   print(f"{len(batches)} batches of {FLAGS.batch_size} in memory; histories:")
   print(_history_report(batches, schema))
 
-  functions = []
-  for name, config in configs.items():
-    model = training.build_from_config(
-        config, FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim))
-    functions.append((f"{name} train step", tf.function(model.train_step)))
-    if FLAGS.breakdown:
-      functions.append((f"{name} forward (inference)", tf.function(
-          lambda b, m=model: m.forward(b, training=False)[0])))
-      if getattr(model, "use_graph", False):
-        functions.append((f"{name} graph losses only",
-                          tf.function(model.graph_losses)))
+  functions = _timed_functions(configs, schema)
   print(f"timing {FLAGS.steps} interleaved calls of each function "
         f"(after {FLAGS.warmup} warm-up calls); {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}")
   seconds = _time_interleaved(functions, batches)
 
-  baseline = statistics.median(seconds[functions[0][0]])
-  rows = [("function", "median ms", "p10-p90 ms", "examples/s",
-           f"x {functions[0][0]}")]
-  for name, _ in functions:
-    s = sorted(seconds[name])
-    median = statistics.median(s)
-    rows.append((name, f"{1000 * median:.1f}",
-                 f"{1000 * s[len(s) // 10]:.0f}-{1000 * s[(9 * len(s)) // 10]:.0f}",
-                 f"{FLAGS.batch_size / median:,.0f}", f"{median / baseline:.2f}"))
-  print(timing.format_table(rows))
+  print(_step_table([name for name, _ in functions], seconds))
 
   train_steps = [f"{name} train step" for name in FLAGS.models]
   if "dnn" in FLAGS.models and "egin" in FLAGS.models:
