@@ -55,12 +55,16 @@ from data_pipeline.tf_env import tf
 from egin_tf import export, serving_requests, training
 from egin_tf.models import MODELS
 
+import timing  # pylint: disable=g-bad-import-order  (a sibling script module)
+
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
   """The script's flags; defined only when run as a script, so importing this
   module (tests, your own code) never collides with other absl flags."""
+  timing.define_common_flags(users=400, batch_size=256, warmup=10)
+  flags.adopt_module_key_flags(timing)
   flags.DEFINE_string("model_dir", None, "A model directory of `egin-tf train` "
                       "to export and serve.")
   flags.DEFINE_string("saved_model", None, "An exported version folder to serve "
@@ -70,16 +74,12 @@ def define_flags() -> None:
                       "training data, or a simulated dataset.")
   flags.DEFINE_string("model", "egin", "Registered model to train when neither "
                       "--model_dir nor --saved_model is given.")
-  flags.DEFINE_integer("users", 400, "Users to simulate.")
   flags.DEFINE_integer("train_steps", 20, "Training steps of the model to serve.")
-  flags.DEFINE_integer("batch_size", 256, "Training batch size.")
   flags.DEFINE_integer("max_history", 100, "L = M = S of the trained model.")
   flags.DEFINE_integer("candidates", 100, "Candidate items per request (N).")
   flags.DEFINE_integer("requests", 300, "Timed requests per signature.")
-  flags.DEFINE_integer("warmup", 10, "Untimed requests per signature first.")
   flags.DEFINE_integer("scan_records", 100_000, "Records scanned for the longest "
                        "histories and the candidates.")
-  flags.DEFINE_integer("seed", 0, "Seed of the simulator and the training.")
 
 
 def _values(feature: Dict[str, tf.train.Feature], key: str) -> list:
@@ -95,6 +95,40 @@ def _history(feature, seq: schema_lib.SequenceFeatures, c: int) -> List[Event]:
           for j, (i, t) in enumerate(zip(ids, times))]
 
 
+def _scan(pattern: str, schema: schema_lib.DatasetSchema, num_candidates: int,
+          scan_records: int) -> Tuple[Dict[str, List[Event]], Dict, Dict[int, Dict]]:
+  """The longest history of each sequence, the features of the impression with
+  the longest click history, and the first ``num_candidates`` distinct items."""
+  longest: Dict[str, List[Event]] = {seq.name: [] for seq in schema_lib.SEQUENCES}
+  anchor = None
+  candidates: Dict[int, Dict] = {}
+  files = reader.match_files(pattern)
+  for record in tf.data.TFRecordDataset(files).take(scan_records):
+    f = tf.train.Example.FromString(record.numpy()).features.feature
+    for seq in schema_lib.SEQUENCES:
+      if len(_values(f, seq.ids)) > len(longest[seq.name]):
+        longest[seq.name] = _history(f, seq, schema.num_cats)
+        if seq is schema_lib.CLICKS:
+          anchor = f
+    item = _values(f, schema_lib.ITEM_ID)[0]
+    if len(candidates) < num_candidates and item not in candidates:
+      candidates[item] = _candidate(f, schema)
+  if anchor is None or len(candidates) < num_candidates:
+    raise ValueError(f"{pattern}: the first {scan_records} records have no click "
+                     f"history or fewer than {num_candidates} distinct items")
+  return longest, anchor, candidates
+
+
+def _candidate(feature, schema: schema_lib.DatasetSchema) -> Dict:
+  """An impression's item: its categories and dense / categorical features."""
+  return {
+      "cats": [x for x in _values(feature, schema_lib.ITEM_CATS) if x],
+      "dense": {n: (_values(feature, schema_lib.DENSE_PREFIX + n) or [0.0])[0]
+                for n in schema.dense_features},
+      "cat": {n: (_values(feature, schema_lib.CAT_PREFIX + n) or [0])[0]
+              for n in schema.cat_features}}
+
+
 def typical_request(pattern: str, schema: schema_lib.DatasetSchema,
                     num_candidates: int, scan_records: int
                     ) -> Tuple[serving_requests.ContextRequest, Dict]:
@@ -106,28 +140,7 @@ def typical_request(pattern: str, schema: schema_lib.DatasetSchema,
   categories and dense / categorical features.
   """
   c = schema.num_cats
-  longest: Dict[str, List[Event]] = {seq.name: [] for seq in schema_lib.SEQUENCES}
-  anchor = None
-  candidates: Dict[int, Dict] = {}
-  files = reader.match_files(pattern)
-  for record in tf.data.TFRecordDataset(files).take(scan_records):
-    f = tf.train.Example.FromString(record.numpy()).features.feature
-    for seq in schema_lib.SEQUENCES:
-      if len(_values(f, seq.ids)) > len(longest[seq.name]):
-        longest[seq.name] = _history(f, seq, c)
-        if seq is schema_lib.CLICKS:
-          anchor = f
-    item = _values(f, schema_lib.ITEM_ID)[0]
-    if len(candidates) < num_candidates and item not in candidates:
-      candidates[item] = {
-          "cats": [x for x in _values(f, schema_lib.ITEM_CATS) if x],
-          "dense": {n: (_values(f, schema_lib.DENSE_PREFIX + n) or [0.0])[0]
-                    for n in schema.dense_features},
-          "cat": {n: (_values(f, schema_lib.CAT_PREFIX + n) or [0])[0]
-                  for n in schema.cat_features}}
-  if anchor is None or len(candidates) < num_candidates:
-    raise ValueError(f"{pattern}: the first {scan_records} records have no click "
-                     f"history or fewer than {num_candidates} distinct items")
+  longest, anchor, candidates = _scan(pattern, schema, num_candidates, scan_records)
   ids = list(candidates)
   start = time.perf_counter()
   request = serving_requests.context_request(
@@ -180,30 +193,8 @@ def folder_bytes(path: str) -> int:
              for d, _, files in os.walk(path) for f in files)
 
 
-def _time_interleaved(calls: List[Tuple[str, Callable[[], object]]],
-                      warmup: int, requests: int) -> Dict[str, List[float]]:
-  """Seconds per call, calls interleaved and the order flipped every round."""
-  for _, call in calls:
-    for _ in range(warmup):
-      call()
-  seconds = {name: [] for name, _ in calls}
-  for r in range(requests):
-    for name, call in calls if r % 2 == 0 else calls[::-1]:
-      start = time.perf_counter()
-      call()
-      seconds[name].append(time.perf_counter() - start)
-  return seconds
-
-
 def _percentile(sorted_values: List[float], q: float) -> float:
   return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-def _table(rows: List[Tuple[str, ...]]) -> str:
-  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-  return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths)))
-                   for r in rows)
 
 
 DEFAULT = "serving_default (examples)"
@@ -248,7 +239,7 @@ def _print_latencies(calls, seconds, first, num_candidates: int) -> None:
                  *(f"{1000 * _percentile(s, q):.2f}"
                    for q in (0.5, 0.9, 0.95, 0.99)),
                  f"{1 / mean:,.1f}", f"{num_candidates / mean:,.0f}"))
-  print(_table(rows))
+  print(timing.format_table(rows))
   p50 = {name: statistics.median(seconds[name]) for name, _ in calls}
   print(f"parsing the examples in the graph: {1 - p50[PADDED] / p50[DEFAULT]:.0%} "
         "of the serving_default p50 (the rest is the model)")
@@ -265,7 +256,7 @@ def _print_request_bytes(request: serving_requests.ContextRequest) -> None:
   rows += [(name, *(f"{b:,}" for b in sizes[name])) for name in forms]
   rows.append(("serving_default / serving_context",
                *(f"{d / c:.1f}x" for d, c in zip(sizes[DEFAULT], sizes[CONTEXT]))))
-  print(_table(rows))
+  print(timing.format_table(rows))
 
 
 def benchmark(version_dir: str, pattern: str, schema: schema_lib.DatasetSchema,
@@ -290,7 +281,9 @@ def benchmark(version_dir: str, pattern: str, schema: schema_lib.DatasetSchema,
   _print_request_bytes(request)
   print(f"timing {requests} interleaved requests per signature after {warmup} "
         f"warm-up requests; {os.cpu_count()} CPUs, load average {load_avg:.1f}")
-  seconds = _time_interleaved(calls, warmup, requests)
+  # Every round sends the same request: the round index is not needed.
+  seconds = timing.time_interleaved(
+      [(name, lambda _, c=call: c()) for name, call in calls], warmup, requests)
   _print_latencies(calls, seconds, first, num_candidates)
   warmup_file = os.path.join(version_dir, serving_requests.ASSETS_EXTRA,
                              serving_requests.WARMUP_FILE)

@@ -39,21 +39,21 @@ from egin_tf import training
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS
 
+import timing  # pylint: disable=g-bad-import-order  (a sibling script module)
+
 FLAGS = flags.FLAGS
+timing.define_common_flags(users=2000, batch_size=1024, warmup=3)
+flags.adopt_module_key_flags(timing)
 flags.DEFINE_string("data", None, "Training TFRecord glob; simulated when omitted.")
-flags.DEFINE_integer("users", 2000, "Users to simulate (without --data).")
 flags.DEFINE_list("models", ["dnn", "egin"],
                   "Registered models to time; ratios are to the first one.")
-flags.DEFINE_integer("batch_size", 1024, "Batch size B.")
 flags.DEFINE_integer("max_clicks", 100, "L.")
 flags.DEFINE_integer("max_queries", 100, "M.")
 flags.DEFINE_integer("max_seeds", 100, "S.")
 flags.DEFINE_integer("batches", 20, "Distinct batches held in memory.")
-flags.DEFINE_integer("warmup", 3, "Untimed calls per function (tracing).")
 flags.DEFINE_integer("steps", 30, "Timed calls per function.")
 flags.DEFINE_integer("reader_batches", 50, "Batches timed for the reader alone.")
 flags.DEFINE_bool("breakdown", True, "Also time forward-only and graph losses.")
-flags.DEFINE_integer("seed", 0, "Seed of the simulator, shuffling and models.")
 
 
 def _simulate(users: int, seed: int, out: str) -> str:
@@ -85,28 +85,19 @@ def _history_report(batches: List[Dict[str, tf.Tensor]],
 def _time_interleaved(functions: List[Tuple[str, Callable]],
                       batches: List[Dict[str, tf.Tensor]]) -> Dict[str, List[float]]:
   """Seconds per call of each function, calls interleaved across functions."""
-  def run(fn, batch):
+  def on_batch(fn):
     # .numpy() waits for the result, so the time covers the whole step.
-    tf.nest.map_structure(lambda t: t.numpy(), fn(batch))
+    return lambda i: tf.nest.map_structure(lambda t: t.numpy(),
+                                           fn(batches[i % len(batches)]))
 
-  for name, fn in functions:
-    for i in range(FLAGS.warmup):
-      run(fn, batches[i % len(batches)])
-  seconds = {name: [] for name, _ in functions}
-  for step in range(FLAGS.steps):
-    batch = batches[step % len(batches)]
-    # Flip the order every round: no function always runs right after another.
-    for name, fn in functions if step % 2 == 0 else functions[::-1]:
-      start = time.perf_counter()
-      run(fn, batch)
-      seconds[name].append(time.perf_counter() - start)
-  return seconds
+  return timing.time_interleaved([(name, on_batch(fn)) for name, fn in functions],
+                                 FLAGS.warmup, FLAGS.steps)
 
 
 def _reader_rate(pattern: str, config: training.TrainConfig,
                  schema: schema_lib.DatasetSchema) -> float:
   """Examples/s of the training input pipeline alone (no model)."""
-  ds = training.make_dataset(pattern, config, True, schema)
+  ds = training.model_dataset(pattern, config, True, schema)
   it = iter(ds)
   for _ in range(3):  # warm-up: tracing, file cache, shuffle buffer
     next(it)
@@ -114,6 +105,37 @@ def _reader_rate(pattern: str, config: training.TrainConfig,
   for _ in range(FLAGS.reader_batches):
     next(it)
   return FLAGS.reader_batches * config.batch_size / (time.perf_counter() - start)
+
+
+def _timed_functions(configs: Dict[str, training.TrainConfig],
+                     schema: schema_lib.DatasetSchema) -> List[Tuple[str, Callable]]:
+  """Each model's train step (and with --breakdown its forward pass and graph
+  losses) as named tf.functions of a batch, models built in ``configs`` order."""
+  functions = []
+  for name, config in configs.items():
+    model = training.build_from_config(
+        config, FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim))
+    functions.append((f"{name} train step", tf.function(model.train_step)))
+    if FLAGS.breakdown:
+      functions.append((f"{name} forward (inference)", tf.function(
+          lambda b, m=model: m.forward(b, training=False)[0])))
+      if getattr(model, "use_graph", False):
+        functions.append((f"{name} graph losses only",
+                          tf.function(model.graph_losses)))
+  return functions
+
+
+def _step_table(names: List[str], seconds: Dict[str, List[float]]) -> str:
+  """Median, p10-p90, examples/s and the ratio to the first function, per function."""
+  baseline = statistics.median(seconds[names[0]])
+  rows = [("function", "median ms", "p10-p90 ms", "examples/s", f"x {names[0]}")]
+  for name in names:
+    s = sorted(seconds[name])
+    median = statistics.median(s)
+    rows.append((name, f"{1000 * median:.1f}",
+                 f"{1000 * s[len(s) // 10]:.0f}-{1000 * s[(9 * len(s)) // 10]:.0f}",
+                 f"{FLAGS.batch_size / median:,.0f}", f"{median / baseline:.2f}"))
+  return timing.format_table(rows)
 
 
 def benchmark(pattern: str) -> None:
@@ -127,40 +149,18 @@ def benchmark(pattern: str) -> None:
   }
   base = configs[FLAGS.models[0]]
   tf.keras.utils.set_random_seed(FLAGS.seed)
-  ds = training.make_dataset(pattern, base, True, schema)
+  ds = training.model_dataset(pattern, base, True, schema)
   batches = list(ds.take(FLAGS.batches))
   print(f"{len(batches)} batches of {FLAGS.batch_size} in memory; histories:")
   print(_history_report(batches, schema))
 
-  functions = []
-  for name, config in configs.items():
-    model = training.build_from_config(
-        config, FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim))
-    functions.append((f"{name} train step", tf.function(model.train_step)))
-    if FLAGS.breakdown:
-      functions.append((f"{name} forward (inference)", tf.function(
-          lambda b, m=model: m.forward(b, training=False)[0])))
-      if getattr(model, "use_graph", False):
-        functions.append((f"{name} graph losses only",
-                          tf.function(model.graph_losses)))
+  functions = _timed_functions(configs, schema)
   print(f"timing {FLAGS.steps} interleaved calls of each function "
         f"(after {FLAGS.warmup} warm-up calls); {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}")
   seconds = _time_interleaved(functions, batches)
 
-  baseline = statistics.median(seconds[functions[0][0]])
-  rows = [("function", "median ms", "p10-p90 ms", "examples/s",
-           f"x {functions[0][0]}")]
-  for name, _ in functions:
-    s = sorted(seconds[name])
-    median = statistics.median(s)
-    rows.append((name, f"{1000 * median:.1f}",
-                 f"{1000 * s[len(s) // 10]:.0f}-{1000 * s[(9 * len(s)) // 10]:.0f}",
-                 f"{FLAGS.batch_size / median:,.0f}", f"{median / baseline:.2f}"))
-  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-  for r in rows:
-    print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(r, widths))))
+  print(_step_table([name for name, _ in functions], seconds))
 
   train_steps = [f"{name} train step" for name in FLAGS.models]
   if "dnn" in FLAGS.models and "egin" in FLAGS.models:

@@ -222,43 +222,71 @@ def export_saved_model(model: tf.keras.Model, schema: schema_lib.DatasetSchema,
   if version is not None and tf.io.gfile.exists(os.path.join(export_dir, str(version))):
     raise FileExistsError(f"{os.path.join(export_dir, str(version))} already exists")
   module = ServingModule(model, schema, lengths)
-  warmup_logs = None
-  if warmup_examples is not None:
-    # Both Example signatures: TF Serving prepares each one on its first call.
-    warmup_logs = [log for context_form in (False, True)
-                   for log in serving_requests.warmup_requests(
-                       warmup_examples, num_warmup_requests,
-                       context_form=context_form)]
-    if len(warmup_logs) > serving_requests.MAX_WARMUP_RECORDS:
-      raise ValueError(f"num_warmup_requests={num_warmup_requests}: 2 x that many "
-                       f"records, TF Serving reads at most "
-                       f"{serving_requests.MAX_WARMUP_RECORDS}")
-    _check_warmup(module, warmup_examples)
+  warmup_logs = _warmup_logs(module, warmup_examples, num_warmup_requests)
+  tmp = _make_temp_dir(export_dir, version)
+  try:
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
+    _write_assets(os.path.join(tmp, serving_requests.ASSETS_EXTRA), model, seen,
+                  extra_assets, warmup_logs)
+    return _publish(tmp, export_dir, version)
+  finally:
+    _remove_quietly(tmp)
+
+
+def _make_temp_dir(export_dir: str, version: Optional[int]) -> str:
+  """A new folder ``export_dir/.tmp-<version or next>-<random>`` to write into."""
   # A unique temporary name: two exports never write into the same folder.
   label = "next" if version is None else str(version)
   tmp = os.path.join(export_dir, f"{TMP_PREFIX}{label}-{uuid.uuid4().hex[:12]}")
   tf.io.gfile.mkdir(tmp)
-  try:
-    tf.saved_model.save(module, tmp, signatures=module.signatures())
-    if seen is not None:
-      extra = os.path.join(tmp, serving_requests.ASSETS_EXTRA)
-      tf.io.gfile.makedirs(extra)
-      for kind, layer in model.embedding_tables().items():
-        table = seen[kind]
-        embeddings.write_tsv(os.path.join(extra, f"{kind}_embeddings.tsv"), table,
-                             embeddings.embed(layer, table.ids))
-    for name, text in (extra_assets or {}).items():
-      tf.io.gfile.makedirs(os.path.join(tmp, serving_requests.ASSETS_EXTRA))
-      with tf.io.gfile.GFile(os.path.join(tmp, serving_requests.ASSETS_EXTRA, name),
-                             "w") as f:
-        f.write(text)
-    if warmup_logs is not None:
-      serving_requests.write_warmup_file(
-          os.path.join(tmp, serving_requests.ASSETS_EXTRA,
-                       serving_requests.WARMUP_FILE), warmup_logs)
-    return _publish(tmp, export_dir, version)
-  finally:
-    _remove_quietly(tmp)
+  return tmp
+
+
+def _write_assets(extra: str, model: tf.keras.Model,
+                  seen: Optional[Dict[str, embeddings.IdTable]],
+                  extra_assets: Optional[Dict[str, str]],
+                  warmup_logs: Optional[list]) -> None:
+  """Writes the optional files of ``assets.extra`` (folder ``extra``)."""
+  if seen is not None:
+    _write_embeddings(extra, model, seen)
+  for name, text in (extra_assets or {}).items():
+    tf.io.gfile.makedirs(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, name), "w") as f:
+      f.write(text)
+  if warmup_logs is not None:
+    serving_requests.write_warmup_file(
+        os.path.join(extra, serving_requests.WARMUP_FILE), warmup_logs)
+
+
+def _warmup_logs(module: ServingModule, warmup_examples: Optional[Sequence[bytes]],
+                 num_warmup_requests: int) -> Optional[list]:
+  """The warm-up records of both Example signatures (None without examples),
+  checked against the model.
+
+  TF Serving prepares each signature on its first call, so both get requests.
+  """
+  if warmup_examples is None:
+    return None
+  warmup_logs = [log for context_form in (False, True)
+                 for log in serving_requests.warmup_requests(
+                     warmup_examples, num_warmup_requests,
+                     context_form=context_form)]
+  if len(warmup_logs) > serving_requests.MAX_WARMUP_RECORDS:
+    raise ValueError(f"num_warmup_requests={num_warmup_requests}: 2 x that many "
+                     f"records, TF Serving reads at most "
+                     f"{serving_requests.MAX_WARMUP_RECORDS}")
+  _check_warmup(module, warmup_examples)
+  return warmup_logs
+
+
+def _write_embeddings(extra: str, model: tf.keras.Model,
+                      seen: Dict[str, embeddings.IdTable]) -> None:
+  """Writes ``{kind}_embeddings.tsv`` of each of the model's tables into ``extra``."""
+  tf.io.gfile.makedirs(extra)
+  for kind, layer in model.embedding_tables().items():
+    table = seen[kind]
+    embeddings.write_tsv(os.path.join(extra, f"{kind}_embeddings.tsv"), table,
+                         embeddings.embed(layer, table.ids))
 
 
 def _remove_quietly(path: str) -> None:

@@ -102,12 +102,13 @@ def feature_config(schema: schema_lib.DatasetSchema, config: TrainConfig) -> Fea
       **{f"{kind}_buckets": rows for kind, rows in config.table_sizes.items()})
 
 
-def make_dataset(pattern: str, config: TrainConfig, training: bool,
-                 schema: schema_lib.DatasetSchema,
-                 batch_size: Optional[int] = None,
-                 shard: Optional[tuple] = None) -> tf.data.Dataset:
-  """The reader's dataset for a `TrainConfig`: shuffled and repeated for training,
-  one ordered pass otherwise; ``shard`` as in `reader.make_dataset`."""
+def model_dataset(pattern: str, config: TrainConfig, training: bool,
+                  schema: schema_lib.DatasetSchema,
+                  batch_size: Optional[int] = None,
+                  shard: Optional[tuple] = None) -> tf.data.Dataset:
+  """The model-ready dataset of a `TrainConfig` (`reader.make_dataset` with its
+  lengths, batch and seed): shuffled and repeated for training, one ordered pass
+  otherwise; ``shard`` as in `reader.make_dataset`."""
   return reader.make_dataset(
       pattern, batch_size or config.batch_size,
       max_clicks=config.max_clicks, max_queries=config.max_queries,
@@ -236,6 +237,33 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   eval_pattern = eval_pattern and reader.split_pattern(eval_pattern, "test")
   strategy = strategy or tf.distribute.get_strategy()
   chief = distribute.current_task().is_chief
+  run = _build_run(train_pattern, model_dir, config, strategy, chief, stage_progress)
+  result = _fit(run, train_pattern, strategy, verbose, print_fn)
+  if not chief:
+    tf.io.gfile.rmtree(run.out_dir)
+    return result
+  if eval_pattern:
+    result.update(evaluate_and_print(_evaluation_model(run, strategy), eval_pattern,
+                                     run.config, run.schema, print_fn))
+  with tf.io.gfile.GFile(os.path.join(model_dir, METRICS_FILE), "w") as f:
+    json.dump(result, f, indent=2)
+  return result
+
+
+class _OfflineRun(NamedTuple):
+  """What `train` builds before it fits: the compiled model and where it writes."""
+  model: CTRModel
+  config: TrainConfig  # after `CTRModel.prepare`
+  features: FeatureConfig
+  schema: schema_lib.DatasetSchema
+  out_dir: str  # model_dir, or a non-chief worker's scratch folder
+  manager: tf.train.CheckpointManager
+
+
+def _build_run(train_pattern: str, model_dir: str, config: TrainConfig,
+               strategy: tf.distribute.Strategy, chief: bool,
+               stage_progress) -> _OfflineRun:
+  """Seeds the run, prepares and writes the model directory, builds the model."""
   tf.keras.utils.set_random_seed(config.seed)
   schema = schema_lib.schema_for_files(reader.match_files(train_pattern))
   features = feature_config(schema, config)
@@ -244,31 +272,36 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
                     stage_progress)
   with strategy.scope():
     model = build_from_config(config, features)
-  num_chunks, chunk = _progress_chunks(config, train_pattern, schema)
   manager = tf.train.CheckpointManager(
       tf.train.Checkpoint(model=model, optimizer=model.optimizer),
       os.path.join(out_dir, "checkpoints"), max_to_keep=3)
+  return _OfflineRun(model, config, features, schema, out_dir, manager)
+
+
+def _fit(run: _OfflineRun, train_pattern: str, strategy: tf.distribute.Strategy,
+         verbose: int, print_fn: Callable[[str], None]) -> Dict[str, Any]:
+  """Keras' fit in progress chunks; the run's result (no evaluation yet)."""
+  config = run.config
+  num_chunks, chunk = _progress_chunks(config, train_pattern, run.schema)
   print_fn(f"training {config.model} for {num_chunks * chunk} steps of "
            f"{config.batch_size} ({num_chunks} progress chunks of {chunk})")
-  train_input = distribute.worker_input(strategy, lambda shard: make_dataset(
-      train_pattern, config, True, schema, shard=shard))
+  train_input = distribute.worker_input(strategy, lambda shard: model_dataset(
+      train_pattern, config, True, run.schema, shard=shard))
   start = time.perf_counter()
-  history = model.fit(train_input, epochs=num_chunks, steps_per_epoch=chunk,
-                      callbacks=_callbacks(manager, out_dir, chunk,
-                                           distribute.is_parameter_server(strategy)),
-                      verbose=verbose)
-  result = _run_result(num_chunks * chunk, config.batch_size,
-                       time.perf_counter() - start, history)
-  if not chief:
-    tf.io.gfile.rmtree(out_dir)
-    return result
-  if eval_pattern:
-    evaluated = model if strategy is tf.distribute.get_strategy() else (
-        _restored_copy(config, features, manager.latest_checkpoint))
-    result.update(evaluate_and_print(evaluated, eval_pattern, config, schema, print_fn))
-  with tf.io.gfile.GFile(os.path.join(model_dir, METRICS_FILE), "w") as f:
-    json.dump(result, f, indent=2)
-  return result
+  history = run.model.fit(
+      train_input, epochs=num_chunks, steps_per_epoch=chunk,
+      callbacks=_callbacks(run.manager, run.out_dir, chunk,
+                           distribute.is_parameter_server(strategy)),
+      verbose=verbose)
+  return _run_result(num_chunks * chunk, config.batch_size,
+                     time.perf_counter() - start, history)
+
+
+def _evaluation_model(run: _OfflineRun, strategy: tf.distribute.Strategy) -> CTRModel:
+  """The trained model, or under a strategy an unsharded copy of its last checkpoint."""
+  if strategy is tf.distribute.get_strategy():
+    return run.model
+  return _restored_copy(run.config, run.features, run.manager.latest_checkpoint)
 
 
 def evaluate_and_print(model: CTRModel, eval_pattern: str, config: TrainConfig,
@@ -276,7 +309,7 @@ def evaluate_and_print(model: CTRModel, eval_pattern: str, config: TrainConfig,
                        print_fn: Callable[[str], None] = print) -> Dict[str, Any]:
   """Exact metrics on ``eval_pattern``, printed beside the oracle's:
   ``{"eval": report, "oracle": oracle or None}`` (offline and stream training)."""
-  report = exact_report(model, make_dataset(eval_pattern, config, False, schema))
+  report = exact_report(model, model_dataset(eval_pattern, config, False, schema))
   oracle = load_oracle(eval_pattern)
   print_fn(format_report(report, oracle, title=f"test ({config.model})"))
   return {"eval": report, "oracle": oracle}
@@ -409,6 +442,6 @@ def evaluate(model_dir: str, data_pattern: str,
   model, config, _, _ = load_model(model_dir)
   data_pattern = reader.split_pattern(data_pattern, "test")
   schema = schema_lib.schema_for_files(reader.match_files(data_pattern))
-  report = exact_report(model, make_dataset(data_pattern, config, False, schema,
-                                            batch_size=batch_size))
+  report = exact_report(model, model_dataset(data_pattern, config, False, schema,
+                                             batch_size=batch_size))
   return {"eval": report, "oracle": load_oracle(data_pattern)}

@@ -75,8 +75,8 @@ def test_exact_report_uses_rank_auc(sim_data, tmp_path):
   training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0,
                  print_fn=lambda _: None)
   trained = training.load_model(model_dir)
-  ds = training.make_dataset(os.path.join(data, "test-*"), config, False,
-                             trained.schema)
+  ds = training.model_dataset(os.path.join(data, "test-*"), config, False,
+                              trained.schema)
   out = training.predict(trained.model, ds)
   report = training.exact_report(trained.model, ds)
   assert report["auc"] == metrics.auc(out["label"], out["pctr"])

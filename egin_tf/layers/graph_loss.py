@@ -141,9 +141,23 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
   edge_anchors = tf.gather(anchor_vectors, edge_anchor)
   positive_logits = tf.cast(
       tf.reduce_sum(edge_anchors * positive_vectors, axis=-1), tf.float32)  # [K]
+  negative_masses, shift = _negative_masses(
+      anchor_vectors, negative_embeddings, negative_log_q, negative_valid,
+      anchor_folds)
+  negative_mass = _mass_without_positive(negative_masses, negative_ids,
+                                         positive_ids, edge_anchor)
+  edge_shift = tf.gather(shift, edge_anchor)  # [K]
+  return _softmax_loss(positive_logits, negative_mass, edge_shift)
 
-  # Negative masses per anchor, shifted by their max for stability:
-  # exp(a.n - log q_n - shift) [A, N], 0 for invalid negatives.
+
+def _negative_masses(anchor_vectors: tf.Tensor, negative_embeddings: tf.Tensor,
+                     negative_log_q: Optional[tf.Tensor], negative_valid: tf.Tensor,
+                     anchor_folds: Optional[tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Negative masses per anchor, shifted by their max for stability.
+
+  Returns ``exp(a.n - log q_n - shift)`` float32 [A, N] (0 for invalid
+  negatives) and ``shift`` [A] (0 for an anchor without a valid negative).
+  """
   if anchor_folds is None:
     negative_logits = tf.matmul(anchor_vectors, negative_embeddings,
                                 transpose_b=True)
@@ -157,12 +171,19 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
   negative_logits = tf.where(negative_valid, negative_logits, -float("inf"))
   shift = tf.stop_gradient(tf.reduce_max(negative_logits, axis=-1))  # [A]
   shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
-  negative_masses = tf.exp(negative_logits - shift[..., tf.newaxis])
+  return tf.exp(negative_logits - shift[..., tf.newaxis]), shift
 
-  # Mass of all negatives except those with one id, for every (anchor, distinct
-  # id u) [A, U + 1], as one matmul with the 0/1 matrix keep[n, u] = (id of n !=
-  # u); the extra column U keeps every negative, for edges whose positive was
-  # not drawn.
+
+def _mass_without_positive(negative_masses: tf.Tensor, negative_ids: tf.Tensor,
+                           positive_ids: tf.Tensor, edge_anchor: tf.Tensor) -> tf.Tensor:
+  """Each edge's mass of its anchor's negatives, accidental hits left out: [K].
+
+  The mass of all negatives except those with one id, for every (anchor,
+  distinct id u) [A, U + 1], is one matmul with the 0/1 matrix keep[n, u] =
+  (id of n != u); the extra column U keeps every negative, for edges whose
+  positive was not drawn.
+  """
+  num_negatives = tf.shape(negative_ids)[0]
   distinct_ids = tf.unique(tf.sort(negative_ids)).y  # [U], sorted
   num_distinct = tf.size(distinct_ids, out_type=tf.int64)
   keep = tf.concat([
@@ -175,15 +196,19 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
                                      positive_ids[tf.newaxis])[0], tf.int64)
   is_hit = tf.gather(tf.concat([distinct_ids, [0]], 0), hit_rank) == positive_ids
   hit_rank = tf.where(is_hit & (hit_rank < num_distinct), hit_rank, num_distinct)
-  negative_mass = tf.gather_nd(mass_without_id,
-                               tf.stack([edge_anchor, hit_rank], axis=1))  # [K]
-  edge_shift = tf.gather(shift, edge_anchor)  # [K]
+  return tf.gather_nd(mass_without_id, tf.stack([edge_anchor, hit_rank], axis=1))
 
-  # -log(e^p / (e^p + M e^s)) = t - p + log(e^(p-t) + M e^(s-t)), t = max(p, s):
-  # every exponent is <= 0 and the sum is >= 1 whenever t = p. The sum can only
-  # underflow if hits outscore the positive and every true negative by ~87 nats,
-  # which the floor keeps finite. t is a constant for the gradient: the value does
-  # not depend on it.
+
+def _softmax_loss(positive_logits: tf.Tensor, negative_mass: tf.Tensor,
+                  edge_shift: tf.Tensor) -> tf.Tensor:
+  """-log(e^p / (e^p + M e^s)) of each edge, computed without overflow: [K].
+
+  As t - p + log(e^(p-t) + M e^(s-t)), t = max(p, s): every exponent is <= 0
+  and the sum is >= 1 whenever t = p. The sum can only underflow if hits
+  outscore the positive and every true negative by ~87 nats, which the floor
+  keeps finite. t is a constant for the gradient: the value does not depend on
+  it.
+  """
   top = tf.stop_gradient(tf.maximum(positive_logits, edge_shift))
   total = (tf.exp(positive_logits - top)
            + negative_mass * tf.exp(edge_shift - top))
