@@ -114,6 +114,26 @@ def markdown_table(rows: List[Dict[str, Any]],
   return common.markdown_table(header, body)
 
 
+def train_variant(variant: str, train_pattern: str, test_pattern: str
+                  ) -> Dict[str, Any]:
+  """Trains ``variant`` into <out>/<variant>; `training.train`'s result with its
+  ``variant`` and ``train_losses`` (each loss of the last progress chunk)."""
+  model, kwargs = VARIANTS[variant]
+  if model == "egin":
+    kwargs = dict(kwargs, seed=FLAGS.seed)
+  config = training.TrainConfig(model=model, model_kwargs=kwargs,
+                                batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+                                seed=FLAGS.seed, log_every=FLAGS.log_every)
+  model_dir = os.path.join(FLAGS.out, variant)
+  print(f"\n== {variant}: {model} {kwargs}")
+  result = training.train(train_pattern, model_dir, config,
+                          eval_pattern=test_pattern, verbose=FLAGS.verbose)
+  # Each metric's mean over the last progress chunk: the final train losses.
+  result.update(variant=variant, train_losses={
+      name: values[-1] for name, values in result["history"].items()})
+  return result
+
+
 def main(argv):
   del argv
   unknown = [v for v in FLAGS.variants if v not in VARIANTS]
@@ -130,22 +150,8 @@ def main(argv):
   train_pattern = os.path.join(data, "train-*")
   test_pattern = os.path.join(data, "test-*")
 
-  rows = []
-  for variant in FLAGS.variants:
-    model, kwargs = VARIANTS[variant]
-    if model == "egin":
-      kwargs = dict(kwargs, seed=FLAGS.seed)
-    config = training.TrainConfig(model=model, model_kwargs=kwargs,
-                                  batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-                                  seed=FLAGS.seed, log_every=FLAGS.log_every)
-    model_dir = os.path.join(FLAGS.out, variant)
-    print(f"\n== {variant}: {model} {kwargs}")
-    result = training.train(train_pattern, model_dir, config,
-                            eval_pattern=test_pattern, verbose=FLAGS.verbose)
-    # Each metric's mean over the last progress chunk: the final train losses.
-    result.update(variant=variant, train_losses={
-        name: values[-1] for name, values in result["history"].items()})
-    rows.append(result)
+  rows = [train_variant(variant, train_pattern, test_pattern)
+          for variant in FLAGS.variants]
 
   oracle = training.load_oracle(test_pattern)
   table = markdown_table(rows, oracle)

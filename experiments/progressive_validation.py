@@ -175,6 +175,26 @@ def make_stream(data_dir: str, stream_dir: str, records_per_shard: int) -> int:
   return expected
 
 
+def _train_truth(config: simulator.SimulatorConfig) -> Dict[int, Tuple[int, float]]:
+  """``{record fingerprint: (label, true click probability)}`` of every simulated
+  train impression, serialized exactly as `simulator.generate` writes it."""
+  truth: Dict[int, Tuple[int, float]] = {}
+  for split, imp, prob in simulator.simulate(config):
+    if split != simulator.TRAIN:
+      continue
+    record = schema_lib.to_example(imp, simulator.NUM_CATS).SerializeToString(
+        deterministic=True)
+    key = stream_lib.record_fingerprint(record)
+    # (user, time, item) is unique in the simulator (search times strictly
+    # increase per user, results of a search are distinct), so records are too.
+    if key in truth:
+      raise ValueError(f"two simulated impressions share the record fingerprint "
+                       f"{key} (user {imp.user_id}, time {imp.time}, item "
+                       f"{imp.item_id}); their probabilities cannot be told apart")
+    truth[key] = (imp.label, prob)
+  return truth
+
+
 def true_click_probabilities(config: simulator.SimulatorConfig, stream_dir: str
                              ) -> Tuple[np.ndarray, np.ndarray]:
   """Labels and true click probabilities of every stream record, in stream order.
@@ -190,20 +210,7 @@ def true_click_probabilities(config: simulator.SimulatorConfig, stream_dir: str
     ValueError: naming the shard and record of a stream record that no simulated
       train impression produces, or a train impression missing from the stream.
   """
-  truth: Dict[int, Tuple[int, float]] = {}
-  for split, imp, prob in simulator.simulate(config):
-    if split != simulator.TRAIN:
-      continue
-    record = schema_lib.to_example(imp, simulator.NUM_CATS).SerializeToString(
-        deterministic=True)
-    key = stream_lib.record_fingerprint(record)
-    # (user, time, item) is unique in the simulator (search times strictly
-    # increase per user, results of a search are distinct), so records are too.
-    if key in truth:
-      raise ValueError(f"two simulated impressions share the record fingerprint "
-                       f"{key} (user {imp.user_id}, time {imp.time}, item "
-                       f"{imp.item_id}); their probabilities cannot be told apart")
-    truth[key] = (imp.label, prob)
+  truth = _train_truth(config)
   labels, probs, found = [], [], set()
   for shard in stream_lib.list_shards(stream_dir):
     path = os.path.join(stream_dir, shard)

@@ -170,6 +170,18 @@ def fitted_scores(train: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
   return _scores(test, p)
 
 
+def print_nested_scores(train: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
+                        feature_sets: Sequence[Tuple[str, Sequence[str]]]) -> None:
+  """Prints a Markdown table: `fitted_scores` of each nested feature set, every
+  set adding ``(title, features)`` to the previous one."""
+  names: List[str] = []
+  print("| features (nested) | test AUC | test gAUC | test logloss |")
+  print("|---|---:|---:|---:|")
+  for title, added in feature_sets:
+    names += added
+    print(f"| {title} | {fitted_scores(train, test, names)} |")
+
+
 def main(argv):
   del argv
   config = simulator.SimulatorConfig(num_users=FLAGS.users, seed=0)
@@ -179,12 +191,7 @@ def main(argv):
   train = read_features(os.path.join(data, "train-*"), catalog, config)
   test = read_features(os.path.join(data, "test-*"), catalog, config)
   print(f"train {len(train['label']):,} / test {len(test['label']):,} impressions")
-  names: List[str] = []
-  print("| features (nested) | test AUC | test gAUC | test logloss |")
-  print("|---|---:|---:|---:|")
-  for title, added in FEATURE_SETS:
-    names += added
-    print(f"| {title} | {fitted_scores(train, test, names)} |")
+  print_nested_scores(train, test, FEATURE_SETS)
   for extra in SINGLE_TERMS:
     print(f"| position + {', '.join(extra)} only | "
           f"{fitted_scores(train, test, ['position', *extra])} |")

@@ -121,12 +121,7 @@ def main(argv):
         f"{np.mean(test['repeats'] > 0):.3f} (their CTR "
         f"{test['label'][test['repeats'] > 0].mean():.3f}, others "
         f"{test['label'][test['repeats'] == 0].mean():.3f})")
-  names: List[str] = []
-  print("| features (nested) | test AUC | test gAUC | test logloss |")
-  print("|---|---:|---:|---:|")
-  for title, added in FEATURE_SETS:
-    names += added
-    print(f"| {title} | {simulator_signal.fitted_scores(train, test, names)} |")
+  simulator_signal.print_nested_scores(train, test, FEATURE_SETS)
   if FLAGS.runs:
     print(f"\n| run | different-item pairs in the top bin (cos >= "
           f"{1 - 2 / FLAGS.num_bins:g}) | no-repeat impressions whose top-1 is in "

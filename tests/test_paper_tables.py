@@ -47,6 +47,20 @@ def test_mean_std_is_the_sample_std():
   assert common.mean_pm_std([0.5]) == "0.5000"
 
 
+def test_format_number_shows_missing_values_as_a_dash():
+  assert common.format_number(0.71234) == "0.7123"
+  assert common.format_number(0.71234, digits=2) == "0.71"
+  assert common.format_number(None) == common.format_number(math.nan) == "-"
+
+
+def test_markdown_table_aligns_the_number_columns_right():
+  table = common.markdown_table(["model", "lr", "AUC"], [["egin", "0.001", "0.7000"]],
+                                left_columns=2)
+  assert table.splitlines() == ["| model | lr | AUC |", "|---|---|---:|",
+                                "| egin | 0.001 | 0.7000 |"]
+  assert common.markdown_table(["a", "b"], []).splitlines()[1] == "|---|---:|"
+
+
 def test_validation_start_takes_the_latest_fraction_by_time():
   times = [5, 1, 9, 3, 7, 2, 10, 4, 8, 6]
   assert paper_tables.validation_start(times, 0.2) == 9   # 9 and 10
