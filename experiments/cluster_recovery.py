@@ -20,7 +20,7 @@ train split (items the models could have learned), with the same pairs for
 every run.
 
 Usage:
-  python experiments/cluster_recovery.py --runs RUN_DIR[,RUN_DIR...]
+  python -m experiments.cluster_recovery --runs RUN_DIR[,RUN_DIR...]
       [--users 2000] [--min_clicks 5] [--pairs 50000]
 """
 
@@ -32,12 +32,13 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-import embedding_similarity
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
 from egin_tf import metrics
 from egin_tf import training
+from experiments import common
+from experiments import embedding_similarity
 
 FLAGS = flags.FLAGS
 
@@ -76,18 +77,13 @@ def pair_kinds(items: np.ndarray, cluster: np.ndarray, leaf: np.ndarray,
           "same leaf, other cluster": same_leaf, "other leaf and cluster": other}
 
 
-def cosines(vectors: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-  unit = embedding_similarity.normalized(vectors)
-  return np.sum(unit[pairs[:, 0]] * unit[pairs[:, 1]], axis=-1)
-
-
 def main(argv):
   del argv
   if not FLAGS.runs:
     raise app.UsageError("--runs is required")
   config = simulator.SimulatorConfig(num_users=FLAGS.users, seed=0)
   catalog = simulator.build_catalog(config)
-  rows: List[str] = []
+  rows: List[List[str]] = []
   pairs = None
   for run_dir in FLAGS.runs:
     pattern = training.train_pattern(run_dir)
@@ -104,7 +100,7 @@ def main(argv):
     # Runs may list the items in another order: select the chosen ids by value.
     row_of = {int(i): k for k, i in enumerate(ids)}
     chosen_vectors = vectors[np.array([row_of[int(i)] for i in chosen])]
-    sims = {kind: cosines(chosen_vectors, p) for kind, p in pairs.items()}
+    sims = {kind: embedding_similarity.cosines(chosen_vectors, p) for kind, p in pairs.items()}
     same = sims["same cluster"]
     different = np.concatenate([sims["same leaf, other cluster"],
                                 sims["other leaf and cluster"]])
@@ -117,11 +113,10 @@ def main(argv):
     other_in_leaf = sims["same leaf, other cluster"]
     within_auc = metrics.auc(np.r_[np.ones(within.size), np.zeros(other_in_leaf.size)],
                              np.r_[within, other_in_leaf])
-    rows.append(f"| {name} | " + " | ".join(f"{sims[k].mean():.4f}" for k in pairs)
-                + f" | {auc:.4f} | {within_auc:.4f} |")
-  print("| run | " + " | ".join(pairs) + " | cluster AUC | within-leaf cluster AUC |")
-  print("|---|" + "---:|" * (len(pairs) + 2))
-  print("\n".join(rows))
+    rows.append([name] + [f"{sims[k].mean():.4f}" for k in pairs] +
+                [f"{auc:.4f}", f"{within_auc:.4f}"])
+  print(common.markdown_table(
+      ["run", *pairs, "cluster AUC", "within-leaf cluster AUC"], rows))
 
 
 if __name__ == "__main__":

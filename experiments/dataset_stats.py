@@ -10,8 +10,8 @@ formats, not rows/s). A converter whose module does not exist yet is skipped
 with a note.
 
 Usage:
-  python experiments/dataset_stats.py
-  python experiments/dataset_stats.py --formats jdsearch --keep_dir runs/stats
+  python -m experiments.dataset_stats
+  python -m experiments.dataset_stats --formats jdsearch --keep_dir runs/stats
 """
 
 import dataclasses
@@ -28,9 +28,7 @@ from absl import flags
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import ON_BAD_CHOICES, BadRecordError, NoImpressionsError
-
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA_DIR = os.path.normpath(os.path.join(_REPO_ROOT, "..", "shared", "data"))
+from experiments import common
 
 _FLAGS = flags.FLAGS
 
@@ -66,7 +64,7 @@ FORMATS = tuple(sample.format for sample in SAMPLES)
 
 def define_flags() -> None:
   # Only when run as a script: importing this module must not claim flag names.
-  flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR,
+  flags.DEFINE_string("data_dir", common.SHARED_DATA_DIR,
                       "Folder of the shared samples (default: ../shared/data "
                       "beside the repository).")
   flags.DEFINE_list("formats", list(FORMATS),

@@ -14,31 +14,25 @@ LAST progress chunk (at most ``--log_every`` steps), from the Keras history that
 (input pipeline, tracing, checkpoints and logs included, all on the same cores).
 
 Usage:
-  python experiments/egin_vs_dnn.py [--users 2000] [--seed 0] [--epochs 2]
+  python -m experiments.egin_vs_dnn [--users 2000] [--seed 0] [--epochs 2]
       [--batch_size 256] [--out runs/egin_vs_dnn] [--variants dnn,egin,...]
       [--data DATASET_DIR] [--results_md FILE] [--overwrite]
 
 Smoke run (about a minute):
-  python experiments/egin_vs_dnn.py --users 100 --epochs 1 \
+  python -m experiments.egin_vs_dnn --users 100 --epochs 1 \
       --out /tmp/egin_vs_dnn_smoke --overwrite
 """
 
-import datetime
-import json
-import math
 import os
 import shutil
-import sys
 from typing import Any, Dict, List, Optional
 
 from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-from data_pipeline import simulator
 from egin_tf import training
-
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from experiments import common
 
 # name -> (registered model, constructor arguments); the paper's ablations.
 VARIANTS: Dict[str, tuple] = {
@@ -70,7 +64,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("epochs", 2, "Passes over the training split.")
   flags.DEFINE_integer("batch_size", 256, "Examples per step.")
   flags.DEFINE_integer("log_every", 200, "Steps per progress chunk.")
-  flags.DEFINE_string("out", os.path.join(_REPO_ROOT, "runs", "egin_vs_dnn"),
+  flags.DEFINE_string("out", os.path.join(common.REPO_ROOT, "runs", "egin_vs_dnn"),
                       "Folder for the dataset, one model dir per variant, results.md.")
   flags.DEFINE_list("variants", list(VARIANTS), f"Subset of {list(VARIANTS)}.")
   flags.DEFINE_string("data", None, "Existing simulated dataset folder (with "
@@ -80,61 +74,64 @@ def define_flags() -> None:
   flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2 = one line per chunk).")
 
 
-def _dataset_dir() -> str:
+def dataset_dir() -> str:
   """The dataset folder: --data, or <out>/data simulated (reused if it matches)."""
   if FLAGS.data:
     return FLAGS.data
   path = os.path.join(FLAGS.out, "data")
-  oracle_path = os.path.join(path, simulator.ORACLE_FILE)
-  if os.path.exists(oracle_path):
-    with open(oracle_path, encoding="utf-8") as f:
-      config = json.load(f)["config"]
-    if config["num_users"] != FLAGS.users or config["seed"] != FLAGS.seed:
-      raise app.UsageError(
-          f"{path} holds a dataset of {config['num_users']} users, seed "
-          f"{config['seed']}, not --users {FLAGS.users} --seed {FLAGS.seed}; "
-          "pick another --out or delete it")
-    print(f"reusing {path} (same simulator users and seed)")
-    return path
-  print(f"simulating {FLAGS.users} users (seed {FLAGS.seed}) into {path}")
-  simulator.generate(simulator.SimulatorConfig(num_users=FLAGS.users,
-                                               seed=FLAGS.seed), path)
+  try:
+    common.simulated_dataset(path, FLAGS.users, FLAGS.seed,
+                             f"--users {FLAGS.users} --seed {FLAGS.seed}")
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   return path
-
-
-def _fmt(x: Optional[float], digits: int = 4) -> str:
-  return "-" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
 def markdown_table(rows: List[Dict[str, Any]],
                    oracle: Optional[Dict[str, Any]]) -> str:
   """One row per variant, then the oracle and position-only references (if any)."""
+  fmt = common.format_number
   base = next((r["eval"]["auc"] for r in rows if r["variant"] == "dnn"), None)
   header = (["variant", "test AUC", "AUC - DNN", "gAUC", "logloss",
              "train ctr_loss"] + [f"train {n}" for n in GRAPH_LOSSES] +
             ["train ex/s", "steps"])
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+  body = []
   for r in rows:
     e, losses = r["eval"], r["train_losses"]
     delta = None if base is None else e["auc"] - base
-    cells = ([r["variant"], _fmt(e["auc"]),
-              "-" if delta is None else f"{delta:+.4f}", _fmt(e["gauc"]),
-              _fmt(e["logloss"]), _fmt(losses.get("ctr_loss"))] +
-             [_fmt(losses.get(f"{n}_loss")) for n in GRAPH_LOSSES] +
-             [f"{r['examples_per_second']:,.0f}", str(r["steps"])])
-    lines.append("| " + " | ".join(cells) + " |")
-  if not oracle:
-    return "\n".join(lines)
-  blank = ["-"] * (len(header) - 5)
-  lines.append("| " + " | ".join(
-      ["oracle (true p)", _fmt(oracle["test_auc"]),
-       "-" if base is None else f"{oracle['test_auc'] - base:+.4f}",
-       _fmt(oracle["test_gauc"]), _fmt(oracle["test_logloss"])] + blank) + " |")
-  lines.append("| " + " | ".join(
-      ["position only", _fmt(oracle["test_position_auc"]), "-", "-", "-"] + blank)
-               + " |")
-  return "\n".join(lines)
+    body.append([r["variant"], fmt(e["auc"]),
+                 "-" if delta is None else f"{delta:+.4f}", fmt(e["gauc"]),
+                 fmt(e["logloss"]), fmt(losses.get("ctr_loss"))] +
+                [fmt(losses.get(f"{n}_loss")) for n in GRAPH_LOSSES] +
+                [f"{r['examples_per_second']:,.0f}", str(r["steps"])])
+  if oracle:
+    blank = ["-"] * (len(header) - 5)
+    body.append(["oracle (true p)", fmt(oracle["test_auc"]),
+                 "-" if base is None else f"{oracle['test_auc'] - base:+.4f}",
+                 fmt(oracle["test_gauc"]), fmt(oracle["test_logloss"])] + blank)
+    body.append(["position only", fmt(oracle["test_position_auc"]), "-", "-", "-"] +
+                blank)
+  return common.markdown_table(header, body)
+
+
+def train_variant(variant: str, train_pattern: str, test_pattern: str
+                  ) -> Dict[str, Any]:
+  """Trains ``variant`` into <out>/<variant>; `training.train`'s result with its
+  ``variant`` and ``train_losses`` (each loss of the last progress chunk)."""
+  model, kwargs = VARIANTS[variant]
+  if model == "egin":
+    kwargs = dict(kwargs, seed=FLAGS.seed)
+  config = training.TrainConfig(model=model, model_kwargs=kwargs,
+                                batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+                                seed=FLAGS.seed, log_every=FLAGS.log_every)
+  model_dir = os.path.join(FLAGS.out, variant)
+  print(f"\n== {variant}: {model} {kwargs}")
+  result = training.train(train_pattern, model_dir, config,
+                          eval_pattern=test_pattern, verbose=FLAGS.verbose)
+  # Each metric's mean over the last progress chunk: the final train losses.
+  result.update(variant=variant, train_losses={
+      name: values[-1] for name, values in result["history"].items()})
+  return result
 
 
 def main(argv):
@@ -149,31 +146,17 @@ def main(argv):
       if not FLAGS.overwrite:
         raise app.UsageError(f"{model_dir} exists; pass --overwrite to replace it")
       shutil.rmtree(model_dir)
-  data = _dataset_dir()
+  data = dataset_dir()
   train_pattern = os.path.join(data, "train-*")
   test_pattern = os.path.join(data, "test-*")
 
-  rows = []
-  for variant in FLAGS.variants:
-    model, kwargs = VARIANTS[variant]
-    if model == "egin":
-      kwargs = dict(kwargs, seed=FLAGS.seed)
-    config = training.TrainConfig(model=model, model_kwargs=kwargs,
-                                  batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-                                  seed=FLAGS.seed, log_every=FLAGS.log_every)
-    model_dir = os.path.join(FLAGS.out, variant)
-    print(f"\n== {variant}: {model} {kwargs}")
-    result = training.train(train_pattern, model_dir, config,
-                            eval_pattern=test_pattern, verbose=FLAGS.verbose)
-    # Each metric's mean over the last progress chunk: the final train losses.
-    result.update(variant=variant, train_losses={
-        name: values[-1] for name, values in result["history"].items()})
-    rows.append(result)
+  rows = [train_variant(variant, train_pattern, test_pattern)
+          for variant in FLAGS.variants]
 
   oracle = training.load_oracle(test_pattern)
   table = markdown_table(rows, oracle)
-  command = " ".join(["python", "experiments/egin_vs_dnn.py"] + sys.argv[1:])
-  date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  command = " ".join(common.command_line())
+  date = common.utc_date()
   text = (f"Command: `{command}`  \nDate: {date}  \nData: {data}, "
           f"{rows[0]['steps']} steps of {FLAGS.batch_size}\n\n{table}\n")
   results_md = FLAGS.results_md or os.path.join(FLAGS.out, "results.md")

@@ -16,7 +16,7 @@ every item seen in the train split (`embeddings.seen_ids`). Then:
   categories, grouped by category.
 
 Usage:
-  python experiments/embedding_similarity.py --dataset simulator \
+  python -m experiments.embedding_similarity --dataset simulator \
       [--models egin,eges,dnn] [--pairs 100000] [paper_tables flags]
 """
 
@@ -28,9 +28,10 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-import paper_tables
 from egin_tf import embeddings
 from egin_tf import training
+from experiments import common
+from experiments import paper_tables
 
 FLAGS = flags.FLAGS
 
@@ -86,14 +87,20 @@ def sample_pairs(cats: np.ndarray, n: int, rng: np.random.Generator,
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:
+  """``vectors`` scaled to unit length along the last axis (zero stays zero)."""
   norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
   return vectors / np.maximum(norms, 1e-12)
 
 
+def cosines(vectors: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+  """Cosine similarity of each vector pair ``pairs`` (int [n, 2]): float [n]."""
+  unit = normalized(vectors)
+  return np.sum(unit[pairs[:, 0]] * unit[pairs[:, 1]], axis=-1)
+
+
 def mean_cosine(vectors: np.ndarray, pairs: np.ndarray) -> float:
   """Mean cosine similarity of the vector pairs ``pairs`` (int [n, 2])."""
-  unit = normalized(vectors)
-  return float(np.mean(np.sum(unit[pairs[:, 0]] * unit[pairs[:, 1]], axis=-1)))
+  return float(np.mean(cosines(vectors, pairs)))
 
 
 def heatmap_items(cats: np.ndarray, num_cats: int, per_cat: int,
@@ -119,9 +126,8 @@ def item_vectors(run_dir: str, train_pattern: str
 
 
 def plot_heatmaps(path: str, sims: Dict[str, np.ndarray], labels: List[str]) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  """Figure 4: one heat map of item similarities per model, side by side."""
+  plt = common.pyplot()
   fig, axes = plt.subplots(1, len(sims), figsize=(5 * len(sims), 4.6),
                            layout="constrained")
   axes = np.atleast_1d(axes)
@@ -167,11 +173,9 @@ def main(argv):
                  f"{mean_cosine(vectors, inter):.4f}", f"{ids.size:,}",
                  f"{int(np.sum(~nonzero)):,}", f"{result['best_lr']:g}"))
 
-  header = ("model", "intra-category", "inter-category", "items", "zero vectors",
-            "lr")
-  table = "\n".join(["| " + " | ".join(header) + " |",
-                     "|---|" + "---:|" * (len(header) - 1)] +
-                    ["| " + " | ".join(r) + " |" for r in rows])
+  table = common.markdown_table(
+      ("model", "intra-category", "inter-category", "items", "zero vectors", "lr"),
+      rows)
   png = os.path.join(FLAGS.runs_dir, f"figure4_{split.name}.png")
   os.makedirs(FLAGS.runs_dir, exist_ok=True)
   plot_heatmaps(png, sims, labels)

@@ -18,7 +18,7 @@ Per size and seed it reports the item collision rate of the last progress chunk
 last window, and the test AUC after the pass; then mean +- std over seeds.
 
 Usage:
-  python experiments/growing_catalog.py [--users 2000] [--seeds 0,1]
+  python -m experiments.growing_catalog [--users 2000] [--seeds 0,1]
       [--fractions 1,0.25,0.0625] [--relist_days 5] [--model dnn]
       [--out runs/growing_catalog]
 """
@@ -38,6 +38,7 @@ from data_pipeline import simulator
 from data_pipeline import stream as stream_lib
 from data_pipeline import writer as writer_lib
 from egin_tf import streaming, training
+from experiments import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("users", 2000, "Users simulated.")
@@ -90,6 +91,7 @@ def last_collision_rate(lines: List[str]) -> float:
 
 
 def run(seed: int, fraction: float) -> Dict[str, float]:
+  """One stream pass of ``--model`` (``seed``) with ``fraction`` of the ids as rows."""
   base = os.path.join(FLAGS.out, f"seed{seed}")
   data = os.path.join(base, "data")
   ids = write_relisted(simulator.SimulatorConfig(num_users=FLAGS.users, seed=seed), data)
@@ -114,17 +116,17 @@ def run(seed: int, fraction: float) -> Dict[str, float]:
 
 
 def table(results: Dict[float, List[Dict[str, float]]]) -> str:
+  """Mean ± std over seeds (std 0 for one seed) per item table size."""
   keys = ("collisions", "running_auc", "window_auc", "test_auc")
-  rows = ["| item rows / ids | " + " | ".join(keys) + " |",
-          "|---|" + "---|" * len(keys)]
+  rows = []
   for fraction, runs in results.items():
-    cells = []
+    cells = [f"{fraction:g} ({runs[0]['rows']:,} / {runs[0]['ids']:,})"]
     for key in keys:
       values = np.array([r[key] for r in runs])
       cells.append(f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}")
-    rows.append(f"| {fraction:g} ({runs[0]['rows']:,} / {runs[0]['ids']:,}) | "
-                + " | ".join(cells) + " |")
-  return "\n".join(rows)
+    rows.append(cells)
+  return common.markdown_table(("item rows / ids",) + keys, rows,
+                               left_columns=len(keys) + 1)
 
 
 def main(argv):

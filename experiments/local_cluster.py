@@ -9,7 +9,7 @@ the ratio, not the absolute figure) as mean +- std over seeds, and the
 worker-kill run's outcome.
 
 Usage:
-  python experiments/local_cluster.py [--users 400] [--data_seed 3]
+  python -m experiments.local_cluster [--users 400] [--data_seed 3]
       [--seeds 0,1,2] [--steps 300] [--model egin] [--out runs/local_cluster]
 """
 
@@ -24,6 +24,8 @@ from typing import Dict, List, Tuple
 from absl import app
 from absl import flags
 import numpy as np
+
+from experiments import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("users", 400, "Users simulated.")
@@ -91,14 +93,14 @@ def main(argv):
   seeds = [int(s) for s in FLAGS.seeds]
   results = {kind: [run(kind, data, s)[0] for s in seeds] for kind in ("single", "cluster")}
   killed, output = run("killed", data, seeds[0], kill_worker=True)
-  rows = ["| run | test AUC | examples/s |", "|---|---|---|"]
-  for kind, runs in results.items():
-    rows.append(f"| {kind} | {_mean_std([r['auc'] for r in runs])} | "
-                f"{_mean_std([r['examples_per_second'] for r in runs])} |")
+  rows = [[kind, _mean_std([r["auc"] for r in runs]),
+           _mean_std([r["examples_per_second"] for r in runs])]
+          for kind, runs in results.items()]
   ratio = (np.mean([r["examples_per_second"] for r in results["cluster"]]) /
            np.mean([r["examples_per_second"] for r in results["single"]]))
   restarted = re.findall(r"\[cluster\] worker 1 exited with .*", output)
-  text = "\n".join(rows) + (
+  text = common.markdown_table(("run", "test AUC", "examples/s"), rows,
+                               left_columns=3) + (
       f"\n\ncluster / single examples/s: {ratio:.2f}\n"
       f"worker 1 killed at chunk 2 (seed {seeds[0]}): {restarted}, finished "
       f"{killed['steps']} steps, test AUC {killed['auc']:.4f}, "

@@ -43,24 +43,22 @@ weights) under new names, trained with the same protocol; ``--report_name``
 writes their table beside the main ones without overwriting them.
 
 Usage:
-  python experiments/paper_tables.py --table simulator [--seeds 0,1,2]
+  python -m experiments.paper_tables --table simulator [--seeds 0,1,2]
       [--lrs 3e-4,1e-3,3e-3] [--epochs 2 | --steps N] [--batch_size 256]
       [--max_hist 100] [--users 2000] [--models dnn_cross,egin,...]
       [--runs_dir runs/paper_tables]
 
 Smoke run (a few minutes):
-  python experiments/paper_tables.py --table simulator --users 100 --steps 20 \
+  python -m experiments.paper_tables --table simulator --users 100 --steps 20 \
       --seeds 0,1 --lrs 1e-3,3e-3 --models dnn_cross,egin --runs_dir /tmp/pt_smoke
 """
 
 import dataclasses
-import datetime
 import json
 import math
 import os
 import shlex
 import shutil
-import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -68,9 +66,6 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-# The colleague's script: its ablation variants, number format and flags
-# (--users, --epochs, --batch_size, --log_every, --verbose) are shared.
-import egin_vs_dnn
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
@@ -84,9 +79,11 @@ from egin_tf import graph_quality
 from egin_tf import training
 from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.models import MODELS
+from experiments import common
+# The colleague's script: its ablation variants and flags (--users, --epochs,
+# --batch_size, --log_every, --verbose) are shared.
+from experiments import egin_vs_dnn
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA_DIR = os.path.normpath(os.path.join(_REPO_ROOT, "..", "shared", "data"))
 TAOBAO_CSV = "taobao_userbehavior_head/UserBehavior_head.csv"
 TRIVAGO_CSV = "trivago/trivago_sample.csv.gz"
 BASE_VARIANT = "dnn_cross"
@@ -137,9 +134,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("max_hist", 100, "L = M = S: history lengths kept.")
   flags.DEFINE_list("models", None, "Subset of the table's variants, of "
                     f"{sorted(VARIANTS)}.")
-  flags.DEFINE_string("runs_dir", os.path.join(_REPO_ROOT, "runs", "paper_tables"),
+  flags.DEFINE_string("runs_dir", os.path.join(common.REPO_ROOT, "runs", "paper_tables"),
                       "Folder of converted data, runs and tables.")
-  flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "The shared samples' folder.")
+  flags.DEFINE_string("data_dir", common.SHARED_DATA_DIR, "The shared samples' folder.")
   flags.DEFINE_string("report_name", None, "Name of the written <runs_dir>/<name>.md "
                       "(default: the table's name).")
   flags.DEFINE_string("extra_variants", None, "JSON object of more variants, "
@@ -154,18 +151,6 @@ def rela_impr(auc: float, base_auc: float) -> float:
   if base_auc <= 0.5:
     raise ValueError(f"RelaImpr needs a base AUC above 0.5, got {base_auc}")
   return (auc - 0.5) / (base_auc - 0.5) - 1.0
-
-
-def mean_std(values: Sequence[float]) -> Tuple[float, float]:
-  """Mean and sample standard deviation (n - 1; NaN for a single value)."""
-  x = np.asarray(values, np.float64)
-  return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else math.nan
-
-
-def mean_pm_std(values: Sequence[float], digits: int = 4) -> str:
-  mean, std = mean_std(values)
-  return egin_vs_dnn._fmt(mean, digits) + (  # pylint: disable=protected-access
-      "" if math.isnan(std) else f" ± {std:.{digits}f}")
 
 
 # ------------------------------------------------------- validation split ----
@@ -385,7 +370,7 @@ def markdown_table(results: List[Dict[str, Any]],
                    oracle: Optional[Dict[str, Any]] = None,
                    reference: Optional[str] = None) -> str:
   """One row per variant; ``reference``: also "AUC - <reference>" (points)."""
-  mean_auc = {r["variant"]: mean_std([x["test"]["auc"] for x in r["runs"]])[0]
+  mean_auc = {r["variant"]: common.mean_std([x["test"]["auc"] for x in r["runs"]])[0]
               for r in results}
   base = mean_auc.get(BASE_VARIANT)
   header = ["model", "lr (valid AUC)", "test AUC", "gAUC", "logloss",
@@ -393,8 +378,6 @@ def markdown_table(results: List[Dict[str, Any]],
   if reference:
     header.append(f"AUC - {reference}")
   header += ["i2i / q2i recall@10", "train ex/s", "steps", "seeds"]
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
 
   def relative(auc: float) -> List[str]:
     cells = ["-" if base is None else f"{100 * rela_impr(auc, base):+.2f}%"]
@@ -403,25 +386,31 @@ def markdown_table(results: List[Dict[str, Any]],
       cells.append("-" if ref is None else f"{auc - ref:+.4f}")
     return cells
 
-  for r in results:
-    tests = [x["test"] for x in r["runs"]]
-    cells = [r["variant"],
-             f"{r['best_lr']:g} ({r['valid_auc'][r['best_lr']]:.4f})",
-             mean_pm_std([t["auc"] for t in tests]),
-             mean_pm_std([t["gauc"] for t in tests]),
-             mean_pm_std([t["logloss"] for t in tests])]
-    cells += relative(mean_auc[r["variant"]])
-    cells.append(_recall_cell([x.get("graph") for x in r["runs"]]))
-    cells += [f"{np.mean([x['examples_per_second'] for x in r['runs']]):,.0f}",
-              str(r["runs"][0]["steps"]), str(len(r["runs"]))]
-    lines.append("| " + " | ".join(cells) + " |")
+  rows = [_variant_cells(r) + relative(mean_auc[r["variant"]]) + _run_cells(r)
+          for r in results]
   if oracle:
-    fmt = egin_vs_dnn._fmt  # pylint: disable=protected-access
-    cells = ["oracle (true p)", "-", fmt(oracle["test_auc"]),
-             fmt(oracle.get("test_gauc")), fmt(oracle.get("test_logloss"))]
-    cells += relative(oracle["test_auc"]) + ["-", "-", "-", "-"]
-    lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines)
+    fmt = common.format_number
+    rows.append(["oracle (true p)", "-", fmt(oracle["test_auc"]),
+                 fmt(oracle.get("test_gauc")), fmt(oracle.get("test_logloss"))] +
+                relative(oracle["test_auc"]) + ["-", "-", "-", "-"])
+  return common.markdown_table(header, rows, left_columns=2)
+
+
+def _variant_cells(result: Dict[str, Any]) -> List[str]:
+  """A variant's name, chosen rate and test metrics over seeds (mean ± std)."""
+  tests = [x["test"] for x in result["runs"]]
+  return [result["variant"],
+          f"{result['best_lr']:g} ({result['valid_auc'][result['best_lr']]:.4f})"] + [
+              common.mean_pm_std([t[key] for t in tests])
+              for key in ("auc", "gauc", "logloss")]
+
+
+def _run_cells(result: Dict[str, Any]) -> List[str]:
+  """A variant's graph recall, speed, steps and number of seeds."""
+  runs = result["runs"]
+  return [_recall_cell([x.get("graph") for x in runs]),
+          f"{np.mean([x['examples_per_second'] for x in runs]):,.0f}",
+          str(runs[0]["steps"]), str(len(runs))]
 
 
 def _recall_cell(reports: List[Optional[Dict[str, Any]]]) -> str:
@@ -434,9 +423,8 @@ def _recall_cell(reports: List[Optional[Dict[str, Any]]]) -> str:
 
 def write_report(name: str, title: str, split: Split, table: str) -> str:
   """Prints the table with its command, date and scale; writes <name>.md."""
-  command = shlex.join(["python", os.path.relpath(sys.argv[0], _REPO_ROOT)] +
-                       sys.argv[1:])
-  date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  command = shlex.join(common.command_line())
+  date = common.utc_date()
   schema = schema_lib.schema_for_files(reader.match_files(split.train))
   test = schema_lib.schema_for_files(reader.match_files(split.test))
   counts = ", ".join(f"{s} {v['impressions']:,}" for s, v in sorted(

@@ -30,25 +30,23 @@ time-ordered train split, reused), ``stream_<model>/`` and ``offline_<model>/``
 ``results.md`` and ``curves.json``.
 
 Usage:
-  python experiments/progressive_validation.py [--users 2000] [--seed 0]
+  python -m experiments.progressive_validation [--users 2000] [--seed 0]
       [--models egin,dnn] [--max_hist 50] [--records_per_shard 5000]
       [--export_every_steps 0] [--out runs/progressive_validation]
       [--figure experiments/figures/progressive_auc.png] [--overwrite]
 
 Smoke run (a minute or two):
-  python experiments/progressive_validation.py --users 100 --models dnn \
+  python -m experiments.progressive_validation --users 100 --models dnn \
       --out /tmp/progressive_smoke --figure /tmp/progressive_smoke/auc.png
 """
 
 import dataclasses
-import datetime
 import glob
 import json
 import math
 import os
 import shutil
-import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -62,8 +60,8 @@ from data_pipeline.tf_env import tf
 from egin_tf import metrics
 from egin_tf import streaming
 from egin_tf import training
+from experiments import common
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRESSIVE_PREFIX = "progressive/"
 PROGRESSIVE_TAGS = ("running_auc", "window_auc", "running_logloss", "window_logloss")
 STREAM_METRICS_FILE = "stream_metrics.json"  # written by train_stream at its end
@@ -85,9 +83,9 @@ def define_flags() -> None:
   flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate (both).")
   flags.DEFINE_integer("window", 10_000, "Examples in the progressive window.")
   flags.DEFINE_integer("log_every", 20, "Stream steps between logged points.")
-  flags.DEFINE_string("out", os.path.join(_REPO_ROOT, "runs", "progressive_validation"),
+  flags.DEFINE_string("out", os.path.join(common.REPO_ROOT, "runs", "progressive_validation"),
                       "Folder for the data, the stream, the model dirs and results.")
-  flags.DEFINE_string("figure", os.path.join(_REPO_ROOT, "experiments", "figures",
+  flags.DEFINE_string("figure", os.path.join(common.REPO_ROOT, "experiments", "figures",
                                              "progressive_auc.png"),
                       "Where the plot goes.")
   flags.DEFINE_bool("overwrite", False, "Retrain models whose dirs exist.")
@@ -146,21 +144,8 @@ def simulate_dataset(data_dir: str, users: int, seed: int
   Returns:
     The simulator config the dataset was made with (from its ``oracle.json``).
   """
-  oracle_path = os.path.join(data_dir, simulator.ORACLE_FILE)
-  if os.path.exists(oracle_path):
-    with open(oracle_path, encoding="utf-8") as f:
-      config = simulator.SimulatorConfig(**json.load(f)["config"])
-    if config.num_users != users or config.seed != seed:
-      raise ValueError(
-          f"{data_dir} holds a dataset of {config.num_users} users, seed "
-          f"{config.seed}, not {users} users, seed {seed}; pick another --out or "
-          "delete it")
-    print(f"reusing {data_dir} (same simulator users and seed)")
-    return config
-  config = simulator.SimulatorConfig(num_users=users, seed=seed)
-  print(f"simulating {users} users (seed {seed}) into {data_dir}")
-  simulator.generate(config, data_dir)
-  return config
+  return simulator.SimulatorConfig(**common.simulated_dataset(
+      data_dir, users, seed, f"{users} users, seed {seed}"))
 
 
 def make_stream(data_dir: str, stream_dir: str, records_per_shard: int) -> int:
@@ -190,6 +175,26 @@ def make_stream(data_dir: str, stream_dir: str, records_per_shard: int) -> int:
   return expected
 
 
+def _train_truth(config: simulator.SimulatorConfig) -> Dict[int, Tuple[int, float]]:
+  """``{record fingerprint: (label, true click probability)}`` of every simulated
+  train impression, serialized exactly as `simulator.generate` writes it."""
+  truth: Dict[int, Tuple[int, float]] = {}
+  for split, imp, prob in simulator.simulate(config):
+    if split != simulator.TRAIN:
+      continue
+    record = schema_lib.to_example(imp, simulator.NUM_CATS).SerializeToString(
+        deterministic=True)
+    key = stream_lib.record_fingerprint(record)
+    # (user, time, item) is unique in the simulator (search times strictly
+    # increase per user, results of a search are distinct), so records are too.
+    if key in truth:
+      raise ValueError(f"two simulated impressions share the record fingerprint "
+                       f"{key} (user {imp.user_id}, time {imp.time}, item "
+                       f"{imp.item_id}); their probabilities cannot be told apart")
+    truth[key] = (imp.label, prob)
+  return truth
+
+
 def true_click_probabilities(config: simulator.SimulatorConfig, stream_dir: str
                              ) -> Tuple[np.ndarray, np.ndarray]:
   """Labels and true click probabilities of every stream record, in stream order.
@@ -205,20 +210,7 @@ def true_click_probabilities(config: simulator.SimulatorConfig, stream_dir: str
     ValueError: naming the shard and record of a stream record that no simulated
       train impression produces, or a train impression missing from the stream.
   """
-  truth: Dict[int, Tuple[int, float]] = {}
-  for split, imp, prob in simulator.simulate(config):
-    if split != simulator.TRAIN:
-      continue
-    record = schema_lib.to_example(imp, simulator.NUM_CATS).SerializeToString(
-        deterministic=True)
-    key = stream_lib.record_fingerprint(record)
-    # (user, time, item) is unique in the simulator (search times strictly
-    # increase per user, results of a search are distinct), so records are too.
-    if key in truth:
-      raise ValueError(f"two simulated impressions share the record fingerprint "
-                       f"{key} (user {imp.user_id}, time {imp.time}, item "
-                       f"{imp.item_id}); their probabilities cannot be told apart")
-    truth[key] = (imp.label, prob)
+  truth = _train_truth(config)
   labels, probs, found = [], [], set()
   for shard in stream_lib.list_shards(stream_dir):
     path = os.path.join(stream_dir, shard)
@@ -393,30 +385,22 @@ def train_offline(model: str, train_pattern: str, test_pattern: str, model_dir: 
 # ------------------------------------------------------------------ reporting
 
 
-def _fmt(x: Optional[float], digits: int = 4) -> str:
-  return "-" if x is None or math.isnan(x) else f"{x:.{digits}f}"
-
-
 def markdown_table(rows: Sequence[ModelResult], oracle: Curve,
                    oracle_test_auc: float, window: int) -> str:
   """One row per model, then the oracle (the true probabilities) on the same data."""
+  fmt = common.format_number
   header = ["model", "progressive AUC, whole stream (running)",
             f"progressive AUC, last {window:,}", "test AUC after the stream pass",
             "test AUC after 1 offline epoch", "oracle test AUC", "stream ex/s",
             "offline ex/s"]
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-  for r in rows:
-    cells = [r.model, _fmt(r.running_auc), _fmt(r.window_auc),
-             _fmt(r.stream_test_auc), _fmt(r.offline_test_auc),
-             _fmt(oracle_test_auc), f"{r.stream_examples_per_second:,.0f}",
-             f"{r.offline_examples_per_second:,.0f}"]
-    lines.append("| " + " | ".join(cells) + " |")
-  lines.append("| " + " | ".join(
-      ["oracle (true p)", _fmt(float(oracle.running_auc[-1])),
-       _fmt(float(oracle.window_auc[-1])), "-", "-", _fmt(oracle_test_auc), "-",
-       "-"]) + " |")
-  return "\n".join(lines)
+  body = [[r.model, fmt(r.running_auc), fmt(r.window_auc), fmt(r.stream_test_auc),
+           fmt(r.offline_test_auc), fmt(oracle_test_auc),
+           f"{r.stream_examples_per_second:,.0f}",
+           f"{r.offline_examples_per_second:,.0f}"] for r in rows]
+  body.append(["oracle (true p)", fmt(float(oracle.running_auc[-1])),
+               fmt(float(oracle.window_auc[-1])), "-", "-", fmt(oracle_test_auc), "-",
+               "-"])
+  return common.markdown_table(header, body)
 
 
 def plot_progressive(rows: Sequence[ModelResult], oracle: Curve,
@@ -424,9 +408,8 @@ def plot_progressive(rows: Sequence[ModelResult], oracle: Curve,
                      path: str) -> None:
   """Progressive window (solid) and running (dashed) AUC per model, the oracle's
   window AUC (black), and the test AUCs as marks right of the stream's end."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = common.pyplot()
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   fig, ax = plt.subplots(figsize=(10, 6.8), layout="constrained")
   # Test AUCs are single numbers measured after the stream: short marks in a
@@ -458,7 +441,7 @@ def plot_progressive(rows: Sequence[ModelResult], oracle: Curve,
   ax.set_xlim(0, x1 * 1.01)
   ax.set_xlabel("examples streamed (train split in time order)")
   ax.set_ylabel("AUC")
-  ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(
       lambda x, _: f"{x / 1000:,.0f}k" if x else "0"))
   ax.grid(alpha=0.3)
   ax.set_title(f"Progressive validation: scored before training on each batch "
@@ -472,9 +455,14 @@ def plot_progressive(rows: Sequence[ModelResult], oracle: Curve,
 # ----------------------------------------------------------------------- run
 
 
-def run(config: ExperimentConfig, command: str = "") -> dict:
-  """Runs the whole experiment; returns ``{"rows", "oracle", "oracle_test_auc",
-  "stream_examples", "table"}`` and writes results.md, curves.json and the figure."""
+def prepare_stream(config: ExperimentConfig
+                   ) -> Tuple[int, np.ndarray, np.ndarray]:
+  """Simulates (or reuses) ``<out>/data`` and its stream ``<out>/stream``.
+
+  Returns:
+    ``(total, labels, probs)``: the stream's record count, and the labels and
+    true click probabilities of its records in stream order.
+  """
   data_dir = os.path.join(config.out, "data")
   stream_dir = os.path.join(config.out, "stream")
   sim_config = simulate_dataset(data_dir, config.users, config.seed)
@@ -483,48 +471,44 @@ def run(config: ExperimentConfig, command: str = "") -> dict:
   if labels.size != total:
     raise ValueError(f"{stream_dir}: {labels.size} records, expected {total}")
   print(f"true click probabilities of all {total:,} stream records found")
-  train_pattern = os.path.join(data_dir, "train-*")
+  return total, labels, probs
+
+
+def model_result(model: str, total: int, config: ExperimentConfig) -> ModelResult:
+  """Trains ``model`` on the stream and offline (or reuses the runs); its row."""
+  data_dir = os.path.join(config.out, "data")
   test_pattern = os.path.join(data_dir, "test-*")
-  oracle_test_auc = training.load_oracle(test_pattern)["test_auc"]
+  stream_dir_model = os.path.join(config.out, f"stream_{model}")
+  streamed = train_on_stream(model, os.path.join(config.out, "stream"), test_pattern,
+                             stream_dir_model, config)
+  if streamed["examples"] != total:
+    raise ValueError(f"{stream_dir_model}: trained on {streamed['examples']} "
+                     f"examples, the stream has {total}")
+  offline = train_offline(model, os.path.join(data_dir, "train-*"), test_pattern,
+                          os.path.join(config.out, f"offline_{model}"), config)
+  progressive = streamed["progressive"]
+  curve = model_curve(stream_dir_model, config.batch_size, total)
+  if curve.examples[-1] != total:  # the last step was not a logged one
+    curve = Curve(np.append(curve.examples, total),
+                  np.append(curve.running_auc, progressive["running_auc"]),
+                  np.append(curve.window_auc, progressive["window_auc"]))
+  return ModelResult(
+      model=model, curve=curve,
+      running_auc=progressive["running_auc"],
+      window_auc=progressive["window_auc"],
+      stream_test_auc=streamed["eval"]["auc"],
+      offline_test_auc=offline["eval"]["auc"],
+      stream_examples_per_second=(streamed["examples_this_run"] /
+                                  streamed["seconds"]),
+      offline_examples_per_second=offline["examples_per_second"],
+      stream_steps=streamed["steps"], offline_steps=offline["steps"])
 
-  rows: List[ModelResult] = []
-  for model in config.models:
-    stream_dir_model = os.path.join(config.out, f"stream_{model}")
-    streamed = train_on_stream(model, stream_dir, test_pattern, stream_dir_model,
-                               config)
-    if streamed["examples"] != total:
-      raise ValueError(f"{stream_dir_model}: trained on {streamed['examples']} "
-                       f"examples, the stream has {total}")
-    offline = train_offline(model, train_pattern, test_pattern,
-                            os.path.join(config.out, f"offline_{model}"), config)
-    progressive = streamed["progressive"]
-    curve = model_curve(stream_dir_model, config.batch_size, total)
-    if curve.examples[-1] != total:  # the last step was not a logged one
-      curve = Curve(np.append(curve.examples, total),
-                    np.append(curve.running_auc, progressive["running_auc"]),
-                    np.append(curve.window_auc, progressive["window_auc"]))
-    rows.append(ModelResult(
-        model=model, curve=curve,
-        running_auc=progressive["running_auc"],
-        window_auc=progressive["window_auc"],
-        stream_test_auc=streamed["eval"]["auc"],
-        offline_test_auc=offline["eval"]["auc"],
-        stream_examples_per_second=(streamed["examples_this_run"] /
-                                    streamed["seconds"]),
-        offline_examples_per_second=offline["examples_per_second"],
-        stream_steps=streamed["steps"], offline_steps=offline["steps"]))
 
-  for r in rows[1:]:
-    if not np.array_equal(r.curve.examples, rows[0].curve.examples):
-      raise ValueError(f"{r.model} and {rows[0].model} were logged at different "
-                       "steps")
-  oracle = oracle_curve(labels, probs, rows[0].curve.examples, config.window)
-  table = markdown_table(rows, oracle, oracle_test_auc, config.window)
-  plot_progressive(rows, oracle, oracle_test_auc, total, config.window,
-                   config.figure)
-  date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-  text = (f"Command: `{command}`  \nDate: {date}  \nStream: {total:,} train "
-          f"impressions in time order, {rows[0].stream_steps} steps of "
+def write_results(config: ExperimentConfig, rows: Sequence[ModelResult],
+                  oracle: Curve, total: int, table: str, command: str) -> str:
+  """Writes ``<out>/results.md`` (returned) and ``<out>/curves.json``."""
+  text = (f"Command: `{command}`  \nDate: {common.utc_date()}  \nStream: {total:,} "
+          f"train impressions in time order, {rows[0].stream_steps} steps of "
           f"{config.batch_size}; offline: {rows[0].offline_steps} shuffled steps; "
           f"L = M = S = {config.max_hist}, lr {config.learning_rate}, seed "
           f"{config.seed}\n\n{table}\n\nFigure: {config.figure}\n")
@@ -536,6 +520,25 @@ def run(config: ExperimentConfig, command: str = "") -> dict:
                       for k, v in dataclasses.asdict(oracle).items()}
   with open(os.path.join(config.out, "curves.json"), "w", encoding="utf-8") as f:
     json.dump(curves, f)
+  return text
+
+
+def run(config: ExperimentConfig, command: str = "") -> dict:
+  """Runs the whole experiment; returns ``{"rows", "oracle", "oracle_test_auc",
+  "stream_examples", "table"}`` and writes results.md, curves.json and the figure."""
+  total, labels, probs = prepare_stream(config)
+  test_pattern = os.path.join(config.out, "data", "test-*")
+  oracle_test_auc = training.load_oracle(test_pattern)["test_auc"]
+  rows = [model_result(model, total, config) for model in config.models]
+  for r in rows[1:]:
+    if not np.array_equal(r.curve.examples, rows[0].curve.examples):
+      raise ValueError(f"{r.model} and {rows[0].model} were logged at different "
+                       "steps")
+  oracle = oracle_curve(labels, probs, rows[0].curve.examples, config.window)
+  table = markdown_table(rows, oracle, oracle_test_auc, config.window)
+  plot_progressive(rows, oracle, oracle_test_auc, total, config.window,
+                   config.figure)
+  text = write_results(config, rows, oracle, total, table, command)
   print("\n" + text)
   return {"rows": rows, "oracle": oracle, "oracle_test_auc": oracle_test_auc,
           "stream_examples": total, "table": table}
@@ -553,8 +556,7 @@ def main(argv):
       learning_rate=FLAGS.learning_rate, window=FLAGS.window,
       log_every=FLAGS.log_every, overwrite=FLAGS.overwrite, verbose=FLAGS.verbose)
   os.makedirs(FLAGS.out, exist_ok=True)
-  command = " ".join(["python", "experiments/progressive_validation.py"] + sys.argv[1:])
-  run(config, command)
+  run(config, " ".join(common.command_line()))
 
 
 if __name__ == "__main__":

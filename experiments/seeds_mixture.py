@@ -9,7 +9,7 @@ table, and plots test AUC mean +- std against the fraction as a PNG. The
 fraction 0 is plain EGIN, so it reuses the tables' EGIN runs.
 
 Usage:
-  python experiments/seeds_mixture.py [--fractions 0,0.2,0.5,0.8,1.0] \
+  python -m experiments.seeds_mixture [--fractions 0,0.2,0.5,0.8,1.0] \
       [paper_tables flags: --seeds --lrs --epochs/--steps --users --runs_dir ...]
 """
 
@@ -20,8 +20,9 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-import paper_tables
 from egin_tf import training
+from experiments import common
+from experiments import paper_tables
 
 FLAGS = flags.FLAGS
 
@@ -43,11 +44,10 @@ def fraction_variants(fractions: Sequence[float]
 
 def plot(path: str, fractions: Sequence[float], aucs: List[List[float]],
          oracle_auc: float) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  means = [paper_tables.mean_std(a)[0] for a in aucs]
-  stds = [0.0 if len(a) < 2 else paper_tables.mean_std(a)[1] for a in aucs]
+  """Figure 3: test AUC (mean ± std over seeds) against the seeds share."""
+  plt = common.pyplot()
+  means = [common.mean_std(a)[0] for a in aucs]
+  stds = [0.0 if len(a) < 2 else common.mean_std(a)[1] for a in aucs]
   fig, ax = plt.subplots(figsize=(5, 3.5))
   ax.errorbar(fractions, means, yerr=stds, marker="o", capsize=3, label="EGIN")
   ax.set_xlabel("share of the seeds sequence in the i2i input")

@@ -20,7 +20,7 @@ reach with category-aware attention, and what only a graph that recovers the
 hidden clusters can add.
 
 Usage:
-  python experiments/simulator_signal.py [--users 2000] [--max_hist 50]
+  python -m experiments.simulator_signal [--users 2000] [--max_hist 50]
       [--data runs/paper_tables/data/simulator_u2000]
 """
 
@@ -36,8 +36,8 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
 from egin_tf import metrics
+from experiments import common
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 
 # Nested feature sets: (name, features added to the previous set).
@@ -161,28 +161,40 @@ def _scores(data: Dict[str, np.ndarray], p: np.ndarray) -> str:
           f"{metrics.logloss(y, p):.4f}")
 
 
+def fitted_scores(train: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
+                  names: Sequence[str]) -> str:
+  """Fits `fit_logistic` on the ``names`` features of ``train``; its test AUC,
+  gAUC and logloss as Markdown cells ("a | b | c")."""
+  w = fit_logistic(design(train, names), train["label"].astype(np.float64))
+  p = 1.0 / (1.0 + np.exp(-design(test, names) @ w))
+  return _scores(test, p)
+
+
+def print_nested_scores(train: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
+                        feature_sets: Sequence[Tuple[str, Sequence[str]]]) -> None:
+  """Prints a Markdown table: `fitted_scores` of each nested feature set, every
+  set adding ``(title, features)`` to the previous one."""
+  names: List[str] = []
+  print("| features (nested) | test AUC | test gAUC | test logloss |")
+  print("|---|---:|---:|---:|")
+  for title, added in feature_sets:
+    names += added
+    print(f"| {title} | {fitted_scores(train, test, names)} |")
+
+
 def main(argv):
   del argv
   config = simulator.SimulatorConfig(num_users=FLAGS.users, seed=0)
-  data = FLAGS.data or os.path.join(_REPO_ROOT, "runs", "paper_tables", "data",
+  data = FLAGS.data or os.path.join(common.REPO_ROOT, "runs", "paper_tables", "data",
                                     f"simulator_u{FLAGS.users}")
   catalog = simulator.build_catalog(config)
   train = read_features(os.path.join(data, "train-*"), catalog, config)
   test = read_features(os.path.join(data, "test-*"), catalog, config)
   print(f"train {len(train['label']):,} / test {len(test['label']):,} impressions")
-  names: List[str] = []
-  print("| features (nested) | test AUC | test gAUC | test logloss |")
-  print("|---|---:|---:|---:|")
-  for title, added in FEATURE_SETS:
-    names += added
-    w = fit_logistic(design(train, names), train["label"].astype(np.float64))
-    p = 1.0 / (1.0 + np.exp(-design(test, names) @ w))
-    print(f"| {title} | {_scores(test, p)} |")
+  print_nested_scores(train, test, FEATURE_SETS)
   for extra in SINGLE_TERMS:
-    names = ["position"] + list(extra)
-    w = fit_logistic(design(train, names), train["label"].astype(np.float64))
-    p = 1.0 / (1.0 + np.exp(-design(test, names) @ w))
-    print(f"| position + {', '.join(extra)} only | {_scores(test, p)} |")
+    print(f"| position + {', '.join(extra)} only | "
+          f"{fitted_scores(train, test, ['position', *extra])} |")
   with open(os.path.join(data, simulator.ORACLE_FILE), encoding="utf-8") as f:
     print("oracle:", f.read())
 

@@ -18,7 +18,7 @@ Taobao has no queries, so no query fields are written. Raw ids are written as th
 are; ``egin-tf convert --format jsonl`` hashes them.
 
 Usage:
-  python experiments/taobao_to_jsonl.py --output runs/taobao_head/impressions.jsonl
+  python -m experiments.taobao_to_jsonl --output runs/taobao_head/impressions.jsonl
   egin-tf convert --format jsonl --input runs/taobao_head/impressions.jsonl \
       --out runs/taobao_head/data
 """
@@ -36,6 +36,8 @@ from absl import flags
 
 from data_pipeline.bad_input import BadRecordError, BadRecordPolicy
 
+# No experiments.common import here: benchmarks/converter_memory.py loads this file
+# on its own (by path, from any folder), so it needs nothing but data_pipeline.
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_INPUT = os.path.join(_REPO_ROOT, "..", "shared", "data",
                              "taobao_userbehavior_head", "UserBehavior_head.csv")

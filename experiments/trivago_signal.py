@@ -16,7 +16,7 @@ in the top bin, and the share of impressions WITHOUT a repeat whose top-1 slot i
 in the top bin anyway (they look like repeats to the MLP).
 
 Usage:
-  python experiments/trivago_signal.py [--data runs/paper_tables/data/trivago]
+  python -m experiments.trivago_signal [--data runs/paper_tables/data/trivago]
       [--max_hist 50] [--runs RUN_DIR,...] [--num_bins 20]
 """
 
@@ -28,13 +28,14 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-import simulator_signal
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from egin_tf import embeddings
 from egin_tf import training
+from experiments import common
+from experiments import embedding_similarity
+from experiments import simulator_signal
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 
 FEATURE_SETS = (
@@ -46,7 +47,7 @@ FEATURE_SETS = (
 
 
 def define_flags() -> None:
-  flags.DEFINE_string("data", os.path.join(_REPO_ROOT, "runs", "paper_tables",
+  flags.DEFINE_string("data", os.path.join(common.REPO_ROOT, "runs", "paper_tables",
                                            "data", "trivago"),
                       "Converted trivago folder (train-*, test-*).")
   flags.DEFINE_integer("max_hist", 50, "Clicks read per impression.")
@@ -107,9 +108,8 @@ def repeat_cosines(run_dir: str, pattern: str, num_bins: int) -> str:
 
 
 def embedding_unit(table, ids: np.ndarray) -> np.ndarray:
-  vectors = embeddings.embed(table, ids)
-  norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-  return vectors / np.maximum(norms, 1e-12)
+  """The rows of ``table`` for ``ids``, scaled to unit length."""
+  return embedding_similarity.normalized(embeddings.embed(table, ids))
 
 
 def main(argv):
@@ -121,15 +121,7 @@ def main(argv):
         f"{np.mean(test['repeats'] > 0):.3f} (their CTR "
         f"{test['label'][test['repeats'] > 0].mean():.3f}, others "
         f"{test['label'][test['repeats'] == 0].mean():.3f})")
-  names: List[str] = []
-  print("| features (nested) | test AUC | test gAUC | test logloss |")
-  print("|---|---:|---:|---:|")
-  for title, added in FEATURE_SETS:
-    names += added
-    w = simulator_signal.fit_logistic(simulator_signal.design(train, names),
-                                      train["label"].astype(np.float64))
-    p = 1.0 / (1.0 + np.exp(-simulator_signal.design(test, names) @ w))
-    print(f"| {title} | {simulator_signal._scores(test, p)} |")  # pylint: disable=protected-access
+  simulator_signal.print_nested_scores(train, test, FEATURE_SETS)
   if FLAGS.runs:
     print(f"\n| run | different-item pairs in the top bin (cos >= "
           f"{1 - 2 / FLAGS.num_bins:g}) | no-repeat impressions whose top-1 is in "

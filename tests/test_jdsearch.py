@@ -5,7 +5,6 @@ import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 import csv
 import dataclasses
 import gzip
-import importlib.util
 import os
 import tempfile
 
@@ -602,13 +601,8 @@ def test_fuzz_wrong_columns_and_tokens(lines, on_bad, which, encoding):
 
 
 def _load_dataset_stats():
-  # experiments/ holds scripts, not a package: load the file itself.
-  spec = importlib.util.spec_from_file_location("dataset_stats", os.path.join(
-      os.path.dirname(os.path.abspath(__file__)), "..", "experiments",
-      "dataset_stats.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  from experiments import dataset_stats  # pylint: disable=g-import-not-at-top
+  return dataset_stats
 
 
 def test_dataset_stats_row_and_table(shared_data, tmp_path, capsys):

@@ -6,7 +6,6 @@ import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 import glob
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -14,15 +13,13 @@ import pytest
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "experiments"))
-import embedding_similarity  # noqa: E402  pylint: disable=g-import-not-at-top
-import paper_tables  # noqa: E402  pylint: disable=g-import-not-at-top
-import seeds_mixture  # noqa: E402  pylint: disable=g-import-not-at-top
-import simulator_signal  # noqa: E402  pylint: disable=g-import-not-at-top
-import trivago_signal  # noqa: E402  pylint: disable=g-import-not-at-top
-import cluster_recovery  # noqa: E402  pylint: disable=g-import-not-at-top
+from experiments import cluster_recovery
+from experiments import common
+from experiments import embedding_similarity
+from experiments import paper_tables
+from experiments import seeds_mixture
+from experiments import simulator_signal
+from experiments import trivago_signal
 
 
 def test_rela_impr_matches_the_papers_table_2():
@@ -42,12 +39,26 @@ def test_rela_impr_rejects_a_base_at_chance():
 
 
 def test_mean_std_is_the_sample_std():
-  mean, std = paper_tables.mean_std([0.6, 0.7, 0.8])
+  mean, std = common.mean_std([0.6, 0.7, 0.8])
   assert mean == pytest.approx(0.7)
   assert std == pytest.approx(0.1)  # sqrt((0.01 + 0 + 0.01) / 2)
-  assert math.isnan(paper_tables.mean_std([0.5])[1])
-  assert paper_tables.mean_pm_std([0.6, 0.7, 0.8]) == "0.7000 ± 0.1000"
-  assert paper_tables.mean_pm_std([0.5]) == "0.5000"
+  assert math.isnan(common.mean_std([0.5])[1])
+  assert common.mean_pm_std([0.6, 0.7, 0.8]) == "0.7000 ± 0.1000"
+  assert common.mean_pm_std([0.5]) == "0.5000"
+
+
+def test_format_number_shows_missing_values_as_a_dash():
+  assert common.format_number(0.71234) == "0.7123"
+  assert common.format_number(0.71234, digits=2) == "0.71"
+  assert common.format_number(None) == common.format_number(math.nan) == "-"
+
+
+def test_markdown_table_aligns_the_number_columns_right():
+  table = common.markdown_table(["model", "lr", "AUC"], [["egin", "0.001", "0.7000"]],
+                                left_columns=2)
+  assert table.splitlines() == ["| model | lr | AUC |", "|---|---|---:|",
+                                "| egin | 0.001 | 0.7000 |"]
+  assert common.markdown_table(["a", "b"], []).splitlines()[1] == "|---|---:|"
 
 
 def test_validation_start_takes_the_latest_fraction_by_time():

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -17,10 +16,7 @@ from data_pipeline import simulator
 from data_pipeline import stream as stream_lib
 from data_pipeline.tf_env import tf
 from egin_tf import metrics
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "experiments"))
-import progressive_validation as pv  # noqa: E402  pylint: disable=g-import-not-at-top
+from experiments import progressive_validation as pv
 
 TINY_USERS = 20
 TINY_SEED = 1

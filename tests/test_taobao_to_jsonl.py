@@ -5,7 +5,6 @@ import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 import bisect
 import collections
 import csv
-import importlib.util
 import json
 import os
 
@@ -13,20 +12,7 @@ import pytest
 
 from data_pipeline.bad_input import BadRecordError, BadRecordPolicy
 from data_pipeline.jsonl import convert_jsonl
-
-_REPO_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def _load_experiment(name):
-  # experiments/ holds scripts, not a package: load the file itself.
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(_REPO_ROOT, "experiments", name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-taobao_to_jsonl = _load_experiment("taobao_to_jsonl")
+from experiments import taobao_to_jsonl
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                       "shared", "data", "taobao_userbehavior_head",
