@@ -13,7 +13,7 @@ from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
 from egin_tf import eges
 from egin_tf.layers.feature_embeddings import FeatureConfig
-from egin_tf.models.eges import EGES, FrozenIdEmbedding
+from egin_tf.eges import EGES, FrozenIdEmbedding
 
 
 def _write(imps, tmp_path, name="data", num_cats=2):
@@ -154,6 +154,49 @@ def test_attention_combination_equals_the_hand_formula():
       rtol=1e-5)
 
 
+# Each layer: (a factory, its outputs on fixed inputs; the first call builds it).
+_NODES = tf.constant([0, 2, 1, 3], tf.int64)
+_SIDE = tf.constant([[1, 2], [2, 0], [0, 0], [3, 1]], tf.int64)
+SERIALIZABLE_LAYERS = {
+    "EgesEmbedding": (
+        lambda: eges.EgesEmbedding(num_nodes=4, num_side_values=4,
+                                   num_side_slots=2, dim=3, seed=5),
+        lambda layer: layer(_NODES, _SIDE)),
+    # Its sampled loss (the n-th call of both draws the same negatives), exact
+    # loss and vectors.
+    "EgesSkipGram": (
+        lambda: eges.EgesSkipGram(_SIDE.numpy(), 4, np.array([1.0, 3.0, 2.0, 5.0]),
+                                  dim=3, num_negatives=2, seed=7),
+        lambda layer: tf.concat([
+            [layer(_NODES, tf.reverse(_NODES, [0])),
+             layer.full_softmax_loss(_NODES, _NODES)],
+            tf.reshape(layer.vectors(_NODES), [-1])], axis=0)),
+    "FrozenIdEmbedding": (
+        lambda: FrozenIdEmbedding(3, 2, ids=np.array([5, 9, 1 << 40]),
+                                  vectors=np.arange(6.0).reshape(3, 2)),
+        lambda layer: layer(tf.constant([[9, 0], [1 << 40, 7]], tf.int64))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERIALIZABLE_LAYERS))
+def test_layer_serialize_deserialize_round_trip(name):
+  make, outputs = SERIALIZABLE_LAYERS[name]
+  layer = make()
+  outputs(layer)  # builds its weights
+  # Random float weights (zero tables at start would hide a lost weight).
+  rng = np.random.default_rng(3)
+  layer.set_weights([rng.normal(size=w.shape) if w.dtype.kind == "f" else w
+                     for w in layer.get_weights()])
+  expected = outputs(layer).numpy()
+  serialized = tf.keras.layers.serialize(layer)
+  assert serialized["registered_name"] == f"egin_tf>{name}"
+  again = tf.keras.layers.deserialize(serialized)
+  assert type(again) is type(layer) and again.get_config() == layer.get_config()
+  outputs(again)  # builds its weights
+  again.set_weights(layer.get_weights())
+  np.testing.assert_allclose(outputs(again).numpy(), expected, rtol=1e-6)
+
+
 def test_training_lowers_the_loss_and_groups_co_clicked_items():
   # Two clusters of co-clicked items, {1, 2, 3} and {4, 5, 6}.
   sequences = [[1, 2, 3, 1, 3, 2, 1], [4, 5, 6, 4, 6, 5, 4]] * 3
@@ -245,7 +288,7 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     eges.load_embeddings(str(bad))
   with pytest.raises(FileNotFoundError, match="nothing.npz"):
     eges.load_embeddings(str(tmp_path / "nothing.npz"))
-  with pytest.raises(ValueError, match="walk_length must be a positive int"):
+  with pytest.raises(ValueError, match="EgesConfig: walk_length must be an int >= 1, got 0"):
     eges.EgesConfig(walk_length=0)
   # Every user clicked a single item: no edges, nothing to train.
   pattern = _write([Impression(label=0, user_id=u, time=9, item_id=1,

@@ -8,8 +8,9 @@ from egin_tf.models.bst import BST
 from egin_tf.models.din import DIN
 from egin_tf.models.dnn import DNN
 from egin_tf.models.dnn_cross import DNNCross
-from egin_tf.models.eges import EGES
 from egin_tf.models.egin import EGIN
+# EGES lives with its stage 1 in egin_tf.eges, which imports this package first.
+from egin_tf.eges.model import EGES
 
 MODELS: Dict[str, Callable[..., CTRModel]] = {
     "dnn": DNN,

@@ -68,12 +68,15 @@ class EGIN(CTRModel):
     features: table sizes and feature names (`FeatureConfig.from_schema`).
     config: the hyperparameters, an `EginConfig` (its fields may also be given
       as keyword arguments; each field's help says what it does).
+    item_table: with ``use_graph=False``, the item table SimExtract reads
+      instead of the CTR network's own (ids [...] -> [..., graph_dim]; EGES
+      passes its frozen pretrained vectors). None: the CTR item table.
   """
 
   CONFIG = EginConfig
 
   def __init__(self, features: FeatureConfig, config: Optional[EginConfig] = None,
-               **kwargs):
+               *, item_table: Optional[tf.keras.layers.Layer] = None, **kwargs):
     features, config, kwargs = resolve_config(EginConfig, features, config, kwargs)
     c = config
     use_query = c.use_query and features.has_queries
@@ -90,7 +93,8 @@ class EGIN(CTRModel):
     self.features = FeatureEmbeddings(features, name="features")
     self.pool = MaskedPooling(c.pooling)
     self.mlp = MLP(c.hidden_units, dropout=c.dropout, name="mlp")
-    self._make_graph_tables(features, c.graph_dim, c.graph_folds, c.share_tables)
+    self._make_graph_tables(features, c.graph_dim, c.graph_folds, c.share_tables,
+                            item_table)
     if c.use_graph:
       self.graph_learning = GraphLearning(
           self.graph_items, self.graph_queries, use_query=use_query,
@@ -110,16 +114,22 @@ class EGIN(CTRModel):
     self._make_extracts(c, c.graph_dim)
 
   def _make_graph_tables(self, features: FeatureConfig, graph_dim: int,
-                         graph_folds: int, share_tables: bool) -> None:
+                         graph_folds: int, share_tables: bool,
+                         item_table: Optional[tf.keras.layers.Layer]) -> None:
     """The item and query tables the graph trains and SimExtract reads."""
+    if item_table is not None and self.use_graph:
+      raise ValueError("EGIN: item_table stands in for the graph's item table; it "
+                       "needs use_graph=False")
     if share_tables or not self.use_graph:
       if share_tables and graph_dim != features.embedding_dim:
         raise ValueError(
             f"EGIN: share_tables needs graph_dim ({graph_dim}) equal to the CTR "
             f"embedding size ({features.embedding_dim})")
-      # "w/o graph" or shared: SimExtract reads the CTR network's id embeddings.
-      self.graph_items = OutOfFoldEmbedding(table=self.features.items,
-                                            name="graph_item")
+      # "w/o graph" or shared: SimExtract reads the CTR network's id embeddings
+      # (or the given item_table).
+      self.graph_items = OutOfFoldEmbedding(
+          table=self.features.items if item_table is None else item_table,
+          name="graph_item")
       self.graph_queries = OutOfFoldEmbedding(table=self.features.queries,
                                               name="graph_query")
       return

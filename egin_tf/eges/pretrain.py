@@ -1,0 +1,149 @@
+"""EGES stage 1 end to end: sessions -> graph -> walks -> trained item vectors.
+
+`train_eges` reads the data, builds the graph, trains `EgesSkipGram` on the
+walks' pairs and writes ``ids`` and ``vectors`` (H_v) to an ``.npz`` that
+`egin_tf.eges.model.EGES` consumes, frozen. An optional ``progress``
+(`StageProgress`) reports the impressions read, the walk steps and the training
+steps, each stage through its own callback.
+
+Pairs are made and trained one chunk of ``walk_chunk`` walks at a time, so memory
+grows with the walks (nodes * walks_per_node * walk_length ids), not with the
+pairs.
+"""
+
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from data_pipeline.stream import RecordProgress
+from data_pipeline.text_input import ProgressCallback
+from data_pipeline.tf_env import tf
+from egin_tf.eges.config import EgesConfig
+from egin_tf.eges.graph import ItemGraph, graph_from_sessions, side_index
+from egin_tf.eges.sessions import read_sessions
+from egin_tf.eges.skipgram import EgesSkipGram
+from egin_tf.eges.vectors_file import save_embeddings
+from egin_tf.eges.walks import random_walks, skipgram_pairs
+
+# progress(stage) -> that stage's `text_input.ProgressCallback`, asked for as the
+# stage starts (so a printer's rate and ETA count from there), e.g.
+# `egin_tf.cli.common.progress_printer`. Stages, named by what they count:
+READ_STAGE = "records"             # impressions read (`read_sessions`)
+WALK_STAGE = "walk steps"          # nodes placed in walks (`random_walks`)
+TRAIN_STAGE = "training steps"     # skip-gram batches trained (`train_embeddings`)
+StageProgress = Callable[[str], ProgressCallback]
+TrainStep = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def _stage(progress: Optional[StageProgress], stage: str
+           ) -> Optional[ProgressCallback]:
+  return None if progress is None else progress(stage)
+
+
+def train_embeddings(graph: ItemGraph, node_side: np.ndarray,
+                     num_side_values: int, config: EgesConfig,
+                     progress: Optional[StageProgress] = None
+                     ) -> Tuple[EgesSkipGram, List[float]]:
+  """Trains EGES on the graph's random walks.
+
+  ``progress`` (`StageProgress`) is asked for the `WALK_STAGE` and the
+  `TRAIN_STAGE` callbacks; the training steps' total is exact (every chunk's
+  pairs are counted before training).
+
+  Returns:
+    The trained `EgesSkipGram` and the mean sampled loss of every epoch.
+  """
+  if graph.num_nodes < 2:
+    raise ValueError(
+        f"the item graph has {graph.num_nodes} node(s); EGES needs clicks on at "
+        "least two different items in one session")
+  walks = random_walks(graph, config.walk_length, config.walks_per_node,
+                       config.seed, _stage(progress, WALK_STAGE))
+  unigram = np.bincount(np.searchsorted(graph.ids, walks[walks > 0]),
+                        minlength=graph.num_nodes).astype(np.float64)
+  model = EgesSkipGram(node_side, num_side_values, unigram, config.dim,
+                       config.num_negatives, seed=config.seed, name="eges")
+  step = _adam_step(model, config.learning_rate)
+  rng = np.random.default_rng(config.seed)
+  counter = RecordProgress(_stage(progress, TRAIN_STAGE),
+                           config.epochs * training_steps(walks, config))
+  history = [_train_epoch(step, walks, graph.ids, config, rng, counter)
+             for _ in range(config.epochs)]
+  counter.end()
+  return model, history
+
+
+def _adam_step(model: EgesSkipGram, learning_rate: float) -> TrainStep:
+  """One compiled Adam step on a batch of (centers, contexts): its loss."""
+  optimizer = tf.keras.optimizers.Adam(learning_rate)
+
+  @tf.function
+  def step(centers, contexts):
+    with tf.GradientTape() as tape:
+      loss = model(centers, contexts)
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  return step
+
+
+def _train_epoch(step: TrainStep, walks: np.ndarray, ids: np.ndarray,
+                 config: EgesConfig, rng: np.random.Generator,
+                 counter: RecordProgress) -> float:
+  """One pass over the walks' pairs, a chunk of walks at a time: the mean loss."""
+  total, count = 0.0, 0
+  for start in range(0, len(walks), config.walk_chunk):
+    pairs = skipgram_pairs(walks[start:start + config.walk_chunk],
+                           config.skip_window)
+    nodes = np.searchsorted(ids, pairs)[rng.permutation(len(pairs))]
+    for b in range(0, len(nodes), config.batch_size):
+      chunk = nodes[b:b + config.batch_size]
+      loss = step(tf.constant(chunk[:, 0]), tf.constant(chunk[:, 1]))
+      total += float(loss) * len(chunk)
+      count += len(chunk)
+      counter.add(1)
+  return total / max(count, 1)
+
+
+def training_steps(walks: np.ndarray, config: EgesConfig) -> int:
+  """Skip-gram batches of one epoch over ``walks``, counted without the pairs.
+
+  A walk has as many pairs as `skipgram_pairs` makes of it: two per pair of
+  positions at most ``skip_window`` apart with both nodes present (not 0).
+  """
+  present = np.asarray(walks) > 0
+  pairs = np.zeros(len(present), np.int64)
+  for offset in range(1, config.skip_window + 1):
+    pairs += 2 * (present[:, :-offset] & present[:, offset:]).sum(axis=1)
+  if not pairs.size:
+    return 0
+  per_chunk = np.add.reduceat(pairs, np.arange(0, pairs.size, config.walk_chunk))
+  return int(np.sum(-(-per_chunk // config.batch_size)))
+
+
+def train_eges(train_pattern: str, out_path: str, config: EgesConfig,
+               progress: Optional[StageProgress] = None) -> str:
+  """Stage 1 of EGES: reads the data, trains, writes ids and vectors to ``out_path``.
+
+  ``progress(stage)`` (`StageProgress`, e.g. ``common.progress_printer``) is
+  asked for one callback per stage as it starts: `READ_STAGE` ("records": the
+  impressions read, total from ``schema.json``), `WALK_STAGE` ("walk steps",
+  exact total) and `TRAIN_STAGE` ("training steps", exact total); each is called
+  as ``(count, total, share)`` like the converters' progress. None: quiet.
+
+  Returns:
+    ``out_path``.
+  """
+  sessions = read_sessions(train_pattern, config, _stage(progress, READ_STAGE))
+  graph = graph_from_sessions(sessions.items, sessions.session,
+                              config.graph_window)
+  node_side, num_side_values = side_index(graph, sessions.item_ids,
+                                          sessions.item_cats)
+  try:
+    model, _ = train_embeddings(graph, node_side, num_side_values, config,
+                                progress)
+  except ValueError as e:
+    raise ValueError(f"{train_pattern}: {e}") from None
+  vectors = model.vectors(tf.range(graph.num_nodes, dtype=tf.int64)).numpy()
+  return save_embeddings(out_path, graph.ids, vectors)
