@@ -85,10 +85,12 @@ def resolve(layers: Sequence[Layer], stream: bool) -> RunConfig:
 
 def _build(model_name: str, merged, stream: bool) -> RunConfig:
   values = {s: {k: v for k, (v, _) in merged[s].items()} for s in SECTIONS}
-  MODELS[model_name].CONFIG.from_dict(values["model"])  # its own errors first
+  # The model's config is checked once, here, so its errors come before the
+  # train section's; training.model_config adds only the run's seed, which
+  # TrainConfig has already checked against the same range (min 0).
+  MODELS[model_name].CONFIG.from_dict(values["model"])
   train = training.TrainConfig.from_dict(
       {**values["train"], "model": model_name, "model_kwargs": values["model"]})
-  training.model_config(train)
   stream_config = (streaming.StreamConfig.from_dict(values["stream"])
                    if stream else None)
   return RunConfig(train, stream_config)

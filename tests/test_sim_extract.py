@@ -311,8 +311,8 @@ def test_functional_keras_model():
 @pytest.mark.parametrize("kwargs, message", [
     ({"binning": "linear"}, "binning must be one of"),
     ({"position": "time"}, "position must be one of"),
-    ({"k": 0}, "k must be a positive int"),
-    ({"num_bins": 2.5}, "num_bins must be a positive int"),
+    ({"k": 0}, "SimExtract: k must be an int >= 1, got 0"),
+    ({"num_bins": 2.5}, "SimExtract: num_bins must be an int >= 1, got 2.5"),
 ])
 def test_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):

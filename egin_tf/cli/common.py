@@ -1,10 +1,11 @@
 """Helpers shared by the CLI commands."""
 
 import functools
+import os
 import re
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -32,11 +33,35 @@ def no_extra_args(argv) -> None:
                     "--name=value; see --help)")
 
 
+def command(required: Sequence[str] = ()):
+  """Decorates a command's ``main``: ``required`` flags must be given, no
+  positional arguments are accepted, and expected failures are one line
+  (`clean_errors`)."""
+  if required:
+    flags.mark_flags_as_required(list(required))
+
+  def decorate(main):
+
+    @functools.wraps(main)
+    def without_extra_args(argv):
+      no_extra_args(argv)
+      return main(argv)
+
+    return clean_errors(without_extra_args)
+
+  return decorate
+
+
 def require_file(flag: str) -> None:
   """--flag names an existing file."""
+  from data_pipeline import paths  # pylint: disable=g-import-not-at-top
   path = flags.FLAGS[flag].value
-  if path is not None and not tf_io_exists(path):
-    raise FlagError(f"--{flag}={path}: no such file")
+  if path is None:
+    return
+  try:
+    paths.check_readable_file(path)
+  except FileNotFoundError:
+    raise FlagError(f"--{flag}={path}: no such file") from None
 
 
 def require_pattern(flag: str, split: Optional[str] = None) -> None:
@@ -53,11 +78,11 @@ def require_pattern(flag: str, split: Optional[str] = None) -> None:
 
 def require_model_dir(flag: str = "model_dir") -> None:
   """--flag is a model directory written by `egin-tf train`."""
-  import os  # pylint: disable=g-import-not-at-top
+  from egin_tf import training  # pylint: disable=g-import-not-at-top
   path = flags.FLAGS[flag].value
-  if path is not None and not tf_io_exists(os.path.join(path, "config.json")):
+  if path is not None and not tf_io_exists(os.path.join(path, training.CONFIG_FILE)):
     raise FlagError(f"--{flag}={path}: not a model directory written by `egin-tf "
-                    "train` (no config.json)")
+                    f"train` (no {training.CONFIG_FILE})")
 
 
 def refuse_outside(flag: str, choice_flag: str, applies_to) -> None:

@@ -71,7 +71,6 @@ flags.DEFINE_string("meta", None, "jdsearch: product file (wid, 4-level categori
 flags.DEFINE_integer("min_label", 1, "jdsearch: smallest candidate label that is a "
                      "positive: 1 click, 2 add to cart, 3 purchase.",
                      lower_bound=1, upper_bound=3)
-flags.mark_flags_as_required(["input", "out"])
 
 # The flags of one format (their help says which); refused with another.
 FORMAT_FLAGS = {"max_cats": ("jsonl",), "negatives": ("taobao",),
@@ -117,9 +116,8 @@ def _convert(fmt: str, common_args: dict):
                                    min_label=FLAGS.min_label, **common_args)
 
 
-@common.clean_errors
+@common.command(required=["input", "out"])
 def main(argv):
-  common.no_extra_args(argv)
   _check_flags()
   start = time.perf_counter()
   try:

@@ -16,15 +16,12 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None, "Model directory written by `egin-tf train`.")
 flags.DEFINE_string("data", None, "TFRecord glob (comma-separated globs allowed).")
-flags.DEFINE_integer("batch_size", 1024, "Examples per evaluation batch.",
-                     lower_bound=1)
+flags.DEFINE_integer("batch_size", 1024, "Examples per evaluation batch.", lower_bound=1)
 flags.DEFINE_string("output_json", None, "Also write the metrics to this file.")
-flags.mark_flags_as_required(["model_dir", "data"])
 
 
-@common.clean_errors
+@common.command(required=["model_dir", "data"])
 def main(argv):
-  common.no_extra_args(argv)
   common.require_model_dir()
   common.require_pattern("data", split="test")
   from egin_tf import training  # pylint: disable=g-import-not-at-top

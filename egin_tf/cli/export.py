@@ -35,12 +35,10 @@ flags.DEFINE_integer("warmup_requests", 10, "Warm-up requests per Example "
                      "(1 to 500).", lower_bound=1, upper_bound=500)
 flags.DEFINE_integer("keep", None, "Afterwards keep only the newest KEEP versions "
                      "in --export_dir (default: remove nothing).", lower_bound=1)
-flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
-@common.clean_errors
+@common.command(required=["model_dir", "export_dir"])
 def main(argv):
-  common.no_extra_args(argv)
   common.require_model_dir()
   # pylint: disable=g-import-not-at-top
   from egin_tf import embeddings, export, serving_requests, training

@@ -21,12 +21,10 @@ flags.DEFINE_integer("seed", 0, "Seed: the same seed gives byte-identical output
                      lower_bound=0)
 flags.DEFINE_integer("shards", 2, "TFRecord shards per split.", lower_bound=1)
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
-flags.mark_flag_as_required("out")
 
 
-@common.clean_errors
+@common.command(required=["out"])
 def main(argv):
-  common.no_extra_args(argv)
   from data_pipeline import simulator  # pylint: disable=g-import-not-at-top
   config = simulator.SimulatorConfig(num_users=FLAGS.users, seed=FLAGS.seed)
   start = time.perf_counter()

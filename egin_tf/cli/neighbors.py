@@ -21,7 +21,6 @@ flags.DEFINE_bool("raw", False, "--item is a raw log id: hash it as the converte
 flags.DEFINE_integer("k", 10, "Neighbors of each kind to print.", lower_bound=1)
 flags.DEFINE_string("data", None, "Dataset whose ids are the candidates; default: "
                     "the training data.")
-flags.mark_flags_as_required(["model_dir", "item"])
 
 
 def _item_id(text: str, raw: bool) -> int:
@@ -35,9 +34,8 @@ def _item_id(text: str, raw: bool) -> int:
                             "to hash a raw id") from None
 
 
-@common.clean_errors
+@common.command(required=["model_dir", "item"])
 def main(argv):
-  common.no_extra_args(argv)
   common.require_model_dir()
   common.require_pattern("data", split="train")
   from egin_tf import embeddings, training  # pylint: disable=g-import-not-at-top

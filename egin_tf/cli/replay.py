@@ -20,12 +20,10 @@ flags.DEFINE_string("out", None, "The stream folder to write (must not exist).")
 flags.DEFINE_integer("records_per_shard", 10_000, "Records per stream shard.",
                      lower_bound=1)
 flags.DEFINE_bool("overwrite", False, "Replace --out if it exists.")
-flags.mark_flags_as_required(["data", "out"])
 
 
-@common.clean_errors
+@common.command(required=["data", "out"])
 def main(argv):
-  common.no_extra_args(argv)
   common.require_pattern("data")
   from data_pipeline import stream  # pylint: disable=g-import-not-at-top
   paths = stream.write_time_ordered(FLAGS.data, FLAGS.out, FLAGS.records_per_shard,

@@ -101,9 +101,8 @@ def _simulated_data(model_dir: str, seed: int) -> tuple:
           os.path.join(data_dir, "test-*.tfrecord"))
 
 
-@common.clean_errors
+@common.command()
 def main(argv):
-  common.no_extra_args(argv)
   from egin_tf import distribute  # pylint: disable=g-import-not-at-top
   _refuse_flags_outside_mode()
   run = _resolved_run()

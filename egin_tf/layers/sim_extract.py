@@ -8,8 +8,9 @@ representations concatenated. EGIN uses it three times: target item vs clicks (i
 query vs query history (q2q) and query vs clicks (q2i).
 """
 
-from typing import Dict, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
+from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
 
 _BINNINGS = ("hard", "soft")
@@ -22,14 +23,36 @@ _SQUARED_NORM_EPSILON = 1e-12
 _MASKED_SCORE = -3.0
 
 
-def _check_positive_int(name: str, value) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"SimExtract: {name} must be a positive int, got {value!r}")
-
-
 def _check_choice(name: str, value, choices: Tuple[str, ...]) -> None:
   if value not in choices:
     raise ValueError(f"SimExtract: {name} must be one of {choices}, got {value!r}")
+
+
+def _masked_top_k(similarity: tf.Tensor, mask: tf.Tensor, k: int
+                  ) -> Tuple[Callable[[tf.Tensor, object], tf.Tensor], tf.Tensor]:
+  """The k most similar valid elements of each row of [B, L] ``similarity``.
+
+  Returns ``(choose, raw_index)``: ``choose(values, fill)`` gathers [B, k] of a
+  [B, L] tensor at the chosen elements (``fill`` in slots beyond L), and
+  ``raw_index`` is each slot's int32 index into the sequence (meaningless where
+  the slot is not valid, ``choose(mask, False)``).
+  """
+  # top_k puts the lower index first among equal scores; on the reversed sequence
+  # that is the more recent element. Padding to at least k columns lets k exceed L.
+  seq_len = tf.shape(similarity)[1]
+  pad = [[0, 0], [0, tf.maximum(k - seq_len, 0)]]
+
+  def reverse_and_pad(values, fill):
+    return tf.pad(tf.reverse(values, axis=[1]), pad, constant_values=fill)
+
+  scores = tf.where(mask, similarity, tf.cast(_MASKED_SCORE, similarity.dtype))
+  _, reversed_index = tf.math.top_k(
+      reverse_and_pad(scores, _MASKED_SCORE), k=k, sorted=True)  # [B, k]
+
+  def choose(values, fill):
+    return tf.gather(reverse_and_pad(values, fill), reversed_index, batch_dims=1)
+
+  return choose, seq_len - 1 - reversed_index
 
 
 @tf.keras.utils.register_keras_serializable(package="egin_tf")
@@ -116,10 +139,10 @@ class SimExtract(tf.keras.layers.Layer):
       **kwargs: passed to `tf.keras.layers.Layer`.
     """
     super().__init__(**kwargs)
-    _check_positive_int("k", k)
-    _check_positive_int("num_bins", num_bins)
-    _check_positive_int("embedding_dim", embedding_dim)
-    _check_positive_int("max_positions", max_positions)
+    check_int("k", k, owner="SimExtract")
+    check_int("num_bins", num_bins, owner="SimExtract")
+    check_int("embedding_dim", embedding_dim, owner="SimExtract")
+    check_int("max_positions", max_positions, owner="SimExtract")
     _check_choice("binning", binning, _BINNINGS)
     _check_choice("position", position, _POSITIONS)
     self.k = k
@@ -157,59 +180,23 @@ class SimExtract(tf.keras.layers.Layer):
            mask: Optional[tf.Tensor] = None,
            return_details: bool = False
            ) -> Union[tf.Tensor, Tuple[tf.Tensor, Dict[str, tf.Tensor]]]:
-    if mask is None:
-      mask = getattr(sequence, "_keras_mask", None)
-    target = tf.cast(tf.convert_to_tensor(target), self.compute_dtype)
-    sequence = tf.cast(tf.convert_to_tensor(sequence), self.compute_dtype)
-    if mask is None:
-      mask = tf.ones(tf.shape(sequence)[:2], dtype=tf.bool)
-    else:
-      mask = tf.convert_to_tensor(mask)
-      if mask.dtype != tf.bool:
-        mask = tf.not_equal(mask, tf.zeros([], mask.dtype))
-    self._check_shapes(target, sequence, mask)
-
+    target, sequence, mask = self._checked_inputs(target, sequence, mask)
     similarity = self._cosine(target, sequence)  # [B, L]
     if self.binning == "hard":
       # Integer bins carry no gradient anyway; cutting here makes that explicit and
       # spares the backward pass through the cosine.
       similarity = tf.stop_gradient(similarity)
-
-    # top_k puts the lower index first among equal scores; on the reversed sequence
-    # that is the more recent element. Padding to at least k columns lets k exceed L.
-    seq_len = tf.shape(similarity)[1]
-    pad = [[0, 0], [0, tf.maximum(self.k - seq_len, 0)]]
-
-    def reverse_and_pad(values, fill):
-      return tf.pad(tf.reverse(values, axis=[1]), pad, constant_values=fill)
-
-    scores = tf.where(mask, similarity, tf.cast(_MASKED_SCORE, similarity.dtype))
-    _, reversed_index = tf.math.top_k(
-        reverse_and_pad(scores, _MASKED_SCORE), k=self.k, sorted=True)  # [B, k]
-
-    def choose(values, fill):
-      return tf.gather(reverse_and_pad(values, fill), reversed_index, batch_dims=1)
-
+    choose, raw_index = _masked_top_k(similarity, mask, self.k)
     valid = choose(mask, False)
     chosen_similarity = tf.where(valid, choose(similarity, 0.0),
                                  tf.zeros([], similarity.dtype))
-    raw_index = seq_len - 1 - reversed_index
-    empty = -tf.ones_like(reversed_index)
-
-    scaled = (chosen_similarity + 1.0) * (self.num_bins / 2.0)  # in [0, num_bins]
-    bin_index = tf.clip_by_value(
-        tf.cast(tf.floor(scaled), tf.int32), 0, self.num_bins - 1)
-    if self.binning == "hard":
-      slots = tf.gather(self.bin_embeddings, bin_index)
-    else:
-      slots = self._interpolate_bins(scaled)
-
+    empty = -tf.ones_like(raw_index)
+    bin_index, slots = self._bin_slots(chosen_similarity)
     position_index = empty
     if self.positional:
       position_index = tf.minimum(
           choose(self._positions(mask), 0), self.max_positions - 1)
       slots += tf.gather(self.position_embeddings, position_index)
-
     slots = tf.where(valid[..., tf.newaxis], slots, self.empty_embedding)
     output = tf.reshape(slots, [-1, self.k * self.embedding_dim])
     if not return_details:
@@ -222,6 +209,32 @@ class SimExtract(tf.keras.layers.Layer):
         "valid": valid,
     }
     return output, details
+
+  def _checked_inputs(self, target, sequence, mask
+                      ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """target and sequence in the compute dtype, and a bool [B, L] mask (the Keras
+    mask of ``sequence`` when none is given, else all valid); shapes checked."""
+    if mask is None:
+      mask = getattr(sequence, "_keras_mask", None)
+    target = tf.cast(tf.convert_to_tensor(target), self.compute_dtype)
+    sequence = tf.cast(tf.convert_to_tensor(sequence), self.compute_dtype)
+    if mask is None:
+      mask = tf.ones(tf.shape(sequence)[:2], dtype=tf.bool)
+    else:
+      mask = tf.convert_to_tensor(mask)
+      if mask.dtype != tf.bool:
+        mask = tf.not_equal(mask, tf.zeros([], mask.dtype))
+    self._check_shapes(target, sequence, mask)
+    return target, sequence, mask
+
+  def _bin_slots(self, similarity: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """[B, k] similarities -> (int32 hard bin [B, k], bin embeddings [B, k, D])."""
+    scaled = (similarity + 1.0) * (self.num_bins / 2.0)  # in [0, num_bins]
+    bin_index = tf.clip_by_value(
+        tf.cast(tf.floor(scaled), tf.int32), 0, self.num_bins - 1)
+    if self.binning == "hard":
+      return bin_index, tf.gather(self.bin_embeddings, bin_index)
+    return bin_index, self._interpolate_bins(scaled)
 
   def _check_shapes(self, target, sequence, mask) -> None:
     prefix = f"SimExtract {self.name!r}:"

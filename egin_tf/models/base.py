@@ -23,8 +23,9 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf import replica_update
 from egin_tf.configs import Config, ConfigError
-from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.id_collisions import IdCollisionRate
+from egin_tf.layers.mlp import MLP
 
 # Constructor arguments that are Keras' own, not a model's hyperparameters.
 _KERAS_KWARGS = ("name", "trainable", "dtype", "dynamic", "autocast",
@@ -221,12 +222,29 @@ class CTRModel(tf.keras.Model):
 class TargetInterestModel(CTRModel):
   """A model whose interest features read each history against its target.
 
-  Subclasses set ``self.features`` (`FeatureEmbeddings`), ``self.mlp`` and, with
-  `per_history`, ``self.interests``: one layer per history (the clicks, then the
-  query history when the data has queries), each called as
-  ``layer(target [B, 2d], history [B, L, 2d], mask [B, L]) -> [B, k]``. The MLP
-  reads f_o and every interest vector.
+  Builds ``self.features`` (`FeatureEmbeddings`), ``self.interests`` (one layer
+  per history: the clicks, then the query history when the data has queries,
+  named ``click_{INTEREST_KIND}`` / ``query_{INTEREST_KIND}``) and ``self.mlp``
+  (``config.hidden_units``, ``config.dropout``). A subclass sets ``CONFIG`` and
+  ``INTEREST_KIND`` and implements `interest_layer`; each interest layer is
+  called as ``layer(target [B, 2d], history [B, L, 2d], mask [B, L]) -> [B, k]``.
+  The MLP reads f_o and every interest vector.
   """
+
+  INTEREST_KIND = "interest"
+
+  def __init__(self, features: FeatureConfig, config: Optional[Config] = None,
+               **kwargs):
+    features, config, kwargs = resolve_config(self.CONFIG, features, config, kwargs)
+    super().__init__(model_config=config, feature_config=features, **kwargs)
+    self.features = FeatureEmbeddings(features, name="features")
+    self.interests = self.per_history(
+        features, lambda name: self.interest_layer(config, name), self.INTEREST_KIND)
+    self.mlp = MLP(config.hidden_units, dropout=config.dropout, name="mlp")
+
+  def interest_layer(self, config: Config, name: str) -> tf.keras.layers.Layer:
+    """The interest layer called ``name`` for one history, from ``config``."""
+    raise NotImplementedError
 
   @staticmethod
   def per_history(features, make_layer, kind: str):

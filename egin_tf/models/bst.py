@@ -8,12 +8,8 @@ the masked mean of the history's outputs, by default) are concatenated with the
 other features f_o into the MLP.
 """
 
-from typing import Optional
-
-from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
-from egin_tf.layers.mlp import MLP
 from egin_tf.layers.transformer import BehaviorSequenceTransformer
-from egin_tf.models.base import TargetInterestModel, resolve_config
+from egin_tf.models.base import TargetInterestModel
 from egin_tf.models.configs import BSTConfig
 
 
@@ -30,18 +26,10 @@ class BST(TargetInterestModel):
   """
 
   CONFIG = BSTConfig
+  INTEREST_KIND = "transformer"
 
-  def __init__(self, features: FeatureConfig, config: Optional[BSTConfig] = None,
-               **kwargs):
-    features, config, kwargs = resolve_config(self.CONFIG, features, config, kwargs)
-    super().__init__(model_config=config, feature_config=features, **kwargs)
-    self.features = FeatureEmbeddings(features, name="features")
-
-    def encoder(name):
-      return BehaviorSequenceTransformer(
-          num_blocks=config.num_blocks, num_heads=config.num_heads,
-          ffn_units=config.ffn_units, dropout=config.dropout,
-          max_positions=config.max_positions, pooling=config.pooling, name=name)
-
-    self.interests = self.per_history(features, encoder, "transformer")
-    self.mlp = MLP(config.hidden_units, dropout=config.dropout, name="mlp")
+  def interest_layer(self, config: BSTConfig, name: str) -> BehaviorSequenceTransformer:
+    return BehaviorSequenceTransformer(
+        num_blocks=config.num_blocks, num_heads=config.num_heads,
+        ffn_units=config.ffn_units, dropout=config.dropout,
+        max_positions=config.max_positions, pooling=config.pooling, name=name)

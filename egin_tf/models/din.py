@@ -7,17 +7,16 @@ features f_o (user, target item, query, ``cat/`` and ``dense/`` features) into t
 MLP.
 """
 
-from typing import Optional
-
-from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
-from egin_tf.layers.mlp import MLP
 from egin_tf.layers.target_attention import TargetAttention
-from egin_tf.models.base import TargetInterestModel, resolve_config
+from egin_tf.models.base import TargetInterestModel
 from egin_tf.models.configs import DINConfig
 
 
 class DIN(TargetInterestModel):
   """Attention baseline. Input: the reader's batch dict; output pctr [B].
+
+  One activation unit per history: clicks and queries live in different
+  embedding spaces, so their relevance functions are learned separately.
 
   Args:
     features: the embedding tables (see `FeatureConfig`).
@@ -28,18 +27,8 @@ class DIN(TargetInterestModel):
   """
 
   CONFIG = DINConfig
+  INTEREST_KIND = "attention"
 
-  def __init__(self, features: FeatureConfig, config: Optional[DINConfig] = None,
-               **kwargs):
-    features, config, kwargs = resolve_config(self.CONFIG, features, config, kwargs)
-    super().__init__(model_config=config, feature_config=features, **kwargs)
-    self.features = FeatureEmbeddings(features, name="features")
-
-    def attention(name):
-      return TargetAttention(config.attention_units, config.attention_activation,
-                             name=name)
-
-    # One activation unit per history: clicks and queries live in different
-    # embedding spaces, so their relevance functions are learned separately.
-    self.interests = self.per_history(features, attention, "attention")
-    self.mlp = MLP(config.hidden_units, dropout=config.dropout, name="mlp")
+  def interest_layer(self, config: DINConfig, name: str) -> TargetAttention:
+    return TargetAttention(config.attention_units, config.attention_activation,
+                           name=name)
