@@ -90,6 +90,8 @@ def _other_cases(p):
       (["convert", "--input", p["log"]], "--out"),
       (["convert", "--out", missing], "--input"),
       (["convert", "--input", missing, "--out", os.path.join(tmp, "c")], "--input"),
+      (["convert", "--input", tmp, "--out", os.path.join(tmp, "c")],
+       f"--input={tmp}: a folder, not a file"),
       (["convert", "--input", p["log"], "--out", missing, "--shards", "0"], "--shards"),
       (["convert", "--input", p["log"], "--out", missing, "--max_hist", "0"],
        "--max_hist"),

@@ -62,6 +62,8 @@ def require_file(flag: str) -> None:
     paths.check_readable_file(path)
   except FileNotFoundError:
     raise FlagError(f"--{flag}={path}: no such file") from None
+  except IsADirectoryError:
+    raise FlagError(f"--{flag}={path}: a folder, not a file") from None
 
 
 def require_pattern(flag: str, split: Optional[str] = None) -> None:
