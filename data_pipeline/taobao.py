@@ -69,6 +69,7 @@ import numpy as np
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError, Quirks)
+from data_pipeline.line_checks import InvalidLine
 # The line reader (BOM, CRLF, unreadable .gz as `unreadable_file`) is the JSONL
 # converter's; sharing it keeps both formats' line numbers and errors identical.
 from data_pipeline.text_input import (INT64_MAX, ProgressCallback, ReadProgress,
@@ -106,15 +107,6 @@ _ID_CACHE_SIZE = 1 << 16
 _CATALOG_CHUNK = 1 << 18
 
 
-class _Invalid(Exception):
-  """A row breaks the format; becomes a `BadRecordError` once the line is known."""
-
-  def __init__(self, kind: str, reason: str):
-    super().__init__(reason)
-    self.kind = kind
-    self.reason = reason
-
-
 class _Row(NamedTuple):
   """One well-formed UserBehavior row, ids as the integers of the file."""
   user: int
@@ -134,30 +126,30 @@ def _parse_row(raw: bytes) -> _Row:
   """Parses one line (without its line break).
 
   Raises:
-    _Invalid: the row is malformed; ``kind`` says how, ``reason`` in words.
+    InvalidLine: the row is malformed; ``kind`` says how, ``reason`` in words.
   """
   fields = raw.split(b",")
   if len(fields) != len(FIELDS):
     if not raw.strip():
-      raise _Invalid("empty_line", "empty line (every line must be a "
-                     "user_id,item_id,category_id,behavior_type,timestamp row)")
-    raise _Invalid("wrong_field_count", f"expected {len(FIELDS)} comma-separated "
-                   f"fields ({','.join(FIELDS)}), got {len(fields)}")
+      raise InvalidLine("empty_line", "empty line (every line must be a "
+                        "user_id,item_id,category_id,behavior_type,timestamp row)")
+    raise InvalidLine("wrong_field_count", f"expected {len(FIELDS)} comma-separated "
+                      f"fields ({','.join(FIELDS)}), got {len(fields)}")
   behavior = _BEHAVIOR_BYTES.get(fields[3])
   if behavior is None:
-    raise _Invalid("bad_behavior", f"behavior_type {_shown(fields[3])} is not one "
-                   f"of {', '.join(BEHAVIORS)}")
+    raise InvalidLine("bad_behavior", f"behavior_type {_shown(fields[3])} is not one "
+                      f"of {', '.join(BEHAVIORS)}")
   numbers = []
   for name, field in ((FIELDS[0], fields[0]), (FIELDS[1], fields[1]),
                       (FIELDS[2], fields[2]), (FIELDS[4], fields[4])):
     # isdigit() on bytes accepts ASCII digits only: no sign, space or "1e5".
     if not field.isdigit():
-      raise _Invalid("wrong_type", f"{name} {_shown(field)} is not a non-negative "
-                     "integer")
+      raise InvalidLine("wrong_type", f"{name} {_shown(field)} is not a non-negative "
+                        "integer")
     # Length first: int() refuses more than 4300 digits with its own error.
     if (len(field.lstrip(b"0")) > _INT64_DIGITS
         or int(field) > INT64_MAX):
-      raise _Invalid("out_of_range", f"{name} {_shown(field)} does not fit an int64")
+      raise InvalidLine("out_of_range", f"{name} {_shown(field)} does not fit an int64")
     numbers.append(int(field))
   return _Row(user=numbers[0], item=numbers[1], category=numbers[2],
               behavior=behavior, time=numbers[3])
@@ -316,13 +308,13 @@ class TaobaoReport(ConversionReport):
 
 
 def _rows(path: str, progress: ReadProgress
-          ) -> Iterator[Tuple[int, Optional[_Row], Optional[_Invalid]]]:
+          ) -> Iterator[Tuple[int, Optional[_Row], Optional[InvalidLine]]]:
   """Yields (line, row, None) or (line, None, problem) for every line of ``path``."""
   with open_binary(path) as f:
     for line, raw in numbered_lines(f, path, progress):
       try:
         yield line, _parse_row(raw), None
-      except _Invalid as e:
+      except InvalidLine as e:
         yield line, None, e
 
 

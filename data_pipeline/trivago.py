@@ -74,6 +74,7 @@ from typing import (Callable, Iterator, List, NamedTuple, Optional, Sequence, Se
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError, Quirks)
+from data_pipeline.line_checks import InvalidLine, decode_utf8
 # Line reading (gzip, CRLF, BOM, unreadable files) is the same for every text
 # format; these two should move to a shared module.
 from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
@@ -182,10 +183,9 @@ class _RowParser:
 
   def _fields(self, raw: bytes, line: int) -> List[str]:
     try:
-      text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-      raise self._bad(line, "not_utf8", f"not UTF-8: byte 0x{raw[e.start]:02x} at "
-                      f"column {e.start + 1}") from None
+      text = decode_utf8(raw)
+    except InvalidLine as e:
+      raise self._bad(line, e.kind, e.reason) from None
     if not text.strip():
       raise self._bad(line, "empty_line", "empty line (every line must be a row)")
     if '"' not in text:
