@@ -415,6 +415,10 @@ class _NegativeSampler:
     # Seeded by (seed, user) only: a user's draws do not depend on other users.
     return random.Random(f"{self._seed}/{user}")
 
+  @property
+  def catalog_size(self) -> int:
+    return len(self._items)
+
   def available(self, touched: Set[int]) -> int:
     """Catalog items outside ``touched`` (touched items are all in the catalog)."""
     return len(self._items) - len(touched)
@@ -516,6 +520,26 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
     ValueError: a bad argument.
   """
   policy = BadRecordPolicy(on_bad)
+  days, window = _checked_options(input_path, max_hist, negatives, split,
+                                  time_window, utc_offset_hours)
+  with DatasetWriter(out_dir, num_cats=1, num_shards=num_shards,
+                     overwrite=overwrite) as writer:
+    meter = ReadProgress(progress, [input_path, input_path])
+    scan = _scan(input_path, policy, window, meter)
+    test_start, test_rule = _test_split(split, scan.last_click_time, days)
+    users = _UserWriter(writer, policy, input_path, max_hist, test_start,
+                        _NegativeSampler(scan.items, scan.item_cats, negatives, seed))
+    for rows in _users(input_path, window, meter):
+      users.write(rows)
+    _check_splits(users, input_path, scan.rows, policy, test_rule)
+    writer.commit(source=_source(input_path, test_rule, window))
+  return _report(policy, scan, users, input_path, writer.out_dir, test_rule)
+
+
+def _checked_options(input_path: str, max_hist: int, negatives: int, split: str,
+                     time_window: Optional[str], utc_offset_hours: int
+                     ) -> Tuple[CalendarDays, Optional[TimeWindow]]:
+  """The calendar days and the time window; raises for a bad option or no input."""
   if max_hist < 0:
     raise ValueError(f"max_hist must be >= 0, got {max_hist}")
   if negatives < 0:
@@ -526,79 +550,126 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
   window = None if time_window is None else TimeWindow.parse(time_window, days)
   with open_binary(input_path):  # FileNotFoundError before anything is created
     pass
-  encoder = _Encoder()
-  split_counts = {TRAIN: 0, TEST: 0}
-  written = positives = users = users_with_impressions = 0
-  with DatasetWriter(out_dir, num_cats=1, num_shards=num_shards,
-                     overwrite=overwrite) as writer:
-    meter = ReadProgress(progress, [input_path, input_path])
-    scan = _scan(input_path, policy, window, meter)
-    if split == "last_day":
-      test_start = (None if scan.last_click_time is None
-                    else days.day_start(scan.last_click_time))
-      test_rule = ("no clicks" if test_start is None else
-                   f"impressions on {days.date(test_start)} ({days.name})")
-    else:
-      test_start = None
-      test_rule = "each user's last click"
-    sampler = _NegativeSampler(scan.items, scan.item_cats, negatives, seed)
-    for rows in _users(input_path, window, meter):
-      users += 1
-      clicks = sorted(rows.clicks, key=lambda c: c[2])  # stable: ties keep file order
-      if not clicks or clicks[-1][2] == clicks[0][2]:
-        continue  # no click after the first second: no impression
-      user_id = encoder.id(rows.user)
-      history = [schema_lib.Event(encoder.id(item), time, (encoder.id(cat),))
-                 for item, cat, time, _ in clicks]
-      times = [c[2] for c in clicks]
-      rng = sampler.rng(user_id)
-      user_written = 0
-      for i, (item, cat, time, line) in enumerate(clicks):
-        if time == times[0]:
-          continue
-        if sampler.available(rows.touched) < negatives:
-          # Not a malformed row, but this click cannot become a labelled example.
-          policy.handle(BadRecordError(
-              input_path, line, f"user {rows.user} touched all but "
-              f"{sampler.available(rows.touched)} of the {len(scan.items)} catalog "
-              f"items; cannot draw {negatives} negatives", "no_negatives_left"))
-          continue
-        end = bisect.bisect_left(times, time)  # the first click of this second
-        positive = schema_lib.Impression(
-            label=1, user_id=user_id, time=time, item_id=encoder.id(item),
-            item_cats=(encoder.id(cat),),
-            clicks=history[max(0, end - max_hist):end])
-        is_test = (i == len(clicks) - 1 if test_start is None
-                   else time >= test_start)
-        name = TEST if is_test else TRAIN
-        for imp, record in encoder.records(
-            positive, sampler.draw(rng, rows.touched)):
-          writer.write_serialized(name, imp, record)
-          split_counts[name] += 1
-          written += 1
-          user_written += 1
-        positives += 1
-      users_with_impressions += bool(user_written)
-    if not written:
+  return days, window
+
+
+def _source(input_path: str, test_rule: str, window: Optional[TimeWindow]) -> str:
+  """The dataset's ``source`` in ``schema.json``."""
+  source = f"Taobao UserBehavior CSV: {input_path}; test = {test_rule}"
+  if window is not None:
+    source += f"; time window {window.text}"
+  return source
+
+
+def _test_split(split: str, last_click_time: Optional[int],
+                days: CalendarDays) -> Tuple[Optional[int], str]:
+  """(start of the test day, or None for each user's last click; the rule in words)."""
+  if split == "last_click":
+    return None, "each user's last click"
+  if last_click_time is None:
+    return None, "no clicks"
+  test_start = days.day_start(last_click_time)
+  return test_start, f"impressions on {days.date(test_start)} ({days.name})"
+
+
+class _UserWriter:
+  """Writes each user's positives with their negatives, counting what it wrote.
+
+  Args:
+    test_start: clicks from this time on are "test"; None: each user's last.
+  """
+
+  def __init__(self, writer: DatasetWriter, policy: BadRecordPolicy,
+               input_path: str, max_hist: int, test_start: Optional[int],
+               sampler: _NegativeSampler):
+    self._writer = writer
+    self._policy = policy
+    self._input_path = input_path
+    self._max_hist = max_hist
+    self._test_start = test_start
+    self._sampler = sampler
+    self._encoder = _Encoder()
+    self.split_counts = {TRAIN: 0, TEST: 0}
+    self.written = self.positives = self.users = self.users_with_impressions = 0
+
+  def write(self, rows: _UserRows) -> None:
+    """Writes the impressions of one user's clicks after their first second."""
+    self.users += 1
+    clicks = sorted(rows.clicks, key=lambda c: c[2])  # stable: ties keep file order
+    if not clicks or clicks[-1][2] == clicks[0][2]:
+      return  # no click after the first second: no impression
+    user_id = self._encoder.id(rows.user)
+    history = [schema_lib.Event(self._encoder.id(item), time, (self._encoder.id(cat),))
+               for item, cat, time, _ in clicks]
+    times = [c[2] for c in clicks]
+    rng = self._sampler.rng(user_id)
+    user_written = 0
+    for i, (item, cat, time, line) in enumerate(clicks):
+      if time == times[0]:
+        continue
+      if not self._enough_negatives(rows, line):
+        continue
+      end = bisect.bisect_left(times, time)  # the first click of this second
+      positive = schema_lib.Impression(
+          label=1, user_id=user_id, time=time, item_id=self._encoder.id(item),
+          item_cats=(self._encoder.id(cat),),
+          clicks=history[max(0, end - self._max_hist):end])
+      is_test = (i == len(clicks) - 1 if self._test_start is None
+                 else time >= self._test_start)
+      user_written += self._write(TEST if is_test else TRAIN, positive,
+                                  self._sampler.draw(rng, rows.touched))
+    self.users_with_impressions += bool(user_written)
+
+  def _enough_negatives(self, rows: _UserRows, line: int) -> bool:
+    """Whether negatives can be drawn for this user; if not, a bad record."""
+    available = self._sampler.available(rows.touched)
+    if available >= self._sampler.negatives:
+      return True
+    # Not a malformed row, but this click cannot become a labelled example.
+    self._policy.handle(BadRecordError(
+        self._input_path, line, f"user {rows.user} touched all but "
+        f"{available} of the {self._sampler.catalog_size} catalog "
+        f"items; cannot draw {self._sampler.negatives} negatives",
+        "no_negatives_left"))
+    return False
+
+  def _write(self, split: str, positive: schema_lib.Impression,
+             negatives: Sequence[Tuple[int, int]]) -> int:
+    """Writes a positive and its negatives into ``split``; returns how many."""
+    count = 0
+    for imp, record in self._encoder.records(positive, negatives):
+      self._writer.write_serialized(split, imp, record)
+      count += 1
+    self.split_counts[split] += count
+    self.written += count
+    self.positives += 1
+    return count
+
+
+def _check_splits(users: _UserWriter, input_path: str, rows: int,
+                  policy: BadRecordPolicy, test_rule: str) -> None:
+  """Raises `NoImpressionsError` for no impressions, or none in a split."""
+  if not users.written:
+    raise NoImpressionsError(
+        f"{input_path}: no impressions to convert ({rows} rows, "
+        f"{users.users} users; {policy.summary()}; a user needs clicks in two "
+        "different seconds)")
+  for name in (TRAIN, TEST):
+    # A dataset without one of its splits cannot be trained or evaluated.
+    if not users.split_counts[name]:
       raise NoImpressionsError(
-          f"{input_path}: no impressions to convert ({scan.rows} rows, "
-          f"{users} users; {policy.summary()}; a user needs clicks in two "
-          "different seconds)")
-    for name in (TRAIN, TEST):
-      # A dataset without one of its splits cannot be trained or evaluated.
-      if not split_counts[name]:
-        raise NoImpressionsError(
-            f"{input_path}: no {name} impressions (test = {test_rule}; "
-            f"{written} impressions in all); use a log of more days or "
-            f"the other split rule ({', '.join(SPLIT_RULES)})")
-    source = f"Taobao UserBehavior CSV: {input_path}; test = {test_rule}"
-    if window is not None:
-      source += f"; time window {window.text}"
-    writer.commit(source=source)
+          f"{input_path}: no {name} impressions (test = {test_rule}; "
+          f"{users.written} impressions in all); use a log of more days or "
+          f"the other split rule ({', '.join(SPLIT_RULES)})")
+
+
+def _report(policy: BadRecordPolicy, scan: _Scan, users: _UserWriter,
+            input_path: str, out_dir: str, test_rule: str) -> TaobaoReport:
   return TaobaoReport.from_policy(
-      policy, scan.quirks, input_path=input_path, out_dir=writer.out_dir, lines_read=scan.rows,
-      impressions_written=written, positives_written=positives, users=users,
-      users_with_impressions=users_with_impressions,
+      policy, scan.quirks, input_path=input_path, out_dir=out_dir,
+      lines_read=scan.rows, impressions_written=users.written,
+      positives_written=users.positives, users=users.users,
+      users_with_impressions=users.users_with_impressions,
       rows_outside_window=scan.outside_window,
       first_outside_window_line=scan.first_outside_window_line,
-      split_impressions=split_counts, test_rule=test_rule)
+      split_impressions=users.split_counts, test_rule=test_rule)
