@@ -572,25 +572,25 @@ def _test_split(split: str, last_click_time: Optional[int],
   return test_start, f"impressions on {days.date(test_start)} ({days.name})"
 
 
+@dataclasses.dataclass
 class _UserWriter:
   """Writes each user's positives with their negatives, counting what it wrote.
 
-  Args:
-    test_start: clicks from this time on are "test"; None: each user's last.
+  ``test_start``: clicks from this time on are "test"; None: each user's last.
   """
-
-  def __init__(self, writer: DatasetWriter, policy: BadRecordPolicy,
-               input_path: str, max_hist: int, test_start: Optional[int],
-               sampler: _NegativeSampler):
-    self._writer = writer
-    self._policy = policy
-    self._input_path = input_path
-    self._max_hist = max_hist
-    self._test_start = test_start
-    self._sampler = sampler
-    self._encoder = _Encoder()
-    self.split_counts = {TRAIN: 0, TEST: 0}
-    self.written = self.positives = self.users = self.users_with_impressions = 0
+  _writer: DatasetWriter
+  _policy: BadRecordPolicy
+  _input_path: str
+  _max_hist: int
+  _test_start: Optional[int]
+  _sampler: _NegativeSampler
+  _encoder: _Encoder = dataclasses.field(default_factory=_Encoder)
+  split_counts: Dict[str, int] = dataclasses.field(
+      default_factory=lambda: {TRAIN: 0, TEST: 0})
+  written: int = 0
+  positives: int = 0
+  users: int = 0
+  users_with_impressions: int = 0
 
   def write(self, rows: _UserRows) -> None:
     """Writes the impressions of one user's clicks after their first second."""
