@@ -99,9 +99,12 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from data_pipeline import schema as schema_lib
+from data_pipeline.arg_checks import check_int
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
-                                     ConversionReport, NoImpressionsError)
+                                     ConversionReport)
 from data_pipeline.ids import stable_id
+from data_pipeline.line_checks import (InvalidLine, WriteCounts, check_some_written,
+                                       check_split_name, decode_utf8)
 # The line reading of the JSONL converter (gzip, CRLF, BOM, unreadable files as a
 # BadRecordError); shared so every converter numbers lines the same way.
 from data_pipeline.text_input import (INT64_MAX, INT64_MIN, ProgressCallback,
@@ -139,18 +142,8 @@ _MAX_TIME_DIGITS = 18
 # Lines are users (up to 200 candidates each), so progress comes more often than
 # in the JSONL converter.
 _PROGRESS_EVERY = 1_000
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 Categories = Tuple[int, ...]
-
-
-class _Invalid(Exception):
-  """A line breaks the format; becomes a `BadRecordError` once the line is known."""
-
-  def __init__(self, kind: str, reason: str):
-    super().__init__(reason)
-    self.kind = kind
-    self.reason = reason
 
 
 def _shown(text: str, limit: int = 30) -> str:
@@ -158,21 +151,13 @@ def _shown(text: str, limit: int = 30) -> str:
   return repr(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
-def _decode(raw: bytes) -> str:
-  try:
-    return raw.decode("utf-8")
-  except UnicodeDecodeError as e:
-    raise _Invalid("not_utf8", f"not UTF-8: byte 0x{raw[e.start]:02x} at column "
-                   f"{e.start + 1}") from None
-
-
 def _columns(text: str, names: Sequence[str], what: str) -> List[str]:
   if not text:
-    raise _Invalid("empty_line", f"empty line (every line must be {what})")
+    raise InvalidLine("empty_line", f"empty line (every line must be {what})")
   fields = text.split("\t")
   if len(fields) != len(names):
-    raise _Invalid("wrong_column_count", f"expected {len(names)} tab-separated "
-                   f"columns ({' '.join(names)}), got {len(fields)}")
+    raise InvalidLine("wrong_column_count", f"expected {len(names)} tab-separated "
+                      f"columns ({' '.join(names)}), got {len(fields)}")
   return fields
 
 
@@ -181,8 +166,8 @@ def _is_header(fields: List[str], names: Sequence[str]) -> bool:
   if fields[0] != names[0]:
     return False
   if tuple(fields) != tuple(names):
-    raise _Invalid("bad_header", f"header {_shown(' '.join(fields), 200)} is not "
-                   f"the expected {' '.join(names)!r}")
+    raise InvalidLine("bad_header", f"header {_shown(' '.join(fields), 200)} is not "
+                      f"the expected {' '.join(names)!r}")
   return True
 
 
@@ -193,7 +178,7 @@ def _list(field: str) -> List[str]:
 def _decimal(text: str, what: str) -> str:
   """A decimal id in canonical form (no leading zeros)."""
   if not _DIGITS.fullmatch(text):
-    raise _Invalid("bad_id", f"{what} {_shown(text)} is not a decimal id")
+    raise InvalidLine("bad_id", f"{what} {_shown(text)} is not a decimal id")
   return text.lstrip("0") or "0"
 
 
@@ -202,7 +187,7 @@ def _query_text(raw: str, what: str) -> str:
   terms = [_decimal(term, f"{what} term {i + 1}")
            for i, term in enumerate(raw.split(TERM_SEPARATOR)) if term]
   if not terms:
-    raise _Invalid("empty_query", f"{what} {_shown(raw)} has no term")
+    raise InvalidLine("empty_query", f"{what} {_shown(raw)} has no term")
   return TERM_SEPARATOR.join(terms)
 
 
@@ -211,17 +196,17 @@ def _label_level(text: str, what: str) -> int:
   level = int(match.group(1)) if match and len(match.group(1)) < 4 else None
   if level not in LABEL_LEVELS:
     levels = ", ".join(f"{k} {v}" for k, v in LABEL_LEVELS.items())
-    raise _Invalid("bad_label", f"{what} {_shown(text)} is not a label level "
-                   f"({levels})")
+    raise InvalidLine("bad_label", f"{what} {_shown(text)} is not a label level "
+                      f"({levels})")
   return level
 
 
 def _gap(text: str, what: str) -> int:
   if not _DIGITS.fullmatch(text):
-    raise _Invalid("bad_time", f"{what} {_shown(text)} is not a number of seconds "
-                   "(a non-negative integer)")
+    raise InvalidLine("bad_time", f"{what} {_shown(text)} is not a number of seconds "
+                      "(a non-negative integer)")
   if len(text) > _MAX_TIME_DIGITS:
-    raise _Invalid("out_of_range", f"{what} {_shown(text)} does not fit an int64")
+    raise InvalidLine("out_of_range", f"{what} {_shown(text)} does not fit an int64")
   return int(text)
 
 
@@ -256,19 +241,19 @@ class UserLine:
 
 
 def parse_user_line(text: str) -> UserLine:
-  """Parses one behaviour line; raises `_Invalid` naming the column and entry."""
+  """Parses one behaviour line; raises `InvalidLine` naming the column and entry."""
   (query, wids, labels, hist_queries, hist_wids, hist_types,
    hist_gaps) = _columns(text, BEHAVIOR_COLUMNS, "one user's 7 columns")
   if query == NO_QUERY:
-    raise _Invalid("empty_query", "query is -1 (no query), but the test search "
-                   "must have one")
+    raise InvalidLine("empty_query", "query is -1 (no query), but the test search "
+                      "must have one")
   query = _query_text(query, "query")
   wids, labels = _list(wids), _list(labels)
   if not wids:
-    raise _Invalid("no_candidates", "candidate_wid_list is empty")
+    raise InvalidLine("no_candidates", "candidate_wid_list is empty")
   if len(labels) != len(wids):
-    raise _Invalid("length_mismatch", f"candidate_label_list has {len(labels)} "
-                   f"entries, candidate_wid_list {len(wids)}")
+    raise InvalidLine("length_mismatch", f"candidate_label_list has {len(labels)} "
+                      f"entries, candidate_wid_list {len(wids)}")
   candidates = tuple(
       (_decimal(wid, f"candidate_wid_list[{i}]"),
        _label_level(label, f"candidate_label_list[{i}]"))
@@ -279,23 +264,23 @@ def parse_user_line(text: str) -> UserLine:
   for name, values in (("history_qry_list", hist_queries),
                        ("history_type_list", hist_types)):
     if len(values) != n:
-      raise _Invalid("length_mismatch", f"{name} has {len(values)} entries, "
-                     f"history_wid_list {n}")
+      raise InvalidLine("length_mismatch", f"{name} has {len(values)} entries, "
+                        f"history_wid_list {n}")
   if len(hist_gaps) != n + 1:
-    raise _Invalid("length_mismatch", f"history_time_list has {len(hist_gaps)} "
-                   f"entries, expected {n + 1} (one per history row, then the "
-                   "test search)")
+    raise InvalidLine("length_mismatch", f"history_time_list has {len(hist_gaps)} "
+                      f"entries, expected {n + 1} (one per history row, then the "
+                      "test search)")
   gaps = [_gap(g, f"history_time_list[{i}]") for i, g in enumerate(hist_gaps)]
   if gaps[0] != 0:
-    raise _Invalid("bad_time", f"history_time_list[0] is {gaps[0]}, but the "
-                   "first behaviour's gap must be 0")
+    raise InvalidLine("bad_time", f"history_time_list[0] is {gaps[0]}, but the "
+                      "first behaviour's gap must be 0")
   history = []
   seconds_before = sum(gaps)
   for i in range(n):
     seconds_before -= gaps[i]
     if hist_types[i] not in HISTORY_TYPES:
-      raise _Invalid("bad_type", f"history_type_list[{i}] {_shown(hist_types[i])} "
-                     f"is not one of {', '.join(HISTORY_TYPES)}")
+      raise InvalidLine("bad_type", f"history_type_list[{i}] {_shown(hist_types[i])} "
+                        f"is not one of {', '.join(HISTORY_TYPES)}")
     raw_query = hist_queries[i]
     history.append(HistoryRow(
         query=(None if raw_query == NO_QUERY else
@@ -354,54 +339,83 @@ class ProductCategories:
     Raises:
       BadRecordError: a bad line under ``policy`` "stop" (or an unreadable file).
     """
-    keys = array.array("q")
-    lines = array.array("i")
-    index = array.array("i")
-    tuple_ids: Dict[Categories, int] = {}
-    # A few thousand categories cover millions of products.
-    category_id = cached_stable_id()
+    rows = _ProductRows()
     lines_read = 0
     with open_binary(path) as f:
       for line, raw in numbered_lines(f, path, progress):
         lines_read = line
         try:
-          fields = _columns(_decode(raw), META_COLUMNS,
-                            f"one product's {len(META_COLUMNS)} columns")
-          if line == 1 and _is_header(fields, META_COLUMNS):
-            continue
-          wid = _decimal(fields[0], "wid")
-          levels = [fields[c] and _decimal(fields[c], META_COLUMNS[c])
-                    for c in _CATEGORY_COLUMNS]
-        except _Invalid as e:
+          product = _product_line(raw, line)
+        except InvalidLine as e:
           bad = BadRecordError(path, line, e.reason, e.kind)
         else:
-          cats = _category_ids(levels, category_id)
-          keys.append(stable_id(wid))
-          lines.append(line)
-          index.append(tuple_ids.setdefault(cats, len(tuple_ids)))
+          if product is not None:
+            rows.add(*product, line)
           continue
         policy.handle(bad)  # outside the except: no "during handling" chain
-    keys_np = np.frombuffer(keys, dtype=np.int64)
+    keys, index = rows.first_of_each(path, policy)
+    return cls(keys, index, rows.tuples()), lines_read
+
+
+def _product_line(raw: bytes, line: int) -> Optional[Tuple[str, List[str]]]:
+  """(wid, its 4 category ids, "" for an empty level), None for the header line."""
+  fields = _columns(decode_utf8(raw), META_COLUMNS,
+                    f"one product's {len(META_COLUMNS)} columns")
+  if line == 1 and _is_header(fields, META_COLUMNS):
+    return None
+  wid = _decimal(fields[0], "wid")
+  levels = [fields[c] and _decimal(fields[c], META_COLUMNS[c])
+            for c in _CATEGORY_COLUMNS]
+  return wid, levels
+
+
+class _ProductRows:
+  """The product lines read so far, in compact arrays (see `ProductCategories`)."""
+
+  def __init__(self):
+    self._keys = array.array("q")
+    self._lines = array.array("i")
+    self._index = array.array("i")
+    self._tuple_ids: Dict[Categories, int] = {}
+    # A few thousand categories cover millions of products.
+    self._category_id = cached_stable_id()
+
+  def add(self, wid: str, levels: List[str], line: int) -> None:
+    cats = _category_ids(levels, self._category_id)
+    self._keys.append(stable_id(wid))
+    self._lines.append(line)
+    self._index.append(self._tuple_ids.setdefault(cats, len(self._tuple_ids)))
+
+  def tuples(self) -> List[Categories]:
+    """The distinct category tuples, in the order `add` numbered them."""
+    return sorted(self._tuple_ids, key=self._tuple_ids.get)
+
+  def first_of_each(self, path: str, policy: BadRecordPolicy
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """(sorted item ids, their tuple index), a repeated product's first line winning.
+
+    A repeat with other categories goes to ``policy`` as a bad line.
+    """
+    keys = np.frombuffer(self._keys, dtype=np.int64)
     # Stable: among equal ids the first line comes first and wins.
-    order = np.argsort(keys_np, kind="stable")
-    keys_np = keys_np[order]
-    index_np = np.frombuffer(index, dtype=np.int32)[order]
-    lines_np = np.frombuffer(lines, dtype=np.int32)[order]
-    repeated = keys_np[1:] == keys_np[:-1]
-    if repeated.any():
-      first = np.maximum.accumulate(
-          np.where(np.concatenate([[True], ~repeated]), np.arange(len(keys_np)), 0))
-      conflicts = np.flatnonzero(
-          np.concatenate([[False], repeated]) & (index_np != index_np[first]))
-      for pos in sorted(conflicts.tolist(), key=lambda p: lines_np[p]):
-        policy.handle(BadRecordError(
-            path, int(lines_np[pos]), "this wid is listed again with other "
-            f"categories than on line {int(lines_np[first[pos]])}",
-            "conflicting_duplicate"))
-      keep = np.concatenate([[True], ~repeated])
-      keys_np, index_np = keys_np[keep], index_np[keep]
-    tuples = sorted(tuple_ids, key=tuple_ids.get)
-    return cls(keys_np, index_np, tuples), lines_read
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    index = np.frombuffer(self._index, dtype=np.int32)[order]
+    lines = np.frombuffer(self._lines, dtype=np.int32)[order]
+    repeated = keys[1:] == keys[:-1]
+    if not repeated.any():
+      return keys, index
+    first = np.maximum.accumulate(
+        np.where(np.concatenate([[True], ~repeated]), np.arange(len(keys)), 0))
+    conflicts = np.flatnonzero(
+        np.concatenate([[False], repeated]) & (index != index[first]))
+    for pos in sorted(conflicts.tolist(), key=lambda p: lines[p]):
+      policy.handle(BadRecordError(
+          path, int(lines[pos]), "this wid is listed again with other "
+          f"categories than on line {int(lines[first[pos]])}",
+          "conflicting_duplicate"))
+    keep = np.concatenate([[True], ~repeated])
+    return keys[keep], index[keep]
 
 
 @dataclasses.dataclass
@@ -483,12 +497,12 @@ class _ImpressionBuilder:
     self.history_at_search_time = 0
 
   def build(self, user: UserLine, line: int) -> List[schema_lib.Impression]:
-    """One impression per candidate; raises `_Invalid` if a time leaves int64."""
+    """One impression per candidate; raises `InvalidLine` if a time leaves int64."""
     span = user.history[0].seconds_before if user.history else 0
     if self.test_time - span < INT64_MIN:
-      raise _Invalid("out_of_range", f"history_time_list adds up to {span} seconds "
-                     f"before the test search (at {self.test_time}); that is "
-                     "before the smallest int64 time")
+      raise InvalidLine("out_of_range", f"history_time_list adds up to {span} seconds "
+                        f"before the test search (at {self.test_time}); that is "
+                        "before the smallest int64 time")
     sid = self._stable_id
     cand_ids = [sid(wid) for wid, _ in user.candidates]
     hist_ids = [sid(row.wid) for row in user.history]
@@ -554,42 +568,36 @@ def _check_options(num_shards: int, min_label: int, max_hist: int,
   if type(min_label) is not int or min_label not in (1, 2, 3):
     raise ValueError(f"min_label must be 1 (click), 2 (cart) or 3 (purchase), "
                      f"got {min_label!r}")
-  if type(max_hist) is not int or max_hist < 1:
-    raise ValueError(f"max_hist must be an int >= 1, got {max_hist!r}")
+  check_int("max_hist", max_hist)
   unknown = sorted(set(click_types) - set(HISTORY_TYPES))
   if isinstance(click_types, str) or not click_types or unknown:
     raise ValueError(f"click_types must be a non-empty list of "
                      f"{', '.join(HISTORY_TYPES)}, got {click_types!r}")
   if type(test_time) is not int or not INT64_MIN <= test_time <= INT64_MAX:
     raise ValueError(f"test_time must be an int64, got {test_time!r}")
-  if not _SPLIT_NAME.fullmatch(split):
-    raise ValueError(f"split {split!r} is not a plain name (letters, digits, _ . -)")
+  check_split_name(split)
 
 
 def _user_lines(path: str, progress: ReadProgress
-                ) -> Iterator[Tuple[int, Optional[UserLine], Optional[_Invalid]]]:
+                ) -> Iterator[Tuple[int, Optional[UserLine], Optional[InvalidLine]]]:
   """(line, parsed user or None for the header, or the line's problem)."""
   with open_binary(path) as f:
     for line, raw in numbered_lines(f, path, progress):
       try:
-        text = _decode(raw)
+        text = decode_utf8(raw)
         if line == 1 and text.split("\t", 1)[0] == BEHAVIOR_COLUMNS[0]:
           _is_header(text.split("\t"), BEHAVIOR_COLUMNS)
           yield line, None, None
           continue
         yield line, parse_user_line(text), None
-      except _Invalid as e:
+      except InvalidLine as e:
         yield line, None, e
 
 
-def convert_jdsearch(input_path: str, out_dir: str, *,
-                     meta_path: Optional[str] = None,
-                     num_shards: int = 1,
-                     on_bad: str = "stop",
-                     overwrite: bool = False,
+def convert_jdsearch(input_path: str, out_dir: str, *, meta_path: Optional[str] = None,
+                     num_shards: int = 1, on_bad: str = "stop", overwrite: bool = False,
                      progress: Optional[ProgressCallback] = None,
-                     max_hist: int = DEFAULT_MAX_HIST,
-                     min_label: int = 1,
+                     max_hist: int = DEFAULT_MAX_HIST, min_label: int = 1,
                      click_types: Sequence[str] = HISTORY_TYPES,
                      test_time: int = DEFAULT_TEST_TIME,
                      split: str = "data") -> JDsearchReport:
@@ -629,54 +637,83 @@ def convert_jdsearch(input_path: str, out_dir: str, *,
   """
   policy = BadRecordPolicy(on_bad)
   _check_options(num_shards, min_label, max_hist, click_types, test_time, split)
-  if not tf.io.gfile.exists(input_path):
-    raise FileNotFoundError(f"{input_path}: no such JDsearch behaviour file")
-  if meta_path is None:
-    meta_path = default_meta_path(input_path)
-  elif not tf.io.gfile.exists(meta_path):
-    raise FileNotFoundError(f"{meta_path}: no such JDsearch product file")
+  meta_path = _checked_paths(input_path, meta_path)
   meta_policy = BadRecordPolicy(on_bad)
   meter = ReadProgress(progress, [meta_path, input_path], _PROGRESS_EVERY)
   # Before the writer exists: a bad product file leaves no temporary folder.
   products, meta_lines = ProductCategories.load(meta_path, meta_policy, meter)
   builder = _ImpressionBuilder(products, min_label, max_hist, click_types,
                                test_time)
-  lines_read = written = positives = users = users_without_positive = 0
   with DatasetWriter(out_dir, num_cats=NUM_CATS, num_shards=num_shards,
                      overwrite=overwrite) as writer:
-    for line, user, problem in _user_lines(input_path, meter):
-      lines_read = line
-      if user is not None:
-        try:
-          impressions = builder.build(user, line)
-        except _Invalid as e:
-          problem = e
-      if problem is not None:
-        policy.handle(BadRecordError(input_path, line, problem.reason,
-                                     problem.kind))
-        continue
-      if user is None:  # the header
-        continue
-      user_positives = 0
-      for imp, record in zip(impressions, _encoded(impressions)):
-        writer.write_serialized(split, imp, record)
-        user_positives += imp.label
-      users += 1
-      written += len(impressions)
-      positives += user_positives
-      users_without_positive += not user_positives
-    if not written:
-      raise NoImpressionsError(f"{input_path}: no impressions to convert "
-                               f"({lines_read} lines; {policy.summary()})")
+    counts = _write_users(input_path, meter, builder, policy, writer, split)
+    check_some_written(counts.written, input_path, f"{counts.lines_read} lines",
+                       policy)
     writer.commit(source=f"JDsearch: {input_path} with products {meta_path}")
+  return _report(policy, counts, builder, input_path, writer.out_dir, meta_policy,
+                 meta_path, meta_lines)
+
+
+def _report(policy: BadRecordPolicy, counts: "_UserCounts",
+            builder: "_ImpressionBuilder", input_path: str, out_dir: str,
+            meta_policy: BadRecordPolicy, meta_path: str,
+            meta_lines: int) -> JDsearchReport:
   return JDsearchReport.from_policy(
-      policy, input_path=input_path, out_dir=writer.out_dir, lines_read=lines_read,
-      impressions_written=written, positives_written=positives,
-      users_written=users, users_without_positive=users_without_positive,
+      policy, input_path=input_path, out_dir=out_dir,
+      lines_read=counts.lines_read, impressions_written=counts.written,
+      positives_written=counts.positives, users_written=counts.users,
+      users_without_positive=counts.users_without_positive,
       history_at_search_time=builder.history_at_search_time,
       candidates_without_meta=builder.candidates_without_meta,
       history_without_meta=builder.history_without_meta,
       items_without_meta=len(builder.missing_items), meta_path=meta_path,
-      meta_lines_read=meta_lines, meta_products=len(products),
+      meta_lines_read=meta_lines, meta_products=len(builder.products),
       meta_skipped=dict(meta_policy.skipped),
       meta_first_skipped_line=dict(meta_policy.first_line))
+
+
+def _checked_paths(input_path: str, meta_path: Optional[str]) -> str:
+  """The product file (default: beside the input); raises if either file is missing."""
+  if not tf.io.gfile.exists(input_path):
+    raise FileNotFoundError(f"{input_path}: no such JDsearch behaviour file")
+  if meta_path is None:
+    return default_meta_path(input_path)
+  if not tf.io.gfile.exists(meta_path):
+    raise FileNotFoundError(f"{meta_path}: no such JDsearch product file")
+  return meta_path
+
+
+@dataclasses.dataclass
+class _UserCounts(WriteCounts):
+  """`WriteCounts` with the users written and those without a positive."""
+  users: int = 0
+  users_without_positive: int = 0
+
+
+def _write_users(input_path: str, meter: ReadProgress, builder: "_ImpressionBuilder",
+                 policy: BadRecordPolicy, writer: DatasetWriter,
+                 split: str) -> _UserCounts:
+  """Writes every user's impressions; a bad line goes to ``policy``."""
+  counts = _UserCounts()
+  for line, user, problem in _user_lines(input_path, meter):
+    counts.lines_read = line
+    if user is not None:
+      try:
+        impressions = builder.build(user, line)
+      except InvalidLine as e:
+        problem = e
+    if problem is not None:
+      policy.handle(BadRecordError(input_path, line, problem.reason,
+                                   problem.kind))
+      continue
+    if user is None:  # the header
+      continue
+    user_positives = 0
+    for imp, record in zip(impressions, _encoded(impressions)):
+      writer.write_serialized(split, imp, record)
+      user_positives += imp.label
+    counts.users += 1
+    counts.written += len(impressions)
+    counts.positives += user_positives
+    counts.users_without_positive += not user_positives
+  return counts

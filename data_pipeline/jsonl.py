@@ -29,12 +29,13 @@ a feature must keep its kind (number or string) over the whole file.
 
 import difflib
 import json
-import re
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
-                                     ConversionReport, NoImpressionsError)
+                                     ConversionReport)
+from data_pipeline.line_checks import (InvalidLine, WriteCounts, check_some_written,
+                                       check_split_name, decode_utf8)
 from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
                                       ProgressCallback, ReadProgress,
                                       cached_stable_id, numbered_lines,
@@ -48,31 +49,12 @@ OPTIONAL_KEYS = ("item_cats", "query", "query_cats", "clicks", "queries", "seeds
                  "features")
 KNOWN_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-class _Invalid(Exception):
-  """A line breaks the format; becomes a `BadRecordError` once the line is known.
-
-  Not a ValueError on purpose: it must pass through ``json.loads`` hooks untouched.
-  """
-
-  def __init__(self, kind: str, reason: str):
-    super().__init__(reason)
-    self.kind = kind
-    self.reason = reason
-
-  def within(self, subject: str) -> "_Invalid":
-    """The same problem, its reason prefixed with what it is about."""
-    sep = "" if self.reason.startswith("[") else " "
-    return _Invalid(self.kind, f"{subject}{sep}{self.reason}")
-
 
 def _at(subject: str, parse: Callable[[Any], Any], value: Any) -> Any:
   """``parse(value)``; a failure's reason is prefixed with ``subject``."""
   try:
     return parse(value)
-  except _Invalid as e:
+  except InvalidLine as e:
     raise e.within(subject) from None
 
 
@@ -108,17 +90,17 @@ def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
   obj = {}
   for key, value in pairs:
     if key in obj:
-      raise _Invalid("duplicate_key", f"duplicate key {key!r}")
+      raise InvalidLine("duplicate_key", f"duplicate key {key!r}")
     obj[key] = value
   return obj
 
 
 def _reject_constant(name: str) -> Any:
-  raise _Invalid("invalid_json", f"invalid JSON: {name} is not a JSON number")
+  raise InvalidLine("invalid_json", f"invalid JSON: {name} is not a JSON number")
 
 
 class _ImpressionParser:
-  """Turns one line's text into an `schema_lib.Impression`, or raises `_Invalid`.
+  """Turns one line's text into an `schema_lib.Impression`, or raises `InvalidLine`.
 
   Keeps, per conversion, a bounded id cache and each feature's kind (number or
   string) with the line that fixed it. The per-entry checks run millions of times
@@ -133,25 +115,25 @@ class _ImpressionParser:
 
   def parse(self, text: str, line: int) -> schema_lib.Impression:
     if not text.strip():
-      raise _Invalid("empty_line", "empty line (every line must be one JSON object)")
+      raise InvalidLine("empty_line", "empty line (every line must be one JSON object)")
     try:
       record = json.loads(text, object_pairs_hook=_unique_keys,
                           parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
-      raise _Invalid("invalid_json", f"invalid JSON: {e}") from None
+      raise InvalidLine("invalid_json", f"invalid JSON: {e}") from None
     if type(record) is not dict:
-      raise _Invalid("not_object",
-                     f"expected a JSON object, got {_json_type(record)}")
+      raise InvalidLine("not_object",
+                        f"expected a JSON object, got {_json_type(record)}")
     self._check_keys(record)
     time = _at("time", self._time, record["time"])
     label = record["label"]
     if type(label) is not int or label not in (0, 1):
-      raise _Invalid("bad_label", f"label must be 0 or 1, got {_shown(label)}")
+      raise InvalidLine("bad_label", f"label must be 0 or 1, got {_shown(label)}")
     query = record.get("query")
     query_cats = _at("query_cats", self._cats, record.get("query_cats", []))
     if query is None and query_cats:
-      raise _Invalid("query_cats_without_query",
-                     "query_cats given but query is null or missing")
+      raise InvalidLine("query_cats_without_query",
+                        "query_cats given but query is null or missing")
     imp = schema_lib.Impression(
         label=label,
         user_id=_at("user", self._id, record["user"]),
@@ -173,11 +155,11 @@ class _ImpressionParser:
       if key not in KNOWN_KEYS:
         close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise _Invalid("unknown_key", f"unknown key {key!r} ({hint}known keys: "
-                       f"{', '.join(KNOWN_KEYS)})")
+        raise InvalidLine("unknown_key", f"unknown key {key!r} ({hint}known keys: "
+                          f"{', '.join(KNOWN_KEYS)})")
     for key in REQUIRED_KEYS:
       if key not in record:
-        raise _Invalid("missing_key", f"missing required key {key!r}")
+        raise InvalidLine("missing_key", f"missing required key {key!r}")
 
   def _id(self, value: Any) -> int:
     kind = type(value)
@@ -186,86 +168,86 @@ class _ImpressionParser:
         return self._stable_id(value)
       except UnicodeEncodeError as e:
         # JSON "\ud800" escapes decode to lone surrogates, which UTF-8 cannot encode.
-        raise _Invalid("not_utf8", f"contains an unpaired surrogate "
-                       f"{value[e.start]!a}, which is not valid Unicode") from None
+        raise InvalidLine("not_utf8", f"contains an unpaired surrogate "
+                          f"{value[e.start]!a}, which is not valid Unicode") from None
     if kind is str:
-      raise _Invalid("empty_id", "is an empty string, not an id")
-    raise _Invalid("wrong_type", f"must be a string or an int id, got "
-                   f"{_described(value)}")
+      raise InvalidLine("empty_id", "is an empty string, not an id")
+    raise InvalidLine("wrong_type", f"must be a string or an int id, got "
+                      f"{_described(value)}")
 
   def _time(self, value: Any) -> int:
     if type(value) is not int:
-      raise _Invalid("wrong_type", f"must be an int (unix seconds), got "
-                     f"{_described(value)}")
+      raise InvalidLine("wrong_type", f"must be an int (unix seconds), got "
+                        f"{_described(value)}")
     if not INT64_MIN <= value <= INT64_MAX:
-      raise _Invalid("out_of_range", f"{value} does not fit an int64")
+      raise InvalidLine("out_of_range", f"{value} does not fit an int64")
     return value
 
   def _cats(self, value: Any) -> List[int]:
     if type(value) is not list:
-      raise _Invalid("wrong_type", f"must be a list of category ids, got "
-                     f"{_described(value)}")
+      raise InvalidLine("wrong_type", f"must be a list of category ids, got "
+                        f"{_described(value)}")
     if len(value) > self.max_cats:
-      raise _Invalid("too_many_cats", f"has {len(value)} categories, more than "
-                     f"max_cats={self.max_cats}")
+      raise InvalidLine("too_many_cats", f"has {len(value)} categories, more than "
+                        f"max_cats={self.max_cats}")
     cats = []
     for i, cat in enumerate(value):
       try:
         cats.append(self._id(cat))
-      except _Invalid as e:
+      except InvalidLine as e:
         raise e.within(f"[{i}]") from None
     return cats
 
   def _events(self, value: Any, where: str, time: int) -> List[schema_lib.Event]:
     if type(value) is not list:
-      raise _Invalid("wrong_type", f"{where} must be a list of [id, time, [cats]] "
-                     f"entries, got {_described(value)}")
+      raise InvalidLine("wrong_type", f"{where} must be a list of [id, time, [cats]] "
+                        f"entries, got {_described(value)}")
     events = []
     previous = INT64_MIN
     for i, entry in enumerate(value):
       try:
         if type(entry) is not list or len(entry) != 3:
-          raise _Invalid("wrong_type",
-                         f"must be [id, time, [cats]], got {_shown(entry)}")
+          raise InvalidLine("wrong_type",
+                            f"must be [id, time, [cats]], got {_shown(entry)}")
         raw_id, event_time, raw_cats = entry
         if type(event_time) is not int:
-          raise _Invalid("wrong_type", f"time must be an int (unix seconds), got "
-                         f"{_described(event_time)}")
+          raise InvalidLine("wrong_type", f"time must be an int (unix seconds), got "
+                            f"{_described(event_time)}")
         if event_time >= time:
-          raise _Invalid("history_not_earlier", f"time {event_time} is not "
-                         f"earlier than the impression time {time}")
+          raise InvalidLine("history_not_earlier", f"time {event_time} is not "
+                            f"earlier than the impression time {time}")
         # previous starts at the int64 minimum and time fits an int64, so passing
         # both checks also keeps event_time inside int64.
         if event_time < previous:
           if not i:
-            raise _Invalid("out_of_range", f"time {event_time} does not fit an int64")
-          raise _Invalid("history_not_sorted", f"time {event_time} is earlier "
-                         f"than {where}[{i - 1}] time {previous}; histories must "
-                         "be oldest first")
+            raise InvalidLine("out_of_range", f"time {event_time} does not fit an int64")
+          raise InvalidLine("history_not_sorted", f"time {event_time} is earlier "
+                            f"than {where}[{i - 1}] time {previous}; histories must "
+                            "be oldest first")
         previous = event_time
         events.append(schema_lib.Event(_at("id", self._id, raw_id), event_time,
                                        _at("cats", self._cats, raw_cats)))
-      except _Invalid as e:
+      except InvalidLine as e:
         raise e.within(f"{where}[{i}]") from None
     return events
 
   def _features(self, value: Any,
                 line: int) -> Tuple[Dict[str, float], Dict[str, int]]:
     if type(value) is not dict:
-      raise _Invalid("wrong_type", f"features must be an object name -> number or "
-                     f"string, got {_described(value)}")
+      raise InvalidLine("wrong_type", f"features must be an object name -> number or "
+                        f"string, got {_described(value)}")
     dense: Dict[str, float] = {}
     categorical: Dict[str, int] = {}
     kinds = {}
     for name, feature in value.items():
       if not name:
-        raise _Invalid("bad_feature_name", "features has an empty feature name")
+        raise InvalidLine("bad_feature_name", "features has an empty feature name")
       at = f"features.{name}"
       try:
         name.encode("utf-8")
       except UnicodeEncodeError:
-        raise _Invalid("not_utf8", f"feature name {name!a} contains an unpaired "
-                       "surrogate, which is not valid Unicode") from None
+        raise InvalidLine("not_utf8", f"feature name {name!a} contains an unpaired "
+                          "surrogate, which is not valid Unicode") from None
       kind = type(feature)
       if kind is str:
         # Not through _id: an empty string is a fine category value ("unknown").
@@ -275,28 +257,20 @@ class _ImpressionParser:
       elif kind is int or kind is float:
         # Compare before float(): a huge JSON int would overflow the conversion.
         if not -FLOAT32_MAX <= feature <= FLOAT32_MAX:
-          raise _Invalid("out_of_range",
-                         f"{at} = {_shown(feature)} does not fit a float32")
+          raise InvalidLine("out_of_range",
+                            f"{at} = {_shown(feature)} does not fit a float32")
         dense[name] = float(feature)
         kinds[name] = "number"
       else:
-        raise _Invalid("wrong_type", f"{at} must be a number or a string, got "
-                       f"{_described(feature)}")
+        raise InvalidLine("wrong_type", f"{at} must be a number or a string, got "
+                          f"{_described(feature)}")
       known = self._feature_kinds.get(name)
       if known is not None and known[0] != kinds[name]:
-        raise _Invalid("feature_type_changed", f"{at} is a {kinds[name]} here but "
-                       f"a {known[0]} on line {known[1]}")
+        raise InvalidLine("feature_type_changed", f"{at} is a {kinds[name]} here but "
+                          f"a {known[0]} on line {known[1]}")
     for name, kind in kinds.items():
       self._feature_kinds.setdefault(name, (kind, line))
     return dense, categorical
-
-
-def _decode(raw: bytes) -> str:
-  try:
-    return raw.decode("utf-8")
-  except UnicodeDecodeError as e:
-    raise _Invalid("not_utf8", f"not UTF-8: byte 0x{raw[e.start]:02x} at column "
-                   f"{e.start + 1}") from None
 
 
 def convert_jsonl(input_path: str, out_dir: str, num_shards: int = 1,
@@ -335,30 +309,37 @@ def convert_jsonl(input_path: str, out_dir: str, num_shards: int = 1,
   policy = BadRecordPolicy(on_bad)
   if max_cats < 1:
     raise ValueError(f"max_cats must be >= 1, got {max_cats}")
-  if not _SPLIT_NAME.fullmatch(split):
-    raise ValueError(f"split {split!r} is not a plain name (letters, digits, _ . -)")
-  parser = _ImpressionParser(max_cats)
-  lines_read = written = positives = 0
+  check_split_name(split)
   meter = ReadProgress(progress, [input_path])
   with open_binary(input_path) as f, DatasetWriter(
       out_dir, num_cats=max_cats, num_shards=num_shards,
       overwrite=overwrite) as writer:
-    for line, raw in numbered_lines(f, input_path, meter):
-      lines_read = line
-      try:
-        imp = parser.parse(_decode(raw), line)
-      except _Invalid as e:
-        bad = BadRecordError(input_path, line, e.reason, e.kind)
-      else:
-        writer.write(split, imp)
-        written += 1
-        positives += imp.label
-        continue
-      policy.handle(bad)  # outside the except: no "during handling" chain
-    if not written:
-      raise NoImpressionsError(f"{input_path}: no impressions to convert "
-                               f"({lines_read} lines; {policy.summary()})")
+    counts = _write_lines(numbered_lines(f, input_path, meter), input_path,
+                          _ImpressionParser(max_cats), policy, writer, split)
+    check_some_written(counts.written, input_path, f"{counts.lines_read} lines",
+                       policy)
     writer.commit(source=f"impression JSONL v{FORMAT_VERSION}: {input_path}")
   return ConversionReport.from_policy(
-      policy, input_path=input_path, out_dir=writer.out_dir, lines_read=lines_read,
-      impressions_written=written, positives_written=positives)
+      policy, input_path=input_path, out_dir=writer.out_dir,
+      lines_read=counts.lines_read, impressions_written=counts.written,
+      positives_written=counts.positives)
+
+
+def _write_lines(lines: Iterator[Tuple[int, bytes]], input_path: str,
+                 parser: _ImpressionParser, policy: BadRecordPolicy,
+                 writer: DatasetWriter, split: str) -> WriteCounts:
+  """Parses and writes every line; a bad line goes to ``policy``."""
+  counts = WriteCounts()
+  for line, raw in lines:
+    counts.lines_read = line
+    try:
+      imp = parser.parse(decode_utf8(raw), line)
+    except InvalidLine as e:
+      bad = BadRecordError(input_path, line, e.reason, e.kind)
+    else:
+      writer.write(split, imp)
+      counts.written += 1
+      counts.positives += imp.label
+      continue
+    policy.handle(bad)  # outside the except: no "during handling" chain
+  return counts

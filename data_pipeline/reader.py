@@ -159,18 +159,12 @@ def zeros_batch(schema: schema_lib.DatasetSchema, lengths: SequenceLengths,
   return out
 
 
-def make_dataset(file_pattern: str,
-                 batch_size: int,
-                 max_clicks: int = 100,
-                 max_queries: int = 100,
-                 max_seeds: int = 100,
+def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
+                 max_queries: int = 100, max_seeds: int = 100,
                  schema: Optional[schema_lib.DatasetSchema] = None,
-                 shuffle: bool = False,
-                 shuffle_buffer: int = 10_000,
-                 num_epochs: Optional[int] = 1,
-                 seed: Optional[int] = None,
-                 drop_remainder: bool = False,
-                 cycle_length: int = 4,
+                 shuffle: bool = False, shuffle_buffer: int = 10_000,
+                 num_epochs: Optional[int] = 1, seed: Optional[int] = None,
+                 drop_remainder: bool = False, cycle_length: int = 4,
                  num_parallel_calls: int = tf.data.AUTOTUNE,
                  deterministic: Optional[bool] = None,
                  shard: Optional[Tuple[int, Any]] = None,
@@ -213,19 +207,35 @@ def make_dataset(file_pattern: str,
     schema = schema_lib.schema_for_files(files)
   if deterministic is None:
     deterministic = seed is not None or not shuffle
-  lengths = SequenceLengths(max_clicks, max_queries, max_seeds)
-  spec = feature_spec(schema)
   ds = _records(files, shard, shuffle, seed, cycle_length, num_parallel_calls,
                 deterministic)
+  ds = _batched(ds, batch_size, drop_remainder, shuffle, shuffle_buffer, seed,
+                num_epochs)
+  return _parsed(ds, schema, SequenceLengths(max_clicks, max_queries, max_seeds),
+                 num_parallel_calls, deterministic)
+
+
+def _batched(records: tf.data.Dataset, batch_size: int, drop_remainder: bool,
+             shuffle: bool, shuffle_buffer: int, seed: Optional[int],
+             num_epochs: Optional[int]) -> tf.data.Dataset:
+  """Records shuffled (if asked), repeated and batched."""
+  ds = records
   if shuffle:
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   if num_epochs != 1:
     ds = ds.repeat(num_epochs)
-  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-  ds = ds.map(lambda records: dense_batch(
+  return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def _parsed(batches: tf.data.Dataset, schema: schema_lib.DatasetSchema,
+            lengths: SequenceLengths, num_parallel_calls: int,
+            deterministic: bool) -> tf.data.Dataset:
+  """Batches of serialized records -> batches of padded tensors, prefetched."""
+  spec = feature_spec(schema)
+  ds = batches.map(lambda records: dense_batch(
       tf.io.parse_example(records, spec), schema, lengths),
-              num_parallel_calls=num_parallel_calls,
-              deterministic=deterministic)
+                   num_parallel_calls=num_parallel_calls,
+                   deterministic=deterministic)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -281,75 +281,108 @@ class ShardStream:
   def __iter__(self) -> Iterator[StreamBatch]:
     position = self.start
     done = set()  # shards consumed (or started) by this iteration
-    records: List[bytes] = []
-    shards: List[str] = []
-    offsets: List[int] = []
-    # Shards before the start position are consumed; any other shard that shows
-    # up before the position landed out of order.
-    consumed_before_start = {s for s in list_shards(self.directory, self.pattern)
-                             if s < self.start.shard}
-    self._known = set(consumed_before_start)
-    if (self.shards_before_start is not None
-        and len(consumed_before_start) > self.shards_before_start):
-      newest = sorted(consumed_before_start, key=lambda s: -paths_lib.mtime_ns(
-          os.path.join(self.directory, s)))
-      extra = len(consumed_before_start) - self.shards_before_start
-      self._bad(newest[0], 0, f"{extra} shard(s) sorting before the resume position "
-                f"({position}) landed after it was checkpointed ({len(consumed_before_start)}"
-                f" there now, {self.shards_before_start} then), so they would never "
-                f"be read; the most recently modified: {', '.join(newest[:extra])}",
-                "out_of_order_shard", None)
+    pending = _PendingRecords()
+    consumed_before_start = self._consumed_before_start()
     idle_since = time.monotonic()
     while True:
       found_new = False
-      landed = list_shards(self.directory, self.pattern)
-      for shard in landed:
+      for shard in list_shards(self.directory, self.pattern):
         if shard in done:
           continue
         if shard < position.shard:
           if shard not in consumed_before_start:
             done.add(shard)
-            self._bad(shard, 0, f"landed out of order: its name sorts before the "
-                      f"stream's position ({position}), so it would never be read; "
-                      "shard names must sort in landing order", "out_of_order_shard",
-                      None)
+            self._landed_out_of_order(shard, position)
           continue
         done.add(shard)
         self._known.add(shard)
         found_new = True
         idle_since = time.monotonic()
         first = position.offset if shard == position.shard else 0
-        for chunk, chunk_start in self._shard_records(shard, first):
-          n = len(chunk)
-          self.records_read += n
-          records.extend(chunk.tolist())
-          shards.extend([shard] * n)
-          offsets.extend(range(chunk_start, chunk_start + n))
-          while len(records) >= self.batch_size:
-            batch = self._emit(records[:self.batch_size], shards[:self.batch_size],
-                               offsets[:self.batch_size])
-            del records[:self.batch_size], shards[:self.batch_size]
-            del offsets[:self.batch_size]
-            if batch is not None:
-              position = batch.end
-              yield batch
+        for batch in self._full_batches(shard, first, pending):
+          position = batch.end
+          yield batch
         position = max(position, StreamPosition(shard, 0))
-      if records:
+      if len(pending):
         # Caught up with what has landed: train on the remainder now rather than
         # holding it until more data lands.
-        batch = self._emit(records, shards, offsets)
-        records, shards, offsets = [], [], []
+        batch = self._emit(*pending.take(len(pending)))
         if batch is not None:
           position = batch.end
           yield batch
-      if not self.follow:
-        return
-      if (not found_new and self.idle_timeout is not None
-          and time.monotonic() - idle_since >= self.idle_timeout):
-        return
-      if self._should_stop():
+      if self._stops(found_new, idle_since):
         return
       self._sleep(self.poll_seconds)
+
+  def _consumed_before_start(self) -> set:
+    """The shards before the start position (consumed); too many are bad input.
+
+    Any other shard that shows up before the position landed out of order.
+    """
+    consumed = {s for s in list_shards(self.directory, self.pattern)
+                if s < self.start.shard}
+    self._known = set(consumed)
+    if (self.shards_before_start is not None
+        and len(consumed) > self.shards_before_start):
+      newest = sorted(consumed, key=lambda s: -paths_lib.mtime_ns(
+          os.path.join(self.directory, s)))
+      extra = len(consumed) - self.shards_before_start
+      self._bad(newest[0], 0, f"{extra} shard(s) sorting before the resume position "
+                f"({self.start}) landed after it was checkpointed ({len(consumed)}"
+                f" there now, {self.shards_before_start} then), so they would never "
+                f"be read; the most recently modified: {', '.join(newest[:extra])}",
+                "out_of_order_shard", None)
+    return consumed
+
+  def _landed_out_of_order(self, shard: str, position: StreamPosition) -> None:
+    self._bad(shard, 0, f"landed out of order: its name sorts before the "
+              f"stream's position ({position}), so it would never be read; "
+              "shard names must sort in landing order", "out_of_order_shard",
+              None)
+
+  def _full_batches(self, shard: str, first: int, pending: "_PendingRecords"
+                    ) -> Iterator[StreamBatch]:
+    """Reads ``shard`` from record ``first`` into ``pending``; yields full batches."""
+    for chunk, chunk_start in self._shard_records(shard, first):
+      self.records_read += len(chunk)
+      pending.add(chunk.tolist(), shard, chunk_start)
+      while len(pending) >= self.batch_size:
+        batch = self._emit(*pending.take(self.batch_size))
+        if batch is not None:
+          yield batch
+
+  def _stops(self, found_new: bool, idle_since: float) -> bool:
+    """Whether the iteration ends now that every landed shard is consumed."""
+    if not self.follow:
+      return True
+    if (not found_new and self.idle_timeout is not None
+        and time.monotonic() - idle_since >= self.idle_timeout):
+      return True
+    return self._should_stop()
+
+
+class _PendingRecords:
+  """Records read but not yet batched, with their shard and offset."""
+
+  def __init__(self):
+    self.records: List[bytes] = []
+    self.shards: List[str] = []
+    self.offsets: List[int] = []
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def add(self, records: List[bytes], shard: str, first: int) -> None:
+    """Appends ``records``, the records ``first``, ``first + 1``, ... of ``shard``."""
+    self.records.extend(records)
+    self.shards.extend([shard] * len(records))
+    self.offsets.extend(range(first, first + len(records)))
+
+  def take(self, n: int) -> Tuple[List[bytes], List[str], List[int]]:
+    """Removes and returns the first ``n`` (records, shards, offsets)."""
+    taken = self.records[:n], self.shards[:n], self.offsets[:n]
+    del self.records[:n], self.shards[:n], self.offsets[:n]
+    return taken
 
 
 def stream_shard_name(prefix: str, index: int) -> str:

@@ -69,6 +69,7 @@ import numpy as np
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError, Quirks)
+from data_pipeline.line_checks import InvalidLine
 # The line reader (BOM, CRLF, unreadable .gz as `unreadable_file`) is the JSONL
 # converter's; sharing it keeps both formats' line numbers and errors identical.
 from data_pipeline.text_input import (INT64_MAX, ProgressCallback, ReadProgress,
@@ -106,15 +107,6 @@ _ID_CACHE_SIZE = 1 << 16
 _CATALOG_CHUNK = 1 << 18
 
 
-class _Invalid(Exception):
-  """A row breaks the format; becomes a `BadRecordError` once the line is known."""
-
-  def __init__(self, kind: str, reason: str):
-    super().__init__(reason)
-    self.kind = kind
-    self.reason = reason
-
-
 class _Row(NamedTuple):
   """One well-formed UserBehavior row, ids as the integers of the file."""
   user: int
@@ -134,30 +126,30 @@ def _parse_row(raw: bytes) -> _Row:
   """Parses one line (without its line break).
 
   Raises:
-    _Invalid: the row is malformed; ``kind`` says how, ``reason`` in words.
+    InvalidLine: the row is malformed; ``kind`` says how, ``reason`` in words.
   """
   fields = raw.split(b",")
   if len(fields) != len(FIELDS):
     if not raw.strip():
-      raise _Invalid("empty_line", "empty line (every line must be a "
-                     "user_id,item_id,category_id,behavior_type,timestamp row)")
-    raise _Invalid("wrong_field_count", f"expected {len(FIELDS)} comma-separated "
-                   f"fields ({','.join(FIELDS)}), got {len(fields)}")
+      raise InvalidLine("empty_line", "empty line (every line must be a "
+                        "user_id,item_id,category_id,behavior_type,timestamp row)")
+    raise InvalidLine("wrong_field_count", f"expected {len(FIELDS)} comma-separated "
+                      f"fields ({','.join(FIELDS)}), got {len(fields)}")
   behavior = _BEHAVIOR_BYTES.get(fields[3])
   if behavior is None:
-    raise _Invalid("bad_behavior", f"behavior_type {_shown(fields[3])} is not one "
-                   f"of {', '.join(BEHAVIORS)}")
+    raise InvalidLine("bad_behavior", f"behavior_type {_shown(fields[3])} is not one "
+                      f"of {', '.join(BEHAVIORS)}")
   numbers = []
   for name, field in ((FIELDS[0], fields[0]), (FIELDS[1], fields[1]),
                       (FIELDS[2], fields[2]), (FIELDS[4], fields[4])):
     # isdigit() on bytes accepts ASCII digits only: no sign, space or "1e5".
     if not field.isdigit():
-      raise _Invalid("wrong_type", f"{name} {_shown(field)} is not a non-negative "
-                     "integer")
+      raise InvalidLine("wrong_type", f"{name} {_shown(field)} is not a non-negative "
+                        "integer")
     # Length first: int() refuses more than 4300 digits with its own error.
     if (len(field.lstrip(b"0")) > _INT64_DIGITS
         or int(field) > INT64_MAX):
-      raise _Invalid("out_of_range", f"{name} {_shown(field)} does not fit an int64")
+      raise InvalidLine("out_of_range", f"{name} {_shown(field)} does not fit an int64")
     numbers.append(int(field))
   return _Row(user=numbers[0], item=numbers[1], category=numbers[2],
               behavior=behavior, time=numbers[3])
@@ -316,13 +308,13 @@ class TaobaoReport(ConversionReport):
 
 
 def _rows(path: str, progress: ReadProgress
-          ) -> Iterator[Tuple[int, Optional[_Row], Optional[_Invalid]]]:
+          ) -> Iterator[Tuple[int, Optional[_Row], Optional[InvalidLine]]]:
   """Yields (line, row, None) or (line, None, problem) for every line of ``path``."""
   with open_binary(path) as f:
     for line, raw in numbered_lines(f, path, progress):
       try:
         yield line, _parse_row(raw), None
-      except _Invalid as e:
+      except InvalidLine as e:
         yield line, None, e
 
 
@@ -422,6 +414,10 @@ class _NegativeSampler:
   def rng(self, user: int) -> random.Random:
     # Seeded by (seed, user) only: a user's draws do not depend on other users.
     return random.Random(f"{self._seed}/{user}")
+
+  @property
+  def catalog_size(self) -> int:
+    return len(self._items)
 
   def available(self, touched: Set[int]) -> int:
     """Catalog items outside ``touched`` (touched items are all in the catalog)."""
@@ -524,6 +520,26 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
     ValueError: a bad argument.
   """
   policy = BadRecordPolicy(on_bad)
+  days, window = _checked_options(input_path, max_hist, negatives, split,
+                                  time_window, utc_offset_hours)
+  with DatasetWriter(out_dir, num_cats=1, num_shards=num_shards,
+                     overwrite=overwrite) as writer:
+    meter = ReadProgress(progress, [input_path, input_path])
+    scan = _scan(input_path, policy, window, meter)
+    test_start, test_rule = _test_split(split, scan.last_click_time, days)
+    users = _UserWriter(writer, policy, input_path, max_hist, test_start,
+                        _NegativeSampler(scan.items, scan.item_cats, negatives, seed))
+    for rows in _users(input_path, window, meter):
+      users.write(rows)
+    _check_splits(users, input_path, scan.rows, policy, test_rule)
+    writer.commit(source=_source(input_path, test_rule, window))
+  return _report(policy, scan, users, input_path, writer.out_dir, test_rule)
+
+
+def _checked_options(input_path: str, max_hist: int, negatives: int, split: str,
+                     time_window: Optional[str], utc_offset_hours: int
+                     ) -> Tuple[CalendarDays, Optional[TimeWindow]]:
+  """The calendar days and the time window; raises for a bad option or no input."""
   if max_hist < 0:
     raise ValueError(f"max_hist must be >= 0, got {max_hist}")
   if negatives < 0:
@@ -534,79 +550,126 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
   window = None if time_window is None else TimeWindow.parse(time_window, days)
   with open_binary(input_path):  # FileNotFoundError before anything is created
     pass
-  encoder = _Encoder()
-  split_counts = {TRAIN: 0, TEST: 0}
-  written = positives = users = users_with_impressions = 0
-  with DatasetWriter(out_dir, num_cats=1, num_shards=num_shards,
-                     overwrite=overwrite) as writer:
-    meter = ReadProgress(progress, [input_path, input_path])
-    scan = _scan(input_path, policy, window, meter)
-    if split == "last_day":
-      test_start = (None if scan.last_click_time is None
-                    else days.day_start(scan.last_click_time))
-      test_rule = ("no clicks" if test_start is None else
-                   f"impressions on {days.date(test_start)} ({days.name})")
-    else:
-      test_start = None
-      test_rule = "each user's last click"
-    sampler = _NegativeSampler(scan.items, scan.item_cats, negatives, seed)
-    for rows in _users(input_path, window, meter):
-      users += 1
-      clicks = sorted(rows.clicks, key=lambda c: c[2])  # stable: ties keep file order
-      if not clicks or clicks[-1][2] == clicks[0][2]:
-        continue  # no click after the first second: no impression
-      user_id = encoder.id(rows.user)
-      history = [schema_lib.Event(encoder.id(item), time, (encoder.id(cat),))
-                 for item, cat, time, _ in clicks]
-      times = [c[2] for c in clicks]
-      rng = sampler.rng(user_id)
-      user_written = 0
-      for i, (item, cat, time, line) in enumerate(clicks):
-        if time == times[0]:
-          continue
-        if sampler.available(rows.touched) < negatives:
-          # Not a malformed row, but this click cannot become a labelled example.
-          policy.handle(BadRecordError(
-              input_path, line, f"user {rows.user} touched all but "
-              f"{sampler.available(rows.touched)} of the {len(scan.items)} catalog "
-              f"items; cannot draw {negatives} negatives", "no_negatives_left"))
-          continue
-        end = bisect.bisect_left(times, time)  # the first click of this second
-        positive = schema_lib.Impression(
-            label=1, user_id=user_id, time=time, item_id=encoder.id(item),
-            item_cats=(encoder.id(cat),),
-            clicks=history[max(0, end - max_hist):end])
-        is_test = (i == len(clicks) - 1 if test_start is None
-                   else time >= test_start)
-        name = TEST if is_test else TRAIN
-        for imp, record in encoder.records(
-            positive, sampler.draw(rng, rows.touched)):
-          writer.write_serialized(name, imp, record)
-          split_counts[name] += 1
-          written += 1
-          user_written += 1
-        positives += 1
-      users_with_impressions += bool(user_written)
-    if not written:
+  return days, window
+
+
+def _source(input_path: str, test_rule: str, window: Optional[TimeWindow]) -> str:
+  """The dataset's ``source`` in ``schema.json``."""
+  source = f"Taobao UserBehavior CSV: {input_path}; test = {test_rule}"
+  if window is not None:
+    source += f"; time window {window.text}"
+  return source
+
+
+def _test_split(split: str, last_click_time: Optional[int],
+                days: CalendarDays) -> Tuple[Optional[int], str]:
+  """(start of the test day, or None for each user's last click; the rule in words)."""
+  if split == "last_click":
+    return None, "each user's last click"
+  if last_click_time is None:
+    return None, "no clicks"
+  test_start = days.day_start(last_click_time)
+  return test_start, f"impressions on {days.date(test_start)} ({days.name})"
+
+
+@dataclasses.dataclass
+class _UserWriter:
+  """Writes each user's positives with their negatives, counting what it wrote.
+
+  ``test_start``: clicks from this time on are "test"; None: each user's last.
+  """
+  _writer: DatasetWriter
+  _policy: BadRecordPolicy
+  _input_path: str
+  _max_hist: int
+  _test_start: Optional[int]
+  _sampler: _NegativeSampler
+  _encoder: _Encoder = dataclasses.field(default_factory=_Encoder)
+  split_counts: Dict[str, int] = dataclasses.field(
+      default_factory=lambda: {TRAIN: 0, TEST: 0})
+  written: int = 0
+  positives: int = 0
+  users: int = 0
+  users_with_impressions: int = 0
+
+  def write(self, rows: _UserRows) -> None:
+    """Writes the impressions of one user's clicks after their first second."""
+    self.users += 1
+    clicks = sorted(rows.clicks, key=lambda c: c[2])  # stable: ties keep file order
+    if not clicks or clicks[-1][2] == clicks[0][2]:
+      return  # no click after the first second: no impression
+    user_id = self._encoder.id(rows.user)
+    history = [schema_lib.Event(self._encoder.id(item), time, (self._encoder.id(cat),))
+               for item, cat, time, _ in clicks]
+    times = [c[2] for c in clicks]
+    rng = self._sampler.rng(user_id)
+    user_written = 0
+    for i, (item, cat, time, line) in enumerate(clicks):
+      if time == times[0]:
+        continue
+      if not self._enough_negatives(rows, line):
+        continue
+      end = bisect.bisect_left(times, time)  # the first click of this second
+      positive = schema_lib.Impression(
+          label=1, user_id=user_id, time=time, item_id=self._encoder.id(item),
+          item_cats=(self._encoder.id(cat),),
+          clicks=history[max(0, end - self._max_hist):end])
+      is_test = (i == len(clicks) - 1 if self._test_start is None
+                 else time >= self._test_start)
+      user_written += self._write(TEST if is_test else TRAIN, positive,
+                                  self._sampler.draw(rng, rows.touched))
+    self.users_with_impressions += bool(user_written)
+
+  def _enough_negatives(self, rows: _UserRows, line: int) -> bool:
+    """Whether negatives can be drawn for this user; if not, a bad record."""
+    available = self._sampler.available(rows.touched)
+    if available >= self._sampler.negatives:
+      return True
+    # Not a malformed row, but this click cannot become a labelled example.
+    self._policy.handle(BadRecordError(
+        self._input_path, line, f"user {rows.user} touched all but "
+        f"{available} of the {self._sampler.catalog_size} catalog "
+        f"items; cannot draw {self._sampler.negatives} negatives",
+        "no_negatives_left"))
+    return False
+
+  def _write(self, split: str, positive: schema_lib.Impression,
+             negatives: Sequence[Tuple[int, int]]) -> int:
+    """Writes a positive and its negatives into ``split``; returns how many."""
+    count = 0
+    for imp, record in self._encoder.records(positive, negatives):
+      self._writer.write_serialized(split, imp, record)
+      count += 1
+    self.split_counts[split] += count
+    self.written += count
+    self.positives += 1
+    return count
+
+
+def _check_splits(users: _UserWriter, input_path: str, rows: int,
+                  policy: BadRecordPolicy, test_rule: str) -> None:
+  """Raises `NoImpressionsError` for no impressions, or none in a split."""
+  if not users.written:
+    raise NoImpressionsError(
+        f"{input_path}: no impressions to convert ({rows} rows, "
+        f"{users.users} users; {policy.summary()}; a user needs clicks in two "
+        "different seconds)")
+  for name in (TRAIN, TEST):
+    # A dataset without one of its splits cannot be trained or evaluated.
+    if not users.split_counts[name]:
       raise NoImpressionsError(
-          f"{input_path}: no impressions to convert ({scan.rows} rows, "
-          f"{users} users; {policy.summary()}; a user needs clicks in two "
-          "different seconds)")
-    for name in (TRAIN, TEST):
-      # A dataset without one of its splits cannot be trained or evaluated.
-      if not split_counts[name]:
-        raise NoImpressionsError(
-            f"{input_path}: no {name} impressions (test = {test_rule}; "
-            f"{written} impressions in all); use a log of more days or "
-            f"the other split rule ({', '.join(SPLIT_RULES)})")
-    source = f"Taobao UserBehavior CSV: {input_path}; test = {test_rule}"
-    if window is not None:
-      source += f"; time window {window.text}"
-    writer.commit(source=source)
+          f"{input_path}: no {name} impressions (test = {test_rule}; "
+          f"{users.written} impressions in all); use a log of more days or "
+          f"the other split rule ({', '.join(SPLIT_RULES)})")
+
+
+def _report(policy: BadRecordPolicy, scan: _Scan, users: _UserWriter,
+            input_path: str, out_dir: str, test_rule: str) -> TaobaoReport:
   return TaobaoReport.from_policy(
-      policy, scan.quirks, input_path=input_path, out_dir=writer.out_dir, lines_read=scan.rows,
-      impressions_written=written, positives_written=positives, users=users,
-      users_with_impressions=users_with_impressions,
+      policy, scan.quirks, input_path=input_path, out_dir=out_dir,
+      lines_read=scan.rows, impressions_written=users.written,
+      positives_written=users.positives, users=users.users,
+      users_with_impressions=users.users_with_impressions,
       rows_outside_window=scan.outside_window,
       first_outside_window_line=scan.first_outside_window_line,
-      split_impressions=split_counts, test_rule=test_rule)
+      split_impressions=users.split_counts, test_rule=test_rule)

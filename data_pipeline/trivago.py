@@ -65,6 +65,7 @@ import array
 import bisect
 import contextlib
 import csv
+import dataclasses
 import itertools
 import math
 import re
@@ -74,6 +75,7 @@ from typing import (Callable, Iterator, List, NamedTuple, Optional, Sequence, Se
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError, Quirks)
+from data_pipeline.line_checks import InvalidLine, WriteCounts, decode_utf8
 # Line reading (gzip, CRLF, BOM, unreadable files) is the same for every text
 # format; these two should move to a shared module.
 from data_pipeline.text_input import (FLOAT32_MAX, INT64_MAX, INT64_MIN,
@@ -182,10 +184,9 @@ class _RowParser:
 
   def _fields(self, raw: bytes, line: int) -> List[str]:
     try:
-      text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-      raise self._bad(line, "not_utf8", f"not UTF-8: byte 0x{raw[e.start]:02x} at "
-                      f"column {e.start + 1}") from None
+      text = decode_utf8(raw)
+    except InvalidLine as e:
+      raise self._bad(line, e.kind, e.reason) from None
     if not text.strip():
       raise self._bad(line, "empty_line", "empty line (every line must be a row)")
     if '"' not in text:
@@ -460,53 +461,82 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
     FileNotFoundError: no ``input_path``.
   """
   policy = BadRecordPolicy(on_bad)
-  if not 0 <= test_fraction <= 1:
-    raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
-  if max_hist < 0:
-    raise ValueError(f"max_hist must be >= 0, got {max_hist}")
-  rows_read = 0
+  _check_options(test_fraction, max_hist)
   meter = ReadProgress(progress, [input_path, input_path])
-
-  def on_row(row: int) -> None:
-    nonlocal rows_read
-    rows_read = row
-
   # The writer comes first so that a taken out_dir fails before a pass over the
   # file; whatever fails inside the block removes its temporary folder.
   with DatasetWriter(out_dir, num_cats=1, num_shards=num_shards,
                      overwrite=overwrite) as writer:
-    # Pass 1: check every row (a bad one stops the run before anything is
-    # written) and collect the clickout times that fix the split.
-    clickout_times = array.array("q")
-    quirks = Quirks()
-    for row in _good_rows(input_path, policy, on_row, quirks, meter):
-      if row.role == _CLICKOUT:
-        clickout_times.append(row.time)
-    rows_in_file = rows_read
-    if not clickout_times:
-      raise NoImpressionsError(
-          f"{input_path}: no impressions to convert ({rows_in_file} rows, no good "
-          f"{CLICKOUT!r} row; {policy.summary()})")
-    threshold = _test_threshold(clickout_times, test_fraction)
-    del clickout_times
-
+    # Pass 1 checks every row: a bad one stops the run before anything is written.
+    checked = _check_rows(input_path, policy, meter, test_fraction)
     # Pass 2: write, one user at a time. Bad rows were counted in pass 1.
-    builder = _ImpressionBuilder(max_hist, threshold)
-    written = positives = 0
-    with contextlib.closing(_good_rows(
-        input_path, BadRecordPolicy("skip"), lambda row: None, Quirks(),
-        meter)) as rows:
-      for _, user_rows in itertools.groupby(rows, key=lambda row: row.user):
-        for split, impressions in builder.clickouts(list(user_rows)):
-          for imp, record in zip(impressions, _encoded(impressions)):
-            writer.write_serialized(split, imp, record)
-            positives += imp.label
-          written += len(impressions)
-    split_rule = ("no test split" if threshold is None else
-                  f"test = clickouts at or after {threshold} "
-                  f"(latest {test_fraction:g} of clickouts)")
-    writer.commit(source=f"trivago RecSys 2019 CSV: {input_path}; {split_rule}")
+    counts = _write_users(input_path, meter,
+                          _ImpressionBuilder(max_hist, checked.threshold), writer)
+    writer.commit(source=f"trivago RecSys 2019 CSV: {input_path}; "
+                  f"{_split_rule(checked.threshold, test_fraction)}")
   return ConversionReport.from_policy(
-      policy, quirks, input_path=input_path, out_dir=writer.out_dir,
-      lines_read=rows_in_file, impressions_written=written,
-      positives_written=positives)
+      policy, checked.quirks, input_path=input_path, out_dir=writer.out_dir,
+      lines_read=checked.rows, impressions_written=counts.written,
+      positives_written=counts.positives)
+
+
+def _check_options(test_fraction: float, max_hist: int) -> None:
+  if not 0 <= test_fraction <= 1:
+    raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
+  if max_hist < 0:
+    raise ValueError(f"max_hist must be >= 0, got {max_hist}")
+
+
+def _split_rule(threshold: Optional[int], test_fraction: float) -> str:
+  if threshold is None:
+    return "no test split"
+  return (f"test = clickouts at or after {threshold} "
+          f"(latest {test_fraction:g} of clickouts)")
+
+
+@dataclasses.dataclass
+class _CheckedRows:
+  """What the first pass found: data rows, the first "test" time, quirks."""
+  rows: int = 0
+  threshold: Optional[int] = None
+  quirks: Quirks = dataclasses.field(default_factory=Quirks)
+
+
+def _check_rows(input_path: str, policy: BadRecordPolicy, meter: ReadProgress,
+                test_fraction: float) -> _CheckedRows:
+  """Pass 1: checks every row; the clickout times fix the split's threshold.
+
+  Raises:
+    NoImpressionsError: no good clickout row.
+  """
+  checked = _CheckedRows()
+
+  def on_row(row: int) -> None:
+    checked.rows = row
+
+  clickout_times = array.array("q")  # 8 bytes a clickout, freed before pass 2
+  for row in _good_rows(input_path, policy, on_row, checked.quirks, meter):
+    if row.role == _CLICKOUT:
+      clickout_times.append(row.time)
+  if not clickout_times:
+    raise NoImpressionsError(
+        f"{input_path}: no impressions to convert ({checked.rows} rows, no good "
+        f"{CLICKOUT!r} row; {policy.summary()})")
+  checked.threshold = _test_threshold(clickout_times, test_fraction)
+  return checked
+
+
+def _write_users(input_path: str, meter: ReadProgress, builder: _ImpressionBuilder,
+                 writer: DatasetWriter) -> WriteCounts:
+  """Pass 2: writes the impressions of every user's clickouts."""
+  counts = WriteCounts()
+  with contextlib.closing(_good_rows(
+      input_path, BadRecordPolicy("skip"), lambda row: None, Quirks(),
+      meter)) as rows:
+    for _, user_rows in itertools.groupby(rows, key=lambda row: row.user):
+      for split, impressions in builder.clickouts(list(user_rows)):
+        for imp, record in zip(impressions, _encoded(impressions)):
+          writer.write_serialized(split, imp, record)
+          counts.positives += imp.label
+        counts.written += len(impressions)
+  return counts
