@@ -309,7 +309,7 @@ def _train_and_export(pattern: str, model_dir: str, export_dir: str) -> str:
 
 def _export(model_dir: str, export_dir: str) -> str:
   trained = training.load_model(model_dir)
-  request, _ = typical_request(training.train_pattern(model_dir), trained.schema,
+  request, _ = typical_request(training.saved_train_pattern(model_dir), trained.schema,
                                FLAGS.candidates, FLAGS.scan_records)
   start = time.perf_counter()
   path = export.export_saved_model(
@@ -331,7 +331,7 @@ def main(argv):
     if FLAGS.saved_model:
       version_dir, pattern = FLAGS.saved_model, FLAGS.data
     elif FLAGS.model_dir:
-      pattern = FLAGS.data or training.train_pattern(FLAGS.model_dir)
+      pattern = FLAGS.data or training.saved_train_pattern(FLAGS.model_dir)
       version_dir = _export(FLAGS.model_dir, os.path.join(tmp, "serving"))
     else:
       from data_pipeline import simulator  # pylint: disable=g-import-not-at-top

@@ -427,7 +427,7 @@ def saved_train_config(saved: Dict[str, Any]) -> TrainConfig:
   return config
 
 
-def train_pattern(model_dir: str) -> str:
+def saved_train_pattern(model_dir: str) -> str:
   """The training data pattern a model directory was trained on."""
   path = os.path.join(model_dir, CONFIG_FILE)
   if not tf.io.gfile.exists(path):

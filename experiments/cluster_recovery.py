@@ -86,7 +86,7 @@ def main(argv):
   rows: List[List[str]] = []
   pairs = None
   for run_dir in FLAGS.runs:
-    pattern = training.train_pattern(run_dir)
+    pattern = training.saved_train_pattern(run_dir)
     ids, _, vectors = embedding_similarity.item_vectors(run_dir, pattern)
     if pairs is None:
       counts = click_counts(pattern)

@@ -215,7 +215,7 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
 
   trained = training.load_model(model_dir)
   assert trained.config.steps == 4
-  pattern = training.train_pattern(model_dir)
+  pattern = training.saved_train_pattern(model_dir)
   assert pattern.startswith("ram://")
   evaluated = training.evaluate(model_dir, data)
   assert abs(evaluated["eval"]["auc"] - result["eval"]["auc"]) < 1e-6

@@ -43,7 +43,7 @@ def main(argv):
   # pylint: disable=g-import-not-at-top
   from egin_tf import embeddings, export, serving_requests, training
   trained = training.load_model(FLAGS.model_dir)
-  data = training.train_pattern(FLAGS.model_dir)
+  data = training.saved_train_pattern(FLAGS.model_dir)
   seen = None
   if FLAGS.embeddings:
     seen = embeddings.seen_ids(data, trained.lengths, cache_dir=FLAGS.model_dir,

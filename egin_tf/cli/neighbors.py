@@ -41,7 +41,7 @@ def main(argv):
   from egin_tf import embeddings, training  # pylint: disable=g-import-not-at-top
   item = _item_id(FLAGS.item, FLAGS.raw)
   trained = training.load_model(FLAGS.model_dir)
-  data = FLAGS.data or training.train_pattern(FLAGS.model_dir)
+  data = FLAGS.data or training.saved_train_pattern(FLAGS.model_dir)
   seen = embeddings.seen_ids(data, trained.lengths,
                              progress=common.progress_printer("records scanned"),
                              cache_dir=None if FLAGS.data else FLAGS.model_dir)
