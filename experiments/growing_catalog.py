@@ -30,7 +30,6 @@ from typing import Dict, List
 
 from absl import app
 from absl import flags
-import numpy as np
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import schema as schema_lib
@@ -116,14 +115,13 @@ def run(seed: int, fraction: float) -> Dict[str, float]:
 
 
 def table(results: Dict[float, List[Dict[str, float]]]) -> str:
-  """Mean ± std over seeds (std 0 for one seed) per item table size."""
+  """Mean ± std over seeds (the mean alone for one seed) per item table size."""
   keys = ("collisions", "running_auc", "window_auc", "test_auc")
   rows = []
   for fraction, runs in results.items():
     cells = [f"{fraction:g} ({runs[0]['rows']:,} / {runs[0]['ids']:,})"]
     for key in keys:
-      values = np.array([r[key] for r in runs])
-      cells.append(f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}")
+      cells.append(common.mean_pm_std([r[key] for r in runs]))
     rows.append(cells)
   return common.markdown_table(("item rows / ids",) + keys, rows,
                                left_columns=len(keys) + 1)

@@ -78,11 +78,6 @@ def run(kind: str, data: str, seed: int, kill_worker: bool = False
   return _outcome(model_dir, output), output
 
 
-def _mean_std(values) -> str:
-  values = np.asarray(values, dtype=float)
-  return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
-
-
 def main(argv):
   del argv
   from data_pipeline import simulator  # pylint: disable=g-import-not-at-top
@@ -93,8 +88,8 @@ def main(argv):
   seeds = [int(s) for s in FLAGS.seeds]
   results = {kind: [run(kind, data, s)[0] for s in seeds] for kind in ("single", "cluster")}
   killed, output = run("killed", data, seeds[0], kill_worker=True)
-  rows = [[kind, _mean_std([r["auc"] for r in runs]),
-           _mean_std([r["examples_per_second"] for r in runs])]
+  rows = [[kind, common.mean_pm_std([r["auc"] for r in runs]),
+           common.mean_pm_std([r["examples_per_second"] for r in runs])]
           for kind, runs in results.items()]
   ratio = (np.mean([r["examples_per_second"] for r in results["cluster"]]) /
            np.mean([r["examples_per_second"] for r in results["single"]]))
