@@ -42,14 +42,12 @@ VARIANTS: Dict[str, tuple] = {
     "egin_no_query": ("egin", {"use_query": False}),
     "egin_no_pos_emb": ("egin", {"positional": False}),
     "egin_soft_binning": ("egin", {"binning": "soft"}),
-    # The paper's EGIN: one graph table (no out-of-fold), no category interest.
+    # The paper's EGIN: one graph table (no out-of-fold), no match features.
     "egin_paper": ("egin", {"graph_folds": 1, "category_graph": False,
-                            "category_interest": False,
-                            "query_target_interest": False}),
+                            "match_features": False}),
     "egin_no_category_graph": ("egin", {"category_graph": False}),
     "egin_one_fold": ("egin", {"graph_folds": 1}),
-    "egin_no_category": ("egin", {"category_interest": False,
-                                  "query_target_interest": False}),
+    "egin_no_match": ("egin", {"match_features": False}),
 }
 GRAPH_LOSSES = ("i2i", "q2q", "q2i")
 

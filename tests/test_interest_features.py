@@ -30,23 +30,18 @@ def test_similarity_weighted_pool_by_hand():
 
 
 @pytest.mark.parametrize("options,extracts", [
-    ({"category_interest": True}, ["sim_cat_i2i", "sim_cat_q2t"]),
-    ({"query_target_interest": True}, ["sim_graph_q2t"]),
     ({"interest_pooling": True}, []),
     ({"graph_vector_features": True}, []),
     ({"category_graph": True}, ["sim_c2c", "category_graph_learning"]),
 ])
 def test_options_add_their_features(tmp_path, options, extracts):
   batch = test_egin._batch(test_egin._tiny_batch(), tmp_path)
-  off = {"category_interest": False, "query_target_interest": False,
-         "category_graph": False}
+  off = {"category_graph": False}
   plain = test_egin._egin(**off)
   model = test_egin._egin(**{**off, **options})
   widths = [sum(int(p.shape[-1]) for p in m.interest_features(batch))
             for m in (plain, model)]
-  extra = {"category_interest": 3 * 10 + 1 * 10,  # k=3 slots + one k=1 slot
-           "query_target_interest": 10,
-           "interest_pooling": 2 * 10,  # f_i2i and f_q2i
+  extra = {"interest_pooling": 2 * 10,  # f_i2i and f_q2i
            "graph_vector_features": 2 * 10,  # target and query
            "category_graph": 3 * 10,  # one more k=3 SimExtract
            }[next(iter(options))]
@@ -58,32 +53,16 @@ def test_options_add_their_features(tmp_path, options, extracts):
   assert model.get_config()[next(iter(options))] is True
 
 
-def test_category_interest_counts_clicks_of_the_target_category(tmp_path):
-  from data_pipeline import schema as schema_lib  # pylint: disable=g-import-not-at-top
-  from example_io import batch_of  # pylint: disable=g-import-not-at-top
-  imps = [schema_lib.Impression(
-      label=u % 2, user_id=u + 1, time=1000, item_id=20 + u, item_cats=(1,),
-      query_id=3, query_cats=(1,) if u < 2 else (2,),
-      clicks=[schema_lib.Event(10 + j, 100 + j, (1 if j < u else 2,))
-              for j in range(4)],
-      queries=[schema_lib.Event(3, 90, (1,))]) for u in range(4)]
-  batch = batch_of(imps, tmp_path / "cats", max_clicks=4, max_queries=2)
-  model = test_egin._egin(category_interest=True)
-  model.train_step(batch)
-  # Row u has u clicks of the target's category 1: the category SimExtract puts
-  # exactly that many cosines of 1 into its top 3.
-  embed = model.features.embed_categories
-  _, details = model.category_extract(
-      embed(batch["item_cats"]), embed(batch["click_cats"]),
-      batch["click_ids"] > 0, return_details=True)
-  ones = np.sum(np.isclose(details["similarity"].numpy(), 1.0, atol=1e-5), axis=1)
-  assert list(ones) == [0, 1, 2, 3]
-  # The query-target unit sees the same category for rows 0 and 1 only.
-  _, details = model.query_target_cat_extract(
-      embed(batch["query_cats"]), embed(batch["item_cats"])[:, tf.newaxis],
-      batch["query_id"][:, tf.newaxis] > 0, return_details=True)
-  np.testing.assert_allclose(details["similarity"].numpy()[:, 0] > 0.999,
-                             [True, True, False, False])
+def test_category_graph_is_a_match_feature_and_needs_the_block(tmp_path):
+  # Equal categories read one row of the category graph (cosine 1 untrained), so
+  # without match_features EGIN has no category graph, nor its loss.
+  batch = test_egin._batch(test_egin._tiny_batch(), tmp_path)
+  model = test_egin._egin(category_graph=True, match_features=False)
+  assert not model.category_graph
+  assert "c2c" not in model.aux_loss_weights
+  names = {layer.name for layer in model.submodules}
+  assert "sim_c2c" not in names and "category_graph_learning" not in names
+  assert "c2c_loss" not in model.train_step(batch)
 
 
 def test_category_graph_edges_join_the_categories_of_neighbouring_clicks(tmp_path):

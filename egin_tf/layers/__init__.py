@@ -12,4 +12,5 @@ from egin_tf.layers.out_of_fold import OutOfFoldEmbedding, user_folds
 from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.layers.graph_learning import GraphLearning
 from egin_tf.layers.target_attention import TargetAttention
+from egin_tf.layers.target_match import TargetMatch
 from egin_tf.layers.transformer import BehaviorSequenceTransformer, TransformerBlock

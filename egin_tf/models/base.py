@@ -26,6 +26,7 @@ from egin_tf.configs import Config, ConfigError
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.id_collisions import IdCollisionRate
 from egin_tf.layers.mlp import MLP
+from egin_tf.layers.target_match import TargetMatch
 
 # Constructor arguments that are Keras' own, not a model's hyperparameters.
 _KERAS_KWARGS = ("name", "trainable", "dtype", "dynamic", "autocast",
@@ -83,6 +84,10 @@ class CTRModel(tf.keras.Model):
     self.auc_metric = tf.keras.metrics.AUC(num_thresholds=1000, from_logits=True,
                                            name="auc")
     self.ctr_task = _ctr_task(self.auc_metric)
+    self.target_match = None
+    if getattr(self._model_config, "match_features", False):
+      has_queries = feature_config is None or feature_config.has_queries
+      self.target_match = TargetMatch(use_query=has_queries, name="target_match")
 
   @classmethod
   def prepare(cls, train_pattern: str, model_dir: str, seed: int,
@@ -102,6 +107,14 @@ class CTRModel(tf.keras.Model):
               ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
     """Returns CTR logits [B] and unweighted auxiliary losses (scalars)."""
     raise NotImplementedError
+
+  def head_input(self, parts: List[tf.Tensor], batch: Dict[str, tf.Tensor]
+                 ) -> tf.Tensor:
+    """The MLP's input: a model's feature ``parts`` [B, *] and, with the config's
+    ``match_features``, the target-match block, concatenated: [B, F]."""
+    if self.target_match is not None:
+      parts = parts + [match_features(self.target_match, batch)]
+    return tf.concat(parts, axis=-1)
 
   def call(self, batch: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
     logits, _ = self.forward(batch, training=training)
@@ -259,8 +272,18 @@ class TargetInterestModel(CTRModel):
     for layer, pair in zip(self.interests,
                            self.features.targets_and_histories(batch)):
       parts.append(layer(pair.target, pair.history, pair.mask, training=training))
-    logits = self.mlp(tf.concat(parts, axis=-1), training=training)
+    logits = self.mlp(self.head_input(parts, batch), training=training)
     return logits, {}
+
+
+def match_features(layer: TargetMatch, batch: Dict[str, tf.Tensor]) -> tf.Tensor:
+  """``layer`` (a `TargetMatch`) applied to a reader batch: [B, F]."""
+  query = {}
+  if layer.use_query:
+    query = {"query_cats": batch[schema_lib.QUERY_CATS],
+             "query_ids": batch[schema_lib.QUERY_ID]}
+  return layer(batch[schema_lib.ITEM_ID], batch[schema_lib.ITEM_CATS],
+               batch[schema_lib.CLICKS.ids], batch[schema_lib.CLICKS.cats], **query)
 
 
 def resolve_config(config_cls: type, features: Union[FeatureConfig, Mapping],

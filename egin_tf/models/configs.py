@@ -20,6 +20,11 @@ class HeadConfig(Config):
   hidden_units: Tuple[int, ...] = param((200, 80), "Widths of the MLP's hidden "
                                         "layers (comma-separated).", min=1)
   dropout: float = param(0.0, "Dropout rate in the MLP.", min=0.0, below=1.0)
+  match_features: bool = param(True, "Add the explicit target-match features "
+                               "(layers.TargetMatch: the target's repeats and "
+                               "category matches in the clicks, query-target "
+                               "category match) to the MLP; the same for every "
+                               "model, so comparisons stay fair.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,13 +120,12 @@ class EginConfig(SimExtractConfig):
                              "item/query tables (needs --graph_folds 1).")
   interest_pooling: bool = param(False, "Add the similarity-weighted top-k graph "
                                  "vectors as interest features.")
-  category_interest: bool = param(True, "Add the target-aware category SimExtracts.")
-  query_target_interest: bool = param(True, "Add the graph cosine of the query and "
-                                      "the target.")
   graph_vector_features: bool = param(False, "Add the target's (and query's) graph "
                                       "vectors to the MLP input.")
   category_graph: bool = param(True, "Also learn a category graph (c2c edges, "
-                               "weight alpha) and its SimExtract.")
+                               "weight alpha) and its SimExtract. Equal categories "
+                               "read one row (cosine 1 untrained): a match feature, "
+                               "on only with match_features.")
   seed: int = param(0, "Seed of the queues' sampling and the graph's random "
                     "options (egin-tf train sets it from --seed).", min=0)
 

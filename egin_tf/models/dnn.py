@@ -44,5 +44,5 @@ class DNN(CTRModel):
 
   def forward(self, batch, training=None):
     parts = dnn_inputs(self.features, self.pool, batch, training)
-    logits = self.mlp(tf.concat(parts, axis=-1), training=training)
+    logits = self.mlp(self.head_input(parts, batch), training=training)
     return logits, {}

@@ -96,5 +96,5 @@ class DNNCross(DNN):
     parts = dnn_inputs(self.features, self.pool, batch, training)
     parts.append(self.pooled_cross(batch[schema_lib.CLICKS.ids],
                                    batch[schema_lib.ITEM_ID]))
-    logits = self.mlp(tf.concat(parts, axis=-1), training=training)
+    logits = self.mlp(self.head_input(parts, batch), training=training)
     return logits, {}

@@ -15,11 +15,9 @@ The joint objective (equation 1) is L = L_CTR + alpha L_i2i + beta L_q2q + gamma
 `CTRModel.train_step` sums it and reports every term. Graph losses (and queue
 updates) happen only in training steps; evaluation and serving score pctr alone.
 
-Beyond the paper (each measured in experiments/RESULTS.md, "EGIN's graph earns its
-keep"; the defaults are the winners on validation splits, ``graph_folds=2``,
-``category_graph=True``, ``category_interest=True`` and
-``query_target_interest=True``; the paper's model is ``graph_folds=1,
-category_graph=False, category_interest=False, query_target_interest=False``):
+Beyond the paper (each measured in experiments/RESULTS.md; the defaults are the
+winners on validation splits, ``graph_folds=2`` and ``category_graph=True``; the
+paper's model is ``graph_folds=1, category_graph=False, match_features=False``):
 
 * ``graph_folds`` > 1: out-of-fold graph tables (`egin_tf.layers.out_of_fold`): a
   row's features read tables that its own user's edges never trained, which
@@ -30,11 +28,11 @@ category_graph=False, category_interest=False, query_target_interest=False``):
   f_i2i (and f_q2i) as extra interest features;
 * ``category_graph``: a category graph beside the item graph: c2c edges join the
   categories of clicks within the window (co-clicked categories), trained like
-  i2i, and SimExtract(target category, click categories) on its vectors;
-* ``category_interest``: SimExtract(target categories, click categories) on the
-  CTR category table, and with queries SimExtract(query categories, target
-  categories): the target-aware category comparison DIN and BST make;
-* ``query_target_interest``: the graph cosine of the current query and the target;
+  i2i, and SimExtract(target category, click categories) on its vectors. Equal
+  categories read the same row, so their cosine is 1 before any training: it is
+  a target-match feature, and is on only with ``match_features`` (the block every
+  model gets, `egin_tf.layers.target_match`), so EGIN never sees a category
+  match that its baselines lack;
 * ``graph_vector_features``: the target's and the query's graph vectors themselves
   as MLP inputs.
 
@@ -85,10 +83,8 @@ class EGIN(CTRModel):
     self.use_graph = c.use_graph
     self.use_query = use_query
     self.interest_pooling = c.interest_pooling
-    self.category_interest = c.category_interest
-    self.query_target_interest = c.query_target_interest and use_query
     self.graph_vector_features = c.graph_vector_features
-    self.category_graph = c.category_graph and c.use_graph
+    self.category_graph = _uses_category_graph(c)
 
     self.features = FeatureEmbeddings(features, name="features")
     self.pool = MaskedPooling(c.pooling)
@@ -139,8 +135,8 @@ class EGIN(CTRModel):
         features.query_buckets, graph_dim, graph_folds, name="graph_query")
 
   def _make_extracts(self, c: SimExtractConfig, slot_dim: int) -> None:
-    def extract(name, k=c.top_k):
-      return SimExtract(k=k, num_bins=c.num_bins, positional=c.positional,
+    def extract(name):
+      return SimExtract(k=c.top_k, num_bins=c.num_bins, positional=c.positional,
                         embedding_dim=slot_dim, max_positions=c.max_positions,
                         binning=c.binning, position=c.position, name=name)
 
@@ -148,12 +144,6 @@ class EGIN(CTRModel):
     if self.use_query:
       self.q2q_extract = extract("sim_q2q")
       self.q2i_extract = extract("sim_q2i")
-    if self.category_interest:
-      self.category_extract = extract("sim_cat_i2i")
-      if self.use_query:
-        self.query_target_cat_extract = extract("sim_cat_q2t", k=1)
-    if self.query_target_interest:
-      self.query_target_extract = extract("sim_graph_q2t", k=1)
     if self.category_graph:
       self.c2c_extract = extract("sim_c2c")
 
@@ -165,7 +155,7 @@ class EGIN(CTRModel):
               ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
     f_o = dnn_inputs(self.features, self.pool, batch, training)
     interests = self.interest_features(batch)
-    logits = self.mlp(tf.concat(f_o + interests, axis=-1), training=training)
+    logits = self.mlp(self.head_input(f_o + interests, batch), training=training)
     aux = {}
     if training and self.use_graph:
       aux = self.graph_losses(batch)
@@ -185,12 +175,6 @@ class EGIN(CTRModel):
       query_hist = self.graph_queries(query_hist_ids, folds)
       parts.append(self.q2q_extract(query, query_hist, query_hist_ids > 0))
       parts += self._extract(self.q2i_extract, query, clicks, click_mask)
-      if self.query_target_interest:
-        has_query = (batch[schema_lib.QUERY_ID] > 0)[:, tf.newaxis]
-        parts.append(self.query_target_extract(
-            query, target[:, tf.newaxis], has_query))
-    if self.category_interest:
-      parts += self._category_features(batch, click_mask)
     if self.graph_vector_features:
       parts += [target, query] if self.use_query else [target]
     if self.category_graph:
@@ -208,19 +192,6 @@ class EGIN(CTRModel):
       return [layer(target, sequence, mask)]
     output, details = layer(target, sequence, mask, return_details=True)
     return [output, similarity_weighted_pool(sequence, details)]
-
-  def _category_features(self, batch: Dict[str, tf.Tensor],
-                         click_mask: tf.Tensor) -> List[tf.Tensor]:
-    embed = self.features.embed_categories
-    target_cats = embed(batch[schema_lib.ITEM_CATS])
-    parts = [self.category_extract(
-        target_cats, embed(batch[schema_lib.CLICKS.cats]), click_mask)]
-    if self.use_query:
-      has_query = (batch[schema_lib.QUERY_ID] > 0)[:, tf.newaxis]
-      parts.append(self.query_target_cat_extract(
-          embed(batch[schema_lib.QUERY_CATS]), target_cats[:, tf.newaxis],
-          has_query))
-    return parts
 
   def graph_losses(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """L_i2i, L_q2q, L_q2i of a batch; updates the negative queues.
@@ -269,11 +240,17 @@ def _loss_weights(c: EginConfig, use_query: bool) -> Dict[str, float]:
   if not c.use_graph:
     return {}
   weights = {"i2i": c.alpha}
-  if c.category_graph:
+  if _uses_category_graph(c):
     weights["c2c"] = c.alpha
   if use_query:
     weights.update(q2q=c.beta, q2i=c.gamma)
   return weights
+
+
+def _uses_category_graph(c: EginConfig) -> bool:
+  """The category graph's SimExtract is a match feature (module docstring): it is
+  on only with the graph and ``match_features``."""
+  return c.category_graph and c.use_graph and c.match_features
 
 
 def _first_category_batch(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
