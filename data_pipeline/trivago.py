@@ -13,9 +13,7 @@ What becomes what:
   (``|``-separated item ids), labelled 1 if it is the row's ``reference`` (the
   clicked item), else 0. ``time`` is the clickout's timestamp. Features:
   ``cat/position`` (1-based place in the list, the raw number), ``dense/price``
-  (the matching entry of ``prices``), ``cat/device`` and ``cat/platform``. A
-  clickout whose reference is not in its list (the user clicked an item shown
-  elsewhere) still writes its impressions, all labelled 0.
+  (the matching entry of ``prices``), ``cat/device`` and ``cat/platform``.
 * Categories: the row's ``city`` is the one category (C = 1) of the items shown in
   a clickout, of a search's query and of every history entry. Items and queries
   hash the same city string, so they share its category id.
@@ -27,14 +25,33 @@ What becomes what:
   deals``, ``search for item`` and earlier clickouts, whose reference is the item)
   strictly earlier than the clickout, the most recent ``max_hist`` kept, like
   the query history.
-* ``filter selection`` and ``change of sort order`` rows are checked and dropped.
+* ``filter selection`` and ``change of sort order`` rows are checked and dropped;
+  their reference (free text describing the filter or sort order, sometimes
+  ``unknown``) is not read.
 
-Sessions as published: the log reuses session ids. A row of a session id the user
-already had whose ``step`` restarts at 1 begins a new session segment (the
-challenge's sessions are step-numbered from 1), which may be earlier in time than
-the rows before it; it is converted like any session and counted in the report as
-``reused_session_id`` (the shared sample has none). Any other step that does not
-increase within a segment, or a timestamp going back within one, is a bad row.
+The log as published (the challenge's documentation and files): each of these is
+converted as described, counted in the report by its name (with its first line)
+and is no bad row.
+
+* ``unknown_reference``: an item action (``interaction item ...``, ``search for
+  item``) whose reference is ``unknown`` or empty: the log withholds the item, so
+  the row adds nothing to the click history and is left out (the shared sample has
+  2, ``interaction item info`` rows, the first at line 26201).
+* ``unlabelled_clickout``: a clickout whose reference is ``unknown`` or empty, as
+  on the clickouts ``test.csv`` asks to predict. Its items were shown but which
+  one was clicked is withheld, and labels are not invented: its impressions are
+  not written and it is not a clickout of the split (its row is still checked,
+  impressions and prices included). The shared sample has none.
+* ``clicked_item_not_shown``: a clickout whose reference is not in its impressions
+  (the user clicked the item elsewhere on the page): its impressions are written,
+  all labelled 0, as the challenge's scoring counts such a clickout a miss (the
+  shared sample has 1, line 62260).
+* ``reused_session_id``: a row of a session id the user already had whose
+  ``step`` restarts at 1 begins a new session segment (the challenge's sessions
+  are step-numbered from 1), which may be earlier in time than the rows before
+  it; it is converted like any session (the shared sample has none). Any other
+  step that does not increase within a segment, or a timestamp going back within
+  one, is a bad row.
 
 Order and ties: a user's rows are ordered by timestamp, then by file order (which
 within a session segment is ``step`` order). "At or before the clickout" means
@@ -113,6 +130,25 @@ REUSED_SESSION = "reused_session_id"
 _REUSED_SESSION_MEANING = ("a session_id whose step restarts at 1, kept as a new "
                            "session (rows in time order within the user)")
 
+# The published log withholds some item references: "unknown" (e.g. on
+# "interaction item info" rows of train.csv), empty on the clickouts test.csv
+# asks to predict. Such a row names no item, so it converts to nothing.
+WITHHELD_REFERENCES = ("unknown", "")
+UNKNOWN_REFERENCE = "unknown_reference"
+UNLABELLED_CLICKOUT = "unlabelled_clickout"
+_WITHHELD_QUIRK = {
+    _ITEM: (UNKNOWN_REFERENCE, "an item action whose reference is 'unknown' or "
+            "empty (the item is withheld): adds no click to the history"),
+    _CLICKOUT: (UNLABELLED_CLICKOUT, "a clickout whose reference is 'unknown' or "
+                "empty (the clicked item is withheld, as on test.csv's clickouts to "
+                "predict): no label, so its impressions are not written"),
+}
+# The clicked item need not be among the impressions (the user clicked it
+# elsewhere on the page); the challenge's scoring gives such a clickout 0.
+CLICKED_ITEM_NOT_SHOWN = "clicked_item_not_shown"
+_CLICKED_ITEM_NOT_SHOWN_MEANING = ("a clickout whose clicked item is not in its "
+                                   "impressions: written, every item labelled 0")
+
 _INT = re.compile(r"-?[0-9]+")
 _PRICE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
@@ -146,8 +182,8 @@ class _RowParser:
 
   Keeps the column positions from the header, the previous good row's user,
   session, step and timestamp (steps must increase and time must not go back in a
-  session segment) and the current user's session ids; counts each session segment
-  that reuses a session id into ``quirks``.
+  session segment) and the current user's session ids; counts the quirks of the
+  published log (see the module docstring) into ``quirks``.
   """
 
   def __init__(self, path: str, quirks: Quirks):
@@ -222,12 +258,7 @@ class _RowParser:
       raise self._bad(line, "unknown_action_type", f"action_type {_quoted(action)} is "
                       f"not a trivago action type ({', '.join(ACTIONS)})")
     restarts = self._restarts_session(user, session, step_number, time, line)
-    if role == _QUERY and not reference:
-      raise self._bad(line, "empty_query", f"reference of a {action!r} row is empty "
-                      "(it is the query text)")
-    if role in (_ITEM, _CLICKOUT) and not _is_item_id(reference):
-      raise self._bad(line, "reference_not_item_id", f"reference {_quoted(reference)} "
-                      f"of a {action!r} row is not an item id (digits)")
+    withheld = self._withholds_item(role, action, reference, line)
     if role != _DROPPED and not city:
       raise self._bad(line, "empty_city", f"city of a {action!r} row is empty (it is "
                       "the category of the row's items and query)")
@@ -238,10 +269,40 @@ class _RowParser:
       self._sessions_of_user = set()
     self._sessions_of_user.add(session)
     self._session = (user, session, step_number, time)
+    return self._counted(_Row(user, time, line, role, reference, city, platform,
+                              device, shown, amounts), restarts, withheld)
+
+  def _counted(self, row: _Row, restarts: bool, withheld: bool) -> _Row:
+    """``row`` with its quirks counted; a withheld item's row converts to nothing."""
     if restarts:
-      self.quirks.count(REUSED_SESSION, line, _REUSED_SESSION_MEANING)
-    return _Row(user, time, line, role, reference, city, platform, device, shown,
-                amounts)
+      self.quirks.count(REUSED_SESSION, row.line, _REUSED_SESSION_MEANING)
+    if withheld:
+      kind, meaning = _WITHHELD_QUIRK[row.role]
+      self.quirks.count(kind, row.line, meaning)
+      return row._replace(role=_DROPPED, impressions=(), prices=())
+    if row.role == _CLICKOUT and row.reference not in row.impressions:
+      self.quirks.count(CLICKED_ITEM_NOT_SHOWN, row.line,
+                        _CLICKED_ITEM_NOT_SHOWN_MEANING)
+    return row
+
+  def _withholds_item(self, role: int, action: str, reference: str,
+                      line: int) -> bool:
+    """Whether an item or clickout row's reference is withheld (no item).
+
+    Raises:
+      BadRecordError: a query row without text, or an item reference that is
+        neither an item id nor withheld.
+    """
+    if role == _QUERY and not reference:
+      raise self._bad(line, "empty_query", f"reference of a {action!r} row is empty "
+                      "(it is the query text)")
+    if role not in (_ITEM, _CLICKOUT) or _is_item_id(reference):
+      return False
+    if reference in WITHHELD_REFERENCES:
+      return True
+    raise self._bad(line, "reference_not_item_id", f"reference {_quoted(reference)} "
+                    f"of a {action!r} row is not an item id (digits), 'unknown' "
+                    "or empty")
 
   def _restarts_session(self, user: str, session: str, step: int, time: int,
                         line: int) -> bool:
@@ -299,8 +360,8 @@ def _good_rows(path: str, policy: BadRecordPolicy, on_row: Callable[[int], None]
   """Yields the good rows of ``path`` in file order; bad rows go to ``policy``.
 
   ``on_row`` is called with each data row's number (1-based, header excluded)
-  before the row is checked. Dropped actions are checked but not yielded.
-  Reused session ids are counted into ``quirks``.
+  before the row is checked. Rows that convert to nothing (dropped actions, withheld
+  item references) are checked but not yielded. Quirks are counted into ``quirks``.
 
   Raises:
     BadRecordError: a bad header, an unreadable file, or a user whose rows are not
@@ -449,8 +510,11 @@ def convert_trivago(input_path: str, out_dir: str, *, num_shards: int = 1,
     max_hist: most recent clicks and queries kept per impression.
 
   Returns:
-    What was read (data rows, without the header), written and skipped, and
-    ``quirks[REUSED_SESSION]``: session segments that reuse a session id.
+    What was read (data rows, without the header), written and skipped, and the
+    quirks of the published log, per kind: ``REUSED_SESSION`` (session segments
+    that reuse a session id), ``UNKNOWN_REFERENCE`` (item actions left out),
+    ``UNLABELLED_CLICKOUT`` (clickouts not written) and ``CLICKED_ITEM_NOT_SHOWN``
+    (clickouts written with every item labelled 0).
 
   Raises:
     BadRecordError: a bad row under on_bad="stop"; a bad header, an unreadable
@@ -521,9 +585,19 @@ def _check_rows(input_path: str, policy: BadRecordPolicy, meter: ReadProgress,
   if not clickout_times:
     raise NoImpressionsError(
         f"{input_path}: no impressions to convert ({checked.rows} rows, no good "
-        f"{CLICKOUT!r} row; {policy.summary()})")
+        f"{CLICKOUT!r} row; {policy.summary()}"
+        f"{_quirk_note(checked.quirks)})")
   checked.threshold = _test_threshold(clickout_times, test_fraction)
   return checked
+
+
+def _quirk_note(quirks: Quirks) -> str:
+  """``, quirks: unlabelled_clickout 2 (first at line 3)``, or "" for none."""
+  if not quirks.counts:
+    return ""
+  return "; quirks: " + ", ".join(
+      f"{kind} {count} (first at line {quirks.first_line[kind]})"
+      for kind, count in sorted(quirks.counts.items()))
 
 
 def _write_users(input_path: str, meter: ReadProgress, builder: _ImpressionBuilder,

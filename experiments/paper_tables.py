@@ -9,7 +9,7 @@ RelaImpr against DNN-cross and training examples/s:
                       of the paper's window is test (~20k impressions; the
                       paper's ``last_click`` leaves only 1,626 on this sample).
   trivago             Table 3 analogue: the trivago sample, query graph on
-                      (``convert_trivago(on_bad="skip")``: 2 bad rows).
+                      (``convert_trivago`` with its defaults).
   simulator           Table 3 analogue on the simulator, with the oracle AUC (the
                       true click probabilities) as the ceiling.
   ablation_trivago,   Table 4: EGIN w/o graph, with one (leaking) graph table,
@@ -214,8 +214,7 @@ def _convert(dataset: str, out_dir: str) -> None:
                    split="last_day", time_window=PAPER_TIME_WINDOW,
                    utc_offset_hours=8)
   elif dataset == "trivago":
-    convert_trivago(os.path.join(FLAGS.data_dir, TRIVAGO_CSV), out_dir,
-                    on_bad="skip")
+    convert_trivago(os.path.join(FLAGS.data_dir, TRIVAGO_CSV), out_dir)
   else:
     simulator.generate(simulator.SimulatorConfig(num_users=FLAGS.users, seed=0),
                        out_dir)

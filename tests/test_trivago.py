@@ -135,6 +135,9 @@ def test_small_log_every_feature_equals_hand_computed_value(tmp_path):
   assert (report.lines_read, report.impressions_written,
           report.positives_written) == (11, 9, 3)
   assert report.skipped == {}
+  # User 7 clicked item 5 at 300, which is not in the list shown (line 12).
+  assert report.quirks == {"clicked_item_not_shown": 1}
+  assert report.first_quirk_line == {"clicked_item_not_shown": 12}
   # The file (12 lines with the header) is read twice; the calls end each pass,
   # the first pass knows the lines of both.
   assert seen_progress == [(12, 24, 0.5), (24, 24, 1.0)]
@@ -398,17 +401,24 @@ BAD_ROWS = [
     ("empty_query", _replace(9, action_type="search for poi", reference="",
                              impressions="", prices=""),
      "reference of a 'search for poi' row is empty (it is the query text)"),
-    # The shared sample has two of these.
+    # "unknown" and "" are the log's withheld items (quirks); nothing else is.
     ("reference_not_item_id", _replace(9, action_type="interaction item info",
-                                       reference="unknown"),
-     "reference 'unknown' of a 'interaction item info' row is not an item id "
-     "(digits)"),
-    ("reference_not_item_id", _replace(9, reference=""),
-     "reference '' of a 'clickout item' row is not an item id (digits)"),
+                                       reference="Unknown"),
+     "reference 'Unknown' of a 'interaction item info' row is not an item id "
+     "(digits), 'unknown' or empty"),
+    ("reference_not_item_id", _replace(9, action_type="search for item",
+                                       reference="Sort by Price"),
+     "reference 'Sort by Price' of a 'search for item' row is not an item id "
+     "(digits), 'unknown' or empty"),
+    ("reference_not_item_id", _replace(9, reference=" "),
+     "reference ' ' of a 'clickout item' row is not an item id (digits), 'unknown' "
+     "or empty"),
     ("reference_not_item_id", _replace(9, reference="-21"),
-     "reference '-21' of a 'clickout item' row is not an item id (digits)"),
+     "reference '-21' of a 'clickout item' row is not an item id (digits), "
+     "'unknown' or empty"),
     ("reference_not_item_id", _replace(9, reference="2\u00b2"),
-     "reference '2\u00b2' of a 'clickout item' row is not an item id (digits)"),
+     "reference '2\u00b2' of a 'clickout item' row is not an item id (digits), "
+     "'unknown' or empty"),
     ("empty_city", _replace(9, city=""),
      "city of a 'clickout item' row is empty (it is the category of the row's "
      "items and query)"),
@@ -422,6 +432,12 @@ BAD_ROWS = [
      "impressions[1] '' is not an item id (digits)"),
     ("impression_not_item_id", _replace(9, impressions="20|21|x22"),
      "impressions[2] 'x22' is not an item id (digits)"),
+    # A withheld clicked item does not excuse a malformed list.
+    ("impression_not_item_id", _replace(9, reference="unknown",
+                                        impressions="20|x|22"),
+     "impressions[1] 'x' is not an item id (digits)"),
+    ("impressions_prices_mismatch", _replace(9, reference="", prices="50"),
+     "3 impressions but 1 prices"),
     ("bad_price", _replace(9, prices="50|-1|70"),
      "prices[1] '-1' is not a non-negative number that fits a float32"),
     ("bad_price", _replace(9, prices="50|60|nan"),
@@ -449,7 +465,7 @@ def test_bad_row_stops_with_file_line_reason_and_leaves_nothing(
 def test_skip_counts_per_reason_and_writes_the_good_rows(tmp_path):
   lines = list(SMALL_LOG)
   lines[2] = _replace(3, reference="")                   # 3 empty_query
-  lines[7] = _replace(8, reference="unknown")            # 8 reference_not_item_id
+  lines[7] = _replace(8, reference="item 20")            # 8 reference_not_item_id
   lines.insert(9, _replace(9, step="2"))                 # 10 step_not_increasing
   lines.insert(10, b"")                                  # 11 empty_line
   lines.append(_replace(12, step="9", prices="1"))       # 15 impressions_prices_...
@@ -474,6 +490,85 @@ def test_skip_counts_per_reason_and_writes_the_good_rows(tmp_path):
   assert examples == no_click_20 + paris + U7_150 + U7_300
   assert report.summary().splitlines()[0] == (
       f"{path}: read 14 lines, wrote 9 impressions (3 positive) to {out}")
+
+
+# The published log withholds some items: "unknown" or empty references.
+
+
+def test_withheld_item_of_an_interaction_adds_no_click(tmp_path):
+  lines = list(SMALL_LOG)
+  lines[7] = _replace(8, reference="unknown")    # u1's info on item 20 at 110
+  lines[10] = _replace(11, reference="")         # 7's search for item 20 at 160
+  path = _write(tmp_path, lines)
+  out = tmp_path / "out"
+  report = convert_trivago(path, str(out), test_fraction=0.5)
+  # Item 20 leaves u1's history at 120 and 210 and user 7's at 300.
+  no_click_20 = [dict(e, click_ids=[], click_times=[], click_cats=[])
+                 for e in U1_120]
+  u1_210 = [dict(e, click_ids=[S(21)], click_times=[120], click_cats=[S(ROME)])
+            for e in U1_210]
+  u7_300 = [dict(e, click_ids=[S(99)], click_times=[150], click_cats=[S(ROME)])
+            for e in U7_300]
+  assert read_examples(out / "train-00000-of-00001.tfrecord") == (
+      no_click_20 + U7_150)
+  assert read_examples(out / "test-00000-of-00001.tfrecord") == u1_210 + u7_300
+  assert (report.lines_read, report.impressions_written, report.skipped) == (
+      11, 9, {})
+  assert report.quirks == {"unknown_reference": 2, "clicked_item_not_shown": 1}
+  assert report.first_quirk_line == {"unknown_reference": 8,
+                                     "clicked_item_not_shown": 12}
+  assert (f"  converted 2 x unknown_reference: an item action whose reference is "
+          "'unknown' or empty (the item is withheld): adds no click to the history "
+          f"(first at {path}:8)") in report.summary().splitlines()
+
+
+def test_clickout_with_withheld_item_writes_no_impressions(tmp_path):
+  lines = list(SMALL_LOG)
+  lines[8] = _replace(9, reference="unknown")    # u1's clickout at 120
+  lines[9] = _replace(10, reference="")          # 7's clickout at 150 (test.csv)
+  path = _write(tmp_path, lines)
+  out = tmp_path / "out"
+  report = convert_trivago(path, str(out), test_fraction=0.5)
+  # Two clickouts are left, 210 and 300: round(0.5 * 2) = 1 -> test from 300.
+  # Neither withheld clickout is in a later history (item 21 at 120, item 99 at
+  # 150 were their references).
+  u1_210 = [dict(e, click_ids=[S(20)], click_times=[110], click_cats=[S(ROME)])
+            for e in U1_210]
+  u7_300 = [dict(e, click_ids=[S(20)], click_times=[160], click_cats=[S(ROME)])
+            for e in U7_300]
+  assert read_examples(out / "train-00000-of-00001.tfrecord") == u1_210
+  assert read_examples(out / "test-00000-of-00001.tfrecord") == u7_300
+  assert (report.lines_read, report.impressions_written,
+          report.positives_written, report.skipped) == (11, 4, 1, {})
+  assert report.quirks == {"unlabelled_clickout": 2, "clicked_item_not_shown": 1}
+  assert report.first_quirk_line == {"unlabelled_clickout": 9,
+                                     "clicked_item_not_shown": 12}
+  assert "test = clickouts at or after 300" in schema_lib.DatasetSchema.load(
+      str(out)).source
+
+
+def test_only_withheld_clickouts_is_no_impressions_naming_the_quirk(tmp_path):
+  lines = [HEADER, _replace(9, reference=""), _replace(10, reference="unknown")]
+  path = _write(tmp_path, lines)
+  with pytest.raises(NoImpressionsError) as raised:
+    convert_trivago(path, str(tmp_path / "out"))
+  assert str(raised.value) == (
+      f"{path}: no impressions to convert (2 rows, no good 'clickout item' row; "
+      "no bad records; quirks: unlabelled_clickout 2 (first at line 2))")
+  assert_nothing_left(tmp_path, ["in.csv"])
+
+
+def test_withheld_item_rows_still_move_the_session_on(tmp_path):
+  # A withheld row is a good row: the next row's step must follow it.
+  lines = list(SMALL_LOG)
+  lines[7] = _replace(8, reference="unknown")
+  lines.insert(8, _replace(8, timestamp="115"))   # step 3 again, after line 8
+  path = _write(tmp_path, lines)
+  with pytest.raises(BadRecordError) as raised:
+    convert_trivago(path, str(tmp_path / "out"))
+  assert str(raised.value) == (
+      f"{path}:9: step 3 follows step 3 of session 's1'; steps must increase "
+      "within a session (or restart at 1: a new one)")
 
 
 FATAL = [
@@ -601,7 +696,7 @@ SAMPLE_REL = os.path.join("trivago", "trivago_sample.csv.gz")
 def _independent_counts(path):
   """What the conversion must give, computed from the raw rows with csv alone.
 
-  Returns (bad item-action lines, {split: (users, positives, negatives)}, threshold,
+  Returns ({quirk: its lines}, {split: (users, positives, negatives)}, threshold,
   number of rows).
   """
   with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
@@ -609,9 +704,21 @@ def _independent_counts(path):
   item_actions = {"interaction item image", "interaction item info",
                   "interaction item rating", "interaction item deals",
                   "search for item", "clickout item"}
-  bad_lines = [line for line, r in enumerate(rows, 2)
-               if r["action_type"] in item_actions and not r["reference"].isdigit()]
-  clickouts = [r for r in rows if r["action_type"] == "clickout item"]
+  withheld = [(line, r["action_type"]) for line, r in enumerate(rows, 2)
+              if r["action_type"] in item_actions
+              and r["reference"] in ("unknown", "")]
+  quirks = {
+      "unknown_reference": [line for line, action in withheld
+                            if action != "clickout item"],
+      "unlabelled_clickout": [line for line, action in withheld
+                              if action == "clickout item"],
+      "clicked_item_not_shown": [
+          line for line, r in enumerate(rows, 2)
+          if r["action_type"] == "clickout item" and r["reference"].isdigit()
+          and r["reference"] not in r["impressions"].split("|")],
+  }
+  clickouts = [r for r in rows if r["action_type"] == "clickout item"
+               and r["reference"].isdigit()]
   times = sorted(int(r["timestamp"]) for r in clickouts)
   threshold = times[len(times) - round(0.25 * len(times))]
   counts = {}
@@ -622,18 +729,18 @@ def _independent_counts(path):
     positives = sum(r["reference"] in r["impressions"].split("|") for r in chosen)
     counts[split] = (len({r["user_id"] for r in chosen}), positives,
                      shown - positives)
-  return bad_lines, counts, threshold, len(rows)
+  return quirks, counts, threshold, len(rows)
 
 
 @pytest.fixture(scope="module")
 def converted_sample(tmp_path_factory):
-  """The sample converted once (with on_bad="skip": it has two bad rows)."""
+  """The sample converted once, with the default flags (on_bad="stop")."""
   data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                       "shared", "data")
   path = os.path.join(data, SAMPLE_REL)
   assert os.path.isfile(path), f"{path} is missing: the real-data tests need it"
   out = str(tmp_path_factory.mktemp("trivago") / "out")
-  report = convert_trivago(path, out, on_bad="skip")
+  report = convert_trivago(path, out)
   return path, out, report
 
 
@@ -657,10 +764,11 @@ def _scalars_and_times(out, split):
 
 def test_sample_counts_equal_counts_from_the_raw_file(converted_sample):
   path, out, report = converted_sample
-  bad_lines, counts, threshold, num_rows = _independent_counts(path)
-  assert len(bad_lines) == 2
-  assert report.skipped == {"reference_not_item_id": 2}
-  assert report.first_skipped_line == {"reference_not_item_id": bad_lines[0]}
+  quirks, counts, threshold, num_rows = _independent_counts(path)
+  assert report.skipped == {}
+  found = {kind: lines for kind, lines in quirks.items() if lines}
+  assert report.quirks == {kind: len(lines) for kind, lines in found.items()}
+  assert report.first_quirk_line == {kind: lines[0] for kind, lines in found.items()}
   assert report.lines_read == num_rows
   schema = schema_lib.DatasetSchema.load(out)
   assert f"test = clickouts at or after {threshold} " in schema.source
@@ -804,15 +912,23 @@ def test_sample_user_whose_sessions_are_out_of_time_order(converted_sample):
   assert _records_of_user(out, "O2KE45PBPZZZ") == expected
 
 
-def test_sample_stops_at_its_first_bad_row_by_default(converted_sample, tmp_path):
-  path, _, _ = converted_sample
-  bad_lines, _, _, _ = _independent_counts(path)
-  with pytest.raises(BadRecordError) as raised:
-    convert_trivago(path, str(tmp_path / "out"))
-  assert str(raised.value) == (
-      f"{path}:{bad_lines[0]}: reference 'unknown' of a 'interaction item info' "
-      "row is not an item id (digits)")
-  assert_nothing_left(tmp_path, [])
+def test_sample_converts_with_default_flags_counting_its_quirks(
+    converted_sample):
+  """Measured on the sample and read by hand: two 'interaction item info' rows
+  with reference 'unknown' (lines 26201 and 35725) and one clickout of item 97752
+  not among the 25 items shown (line 62260); no bad row."""
+  path, out, report = converted_sample
+  assert report.quirks == {"unknown_reference": 2, "clicked_item_not_shown": 1}
+  assert report.first_quirk_line == {"unknown_reference": 26201,
+                                     "clicked_item_not_shown": 62260}
+  assert (report.lines_read, report.impressions_written,
+          report.positives_written) == (67336, 217956, 9472)
+  assert report.summary().splitlines()[1:] == [
+      "  converted 1 x clicked_item_not_shown: a clickout whose clicked item is not "
+      f"in its impressions: written, every item labelled 0 (first at {path}:62260)",
+      "  converted 2 x unknown_reference: an item action whose reference is "
+      "'unknown' or empty (the item is withheld): adds no click to the history "
+      f"(first at {path}:26201)"]
 
 
 # --- Fuzzing: any input converts or fails with a BadRecordError, nothing else. ---
@@ -829,7 +945,7 @@ _GOOD_ROWS = st.fixed_dictionaries({
     "action_type": st.sampled_from(
         ["clickout item", "search for poi", "search for destination",
          "interaction item image", "filter selection", "search for item"]),
-    "reference": st.sampled_from(["1", "2", "3"]),
+    "reference": st.sampled_from(["1", "2", "3", "unknown", ""]),
     "platform": st.sampled_from(["IT", ""]),
     "city": st.sampled_from([ROME, PARIS]),
     "device": st.sampled_from(["mobile", ""]),
