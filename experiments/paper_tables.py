@@ -1,19 +1,28 @@
-"""The paper's Tables 2-4 (section 4) reproduced on the data this project has.
+"""The paper's Tables 2-4 (section 4) reproduced on the data this project has, and
+the fair tables.
 
 One command per table; each trains every model of the table for several seeds
 and prints (and writes as markdown) test AUC mean +- std, gAUC, logloss,
-RelaImpr against DNN-cross and training examples/s:
+RelaImpr against DNN and training examples/s:
 
+  fair_taobao,        The fair tables (issue 24): DNN, DNN-cross, DIN, BST, EGES,
+  fair_taobao_category, EGIN, EGIN w/o graph and the paper's EGIN, every one
+  fair_trivago,       under the SAME ``--match_features`` setting (the explicit
+  fair_simulator      target-match block, `egin_tf.layers.TargetMatch`) and the
+                      same tuning budget. Taobao with the paper's uniform
+                      negatives and with category negatives (drawn from the
+                      positive's category by click counts so far).
   taobao              Table 2 analogue: Taobao UserBehavior head, item-only,
                       ``convert_taobao(split="last_day")``: the last Beijing day
                       of the paper's window is test (~20k impressions; the
                       paper's ``last_click`` leaves only 1,626 on this sample).
   trivago             Table 3 analogue: the trivago sample, query graph on
-                      (``convert_trivago`` with its defaults).
+                      (``convert_trivago`` with default flags: the log's withheld
+                      items are counted quirks).
   simulator           Table 3 analogue on the simulator, with the oracle AUC (the
                       true click probabilities) as the ceiling.
   ablation_trivago,   Table 4: EGIN w/o graph, with one (leaking) graph table,
-  ablation_simulator, w/o category interest and the paper's EGIN, beside EGIN
+  ablation_simulator, w/o the match block and the paper's EGIN, beside EGIN
   ablation_taobao     and DNN-cross.
 
 Protocol (the same for every model, so the comparison is fair):
@@ -21,19 +30,22 @@ Protocol (the same for every model, so the comparison is fair):
 * the same epochs (or ``--steps``), batch size, embedding size (d = 10), history
   lengths and data for all models; the paper's EGIN settings (window 2, top-10,
   100 negatives, d = 10, queue of 1M) are the model defaults;
-* the learning rate of Adam is swept over ``--lrs`` for every model with the
-  first seed; the best is picked on a VALIDATION split, the latest
-  ``--valid_fraction`` of the train split by impression time (`split_by_time`),
-  never on test. Every model trains on the rest of the train split;
-* the best learning rate is then run with every ``--seeds`` and scored exactly
+* the same tuning budget (`experiments.tuning`): Adam's learning rate over
+  ``--lrs`` crossed with two values of one architecture knob per model (DNN
+  widths, DIN attention units, BST heads, EGES/EGIN top_k; ``--notune_arch``:
+  the rates alone), every trial with the first seed; the best is picked on a
+  VALIDATION split, the latest ``--valid_fraction`` of the train split by
+  impression time (`split_by_time`), never on test. Every model trains on the
+  rest of the train split;
+* the best trial is then run with every ``--seeds`` and scored exactly
   on the test split. AUC, gAUC and logloss are mean +- sample std (n - 1) over
-  seeds; RelaImpr = (AUC(model) - 0.5) / (AUC(DNN-cross) - 0.5) - 1 (paper,
+  seeds; RelaImpr = (AUC(model) - 0.5) / (AUC(DNN) - 0.5) - 1 (paper,
   section 4) on the mean AUCs; "AUC - EGIN" (Table 4's "Diff") is in AUC points.
 
 Every run has its own folder ``<runs_dir>/<dataset>/<training settings>/
 <variant>/lr<lr>-seed<seed>`` with ``metrics.json`` (validation) and
 ``test.json``; a re-run reuses finished runs (tables share them: the ablation
-tables reuse EGIN and DNN-cross from the main tables) and retrains interrupted
+tables reuse EGIN and DNN from the main tables) and retrains interrupted
 ones. Datasets are converted once into ``<runs_dir>/data``. EGES's stage 1
 (graph, walks, skip-gram) does not depend on the CTR learning rate, so it runs
 once per dataset and seed (`cached_eges_embeddings`) and every rate reuses it.
@@ -80,13 +92,15 @@ from egin_tf import training
 from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.models import MODELS
 from experiments import common
+from experiments import tuning
 # The colleague's script: its ablation variants and flags (--users, --epochs,
 # --batch_size, --log_every, --verbose) are shared.
 from experiments import egin_vs_dnn
 
 TAOBAO_CSV = "taobao_userbehavior_head/UserBehavior_head.csv"
 TRIVAGO_CSV = "trivago/trivago_sample.csv.gz"
-BASE_VARIANT = "dnn_cross"
+# RelaImpr's base: the paper's pooling baseline.
+BASE_VARIANT = "dnn"
 TEST_FILE = "test.json"
 GRAPH_FILE = "graph_recall.json"
 VALID_SPLIT = "valid"
@@ -100,12 +114,23 @@ MAIN_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "eges", "egin")
 TAOBAO_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "egin")
 # The graph's share (w/o graph: no item, query or category graph), the label
 # leak of one graph table, the category graph's share.
-ABLATION_VARIANTS = ("dnn_cross", "egin", "egin_no_graph", "egin_one_fold",
+ABLATION_VARIANTS = ("dnn", "egin", "egin_no_graph", "egin_one_fold",
                      "egin_no_category_graph")
 # Taobao's earlier tables used another split, so the paper's EGIN is rerun there.
 TAOBAO_ABLATION_VARIANTS = ABLATION_VARIANTS + ("egin_no_match", "egin_paper")
+# The fair tables (issue 24): every model, EGIN without its graph and the
+# paper's EGIN (one leaking table, no category graph), all under the table's one
+# --match_features setting and the same tuning budget (`tuning`).
+FAIR_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "eges", "egin", "egin_no_graph",
+                 "egin_paper")
 # table -> (dataset, variants, title)
 TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
+    "fair_taobao": ("taobao", FAIR_VARIANTS,
+                    "Fair table, Taobao head, uniform negatives (the paper's)"),
+    "fair_taobao_category": ("taobao_category", FAIR_VARIANTS,
+                             "Fair table, Taobao head, category negatives"),
+    "fair_trivago": ("trivago", FAIR_VARIANTS, "Fair table, trivago sample"),
+    "fair_simulator": ("simulator", FAIR_VARIANTS, "Fair table, simulator"),
     "taobao": ("taobao", TAOBAO_VARIANTS, "Table 2 analogue (Taobao UserBehavior head)"),
     "trivago": ("trivago", MAIN_VARIANTS, "Table 3 analogue (trivago sample)"),
     "simulator": ("simulator", MAIN_VARIANTS, "Table 3 analogue (simulator)"),
@@ -139,6 +164,11 @@ def define_flags() -> None:
   flags.DEFINE_string("data_dir", common.SHARED_DATA_DIR, "The shared samples' folder.")
   flags.DEFINE_string("report_name", None, "Name of the written <runs_dir>/<name>.md "
                       "(default: the table's name).")
+  flags.DEFINE_boolean("match_features", None, "Every variant's match_features "
+                       "(the target-match block), the same for all; unset: each "
+                       "variant's own (the model default unless the variant sets it).")
+  flags.DEFINE_boolean("tune_arch", True, "Sweep one architecture knob per model "
+                       "(tuning.ARCH_KNOBS) with the rates; else the rates alone.")
   flags.DEFINE_string("extra_variants", None, "JSON object of more variants, "
                       'name -> [model, {constructor kwargs}], e.g. \'{"egin_a0.1": '
                       '["egin", {"alpha": 0.1}]}\'; list them in --models.')
@@ -209,10 +239,11 @@ class Split:
 
 
 def _convert(dataset: str, out_dir: str) -> None:
-  if dataset == "taobao":
+  if dataset.startswith("taobao"):
+    sampling = {"taobao": "uniform", "taobao_category": "category"}[dataset]
     convert_taobao(os.path.join(FLAGS.data_dir, TAOBAO_CSV), out_dir,
                    split="last_day", time_window=PAPER_TIME_WINDOW,
-                   utc_offset_hours=8)
+                   utc_offset_hours=8, negative_sampling=sampling)
   elif dataset == "trivago":
     convert_trivago(os.path.join(FLAGS.data_dir, TRIVAGO_CSV), out_dir)
   else:
@@ -222,8 +253,11 @@ def _convert(dataset: str, out_dir: str) -> None:
 
 def prepare_split(dataset: str) -> Split:
   """Converts (once) a dataset into <runs_dir>/data and cuts its validation."""
+  # Taobao's negatives now exclude only what a user touched up to the impression
+  # (issue 24), so its folder names the sampling.
   name = {"simulator": f"simulator_u{FLAGS.users}",
-          "taobao": "taobao_last_day"}.get(dataset, dataset)
+          "taobao": "taobao_last_day_uniform",
+          "taobao_category": "taobao_last_day_category"}.get(dataset, dataset)
   data = os.path.join(FLAGS.runs_dir, "data", name)
   if not os.path.exists(os.path.join(data, schema_lib.SCHEMA_FILE)):
     print(f"converting {dataset} into {data}")
@@ -243,7 +277,15 @@ def prepare_split(dataset: str) -> Split:
 def settings_tag() -> str:
   """The training settings shared by all runs of a table (part of run paths)."""
   length = f"s{FLAGS.steps}" if FLAGS.steps else f"e{FLAGS.epochs}"
-  return f"{length}_b{FLAGS.batch_size}_h{FLAGS.max_hist}"
+  match = "" if FLAGS.match_features is None else f"_m{int(FLAGS.match_features)}"
+  return f"{length}_b{FLAGS.batch_size}_h{FLAGS.max_hist}{match}"
+
+
+def table_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+  """A variant's constructor arguments under the table's --match_features."""
+  if FLAGS.match_features is None:
+    return dict(kwargs)
+  return {**kwargs, "match_features": FLAGS.match_features}
 
 
 def cached_eges_embeddings(
@@ -265,10 +307,12 @@ def cached_eges_embeddings(
 
 
 def _train_run(split: Split, variant: str, model: str, kwargs: Dict[str, Any],
-               lr: float, seed: int) -> Tuple[str, Dict[str, Any]]:
+               trial: tuning.Trial, seed: int) -> Tuple[str, Dict[str, Any]]:
   """Trains one run (or reuses a finished one); its metrics on validation."""
   run_dir = os.path.join(FLAGS.runs_dir, split.name, settings_tag(), variant,
-                         f"lr{lr:g}-seed{seed}")
+                         f"{trial.tag()}-seed{seed}")
+  lr = trial.lr
+  kwargs = {**table_kwargs(kwargs), **trial.kwargs()}
   metrics_path = os.path.join(run_dir, training.METRICS_FILE)
   if os.path.exists(metrics_path):
     with open(metrics_path, encoding="utf-8") as f:
@@ -340,21 +384,23 @@ def _graph_report(run_dir: str, split: Split) -> Dict[str, Any]:
 
 def run_variant(split: Split, variant: str, spec: Tuple[str, Dict[str, Any]],
                 lrs: Sequence[float], seeds: Sequence[int]) -> Dict[str, Any]:
-  """The learning-rate sweep on validation (first seed), then every seed at the
-  best rate scored on test. Returns the per-seed results and the sweep."""
+  """The tuning sweep on validation (first seed: every rate, crossed with the
+  model's knob, `tuning.trials`), then every seed at the best trial scored on
+  test. Returns the per-seed results and the sweep."""
   model, kwargs = spec
-  valid_auc = {lr: _train_run(split, variant, model, kwargs, lr, seeds[0])[1]
-               ["eval"]["auc"] for lr in lrs}
-  best_lr = max(lrs, key=lambda lr: valid_auc[lr])  # ties: the first listed
+  grid = tuning.trials(model, lrs, FLAGS.tune_arch)
+  valid_auc = {trial: _train_run(split, variant, model, kwargs, trial, seeds[0])[1]
+               ["eval"]["auc"] for trial in grid}
+  best = max(grid, key=lambda trial: valid_auc[trial])  # ties: the first listed
   runs = []
   for seed in seeds:
-    run_dir, result = _train_run(split, variant, model, kwargs, best_lr, seed)
+    run_dir, result = _train_run(split, variant, model, kwargs, best, seed)
     runs.append({"run_dir": run_dir, "test": _test_report(run_dir, split.test),
                  "graph": _graph_report(run_dir, split),
                  "examples_per_second": result["examples_per_second"],
                  "steps": result["steps"]})
-  return {"variant": variant, "best_lr": best_lr, "valid_auc": valid_auc,
-          "runs": runs}
+  return {"variant": variant, "best_lr": best.lr, "choice": best.label(),
+          "best_valid_auc": valid_auc[best], "trials": len(grid), "runs": runs}
 
 
 def run_table(split: Split, variants: Dict[str, Tuple[str, Dict[str, Any]]],
@@ -372,7 +418,7 @@ def markdown_table(results: List[Dict[str, Any]],
   mean_auc = {r["variant"]: common.mean_std([x["test"]["auc"] for x in r["runs"]])[0]
               for r in results}
   base = mean_auc.get(BASE_VARIANT)
-  header = ["model", "lr (valid AUC)", "test AUC", "gAUC", "logloss",
+  header = ["model", "chosen (valid AUC)", "test AUC", "gAUC", "logloss",
             f"RelaImpr vs {BASE_VARIANT}"]
   if reference:
     header.append(f"AUC - {reference}")
@@ -399,7 +445,7 @@ def _variant_cells(result: Dict[str, Any]) -> List[str]:
   """A variant's name, chosen rate and test metrics over seeds (mean ± std)."""
   tests = [x["test"] for x in result["runs"]]
   return [result["variant"],
-          f"{result['best_lr']:g} ({result['valid_auc'][result['best_lr']]:.4f})"] + [
+          f"{result['choice']} ({result['best_valid_auc']:.4f})"] + [
               common.mean_pm_std([t[key] for t in tests])
               for key in ("auc", "gauc", "logloss")]
 
@@ -432,14 +478,29 @@ def write_report(name: str, title: str, split: Split, table: str) -> str:
   text = (f"### {title}\n\nCommand: `{command}`  \nDate: {date}  \n"
           f"Data: {split.name} ({counts} impressions); {length} of "
           f"{FLAGS.batch_size}, d = 10, L = M = S = {FLAGS.max_hist}; lrs "
-          f"{','.join(FLAGS.lrs)} swept on valid with seed {FLAGS.seeds[0]}; "
-          f"seeds {','.join(FLAGS.seeds)}\n\n{table}\n")
+          f"{','.join(FLAGS.lrs)}{_knob_text()} swept on valid with seed "
+          f"{FLAGS.seeds[0]}; seeds {','.join(FLAGS.seeds)}; match_features "
+          f"{_match_text()}\n\n{table}\n")
   path = os.path.join(FLAGS.runs_dir, f"{name}.md")
   os.makedirs(FLAGS.runs_dir, exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
     f.write(text)
   print("\n" + text + f"\nwritten to {path}")
   return path
+
+
+def _knob_text() -> str:
+  if not FLAGS.tune_arch:
+    return ""
+  return " x one knob per model (" + "; ".join(
+      f"{model} {knob} {values[0]} / {values[1]}"
+      for model, (knob, values) in tuning.ARCH_KNOBS.items()) + ")"
+
+
+def _match_text() -> str:
+  if FLAGS.match_features is None:
+    return "as each variant sets it"
+  return "on for every model" if FLAGS.match_features else "off for every model"
 
 
 def parse_numbers() -> Tuple[List[float], List[int]]:

@@ -20,6 +20,8 @@ from experiments import paper_tables
 from experiments import seeds_mixture
 from experiments import simulator_signal
 from experiments import trivago_signal
+from experiments import tuning
+from egin_tf.models import MODELS
 
 
 def test_rela_impr_matches_the_papers_table_2():
@@ -157,21 +159,42 @@ def test_fraction_variants_reuse_plain_egin_for_zero():
                       "egin_seeds1": ("egin", {"seeds_fraction": 1.0})}
 
 
-def test_markdown_table_reports_rela_impr_against_dnn_cross():
+def test_markdown_table_reports_rela_impr_against_dnn():
   def result(variant, aucs):
-    return {"variant": variant, "best_lr": 1e-3, "valid_auc": {1e-3: 0.7},
+    return {"variant": variant, "best_lr": 1e-3, "choice": "lr 0.001, top_k 5",
+            "best_valid_auc": 0.7, "trials": 4,
             "runs": [{"test": {"auc": a, "gauc": a, "logloss": 0.5},
                       "examples_per_second": 100.0, "steps": 10} for a in aucs]}
   table = paper_tables.markdown_table(
-      [result("dnn_cross", [0.6, 0.6]), result("egin", [0.65, 0.75])],
+      [result("dnn", [0.6, 0.6]), result("egin", [0.65, 0.75])],
       oracle={"test_auc": 0.9, "test_gauc": 0.8, "test_logloss": 0.4},
       reference="egin")
   rows = table.splitlines()
-  assert rows[2].startswith("| dnn_cross | 0.001 (0.7000) | 0.6000 ± 0.0000 |")
+  assert rows[0].startswith("| model | chosen (valid AUC) |")
+  assert rows[2].startswith("| dnn | lr 0.001, top_k 5 (0.7000) | 0.6000 ± 0.0000 |")
   assert "| +0.00% | -0.1000 |" in rows[2]
   # mean 0.7: (0.7 - 0.5) / (0.6 - 0.5) - 1 = +100%.
   assert "| 0.7000 ± 0.0707 |" in rows[3] and "| +100.00% | +0.0000 |" in rows[3]
   assert rows[4].startswith("| oracle (true p) | - | 0.9000 | 0.8000 | 0.4000 | +300.00% |")
+
+
+def test_every_model_gets_the_same_number_of_trials():
+  lrs = [3e-4, 1e-3]
+  grids = {model: tuning.trials(model, lrs) for model in tuning.ARCH_KNOBS}
+  assert {len(grid) for grid in grids.values()} == {4}
+  # The model's default is one of the two knob values.
+  for model, grid in grids.items():
+    knob, values = tuning.ARCH_KNOBS[model]
+    default = getattr(MODELS[model].CONFIG(), knob)
+    assert default == values[0] and {t.value for t in grid} == set(values)
+  egin = grids["egin"]
+  assert [t.tag() for t in egin] == ["lr0.0003-top_k10", "lr0.001-top_k10",
+                                     "lr0.0003-top_k5", "lr0.001-top_k5"]
+  assert egin[3].kwargs() == {"top_k": 5} and egin[3].label() == "lr 0.001, top_k 5"
+  assert tuning.trials("din", lrs)[2].tag() == "lr0.0003-attention_units80_40"
+  # Without the knob: the rate alone, in the folders of the earlier tables.
+  assert [t.tag() for t in tuning.trials("egin", lrs, tune_arch=False)] == [
+      "lr0.0003", "lr0.001"]
 
 
 def test_eges_stage_one_runs_once_per_seed_and_dim(tmp_path):
