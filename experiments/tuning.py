@@ -7,8 +7,8 @@ first seed and scored on the validation split cut from train by time. The best
 trial on validation is then run with every seed and scored on test.
 
 A model without a knob here (or a table run with ``--notune_arch``) sweeps the
-rate alone; the trial then has no knob and its run folder is ``lr<lr>``, the
-folder earlier tables used, so their finished runs are reused.
+rate alone. A trial at the model's default knob value (or without a knob) runs
+in the folder ``lr<lr>``, so tables with and without the knob share those runs.
 """
 
 import dataclasses
@@ -31,6 +31,7 @@ class Trial:
   lr: float
   knob: Optional[str] = None
   value: Any = None
+  is_default: bool = True  # the value is the model's default
 
   def kwargs(self) -> Dict[str, Any]:
     """The model constructor arguments this trial sets."""
@@ -38,8 +39,9 @@ class Trial:
 
   def tag(self) -> str:
     """The trial's part of a run folder name: ``lr0.001`` or
-    ``lr0.001-top_k5`` (tuples joined by ``_``)."""
-    if self.knob is None:
+    ``lr0.001-top_k5`` (tuples joined by ``_``). A knob at the model's default
+    is left out, so the run is the same folder with or without ``tune_arch``."""
+    if self.knob is None or self.is_default:
       return f"lr{self.lr:g}"
     return f"lr{self.lr:g}-{self.knob}{_value_text(self.value, '_')}"
 
@@ -56,7 +58,8 @@ def trials(model: str, lrs: Sequence[float], tune_arch: bool = True) -> List[Tri
   if not tune_arch or model not in ARCH_KNOBS:
     return [Trial(lr) for lr in lrs]
   knob, values = ARCH_KNOBS[model]
-  return [Trial(lr, knob, value) for value in values for lr in lrs]
+  return [Trial(lr, knob, value, value == values[0])
+          for value in values for lr in lrs]
 
 
 def _value_text(value: Any, separator: str) -> str:
