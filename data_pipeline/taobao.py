@@ -16,11 +16,18 @@ Impressions follow the paper's section 4.1 (item-only: no query fields):
   Clicks in the user's first second therefore have no history and are not
   impressions. This is what ``experiments/taobao_to_jsonl.py`` does.
 * Each positive gets ``negatives`` negatives with the same user, time and history:
-  distinct items drawn uniformly from the catalog (the distinct items of all kept
-  rows) that the user never touched (no pv, cart, fav or buy row of theirs), with
-  the catalog's category of the item (the category of its first kept row). The
-  draws of a user come from a generator seeded by ``seed`` and the user id alone,
-  so they do not depend on other users or on the file order.
+  distinct items the user had not touched by the positive's second (no pv, cart,
+  fav or buy row of theirs at or before it; items touched only later may be
+  negatives), drawn by ``negative_sampling`` (`data_pipeline.taobao_negatives`):
+  ``uniform`` (the paper's; the default) from the catalog (the distinct items of
+  all kept rows) with the catalog's category of the item (the category of its
+  first kept row); ``popularity`` proportional to the items' clicks (of all users)
+  before that second; ``category`` likewise among the items clicked under the
+  positive's category, with that category. Too few candidates: the rest come from
+  the next distribution (category -> popularity -> uniform), counted in the
+  report as ``negatives_from_fallback``. The draws of a user come from a generator
+  seeded by ``seed`` and the user id alone, so they do not depend on other users'
+  draws or on the file order.
 * The target item's category is the one on its click row; history entries carry
   the category of their own rows. Items and categories are hashed with
   `data_pipeline.ids.stable_id` into the one shared category space; ids are read as
@@ -46,9 +53,11 @@ out of their user's time order are sorted and counted as ``out_of_time_order``
 first row's, for negatives).
 
 Streaming: the file is read twice. The first pass checks every row, collects the
-item catalog (memory ~ distinct items, 16 bytes each, in numpy arrays) and the set
-of users seen (to check that the file is grouped by user); the second pass holds one
-user's rows at a time. The Tianchi file is grouped by user; a file that is not stops
+item catalog (memory ~ distinct items, 16 bytes each, in numpy arrays), the set of
+users seen (to check that the file is grouped by user) and, for ``popularity`` and
+``category``, the click events (8 or 16 bytes per pv row once built; see
+`data_pipeline.taobao_negatives`); the second pass holds one user's rows at a
+time. The Tianchi file is grouped by user; a file that is not stops
 with ``file:line: user X appears again after other users`` (sort it first with
 ``sort -s -t, -k1,1``: a stable sort keeps each user's file order). Handling
 ungrouped files would need either all users' rows in memory or an external sort,
@@ -60,16 +69,18 @@ import bisect
 import calendar
 import dataclasses
 import datetime
-import random
 from typing import (Dict, Iterator, List, NamedTuple, Optional, Sequence,
                     Set, Tuple)
 
 import numpy as np
 
 from data_pipeline import schema as schema_lib
+from data_pipeline import taobao_negatives
 from data_pipeline.bad_input import (BadRecordError, BadRecordPolicy,
                                      ConversionReport, NoImpressionsError, Quirks)
 from data_pipeline.line_checks import InvalidLine
+from data_pipeline.taobao_negatives import (ClickLog, NEGATIVE_SAMPLING,
+                                            NegativeSampler, UNIFORM)
 # The line reader (BOM, CRLF, unreadable .gz as `unreadable_file`) is the JSONL
 # converter's; sharing it keeps both formats' line numbers and errors identical.
 from data_pipeline.text_input import (INT64_MAX, ProgressCallback, ReadProgress,
@@ -271,6 +282,7 @@ class _Scan:
   items: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int64))
   item_cats: np.ndarray = dataclasses.field(
       default_factory=lambda: np.empty(0, np.int64))
+  clicks: Optional[ClickLog] = None
 
 
 @dataclasses.dataclass
@@ -284,6 +296,10 @@ class TaobaoReport(ConversionReport):
     first_outside_window_line: the first of them (0 if none).
     split_impressions: split name -> impressions written to it.
     test_rule: how the test split was chosen, in words.
+    negative_sampling: how negatives were drawn (`NEGATIVE_SAMPLING`).
+    negatives_from_fallback: distribution -> negatives it filled in because the
+      mode's own had too few candidates (popularity and/or uniform; empty for
+      uniform sampling).
   """
   users: int = 0
   users_with_impressions: int = 0
@@ -291,6 +307,8 @@ class TaobaoReport(ConversionReport):
   first_outside_window_line: int = 0
   split_impressions: Dict[str, int] = dataclasses.field(default_factory=dict)
   test_rule: str = ""
+  negative_sampling: str = UNIFORM
+  negatives_from_fallback: Dict[str, int] = dataclasses.field(default_factory=dict)
 
   def summary(self) -> str:
     lines = [super().summary()]
@@ -300,11 +318,22 @@ class TaobaoReport(ConversionReport):
     lines.append("  " + ", ".join(f"{name} {count}" for name, count in
                                   sorted(self.split_impressions.items())) +
                  f" impressions; test = {self.test_rule}")
+    lines.append(self._sampling_line())
     if self.rows_outside_window:
       lines.append(f"  dropped {self.rows_outside_window} rows outside the time "
                    f"window (first at {self.input_path}:"
                    f"{self.first_outside_window_line})")
     return "\n".join(lines)
+
+  def _sampling_line(self) -> str:
+    line = (f"  negative_sampling {self.negative_sampling}: "
+            f"{taobao_negatives.MEANINGS[self.negative_sampling]}, untouched by "
+            "the user by then")
+    if self.negatives_from_fallback:
+      line += "; from the fallback (too few candidates): " + ", ".join(
+          f"{source} {count}" for source, count in
+          self.negatives_from_fallback.items())
+    return line
 
 
 def _rows(path: str, progress: ReadProgress
@@ -334,9 +363,12 @@ def _count_quirks(quirks: Quirks, line: int, time: int, previous_time: Optional[
 
 
 def _scan(path: str, policy: BadRecordPolicy, window: Optional[TimeWindow],
-          progress: ReadProgress) -> _Scan:
-  """First pass: checks rows, the grouping and collects the item catalog."""
+          progress: ReadProgress, negative_sampling: str) -> _Scan:
+  """First pass: checks rows, the grouping, collects the catalog (and clicks)."""
   scan = _Scan()
+  if negative_sampling != UNIFORM:
+    scan.clicks = ClickLog(
+        with_categories=negative_sampling == taobao_negatives.CATEGORY)
   catalog = _CatalogBuilder()
   finished_users: Set[int] = set()
   # Without a window, rows outside the dataset's own days are kept and counted.
@@ -364,19 +396,42 @@ def _scan(path: str, policy: BadRecordPolicy, window: Optional[TimeWindow],
       scan.first_outside_window_line = scan.first_outside_window_line or line
       continue
     catalog.add(row.item, row.category)
-    if row.behavior == CLICK and (scan.last_click_time is None
-                                  or row.time > scan.last_click_time):
-      scan.last_click_time = row.time
+    if row.behavior == CLICK:
+      _add_click(scan, row)
   scan.items, scan.item_cats = catalog.build()
   return scan
 
 
+def _add_click(scan: _Scan, row: _Row) -> None:
+  if scan.last_click_time is None or row.time > scan.last_click_time:
+    scan.last_click_time = row.time
+  if scan.clicks is not None:
+    scan.clicks.add(row.item, row.category, row.time)
+
+
 @dataclasses.dataclass
 class _UserRows:
-  """One user's kept rows: clicks (item, category, time, line) and touched items."""
+  """One user's kept rows: clicks (item, category, time, line), touches (time, item)."""
   user: int
   clicks: List[Tuple[int, int, int, int]] = dataclasses.field(default_factory=list)
-  touched: Set[int] = dataclasses.field(default_factory=set)
+  touches: List[Tuple[int, int]] = dataclasses.field(default_factory=list)
+
+
+class _TouchedSoFar:
+  """The items a user touched (any behaviour) up to a time, for times in order."""
+
+  def __init__(self, touches: Sequence[Tuple[int, int]]):
+    self._touches = sorted(touches)
+    self._next = 0
+    self.items: Set[int] = set()
+
+  def up_to(self, time: int) -> Set[int]:
+    """Items of the rows at or before ``time`` (not below an earlier call's)."""
+    while (self._next < len(self._touches)
+           and self._touches[self._next][0] <= time):
+      self.items.add(self._touches[self._next][1])
+      self._next += 1
+    return self.items
 
 
 def _users(path: str, window: Optional[TimeWindow],
@@ -390,60 +445,11 @@ def _users(path: str, window: Optional[TimeWindow],
       if current is not None:
         yield current
       current = _UserRows(row.user)
-    current.touched.add(row.item)
+    current.touches.append((row.time, row.item))
     if row.behavior == CLICK:
       current.clicks.append((row.item, row.category, row.time, line))
   if current is not None:
     yield current
-
-
-class _NegativeSampler:
-  """Draws, per positive, distinct catalog items the user never touched.
-
-  The catalog stays in its numpy arrays (16 bytes an item): as Python lists it
-  would take ~5x more.
-  """
-
-  def __init__(self, items: np.ndarray, item_cats: np.ndarray, negatives: int,
-               seed: int):
-    self._items = items
-    self._cats = item_cats
-    self.negatives = negatives
-    self._seed = seed
-
-  def rng(self, user: int) -> random.Random:
-    # Seeded by (seed, user) only: a user's draws do not depend on other users.
-    return random.Random(f"{self._seed}/{user}")
-
-  @property
-  def catalog_size(self) -> int:
-    return len(self._items)
-
-  def available(self, touched: Set[int]) -> int:
-    """Catalog items outside ``touched`` (touched items are all in the catalog)."""
-    return len(self._items) - len(touched)
-
-  def draw(self, rng: random.Random, touched: Set[int]) -> List[Tuple[int, int]]:
-    """``negatives`` distinct (item, category) pairs outside ``touched``.
-
-    The caller checks that enough items are available.
-    """
-    n = len(self._items)
-    available = n - len(touched)
-    if available < 2 * self.negatives or 4 * available < n:
-      # Rejection would be slow; here the catalog is small (n < 2 * negatives +
-      # touched, or n < 4/3 * touched), so listing the candidates is cheap.
-      untouched = ~np.isin(self._items, np.fromiter(touched, np.int64, len(touched)))
-      picks = rng.sample(np.flatnonzero(untouched).tolist(), self.negatives)
-    else:
-      picks = []
-      chosen = set()
-      while len(picks) < self.negatives:
-        i = rng.randrange(n)
-        if i not in chosen and int(self._items[i]) not in touched:
-          chosen.add(i)
-          picks.append(i)
-    return [(int(self._items[i]), int(self._cats[i])) for i in picks]
 
 
 class _Encoder:
@@ -480,7 +486,8 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
                    progress: Optional[ProgressCallback] = None,
                    max_hist: int = 200, negatives: int = 1,
                    split: str = "last_day", time_window: Optional[str] = None,
-                   utc_offset_hours: int = 0, seed: int = 0) -> TaobaoReport:
+                   utc_offset_hours: int = 0, seed: int = 0,
+                   negative_sampling: str = UNIFORM) -> TaobaoReport:
   """Converts a Taobao UserBehavior CSV (or ``.csv.gz``) into a dataset folder.
 
   Writes "train" and "test" shards and ``schema.json`` (C = 1 category per item)
@@ -505,6 +512,8 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
     utc_offset_hours: hours east of UTC of the calendar days of ``split`` and
       ``time_window`` (0 = UTC; the Tianchi log's own days are UTC+8).
     seed: seed of the negative sampling.
+    negative_sampling: how negatives are drawn: "uniform" (the paper's),
+      "popularity" or "category" (see `data_pipeline.taobao_negatives`).
 
   Returns:
     What was read, written, skipped and dropped.
@@ -521,23 +530,26 @@ def convert_taobao(input_path: str, out_dir: str, *, num_shards: int = 1,
   """
   policy = BadRecordPolicy(on_bad)
   days, window = _checked_options(input_path, max_hist, negatives, split,
-                                  time_window, utc_offset_hours)
+                                  time_window, utc_offset_hours, negative_sampling)
   with DatasetWriter(out_dir, num_cats=1, num_shards=num_shards,
                      overwrite=overwrite) as writer:
     meter = ReadProgress(progress, [input_path, input_path])
-    scan = _scan(input_path, policy, window, meter)
+    scan = _scan(input_path, policy, window, meter, negative_sampling)
     test_start, test_rule = _test_split(split, scan.last_click_time, days)
-    users = _UserWriter(writer, policy, input_path, max_hist, test_start,
-                        _NegativeSampler(scan.items, scan.item_cats, negatives, seed))
+    sampler = NegativeSampler(negative_sampling, scan.items, scan.item_cats,
+                              negatives, seed, scan.clicks)
+    scan.clicks = None  # built into the sampler
+    users = _UserWriter(writer, policy, input_path, max_hist, test_start, sampler)
     for rows in _users(input_path, window, meter):
       users.write(rows)
     _check_splits(users, input_path, scan.rows, policy, test_rule)
-    writer.commit(source=_source(input_path, test_rule, window))
+    writer.commit(source=_source(input_path, test_rule, window, negative_sampling))
   return _report(policy, scan, users, input_path, writer.out_dir, test_rule)
 
 
 def _checked_options(input_path: str, max_hist: int, negatives: int, split: str,
-                     time_window: Optional[str], utc_offset_hours: int
+                     time_window: Optional[str], utc_offset_hours: int,
+                     negative_sampling: str
                      ) -> Tuple[CalendarDays, Optional[TimeWindow]]:
   """The calendar days and the time window; raises for a bad option or no input."""
   if max_hist < 0:
@@ -546,6 +558,9 @@ def _checked_options(input_path: str, max_hist: int, negatives: int, split: str,
     raise ValueError(f"negatives must be >= 0, got {negatives}")
   if split not in SPLIT_RULES:
     raise ValueError(f"split must be one of {SPLIT_RULES}, got {split!r}")
+  if negative_sampling not in NEGATIVE_SAMPLING:
+    raise ValueError(f"negative_sampling must be one of {NEGATIVE_SAMPLING}, got "
+                     f"{negative_sampling!r}")
   days = CalendarDays(utc_offset_hours)
   window = None if time_window is None else TimeWindow.parse(time_window, days)
   with open_binary(input_path):  # FileNotFoundError before anything is created
@@ -553,12 +568,13 @@ def _checked_options(input_path: str, max_hist: int, negatives: int, split: str,
   return days, window
 
 
-def _source(input_path: str, test_rule: str, window: Optional[TimeWindow]) -> str:
+def _source(input_path: str, test_rule: str, window: Optional[TimeWindow],
+            negative_sampling: str) -> str:
   """The dataset's ``source`` in ``schema.json``."""
   source = f"Taobao UserBehavior CSV: {input_path}; test = {test_rule}"
   if window is not None:
     source += f"; time window {window.text}"
-  return source
+  return source + f"; negative_sampling {negative_sampling}"
 
 
 def _test_split(split: str, last_click_time: Optional[int],
@@ -583,7 +599,7 @@ class _UserWriter:
   _input_path: str
   _max_hist: int
   _test_start: Optional[int]
-  _sampler: _NegativeSampler
+  sampler: NegativeSampler
   _encoder: _Encoder = dataclasses.field(default_factory=_Encoder)
   split_counts: Dict[str, int] = dataclasses.field(
       default_factory=lambda: {TRAIN: 0, TEST: 0})
@@ -602,12 +618,13 @@ class _UserWriter:
     history = [schema_lib.Event(self._encoder.id(item), time, (self._encoder.id(cat),))
                for item, cat, time, _ in clicks]
     times = [c[2] for c in clicks]
-    rng = self._sampler.rng(user_id)
+    rng = self.sampler.rng(user_id)
+    touched = _TouchedSoFar(rows.touches)
     user_written = 0
     for i, (item, cat, time, line) in enumerate(clicks):
       if time == times[0]:
         continue
-      if not self._enough_negatives(rows, line):
+      if not self._enough_negatives(rows.user, line, touched.up_to(time), time):
         continue
       end = bisect.bisect_left(times, time)  # the first click of this second
       positive = schema_lib.Impression(
@@ -617,20 +634,20 @@ class _UserWriter:
       is_test = (i == len(clicks) - 1 if self._test_start is None
                  else time >= self._test_start)
       user_written += self._write(TEST if is_test else TRAIN, positive,
-                                  self._sampler.draw(rng, rows.touched))
+                                  self.sampler.draw(rng, touched.items, cat, time))
     self.users_with_impressions += bool(user_written)
 
-  def _enough_negatives(self, rows: _UserRows, line: int) -> bool:
-    """Whether negatives can be drawn for this user; if not, a bad record."""
-    available = self._sampler.available(rows.touched)
-    if available >= self._sampler.negatives:
+  def _enough_negatives(self, user: int, line: int, touched: Set[int],
+                        time: int) -> bool:
+    """Whether negatives can be drawn at ``time``; if not, a bad record."""
+    available = self.sampler.available(touched)
+    if available >= self.sampler.negatives:
       return True
     # Not a malformed row, but this click cannot become a labelled example.
     self._policy.handle(BadRecordError(
-        self._input_path, line, f"user {rows.user} touched all but "
-        f"{available} of the {self._sampler.catalog_size} catalog "
-        f"items; cannot draw {self._sampler.negatives} negatives",
-        "no_negatives_left"))
+        self._input_path, line, f"user {user} touched all but {available} of "
+        f"the {self.sampler.catalog_size} catalog items by time {time}; cannot "
+        f"draw {self.sampler.negatives} negatives", "no_negatives_left"))
     return False
 
   def _write(self, split: str, positive: schema_lib.Impression,
@@ -672,4 +689,6 @@ def _report(policy: BadRecordPolicy, scan: _Scan, users: _UserWriter,
       users_with_impressions=users.users_with_impressions,
       rows_outside_window=scan.outside_window,
       first_outside_window_line=scan.first_outside_window_line,
-      split_impressions=users.split_counts, test_rule=test_rule)
+      split_impressions=users.split_counts, test_rule=test_rule,
+      negative_sampling=users.sampler.mode,
+      negatives_from_fallback=dict(users.sampler.fallback))

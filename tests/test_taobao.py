@@ -17,6 +17,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import BadRecordError, NoImpressionsError
 from data_pipeline.ids import stable_id
 from data_pipeline.taobao import convert_taobao
+from data_pipeline.taobao_negatives import NEGATIVE_SAMPLING
 from example_io import assert_nothing_left, read_examples
 
 S = stable_id
@@ -62,8 +63,9 @@ def _with_negative(time, item, cat, history, negative=(500, 8)):
 
 # max_hist=2. Second T0 is user 1's first: 100 and 200 are not impressions. 300 and
 # 400 (second T1) see both T0 clicks, not each other; 100 at T2 sees the 2 most recent
-# earlier clicks. User 2 has one click: no impression. The only item user 1 never
-# touched (600 was carted) is 500, so every negative is 500 with its category 8.
+# earlier clicks. User 2 has one click: no impression. The only item user 1 has not
+# touched by T1 (600 was carted before T0; 300 and 400 are clicked at T1) is 500, so
+# every negative is 500 with its category 8.
 HISTORY_T1 = [(100, T0, 7), (200, T0, 7)]
 POSITIVE_300 = _with_negative(T1, 300, 9, HISTORY_T1)
 POSITIVE_400 = _with_negative(T1, 400, 9, HISTORY_T1)
@@ -250,12 +252,16 @@ def test_negatives_are_distinct_untouched_seeded_and_per_user(tmp_path):
     assert example["item_cats"] == [category[example["item_id"][0]]]
   user_1 = _negatives_by_positive(out, 1)
   assert [item for item, _ in user_1] == [S(i) for i in range(2, 6)]
-  for _, negatives in user_1:
+  # User 1's positive i (at second i) may not have items 1..i, touched by then.
+  catalog = set(category)
+  for i, (_, negatives) in zip(range(2, 6), user_1):
     assert len(set(negatives)) == 3
-    assert set(negatives) <= {S(i) for i in range(100, 140)}
-  for _, negatives in _negatives_by_positive(out, 2):
+    assert set(negatives) <= catalog - {S(j) for j in range(1, i + 1)}
+  user_2 = _negatives_by_positive(out, 2)
+  assert [item for item, _ in user_2] == [S(i) for i in range(101, 140)]
+  for i, (_, negatives) in zip(range(101, 140), user_2):
     assert len(set(negatives)) == 3
-    assert set(negatives) <= {S(i) for i in range(1, 6)}
+    assert set(negatives) <= catalog - {S(j) for j in range(100, i + 1)}
   # A user's draws depend on the seed and the user only, not on the file order.
   swapped = _write(tmp_path, _catalog_log(users_first=(2, 1)), name="swapped.csv")
   convert_taobao(swapped, str(tmp_path / "swapped"), negatives=3,
@@ -272,7 +278,8 @@ def test_not_enough_negatives_stops_or_is_skipped(tmp_path):
     convert_taobao(path, str(tmp_path / "out"), negatives=2, utc_offset_hours=8)
   # Line 1 holds user 1's first positive (300 at T1).
   assert str(raised.value) == (f"{path}:1: user 1 touched all but 1 of the 6 "
-                               "catalog items; cannot draw 2 negatives")
+                               f"catalog items by time {T1}; cannot draw 2 "
+                               "negatives")
   assert raised.value.kind == "no_negatives_left"
   with pytest.raises(NoImpressionsError,
                      match=r"no_negatives_left 3 \(first at line 1\)"):
@@ -375,6 +382,8 @@ def test_skip_counts_bad_rows_per_reason_and_converts_the_rest(tmp_path):
       f"{path}:2)",
       "  2 users, 1 with impressions; 3 positives, 3 negatives",
       "  test 2, train 4 impressions; test = impressions on 2017-12-03 (UTC+8)",
+      "  negative_sampling uniform: any catalog item, equally likely, untouched by "
+      "the user by then",
   ])
 
 
@@ -516,10 +525,10 @@ def _raw_sample():
       else:
         outside += 1
   pv_times = collections.defaultdict(list)
-  touched = collections.defaultdict(set)
+  touches = collections.defaultdict(list)
   first_category = {}
   for user, item, cat, behavior, timestamp in rows:
-    touched[user].add(item)
+    touches[user].append((timestamp, item))
     first_category.setdefault(item, cat)
     if behavior == "pv":
       pv_times[user].append(timestamp)
@@ -536,8 +545,13 @@ def _raw_sample():
   return dict(rows=len(rows) + outside, outside=outside,
               users=len({r[0] for r in rows}),
               users_with_impressions=users_with_impressions, positives=positives,
-              test_positives=test_positives, pv_times=pv_times, touched=touched,
+              test_positives=test_positives, pv_times=pv_times, touches=touches,
               first_category=first_category)
+
+
+def _touched_by(touches, time):
+  """Items of [(time, item)] rows at or before ``time``."""
+  return {item for t, item in touches if t <= time}
 
 
 @pytest.fixture(scope="module")
@@ -608,7 +622,7 @@ def test_real_sample_histories_and_negatives(sample):
       assert len(history) == min(SAMPLE_MAX_HIST, len(earlier))
       item = item_of[example["item_id"][0]]
       if example["label"] == [0]:
-        assert item not in raw["touched"][user]
+        assert item not in _touched_by(raw["touches"][user], time)
         assert example["item_cats"] == [S(raw["first_category"][item])]
       checked += 1
   assert checked == 2 * raw["positives"]
@@ -626,10 +640,13 @@ def test_real_sample_one_user_by_hand(sample):
                         user=USER)
               for item, time, history in USER_POSITIVES]
   assert positives == expected
-  user_items = {S(item) for item, _, _ in USER_CLICKS} | {
-      S(i) for i in (2505633, 114436, 4848076, 3873539, 4640894, 700114)}  # buys
+  # Its rows (clicks and the buys of lines 27883, 27893-27895, 27902, 27904).
+  touches = [(time, item) for item, _, time in USER_CLICKS] + [
+      (1511567815, 2505633), (1511825960, 114436), (1511826532, 4848076),
+      (1511826598, 3873539), (1512094207, 4640894), (1512094322, 700114)]
   for positive, negative in zip(got[0::2], got[1::2]):
-    assert negative["item_id"][0] not in user_items
+    touched = _touched_by(touches, positive["time"][0])
+    assert negative["item_id"][0] not in {S(i) for i in touched}
     assert {k: v for k, v in negative.items() if k not in ("label", "item_id",
                                                            "item_cats")} == {
         k: v for k, v in positive.items() if k not in ("label", "item_id",
@@ -701,9 +718,23 @@ _GOOD_ROWS = st.tuples(st.integers(1, 3), st.integers(1, 30), st.integers(1, 3),
                        st.sampled_from(["pv", "pv", "pv", "cart"]), _TIMES)
 
 
+def _assert_negatives_untouched(out, rows):
+  """Every negative: an item its user had not touched by the impression's second."""
+  touches = collections.defaultdict(list)
+  for user, item, _, _, time in rows:
+    touches[S(user)].append((time, S(item)))
+  for name in ("train", "test"):
+    examples = _split(out, name)
+    for positive, negative in zip(examples[0::2], examples[1::2]):
+      assert (positive["label"], negative["label"]) == ([1], [0])
+      assert negative["item_id"][0] not in _touched_by(
+          touches[negative["user_id"][0]], negative["time"][0])
+
+
 @_FUZZ
-@given(rows=st.lists(_GOOD_ROWS, min_size=4, max_size=25))
-def test_fuzz_well_formed_logs_match_an_independent_count(rows):
+@given(rows=st.lists(_GOOD_ROWS, min_size=4, max_size=25),
+       negative_sampling=st.sampled_from(NEGATIVE_SAMPLING))
+def test_fuzz_well_formed_logs_match_an_independent_count(rows, negative_sampling):
   rows = _grouped(rows)
   pv_times = collections.defaultdict(list)
   for user, _, _, behavior, time in rows:
@@ -715,17 +746,21 @@ def test_fuzz_well_formed_logs_match_an_independent_count(rows):
               if t > min(times)) - sum(1 for times in pv_times.values()
                                        if max(times) > min(times))
   catalog = {item for _, item, _, _, _ in rows}
-  touched = collections.defaultdict(set)
-  for user, item, _, _, _ in rows:
-    touched[user].add(item)
-  no_negative_left = any(touched[user] == catalog for user, times in pv_times.items()
-                         if max(times) > min(times))
+  touches = collections.defaultdict(list)
+  for user, item, _, _, time in rows:
+    touches[user].append((time, item))
+  # Whatever the sampling, the fallback ends in the whole catalog: a positive
+  # fails only when its user had touched every catalog item by then.
+  no_negative_left = any(_touched_by(touches[user], t) == catalog
+                         for user, times in pv_times.items()
+                         for t in times if t > min(times))
   data = "".join(",".join(map(str, r)) + "\n" for r in rows).encode()
   with tempfile.TemporaryDirectory() as directory:
     path = _write(directory, data)
+    out = os.path.join(directory, "out")
     try:
-      report = convert_taobao(path, os.path.join(directory, "out"),
-                              split="last_click")
+      report = convert_taobao(path, out, split="last_click",
+                              negative_sampling=negative_sampling)
     except BadRecordError as e:
       assert e.kind == "no_negatives_left" and no_negative_left
       return
@@ -736,6 +771,7 @@ def test_fuzz_well_formed_logs_match_an_independent_count(rows):
     assert report.positives_written == positives
     assert report.split_impressions == {"train": 2 * train,
                                         "test": 2 * (positives - train)}
+    _assert_negatives_untouched(out, rows)
 
 
 @_FUZZ
