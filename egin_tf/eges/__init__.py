@@ -32,15 +32,16 @@ hold on held-out days (Taobao: test logloss 1.10 against EGIN's 0.39). Guards:
   sees 1/K of the users: fewer items get a vector.
 * ``time_cut``: stage 1 reads only the click events before the cut time T, the
   earliest time of the latest ``time_cut`` share of the training impressions
-  (`sessions.cut_time`). A row at or after T clicked its target at its own time,
-  >= T, so its answer is in no session. Rows before T still have their clicked
-  target in the graph, right after their clicks: those rows read the target as
-  unknown (zero vector) in stage 2, so the EGES features are learned from the
-  rows after T only, while every row trains the rest of the network.
-  Precisely, what can still leak: a row whose clicked target is recorded at an
-  earlier time than the row itself (no converter writes such data: a positive
-  and its later history entry share the click time) and, through the graph's
-  structure, nothing of a row after T. Held-out rows are all after T.
+  (`sessions.cut_time`). Rows before T still have their clicked target in the
+  graph, right after their clicks, so in stage 2 they read their target as
+  unknown (the zero vector): the EGES features are learned from the rows at or
+  after T only, while every row trains the rest of the network (f_o, the MLP).
+  Which rows can still leak: none through its own target, provided a positive's
+  click is recorded at or after the row's own time, as every data set here does
+  (Taobao and trivago record it at the impression's time, the simulator a few
+  seconds later). Data that recorded a click before its impression would let a
+  row at or after T find its target in the graph. Held-out rows all come after T; the price is
+  a graph without the latest ``time_cut`` of the clicks.
 * ``none``: the paper's two-stage model, every event read by one set; leaks.
 
 The graph, walks and pairs live in memory (numpy).
