@@ -564,8 +564,9 @@ def test_eges_time_cut_rows_before_the_cut_read_no_target_vector(tmp_path):
   model = EGES(_FEATURES, eges_embeddings_path=path, eges_leak_guard="time_cut",
                top_k=3, max_positions=8, hidden_units=(16,))
   assert model.cut_time == 1000 and model.graph_folds == 1
-  # Rows 0, 2, 4, 6 come before the cut.
-  batch[schema_lib.TIME] = tf.constant([999, 1000] * 4, tf.int64)
+  # Rows 0, 2, 4, 6 come before the cut; row 7's time is unknown (0), as in a
+  # serving request without one: it counts as after the cut.
+  batch[schema_lib.TIME] = tf.constant([999, 1000] * 3 + [999, 0], tf.int64)
   features = tf.concat(model.interest_features(batch), -1).numpy()
   unknown = dict(batch)
   unknown[schema_lib.ITEM_ID] = tf.zeros_like(batch[schema_lib.ITEM_ID])

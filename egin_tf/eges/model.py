@@ -22,7 +22,8 @@ What a row reads follows the stage-1 leak guard of the vectors file
   after T reads it; a row before T reads its target as unknown (the zero vector,
   as for an item the graph never saw), because its clicked target is in the
   graph, right after its recent clicks. Its clicks, f_o and every other feature
-  stay: such rows still train the rest of the network;
+  stay: such rows still train the rest of the network. Time 0 (a serving request
+  without a time) counts as after T;
 * ``none``: one set, every row reads it (the paper's two-stage model; leaks).
 
 The file's guard must be the config's (a model never silently reads vectors of
@@ -98,7 +99,9 @@ class EGES(EGIN):
     if self.cut_time is None:
       return super().interest_features(batch)
     target = batch[schema_lib.ITEM_ID]
-    before = batch[schema_lib.TIME] < self.cut_time
+    # Time 0 is unknown (a serving request may leave it out): read as now.
+    time = batch[schema_lib.TIME]
+    before = (time > 0) & (time < self.cut_time)
     return super().interest_features(
         {**batch, schema_lib.ITEM_ID: tf.where(before, tf.zeros_like(target),
                                                target)})
