@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 
 from data_pipeline import reader
+from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
 from egin_tf import eges
-from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.configs import ConfigError
 from egin_tf.eges import EGES, FrozenIdEmbedding
+from egin_tf.eges.model import stage1_config
+from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.layers.out_of_fold import OutOfFoldEmbedding, user_folds
+from egin_tf.models.configs import EGESConfig
 
 
 def _write(imps, tmp_path, name="data", num_cats=2):
@@ -175,6 +180,13 @@ SERIALIZABLE_LAYERS = {
         lambda: FrozenIdEmbedding(3, 2, ids=np.array([5, 9, 1 << 40]),
                                   vectors=np.arange(6.0).reshape(3, 2)),
         lambda layer: layer(tf.constant([[9, 0], [1 << 40, 7]], tf.int64))),
+    # Two sets: row r reads set [1, 0][r].
+    "FrozenIdEmbedding of 2 sets": (
+        lambda: FrozenIdEmbedding(3, 2, ids=np.array([5, 9, 1 << 40]),
+                                  vectors=np.arange(12.0).reshape(2, 3, 2),
+                                  num_sets=2),
+        lambda layer: layer.lookup(tf.constant([[9, 0], [1 << 40, 7]], tf.int64),
+                                   tf.constant([1, 0]))),
 }
 
 
@@ -189,7 +201,7 @@ def test_layer_serialize_deserialize_round_trip(name):
                      for w in layer.get_weights()])
   expected = outputs(layer).numpy()
   serialized = tf.keras.layers.serialize(layer)
-  assert serialized["registered_name"] == f"egin_tf>{name}"
+  assert serialized["registered_name"] == f"egin_tf>{type(layer).__name__}"
   again = tf.keras.layers.deserialize(serialized)
   assert type(again) is type(layer) and again.get_config() == layer.get_config()
   outputs(again)  # builds its weights
@@ -230,7 +242,8 @@ def test_train_eges_writes_a_table_of_every_graph_node(tmp_path):
         clicks=[Event(int(i), 10 * j, [int(i) // 100 + 1])
                 for j, i in enumerate(items)]))
   pattern = _write(imps, tmp_path)
-  config = eges.EgesConfig(dim=4, walks_per_node=2, walk_length=5, epochs=1)
+  config = eges.EgesConfig(dim=4, walks_per_node=2, walk_length=5, epochs=1,
+                           leak_guard="none")
   path = eges.train_eges(pattern, str(tmp_path / "m" / "eges.npz"), config)
   ids, vectors = eges.load_embeddings(path)
   sessions = eges.read_sessions(pattern, config)
@@ -257,7 +270,7 @@ def test_train_eges_reports_every_stage_up_to_its_total(tmp_path):
   # 2 + 1 batches of 5, twice (epochs).
   config = eges.EgesConfig(dim=2, walk_length=3, walks_per_node=1,
                            skip_window=1, batch_size=5, walk_chunk=2, epochs=2,
-                           num_negatives=2, read_batch_size=1)
+                           num_negatives=2, read_batch_size=1, leak_guard="none")
   eges.train_eges(pattern, str(tmp_path / "eges.npz"), config, progress=progress)
   assert list(calls) == [eges.READ_STAGE, eges.WALK_STAGE, eges.TRAIN_STAGE]
   assert calls["records"] == [(1, 2, 0.5), (2, 2, 1.0)]
@@ -294,7 +307,158 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
   pattern = _write([Impression(label=0, user_id=u, time=9, item_id=1,
                                clicks=[Event(u, 1)]) for u in (1, 2)], tmp_path)
   with pytest.raises(ValueError, match=r"data/\*\.tfrecord: the item graph has 0"):
+    eges.train_eges(pattern, str(tmp_path / "out.npz"),
+                    eges.EgesConfig(leak_guard="none"))
+  # Out of fold, the message names the set (users 1 and 2 are both of fold 1).
+  with pytest.raises(ValueError, match=r"tfrecord: vector set 1/2 \(users of "
+                     r"fold 0\): the item graph has 0"):
     eges.train_eges(pattern, str(tmp_path / "out.npz"), eges.EgesConfig())
+
+
+# --- leak guards -------------------------------------------------------------
+
+
+def _history_impressions(users, items):
+  """One impression per user, whose history clicked ``items`` in this order."""
+  return [Impression(label=0, user_id=u, time=1000, item_id=items[0],
+                     item_cats=[1],
+                     clicks=[Event(i, 10 + j, [1]) for j, i in enumerate(items)])
+          for u in users]
+
+
+def _recorder(calls):
+  return lambda stage: lambda *state: calls[stage].append(state)
+
+
+def test_out_of_fold_rows_read_vectors_no_session_of_their_user_trained(
+    tmp_path):
+  # Two folds (EGIN's hashing): users 7 and 10 are in fold 0, users 1 and 2 in 1.
+  np.testing.assert_array_equal(
+      user_folds(tf.constant([7, 10, 1, 2], tf.int64), 2).numpy(), [0, 0, 1, 1])
+  # Fold 0 clicks 11, 12, 13; fold 1 clicks 21, 22, 23 and then 11 too.
+  pattern = _write(_history_impressions((7, 10), [11, 12, 13]) +
+                   _history_impressions((1, 2), [21, 22, 23, 11]), tmp_path)
+  calls = collections.defaultdict(list)
+  config = eges.EgesConfig(dim=2, walk_length=3, walks_per_node=1,
+                           num_negatives=2)
+  assert (config.leak_guard, config.folds) == ("out_of_fold", 2)
+  path = eges.train_eges(pattern, str(tmp_path / "eges.npz"), config,
+                         _recorder(calls))
+  assert list(calls) == ["records", "set 1/2 walk steps", "set 1/2 training steps",
+                         "set 2/2 walk steps", "set 2/2 training steps"]
+  table = eges.read_vectors(path)
+  assert (table.leak_guard, table.num_sets, table.cut_time) == ("out_of_fold",
+                                                                2, None)
+  np.testing.assert_array_equal(table.ids, [11, 12, 13, 21, 22, 23])
+  # Set k holds the items of fold k's sessions only.
+  np.testing.assert_array_equal(table.set_ids(0), [11, 12, 13])
+  np.testing.assert_array_equal(table.set_ids(1), [11, 21, 22, 23])
+
+  # EGES's routing (EGIN's OutOfFoldEmbedding over the K frozen sets): user 7
+  # (fold 0) reads set 1, user 1 (fold 1) set 0.
+  items = OutOfFoldEmbedding(table=FrozenIdEmbedding.from_vectors(table))
+  assert items.num_folds == 2
+  read = items(tf.constant([[11, 12, 21]] * 2, tf.int64),
+               user_folds(tf.constant([7, 1], tf.int64), 2)).numpy()
+  v = table.vectors
+  # Row 0 never sees fold 0's vector of 11, nor 12, which only fold 0 clicked.
+  np.testing.assert_array_equal(read[0], [v[1, 0], [0, 0], v[1, 3]])
+  np.testing.assert_array_equal(read[1], [v[0, 0], v[0, 1], [0, 0]])
+
+
+def test_time_cut_keeps_only_the_clicks_before_the_cut(tmp_path):
+  # The earliest time of the latest share; impressions at that second are after.
+  assert eges.cut_time([100, 400, 200, 300], 0.5) == 300
+  assert eges.cut_time([2, 1, 2, 2], 0.25) == 2
+  a, b, c, d, e = 11, 22, 33, 44, 55
+  imps = [
+      Impression(label=1, user_id=1, time=100, item_id=a, clicks=[Event(e, 50)]),
+      Impression(label=1, user_id=1, time=200, item_id=b,
+                 clicks=[Event(e, 50), Event(a, 100)]),
+      # The positive c at the cut comes back in the next history at 300.
+      Impression(label=1, user_id=1, time=300, item_id=c,
+                 clicks=[Event(e, 50), Event(a, 100), Event(b, 200),
+                         Event(d, 299)]),
+      Impression(label=0, user_id=1, time=400, item_id=e,
+                 clicks=[Event(a, 100), Event(b, 200), Event(d, 299),
+                         Event(c, 300), Event(a, 350)]),
+      Impression(label=0, user_id=2, time=400, item_id=b,
+                 clicks=[Event(a, 10), Event(b, 300)]),
+  ]
+  pattern = _write(imps, tmp_path)
+  # Times 100, 200, 300, 400, 400: the latest half (3 of 5) starts at 300.
+  for positive_targets in (False, True):
+    sessions = eges.read_sessions(pattern, eges.EgesConfig(
+        leak_guard="time_cut", time_cut=0.5, positive_targets=positive_targets))
+    assert sessions.cut_time == 300
+    np.testing.assert_array_equal(sessions.items, [e, a, b, d, a])
+    np.testing.assert_array_equal(sessions.users, [1, 1, 1, 1, 2])
+    np.testing.assert_array_equal(sessions.session, [0, 0, 0, 0, 1])
+  config = eges.EgesConfig(dim=2, walk_length=3, walks_per_node=1,
+                           num_negatives=2, leak_guard="time_cut", time_cut=0.5)
+  table = eges.read_vectors(eges.train_eges(pattern, str(tmp_path / "c.npz"),
+                                            config))
+  assert (table.leak_guard, table.num_sets, table.cut_time, table.time_cut) == (
+      "time_cut", 1, 300, 0.5)
+  np.testing.assert_array_equal(table.ids, [a, b, d, e])  # no c
+
+
+def test_leak_guard_settings_are_checked_and_agree_between_the_stages():
+  for field, value in (("eges_leak_guard", "bogus"), ("eges_folds", 1),
+                       ("eges_time_cut", 0.0), ("eges_time_cut", 1.0)):
+    with pytest.raises(ConfigError, match=f"EGESConfig.{field}="):
+      EGESConfig(**{field: value})
+  with pytest.raises(ValueError, match="EgesConfig: leak_guard must be one of "
+                     "out_of_fold, time_cut, none, got 'bogus'"):
+    eges.EgesConfig(leak_guard="bogus")
+  with pytest.raises(ValueError, match="EgesConfig: folds must be an int >= 2"):
+    eges.EgesConfig(folds=1)
+  with pytest.raises(ValueError, match=r"EgesConfig: time_cut must be in \(0, 1\)"):
+    eges.EgesConfig(time_cut=1.0)
+  model, stage1 = EGESConfig(), eges.EgesConfig()
+  assert (model.eges_leak_guard, model.eges_folds, model.eges_time_cut) == (
+      stage1.leak_guard, stage1.folds, stage1.time_cut)
+  assert stage1_config(EGESConfig(slot_dim=4, eges_leak_guard="time_cut",
+                                  eges_time_cut=0.25), seed=3) == eges.EgesConfig(
+      dim=4, seed=3, leak_guard="time_cut", time_cut=0.25)
+
+
+def test_vectors_file_of_several_sets_round_trips_and_old_files_load(tmp_path):
+  table = eges.EgesVectors.from_sets(
+      [(np.array([2, 5]), np.array([[1.0, 2.0], [3.0, 4.0]])),
+       (np.array([5, 9]), np.array([[5.0, 6.0], [7.0, 8.0]]))],
+      leak_guard="out_of_fold")
+  np.testing.assert_array_equal(table.ids, [2, 5, 9])
+  np.testing.assert_array_equal(table.vectors, [[[1, 2], [3, 4], [0, 0]],
+                                                [[0, 0], [5, 6], [7, 8]]])
+  path = eges.write_vectors(str(tmp_path / "v.npz"), table)
+  again = eges.read_vectors(path)
+  assert (again.leak_guard, again.cut_time, again.time_cut) == ("out_of_fold",
+                                                                None, None)
+  np.testing.assert_array_equal(again.ids, table.ids)
+  np.testing.assert_array_equal(again.vectors, table.vectors)
+  with pytest.raises(ValueError, match=r"v\.npz: holds 2 sets of vectors "
+                     r"\(out_of_fold\); read it with read_vectors"):
+    eges.load_embeddings(path)
+  cut = eges.EgesVectors(np.array([3]), np.ones([1, 1, 2]), "time_cut",
+                         cut_time=77, time_cut=0.25)
+  again = eges.read_vectors(eges.write_vectors(str(tmp_path / "c.npz"), cut))
+  assert (again.leak_guard, again.cut_time, again.time_cut) == ("time_cut", 77,
+                                                                0.25)
+  # Format 1 (before the guards): one set, guard none.
+  np.savez(tmp_path / "old.npz", ids=np.array([4, 8]), vectors=np.ones([2, 3]))
+  old = eges.read_vectors(str(tmp_path / "old.npz"))
+  assert old.leak_guard == "none" and old.vectors.shape == (1, 2, 3)
+  # A guard its sets contradict, on writing and on reading.
+  with pytest.raises(ValueError, match=r"w\.npz: leak_guard out_of_fold with 1 "
+                     r"set\(s\)"):
+    eges.write_vectors(str(tmp_path / "w.npz"), eges.EgesVectors(
+        np.array([3]), np.ones([1, 1, 2]), "out_of_fold"))
+  np.savez(tmp_path / "bad.npz", format=2, ids=np.array([3]),
+           vectors=np.ones([2, 1, 2]), leak_guard="none", cut_time=-1,
+           time_cut=0.0)
+  with pytest.raises(ValueError, match=r"bad\.npz: leak_guard none with 2 set"):
+    eges.read_vectors(str(tmp_path / "bad.npz"))
 
 
 # --- the CTR model -----------------------------------------------------------
@@ -336,7 +500,7 @@ def test_eges_ctr_model_keeps_its_table_frozen_and_trains(tmp_path):
   features = FeatureConfig(item_buckets=32, query_buckets=16, user_buckets=16,
                            category_buckets=8)
   model = EGES(features, eges_embeddings_path=path, top_k=3, max_positions=8,
-               hidden_units=(16,))
+               hidden_units=(16,), eges_leak_guard="none")
   model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   model(batch)
   frozen = model.graph_items.table
@@ -359,3 +523,58 @@ def test_eges_ctr_model_keeps_its_table_frozen_and_trains(tmp_path):
   assert config["eges_embeddings_path"] == path
   rebuilt = EGES(**json.loads(json.dumps(config)))
   assert rebuilt(batch).shape == (8,)
+
+
+_FEATURES = FeatureConfig(item_buckets=32, query_buckets=16, user_buckets=16,
+                          category_buckets=8)
+
+
+def test_eges_out_of_fold_rows_read_the_next_folds_set(tmp_path):
+  batch = _ctr_batch(tmp_path)  # users 1-8, items in 1-29
+  ids = np.arange(1, 30)
+  vectors = np.random.default_rng(1).normal(size=[2, ids.size, 4])
+  path = eges.write_vectors(str(tmp_path / "oof.npz"),
+                            eges.EgesVectors(ids, vectors, "out_of_fold"))
+  model = EGES(_FEATURES, eges_embeddings_path=path, top_k=3, max_positions=8,
+               hidden_units=(16,))
+  assert model.graph_folds == 2
+  folds = user_folds(batch[schema_lib.USER_ID], 2)
+  items = batch[schema_lib.ITEM_ID].numpy()
+  np.testing.assert_allclose(model.graph_items(batch[schema_lib.ITEM_ID], folds),
+                             vectors[(folds.numpy() + 1) % 2, items - 1],
+                             rtol=1e-6)
+  assert model(batch).shape == (8,)
+  config = model.get_config()
+  rebuilt = EGES(**json.loads(json.dumps(config)))
+  assert rebuilt.get_config() == config and rebuilt.graph_folds == 2
+  for wrong, asked in (({"eges_folds": 3}, r"out_of_fold \(3 sets\)"),
+                       ({"eges_leak_guard": "none"}, "none")):
+    with pytest.raises(ValueError, match=r"oof\.npz: EGES vectors made with leak "
+                       rf"guard out_of_fold \(2 sets\), but the model asks for "
+                       rf"{asked} "):
+      EGES(_FEATURES, eges_embeddings_path=path, **wrong)
+
+
+def test_eges_time_cut_rows_before_the_cut_read_no_target_vector(tmp_path):
+  batch = _ctr_batch(tmp_path)  # every row at time 1000
+  ids = np.arange(1, 30)
+  vectors = np.random.default_rng(1).normal(size=[1, ids.size, 4])
+  path = eges.write_vectors(str(tmp_path / "cut.npz"), eges.EgesVectors(
+      ids, vectors, "time_cut", cut_time=1000, time_cut=0.5))
+  model = EGES(_FEATURES, eges_embeddings_path=path, eges_leak_guard="time_cut",
+               top_k=3, max_positions=8, hidden_units=(16,))
+  assert model.cut_time == 1000 and model.graph_folds == 1
+  # Rows 0, 2, 4, 6 come before the cut; row 7's time is unknown (0), as in a
+  # serving request without one: it counts as after the cut.
+  batch[schema_lib.TIME] = tf.constant([999, 1000] * 3 + [999, 0], tf.int64)
+  features = tf.concat(model.interest_features(batch), -1).numpy()
+  unknown = dict(batch)
+  unknown[schema_lib.ITEM_ID] = tf.zeros_like(batch[schema_lib.ITEM_ID])
+  no_target = tf.concat(model.interest_features(unknown), -1).numpy()
+  np.testing.assert_array_equal(features[0::2], no_target[0::2])
+  assert all(not np.array_equal(features[r], no_target[r]) for r in (1, 3, 5, 7))
+  with pytest.raises(ValueError, match=r"made with leak guard time_cut \(share "
+                     r"0\.5 after the cut\), but the model asks for time_cut "
+                     r"\(share 0\.25 after the cut\)"):
+    EGES(_FEATURES, eges_embeddings_path=path, eges_leak_guard="time_cut",
+         eges_time_cut=0.25)

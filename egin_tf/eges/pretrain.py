@@ -2,9 +2,12 @@
 
 `train_eges` reads the data, builds the graph, trains `EgesSkipGram` on the
 walks' pairs and writes ``ids`` and ``vectors`` (H_v) to an ``.npz`` that
-`egin_tf.eges.model.EGES` consumes, frozen. An optional ``progress``
-(`StageProgress`) reports the impressions read, the walk steps and the training
-steps, each stage through its own callback.
+`egin_tf.eges.model.EGES` consumes, frozen. With ``leak_guard="out_of_fold"``
+it does so once per fold of users, on that fold's sessions only, and the file
+holds the K sets. An optional ``progress`` (`StageProgress`) reports the
+impressions read, the walk steps and the training steps, each stage through its
+own callback (the walk and training stages once per set, labelled
+``set k/K <stage>`` when there are several).
 
 Pairs are made and trained one chunk of ``walk_chunk`` walks at a time, so memory
 grows with the walks (nodes * walks_per_node * walk_length ids), not with the
@@ -18,11 +21,11 @@ import numpy as np
 from data_pipeline.stream import RecordProgress
 from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
-from egin_tf.eges.config import EgesConfig
+from egin_tf.eges.config import OUT_OF_FOLD, TIME_CUT, EgesConfig
 from egin_tf.eges.graph import ItemGraph, graph_from_sessions, side_index
-from egin_tf.eges.sessions import read_sessions
+from egin_tf.eges.sessions import Sessions, fold_sessions, read_sessions
 from egin_tf.eges.skipgram import EgesSkipGram
-from egin_tf.eges.vectors_file import save_embeddings
+from egin_tf.eges.vectors_file import EgesVectors, write_vectors
 from egin_tf.eges.walks import random_walks, skipgram_pairs
 
 # progress(stage) -> that stage's `text_input.ProgressCallback`, asked for as the
@@ -129,13 +132,51 @@ def train_eges(train_pattern: str, out_path: str, config: EgesConfig,
   ``progress(stage)`` (`StageProgress`, e.g. ``common.progress_printer``) is
   asked for one callback per stage as it starts: `READ_STAGE` ("records": the
   impressions read, total from ``schema.json``), `WALK_STAGE` ("walk steps",
-  exact total) and `TRAIN_STAGE` ("training steps", exact total); each is called
-  as ``(count, total, share)`` like the converters' progress. None: quiet.
+  exact total) and `TRAIN_STAGE` ("training steps", exact total), the last two
+  per set of vectors (`set_stage`); each is called as ``(count, total, share)``
+  like the converters' progress. None: quiet.
 
   Returns:
-    ``out_path``.
+    ``out_path``, an `EgesVectors` file of ``config.folds`` sets with
+    ``out_of_fold``, else of one set.
   """
   sessions = read_sessions(train_pattern, config, _stage(progress, READ_STAGE))
+  parts = ([sessions] if config.leak_guard != OUT_OF_FOLD
+           else fold_sessions(sessions, config.folds))
+  sets = [_train_set(_set_name(train_pattern, k, len(parts)), part, config,
+                     set_stage(progress, k, len(parts)))
+          for k, part in enumerate(parts)]
+  cut = config.leak_guard == TIME_CUT
+  table = EgesVectors.from_sets(
+      sets, leak_guard=config.leak_guard, cut_time=sessions.cut_time,
+      time_cut=config.time_cut if cut else None)
+  return write_vectors(out_path, table)
+
+
+def set_stage(progress: Optional[StageProgress], k: int, num_sets: int
+              ) -> Optional[StageProgress]:
+  """``progress`` for set ``k`` of ``num_sets``: stages labelled ``set k/K``
+  (1-based) when there are several sets, unchanged otherwise."""
+  if progress is None or num_sets == 1:
+    return progress
+  return lambda stage: progress(f"set {k + 1}/{num_sets} {stage}")
+
+
+def _set_name(train_pattern: str, k: int, num_sets: int) -> str:
+  """The prefix of set ``k``'s error messages."""
+  if num_sets == 1:
+    return f"{train_pattern}: "
+  return f"{train_pattern}: vector set {k + 1}/{num_sets} (users of fold {k}): "
+
+
+def _train_set(where: str, sessions: Sessions, config: EgesConfig,
+               progress: Optional[StageProgress]
+               ) -> Tuple[np.ndarray, np.ndarray]:
+  """One set of vectors from ``sessions``: (ids [n], vectors [n, dim]).
+
+  Raises:
+    ValueError: prefixed by ``where`` (the data, and the set if several).
+  """
   graph = graph_from_sessions(sessions.items, sessions.session,
                               config.graph_window)
   node_side, num_side_values = side_index(graph, sessions.item_ids,
@@ -144,6 +185,6 @@ def train_eges(train_pattern: str, out_path: str, config: EgesConfig,
     model, _ = train_embeddings(graph, node_side, num_side_values, config,
                                 progress)
   except ValueError as e:
-    raise ValueError(f"{train_pattern}: {e}") from None
-  vectors = model.vectors(tf.range(graph.num_nodes, dtype=tf.int64)).numpy()
-  return save_embeddings(out_path, graph.ids, vectors)
+    raise ValueError(f"{where}{e}") from None
+  return graph.ids, model.vectors(tf.range(graph.num_nodes,
+                                           dtype=tf.int64)).numpy()

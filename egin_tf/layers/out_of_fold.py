@@ -37,6 +37,18 @@ def user_folds(user_ids: tf.Tensor, num_folds: int) -> tf.Tensor:
   return tf.cast(tf.strings.to_hash_bucket_fast(text, num_folds), tf.int32)
 
 
+def fold_rows(rows: tf.Tensor, table_index, rows_per_table: int) -> tf.Tensor:
+  """Rows [R, ...] of K stacked tables: row r of ``rows`` moved into table
+  ``table_index[r]`` (an int [R], an int, or None for table 0), whose rows start
+  at ``table_index * rows_per_table``."""
+  if table_index is None:
+    return rows
+  offset = tf.cast(table_index, rows.dtype) * rows_per_table
+  if isinstance(table_index, tf.Tensor) and table_index.shape.rank:
+    offset = tf.reshape(offset, [-1] + [1] * (rows.shape.rank - 1))
+  return rows + offset
+
+
 @tf.keras.utils.register_keras_serializable(package="egin_tf")
 class OutOfFoldEmbedding(tf.keras.layers.Layer):
   """K id tables of one node type; a row of fold k reads table (k + 1) mod K.
@@ -49,18 +61,24 @@ class OutOfFoldEmbedding(tf.keras.layers.Layer):
   table (K = 1) is the paper's setting: every row reads and trains it.
 
   ``OutOfFoldEmbedding(table=layer)`` wraps an existing layer (ids [...] ->
-  [..., d], e.g. a CTR network's own table or frozen vectors) as one fold.
+  [..., d], e.g. a CTR network's own table or frozen vectors) as one fold, or
+  as K folds when the layer has ``num_sets`` K > 1 and ``lookup(ids,
+  table_index)`` like this layer's (EGES's out-of-fold frozen vectors).
   """
 
-  def __init__(self, num_buckets: int = None, dim: int = None, num_folds: int = 1,
-               table: tf.keras.layers.Layer = None, **kwargs):
+  def __init__(self, num_buckets: int = None, dim: int = None,
+               num_folds: int = None, table: tf.keras.layers.Layer = None,
+               **kwargs):
     super().__init__(**kwargs)
-    # Named after the user-facing flag/config field, not this argument.
-    check_int("graph_folds", num_folds, minimum=1)
     if (table is None) == (num_buckets is None):
       raise ValueError("OutOfFoldEmbedding takes num_buckets and dim, or a table")
-    if table is not None and num_folds != 1:
-      raise ValueError("a wrapped table is one fold; num_folds must be 1")
+    table_folds = 1 if table is None else getattr(table, "num_sets", 1)
+    num_folds = table_folds if num_folds is None else num_folds
+    # Named after the user-facing flag/config field, not this argument.
+    check_int("graph_folds", num_folds, minimum=1)
+    if table is not None and num_folds != table_folds:
+      raise ValueError(f"the wrapped table has {table_folds} fold(s); num_folds "
+                       f"must be {table_folds}, got {num_folds}")
     self.num_buckets = num_buckets
     self.dim = dim
     self.num_folds = num_folds
@@ -91,15 +109,13 @@ class OutOfFoldEmbedding(tf.keras.layers.Layer):
     """Row r of ``ids`` [R, ...] looked up in table ``table_index[r]`` (an int
     [R], an int, or None for table 0); padding ids give zero vectors."""
     if self.table is not None:
-      return self.table(ids)
+      if self.num_folds == 1:
+        return self.table(ids)
+      return self.table.lookup(ids, table_index)
     if not self.built:
       self.build(None)
-    buckets = bucketize_ids(ids, self.num_buckets)
-    if table_index is not None:
-      offset = tf.cast(table_index, tf.int64) * self.num_buckets
-      if isinstance(table_index, tf.Tensor) and table_index.shape.rank:
-        offset = tf.reshape(offset, [-1] + [1] * (ids.shape.rank - 1))
-      buckets += offset
+    buckets = fold_rows(bucketize_ids(ids, self.num_buckets), table_index,
+                        self.num_buckets)
     vectors = tf.nn.embedding_lookup(self.embeddings, buckets)
     return vectors * tf.cast(ids > 0, vectors.dtype)[..., tf.newaxis]
 

@@ -137,9 +137,22 @@ class EginConfig(SimExtractConfig):
 
 @dataclasses.dataclass(frozen=True)
 class EGESConfig(SimExtractConfig):
-  """EGES (two-stage): EGIN's CTR network on frozen EGES item vectors."""
+  """EGES (two-stage): EGIN's CTR network on frozen EGES item vectors.
+
+  The leak guards are described in `egin_tf.eges` (package docstring).
+  """
   eges_embeddings_path: Optional[str] = param(
       None, "The EGES vectors (.npz of egin_tf.eges.train_eges); unset: egin-tf "
       "train runs stage 1 into the model directory.")
   slot_dim: int = param(10, "Dimension of the EGES vectors (EGIN's graph_dim).",
                         min=1)
+  eges_leak_guard: str = param(
+      "out_of_fold", "How stage 1 keeps a row's own label out of the vectors it "
+      "reads: out_of_fold (a set of vectors per users' fold; a row reads another "
+      "fold's set), time_cut (stage 1 reads the clicks before a cut time; rows "
+      "before it read no target vector) or none (the paper's; leaks labels).",
+      choices=("out_of_fold", "time_cut", "none"))
+  eges_folds: int = param(2, "out_of_fold: users' folds, one set of vectors "
+                          "each.", min=2)
+  eges_time_cut: float = param(0.5, "time_cut: share of the training impressions "
+                               "at or after the cut.", above=0.0, below=1.0)
