@@ -86,11 +86,14 @@ from data_pipeline.tf_env import tf
 from data_pipeline.trivago import convert_trivago
 from data_pipeline.writer import DatasetWriter
 from egin_tf import eges
+from egin_tf.eges import config as eges_config
+from egin_tf.eges import model as eges_model
 from egin_tf import embeddings
 from egin_tf import graph_quality
 from egin_tf import training
 from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.models import MODELS
+from egin_tf.models.configs import EGESConfig
 from experiments import common
 from experiments import tuning
 # The colleague's script: its ablation variants and flags (--users, --epochs,
@@ -289,20 +292,26 @@ def table_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def cached_eges_embeddings(
-    train_pattern: str, cache_dir: str, seed: int, dim: int,
+    train_pattern: str, cache_dir: str, stage1: eges.EgesConfig,
     train_fn: Callable[[str, str, eges.EgesConfig], str] = eges.train_eges
 ) -> str:
-  """EGES's stage 1 (graph, walks, skip-gram) once per dataset, seed and dim.
+  """EGES's stage 1 (graph, walks, skip-gram) once per dataset, seed, dim and
+  leak guard.
 
   Stage 1 does not depend on the CTR learning rate, so every rate of the sweep
   (and every table) reuses the vectors of its seed instead of re-running the
   walks and skip-gram (minutes on trivago's 83k items). Returns the ``.npz``
   path, written by ``train_fn`` (atomically: `eges.save_embeddings`).
   """
-  path = os.path.join(cache_dir, f"eges_stage1_d{dim}_seed{seed}.npz")
+  guards = {eges_config.OUT_OF_FOLD: f"_oof{stage1.folds}",
+            eges_config.TIME_CUT: f"_cut{stage1.time_cut:g}"}
+  guard = guards.get(stage1.leak_guard, "")
+  path = os.path.join(cache_dir, f"eges_stage1_d{stage1.dim}_seed{stage1.seed}"
+                      f"{guard}.npz")
   if not os.path.exists(path):
-    print(f"EGES stage 1 (seed {seed}, d = {dim}) -> {path}")
-    train_fn(train_pattern, path, eges.EgesConfig(dim=dim, seed=seed))
+    print(f"EGES stage 1 (seed {stage1.seed}, d = {stage1.dim}, "
+          f"{stage1.leak_guard}) -> {path}")
+    train_fn(train_pattern, path, stage1)
   return path
 
 
@@ -326,9 +335,9 @@ def _train_run(split: Split, variant: str, model: str, kwargs: Dict[str, Any],
   if model == "egin":
     kwargs = dict(kwargs, seed=seed)
   if model == "eges" and "eges_embeddings_path" not in kwargs:
+    stage1 = eges_model.stage1_config(EGESConfig.from_dict(kwargs), seed)
     kwargs = dict(kwargs, eges_embeddings_path=cached_eges_embeddings(
-        split.train, os.path.join(FLAGS.runs_dir, split.name), seed,
-        kwargs.get("slot_dim", 10)))
+        split.train, os.path.join(FLAGS.runs_dir, split.name), stage1))
   config = training.TrainConfig(
       model=model, model_kwargs=kwargs, batch_size=FLAGS.batch_size,
       epochs=FLAGS.epochs, steps=FLAGS.steps, learning_rate=lr,

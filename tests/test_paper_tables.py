@@ -21,6 +21,7 @@ from experiments import seeds_mixture
 from experiments import simulator_signal
 from experiments import trivago_signal
 from experiments import tuning
+from egin_tf import eges
 from egin_tf.models import MODELS
 
 
@@ -198,25 +199,30 @@ def test_every_model_gets_the_same_number_of_trials():
       "lr0.0003", "lr0.001"]
 
 
-def test_eges_stage_one_runs_once_per_seed_and_dim(tmp_path):
+def test_eges_stage_one_runs_once_per_seed_dim_and_guard(tmp_path):
   calls = []
 
   def fake_train(pattern, path, config):
-    calls.append((pattern, config.seed, config.dim))
+    calls.append((pattern, config.seed, config.dim, config.leak_guard))
     np.savez(path, ids=np.array([1]), vectors=np.zeros([1, config.dim]))
     return path
 
-  cache = str(tmp_path)
-  first = paper_tables.cached_eges_embeddings("d/train-*", cache, 0, 10, fake_train)
+  def cached(**fields):
+    return paper_tables.cached_eges_embeddings(
+        "d/train-*", str(tmp_path), eges.EgesConfig(**fields), fake_train)
+
+  first = cached(seed=0, dim=10)
   # Another learning rate of the sweep: same seed, so the same vectors.
-  again = paper_tables.cached_eges_embeddings("d/train-*", cache, 0, 10, fake_train)
-  other_seed = paper_tables.cached_eges_embeddings("d/train-*", cache, 1, 10,
-                                                   fake_train)
-  other_dim = paper_tables.cached_eges_embeddings("d/train-*", cache, 0, 4,
-                                                  fake_train)
+  again = cached(seed=0, dim=10)
+  other_seed = cached(seed=1, dim=10)
+  other_dim = cached(seed=0, dim=4)
+  other_guard = cached(seed=0, dim=10, leak_guard="time_cut")
   assert first == again and os.path.exists(first)
-  assert len({first, other_seed, other_dim}) == 3
-  assert calls == [("d/train-*", 0, 10), ("d/train-*", 1, 10), ("d/train-*", 0, 4)]
+  assert first.endswith("eges_stage1_d10_seed0_oof2.npz")
+  assert other_guard.endswith("eges_stage1_d10_seed0_cut0.5.npz")
+  assert len({first, other_seed, other_dim, other_guard}) == 4
+  assert calls == [("d/train-*", 0, 10, "out_of_fold"), ("d/train-*", 1, 10, "out_of_fold"),
+                   ("d/train-*", 0, 4, "out_of_fold"), ("d/train-*", 0, 10, "time_cut")]
 
 
 def test_parse_extra_variants():
