@@ -109,3 +109,17 @@ def test_block_reads_the_reader_batch(tmp_path):
     same_cat = np.sum((cats[row, :, 0] == batch["item_cats"].numpy()[row, 0]) &
                       (clicks[row] > 0))
     assert out[row, 2] == pytest.approx(math.log1p(same_cat))
+
+
+def test_eges_follows_the_same_switch(tmp_path):
+  """EGES's network is EGIN's without graph: the block is its only category match."""
+  from egin_tf import eges  # pylint: disable=g-import-not-at-top
+  ids = np.arange(1, 30)
+  vectors = np.random.default_rng(1).normal(size=[ids.size, 4]).astype(np.float32)
+  path = eges.save_embeddings(str(tmp_path / "eges.npz"), ids, vectors)
+  for on in (False, True):
+    model = build_model("eges", test_egin._features(), eges_embeddings_path=path,
+                        eges_leak_guard="none", slot_dim=4, match_features=on)
+    assert (model.target_match is not None) == on
+    assert not model.category_graph
+    assert model.get_config()["match_features"] is on
