@@ -839,7 +839,7 @@ def test_real_sample_one_user_by_hand(sample):
 
 @pytest.fixture(scope="module", params=["popularity", "category"])
 def sampled(request, tmp_path_factory):
-  """The sample converted with a sampling by clicks (slow: ~30 s each)."""
+  """The sample converted with a sampling by clicks (slow, like `sample`)."""
   out = str(tmp_path_factory.mktemp("taobao") / "data")
   report = convert_taobao(SAMPLE, out, max_hist=SAMPLE_MAX_HIST, seed=3,
                           time_window="2017-11-25:2017-12-03", utc_offset_hours=8,
