@@ -32,12 +32,14 @@ uniform. Each such negative is counted per distribution it came from
 (`NegativeSampler.fallback`, the report's ``negatives_from_fallback``); none is
 dropped. Only when even the whole catalog is short is the positive a bad record.
 
-Memory: the first pass buffers 16 bytes per click (item and time; 24 with the
-category for ``category``); built, the events take 8 bytes per click for
-``popularity`` (int32 item index and time rank) and 16 for ``category`` (the
-popularity array for the fallback too); building peaks at ~60 bytes per click for a
-moment (numpy sorts). For the full Tianchi log (~89M pv rows of 100M) that is ~0.7
-or ~1.4 GB kept, ~5 GB at the peak. ``uniform`` keeps no events.
+Memory, per click (pv row; ~90% of the Tianchi rows): the first pass buffers 16
+bytes (item and time; 24 with the category for ``category``); built, the events
+take 8 bytes for ``popularity`` (int32 item index and time rank) and 16 for
+``category`` (the popularity array for the fallback too), plus 8 bytes per
+distinct second; building peaks at ~60 (``popularity``) or ~68 (``category``)
+bytes for a moment (numpy's sorts; measured with tracemalloc on 2M clicks). For
+the full log (~90M clicks of 100M rows) that is ~0.7 or ~1.4 GB kept and ~5.4 or
+~6.1 GB at the peak. ``uniform`` keeps no events.
 """
 
 import array

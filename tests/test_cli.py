@@ -64,6 +64,24 @@ def test_convert_bad_line_names_file_and_line_and_writes_nothing(tmp_path):
   assert os.path.exists(out / "schema.json")
 
 
+def test_convert_taobao_with_category_negatives(tmp_path):
+  src = tmp_path / "UserBehavior.csv"
+  # User 2's positives (50 at 3, 60 at 5) draw 20, the cat-2 click before them it
+  # did not make. User 1's lack earlier cat-1 clicks: 10 at 2 falls back to
+  # uniform (only 20 was clicked before), 30 at 4 to popularity (40 or 50).
+  src.write_text("1,20,2,pv,1\n1,10,1,pv,2\n1,30,1,pv,4\n"
+                 "2,40,2,pv,2\n2,50,2,pv,3\n2,60,2,pv,5\n")
+  out = tmp_path / "out"
+  proc = _run("convert", "--format", "taobao", "--input", str(src), "--out",
+              str(out), "--split", "last_click", "--negative_sampling", "category")
+  assert "wrote 8 impressions (4 positive)" in proc.stdout
+  assert ("  negative_sampling category: items of the positive's category by their "
+          "clicks before the impression, untouched by the user by then; from the "
+          "fallback (too few candidates): popularity 1, uniform 1") in proc.stdout
+  schema = json.loads((out / "schema.json").read_text())
+  assert schema["source"].endswith("; negative_sampling category")
+
+
 def test_generate_train_evaluate_export_end_to_end(tmp_path):
   data = tmp_path / "data"
   proc = _run("generate", "--out", str(data), "--users", "150", "--seed", "2")

@@ -99,6 +99,12 @@ def _other_cases(p):
        "--format"),
       (["convert", "--input", p["log"], "--out", missing, "--negatives", "3"],
        "--negatives applies only to --format taobao"),
+      (["convert", "--input", p["log"], "--out", missing, "--negative_sampling",
+        "category"], "--negative_sampling applies only to --format taobao"),
+      (["convert", "--input", p["log"], "--out", missing, "--format", "taobao",
+        "--negative_sampling", "random"],
+       "--negative_sampling=random: value should be one of "
+       "<uniform|popularity|category>"),
       (["convert", "--input", p["log"], "--out", missing, "--format", "trivago",
         "--test_fraction", "1.5"], "--test_fraction"),
       (["replay", "--out", missing], "--data"),

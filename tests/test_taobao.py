@@ -287,6 +287,183 @@ def test_not_enough_negatives_stops_or_is_skipped(tmp_path):
   assert_nothing_left(tmp_path, ["log.csv"])
 
 
+# Clicks by time: 0: 80 (cat 3, user 3), 1: 10 (cat 1, u1) and 90 (3, u3), 2: 40
+# (1, u2), 3: 50 (2, u2), 5: 20 (2, u1), 7: 60 (2, u2), 9: 30 (1, u1). User 2 carts
+# 80 and 90 at 0 and 70 at 4. Positives: u1 20@5 and 30@9, u2 50@3 and 60@7, u3 90@1.
+SAMPLING_LOG = """\
+1,10,1,pv,1
+1,20,2,pv,5
+1,30,1,pv,9
+2,80,3,cart,0
+2,90,3,cart,0
+2,40,1,pv,2
+2,50,2,pv,3
+2,70,1,cart,4
+2,60,2,pv,7
+3,80,3,pv,0
+3,90,3,pv,1
+"""
+SAMPLING_CATALOG = {10: 1, 20: 2, 30: 1, 40: 1, 50: 2, 60: 2, 70: 1, 80: 3, 90: 3}
+
+
+def _pairs(out):
+  """{(user, time): (positive (item, cat), [negative (item, cat)])}, hashed ids."""
+  pairs = {}
+  for name in ("train", "test"):
+    for example in _split(out, name):
+      key = (example["user_id"][0], example["time"][0])
+      item = (example["item_id"][0], example["item_cats"][0])
+      if example["label"] == [1]:
+        pairs[key] = (item, [])
+      else:
+        pairs[key][1].append(item)
+  return pairs
+
+
+def _hashed(*items):
+  return [(S(item), S(SAMPLING_CATALOG[item])) for item in items]
+
+
+def test_category_and_popularity_draw_earlier_clicks_by_hand(tmp_path):
+  path = _write(tmp_path, SAMPLING_LOG)
+  out = str(tmp_path / "category")
+  report = convert_taobao(path, out, split="last_click",
+                          negative_sampling="category")
+  pairs = _pairs(out)
+  # u1 20@5 (cat 2): the only cat-2 click before 5 is 50. u1 30@9 (cat 1): 10 and
+  # 40 were clicked before 9 under cat 1; u1 touched 10. u2 60@7 (cat 2): 50 and 20;
+  # u2 touched 50. u2 50@3 (cat 2): no cat-2 click before 3, so popularity: 80, 10,
+  # 90 and 40 were clicked, u2 touched all but 10. u3 90@1: only 80 (touched) was
+  # clicked before: uniform over the catalog but 80 and 90.
+  assert pairs[(S(1), 5)] == (_hashed(20)[0], _hashed(50))
+  assert pairs[(S(1), 9)] == (_hashed(30)[0], _hashed(40))
+  assert pairs[(S(2), 7)] == (_hashed(60)[0], _hashed(20))
+  assert pairs[(S(2), 3)] == (_hashed(50)[0], _hashed(10))
+  assert pairs[(S(3), 1)][1][0] in _hashed(10, 20, 30, 40, 50, 60, 70)
+  assert report.negative_sampling == "category"
+  assert report.negatives_from_fallback == {"popularity": 1, "uniform": 1}
+  assert report.summary().splitlines()[-1] == (
+      "  negative_sampling category: items of the positive's category by their "
+      "clicks before the impression, untouched by the user by then; from the "
+      "fallback (too few candidates): popularity 1, uniform 1")
+  assert schema_lib.DatasetSchema.load(out).source.endswith(
+      "; negative_sampling category")
+  # Popularity: any category. u1 20@5: 40, 50, 80 or 90 (10 touched); u1 30@9: also
+  # 60 (20 was clicked at 5 but is touched); u2 60@7: 10 or 20; u2 50@3: 10.
+  out = str(tmp_path / "popularity")
+  report = convert_taobao(path, out, split="last_click",
+                          negative_sampling="popularity")
+  pairs = _pairs(out)
+  assert pairs[(S(1), 5)][1][0] in _hashed(40, 50, 80, 90)
+  assert pairs[(S(1), 9)][1][0] in _hashed(40, 50, 60, 80, 90)
+  assert pairs[(S(2), 7)][1][0] in _hashed(10, 20)
+  assert pairs[(S(2), 3)][1] == _hashed(10)
+  assert pairs[(S(3), 1)][1][0] in _hashed(10, 20, 30, 40, 50, 60, 70)
+  assert report.negatives_from_fallback == {"uniform": 1}
+
+
+def test_fallback_fills_what_a_distribution_lacks_in_order(tmp_path):
+  path = _write(tmp_path, SAMPLING_LOG)
+  out = str(tmp_path / "out")
+  report = convert_taobao(path, out, split="last_click", negatives=2,
+                          negative_sampling="category")
+  pairs = _pairs(out)
+  # u1 20@5: category gives 50, popularity another click before 5: 40, 80 or 90.
+  assert pairs[(S(1), 5)][1][0] == _hashed(50)[0]
+  assert pairs[(S(1), 5)][1][1] in _hashed(40, 80, 90)
+  # u1 30@9: category gives 40; popularity 50, 60, 80 or 90 (10, 20 touched).
+  assert pairs[(S(1), 9)][1][0] == _hashed(40)[0]
+  assert pairs[(S(1), 9)][1][1] in _hashed(50, 60, 80, 90)
+  # u2 50@3: popularity gives 10 only; uniform one of the rest: 70 is carted by
+  # u2 only at 4, after 3, so it may be drawn.
+  assert pairs[(S(2), 3)][1][0] == _hashed(10)[0]
+  assert pairs[(S(2), 3)][1][1] in _hashed(20, 30, 60, 70)
+  # u2 60@7: category has 20 only (50 touched); popularity: 10 (40, 50, 70 touched).
+  assert pairs[(S(2), 7)][1] == _hashed(20, 10)
+  # u3 90@1: both from uniform.
+  assert len(set(pairs[(S(3), 1)][1])) == 2
+  assert set(pairs[(S(3), 1)][1]) <= set(_hashed(10, 20, 30, 40, 50, 60, 70))
+  # Fallback negatives: u1 one + one, u2 2 (popularity 1, uniform 1) + 1, u3 2.
+  assert report.negatives_from_fallback == {"popularity": 4, "uniform": 3}
+
+
+# User 1 clicks 1 at second 1 and 2 at 2 (its positive) and carts 3 at cart_time;
+# user 2 clicks 3 at 3, 4 and 5. At second 2 the catalog {1, 2, 3} has only 3 left.
+def _later_log(cart_time):
+  return (f"1,1,7,pv,1\n1,2,7,pv,2\n1,3,7,cart,{cart_time}\n"
+          "2,3,7,pv,3\n2,3,7,pv,4\n2,3,7,pv,5\n")
+
+
+@pytest.mark.parametrize("negative_sampling", NEGATIVE_SAMPLING)
+def test_items_touched_later_can_be_negatives_earlier_ones_cannot(
+    tmp_path, negative_sampling):
+  path = _write(tmp_path, _later_log(cart_time=5))
+  out = str(tmp_path / "out")
+  convert_taobao(path, out, split="last_click", negative_sampling=negative_sampling)
+  assert _pairs(out)[(S(1), 2)] == ((S(2), S(7)), [(S(3), S(7))])
+  # Carted in the positive's second or before: touched by then, nothing is left.
+  for cart_time in (2, 1):
+    path = _write(tmp_path, _later_log(cart_time), name=f"cart{cart_time}.csv")
+    with pytest.raises(BadRecordError) as raised:
+      convert_taobao(path, str(tmp_path / "no"), split="last_click",
+                     negative_sampling=negative_sampling)
+    assert str(raised.value) == (f"{path}:2: user 1 touched all but 0 of the 3 "
+                                 "catalog items by time 2; cannot draw 1 negatives")
+
+
+# User 0 clicks item 1 (category 7) A times and item 2 (category 7) B times, all in
+# second 1 (so it has no positive); users 1..400 click item 3 (category 8) at 1000
+# and item 4 (category 7) at 2000 and 3000, their two positives. Untouched clicks
+# before 2000 and 3000 are 1's and 2's only: 3 and 4 are each user's own.
+def _popular_log(a, b):
+  rows = ["0,1,7,pv,1"] * a + ["0,2,7,pv,1"] * b
+  for user in range(1, 401):
+    rows += [f"{user},3,8,pv,1000", f"{user},4,7,pv,2000", f"{user},4,7,pv,3000"]
+  return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("negative_sampling", ["popularity", "category"])
+@pytest.mark.parametrize("a,b", [(300, 100), (3, 1)])
+def test_draws_are_proportional_to_earlier_clicks(tmp_path, negative_sampling, a, b):
+  """Item 1 has 3x the clicks of item 2, so 800 draws give it ~600 (sd 12.2).
+
+  (300, 100) draws by rejection; (3, 1) lists the candidates (4 earlier clicks
+  of category 7 at 2000; at 3000, and for popularity, rejection mostly fails on
+  the users' own clicks of 3 and 4, 400 each).
+  """
+  path = _write(tmp_path, _popular_log(a, b))
+  out = str(tmp_path / "out")
+  report = convert_taobao(path, out, split="last_click", seed=5,
+                          negative_sampling=negative_sampling)
+  drawn = collections.Counter(negatives[0][0] for _, negatives in
+                              _pairs(out).values())
+  assert set(drawn) == {S(1), S(2)} and sum(drawn.values()) == 800
+  # For seed 5 the counts are fixed; the bounds are 3.5 sd: they hold for any
+  # correct sampler with near certainty, and fail for uniform draws (400).
+  assert 557 <= drawn[S(1)] <= 643
+  assert report.negatives_from_fallback == (
+      {"popularity": 0, "uniform": 0} if negative_sampling == "category"
+      else {"uniform": 0})
+
+
+@pytest.mark.parametrize("negative_sampling", ["popularity", "category"])
+def test_draws_depend_on_the_seed_and_user_not_the_file_order(tmp_path,
+                                                              negative_sampling):
+  path = _write(tmp_path, _catalog_log())
+  options = dict(negatives=3, split="last_click", negative_sampling=negative_sampling)
+  convert_taobao(path, str(tmp_path / "out"), seed=7, **options)
+  users = [_negatives_by_positive(str(tmp_path / "out"), user) for user in (1, 2)]
+  swapped = _write(tmp_path, _catalog_log(users_first=(2, 1)), name="swapped.csv")
+  convert_taobao(swapped, str(tmp_path / "swapped"), seed=7, **options)
+  assert [_negatives_by_positive(str(tmp_path / "swapped"), user)
+          for user in (1, 2)] == users
+  convert_taobao(path, str(tmp_path / "seed8"), seed=8, **options)
+  assert _negatives_by_positive(str(tmp_path / "seed8"), 2) != users[1]
+  for user, pairs in zip((1, 2), users):
+    for _, negatives in pairs:
+      assert len(set(negatives)) == 3
+
+
 GOOD = b"1,100,7,pv,10"
 FIELDS = "user_id,item_id,category_id,behavior_type,timestamp"
 # (kind, line 2 of the file, exact reason).
@@ -435,6 +612,8 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
     ({"max_hist": -1}, "max_hist must be >= 0, got -1"),
     ({"negatives": -1}, "negatives must be >= 0, got -1"),
     ({"split": "random"}, r"split must be one of \('last_day', 'last_click'\)"),
+    ({"negative_sampling": "random"}, r"negative_sampling must be one of "
+     r"\('uniform', 'popularity', 'category'\), got 'random'"),
     ({"utc_offset_hours": 15}, r"utc_offset_hours must be in \[-12, 14\], got 15"),
     ({"time_window": "2017-11-25"}, "time_window '2017-11-25' is not START:END "
      "with dates YYYY-MM-DD, e.g. 2017-11-25:2017-12-03"),
@@ -527,11 +706,15 @@ def _raw_sample():
   pv_times = collections.defaultdict(list)
   touches = collections.defaultdict(list)
   first_category = {}
+  first_click = {}  # (item, category) -> the first time clicked under it
+  first_item_click = {}  # item -> the first time clicked
   for user, item, cat, behavior, timestamp in rows:
     touches[user].append((timestamp, item))
     first_category.setdefault(item, cat)
     if behavior == "pv":
       pv_times[user].append(timestamp)
+      first_click[item, cat] = min(timestamp, first_click.get((item, cat), timestamp))
+      first_item_click[item] = min(timestamp, first_item_click.get(item, timestamp))
   last_pv = max(t for times in pv_times.values() for t in times)
   test_start = (last_pv + 8 * 3600) // 86400 * 86400 - 8 * 3600
   positives = test_positives = 0
@@ -546,7 +729,8 @@ def _raw_sample():
               users=len({r[0] for r in rows}),
               users_with_impressions=users_with_impressions, positives=positives,
               test_positives=test_positives, pv_times=pv_times, touches=touches,
-              first_category=first_category)
+              first_category=first_category, first_click=first_click,
+              first_item_click=first_item_click)
 
 
 def _touched_by(touches, time):
@@ -651,6 +835,54 @@ def test_real_sample_one_user_by_hand(sample):
                                                            "item_cats")} == {
         k: v for k, v in positive.items() if k not in ("label", "item_id",
                                                        "item_cats")}
+
+
+@pytest.fixture(scope="module", params=["popularity", "category"])
+def sampled(request, tmp_path_factory):
+  """The sample converted with a sampling by clicks (slow, like `sample`)."""
+  out = str(tmp_path_factory.mktemp("taobao") / "data")
+  report = convert_taobao(SAMPLE, out, max_hist=SAMPLE_MAX_HIST, seed=3,
+                          time_window="2017-11-25:2017-12-03", utc_offset_hours=8,
+                          negative_sampling=request.param)
+  examples = _split(out, "train") + _split(out, "test")
+  return request.param, report, list(zip(examples[0::2], examples[1::2]))
+
+
+def _negative_source(raw, positive, negative):
+  """Which distribution could have drawn ``negative``: category, popularity, or
+  uniform; with the raw ids of its item and categories."""
+  item = raw["item_of"][negative["item_id"][0]]
+  category = raw["category_of"][positive["item_cats"][0]]
+  time = positive["time"][0]
+  if raw["first_click"].get((item, category), time) < time:
+    return "category", category
+  clicked = raw["first_item_click"].get(item, time) < time
+  return ("popularity" if clicked else "uniform"), raw["first_category"][item]
+
+
+def test_real_sample_negatives_follow_the_clicks_before_them(sampled):
+  mode, report, pairs = sampled
+  raw = _raw_sample()
+  raw["item_of"] = {S(i): i for i in raw["first_category"]}
+  raw["category_of"] = {S(c): c for c in raw["first_category"].values()}
+  user_of = {S(u): u for u in raw["pv_times"]}
+  sources = collections.Counter()
+  for positive, negative in pairs:
+    assert (positive["label"], negative["label"]) == ([1], [0])
+    user, time = user_of[positive["user_id"][0]], positive["time"][0]
+    item = raw["item_of"][negative["item_id"][0]]
+    assert item not in _touched_by(raw["touches"][user], time)
+    source, category = _negative_source(raw, positive, negative)
+    if mode == "popularity" and source == "category":
+      source = "popularity"  # clicked before under the positive's category
+    sources[source] += 1
+    # Category draws carry the positive's category; others the catalog's.
+    assert negative["item_cats"] == [S(category)]
+  assert report.positives_written == len(pairs) == raw["positives"]
+  # Every negative that no distribution before uniform could give is counted.
+  assert {s: n for s, n in sources.items() if s != mode} == {
+      s: n for s, n in report.negatives_from_fallback.items() if n}
+  assert sources[mode] > 0.9 * len(pairs)
 
 
 # --- Fuzzing: any input converts or fails with a clear error, nothing else. ---

@@ -3,7 +3,8 @@
 Usage:
   egin-tf convert --format jsonl --input X.jsonl --out DIR [--shards N] [--max_cats C]
   egin-tf convert --format taobao --input UserBehavior.csv --out DIR [--split last_click]
-                  [--negatives 1] [--max_hist 200] [--time_window 2017-11-25:2017-12-03]
+                  [--negatives 1] [--negative_sampling category] [--max_hist 200]
+                  [--time_window 2017-11-25:2017-12-03]
   egin-tf convert --format trivago --input train.csv.gz --out DIR [--test_fraction 0.25]
   egin-tf convert --format jdsearch --input user_behavior_data.txt --out DIR [--meta F]
 
@@ -48,7 +49,15 @@ flags.DEFINE_integer("max_cats", 4, "jsonl: categories per item/query/history "
                      "entry (C); more is a bad line.", lower_bound=1)
 # taobao
 flags.DEFINE_integer("negatives", 1, "taobao: sampled negatives per click "
-                     "(items the user never clicked).", lower_bound=0)
+                     "(items the user had not touched by the click's second).",
+                     lower_bound=0)
+flags.DEFINE_enum("negative_sampling", "uniform", ["uniform", "popularity", "category"],
+                  "taobao: how negatives are drawn: uniform over the catalog (the "
+                  "paper's); popularity: by the items' clicks before the "
+                  "impression; category: items of the clicked item's category, by "
+                  "their clicks before the impression (like real search results). "
+                  "Too few candidates: the rest come from popularity, then uniform, "
+                  "counted in the report.")
 flags.DEFINE_enum("split", "last_day", ["last_day", "last_click"],
                   "taobao: test split: impressions on the last calendar day, or "
                   "each user's last click (the paper's protocol).")
@@ -74,6 +83,7 @@ flags.DEFINE_integer("min_label", 1, "jdsearch: smallest candidate label that is
 
 # The flags of one format (their help says which); refused with another.
 FORMAT_FLAGS = {"max_cats": ("jsonl",), "negatives": ("taobao",),
+                "negative_sampling": ("taobao",),
                 "split": ("taobao",), "time_window": ("taobao",),
                 "utc_offset_hours": ("taobao",), "seed": ("taobao",),
                 "test_fraction": ("trivago",), "meta": ("jdsearch",),
@@ -104,6 +114,7 @@ def _convert(fmt: str, common_args: dict):
   if fmt == "taobao":
     from data_pipeline import taobao
     return taobao.convert_taobao(FLAGS.input, FLAGS.out, negatives=FLAGS.negatives,
+                                 negative_sampling=FLAGS.negative_sampling,
                                  split=FLAGS.split, time_window=FLAGS.time_window,
                                  utc_offset_hours=FLAGS.utc_offset_hours,
                                  seed=FLAGS.seed, **common_args)
