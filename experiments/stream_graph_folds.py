@@ -247,12 +247,13 @@ def decide(results: Dict[str, Dict[int, List[Dict[str, float]]]]) -> Tuple[int, 
         (better if (d.value > 0) == higher_is_better else worse).append(
             f"{dataset} {title}")
   if better and not worse:
-    return 2, "2 folds are better beyond the noise on " + ", ".join(better)
+    return 2, "2 folds are better beyond the noise on " + "; ".join(better)
   if worse and not better:
-    return 1, "1 fold is better beyond the noise on " + ", ".join(worse)
+    return 1, "1 fold is better beyond the noise on " + "; ".join(worse)
   if better:
-    return 1, ("the progressive metrics disagree (2 folds better on " + ", ".join(better) +
-               "; worse on " + ", ".join(worse) + "): 1 fold, the simpler")
+    return 1, (f"the progressive metrics disagree (2 folds better on "
+               f"{'; '.join(better)}, worse on {'; '.join(worse)}): 1 fold, the "
+               "simpler")
   return 1, ("every progressive difference is inside the noise: 1 fold (half the "
              "graph table rows, and no leak to remove on a stream)")
 
