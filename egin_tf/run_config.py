@@ -9,7 +9,9 @@
 
 `resolve` stacks such dicts, each named by its source (defaults, a file, the
 command line), later ones overriding earlier ones key by key, and names the
-source of a bad value in its `RunConfigError`.
+source of a bad value in its `RunConfigError`. A stream run stacks
+`stream_defaults` (`streaming.STREAM_MODEL_DEFAULTS`, e.g. EGIN's
+``graph_folds=1``) right after the defaults, so a file or a flag still wins.
 """
 
 import dataclasses
@@ -17,10 +19,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from egin_tf import streaming
 from egin_tf import training
-from egin_tf.configs import ConfigError
+from egin_tf.configs import ConfigError, field_specs
 from egin_tf.models import MODELS
 
 SECTIONS = ("model", "train", "stream")
+# The source of `stream_defaults`' layer; its values are reported as defaults.
+STREAM_DEFAULTS = "defaults of --stream"
 # TrainConfig fields that are a section of their own or the model's name.
 _NOT_TRAIN_KEYS = ("model", "model_kwargs")
 
@@ -72,15 +76,32 @@ def resolve(layers: Sequence[Layer], stream: bool) -> RunConfig:
   try:
     return _build(model_name, merged, stream)
   except ConfigError as e:
-    section = _section_of(e.owner)
-    given = e.field in merged[section]
-    source = merged[section][e.field][1] if given else layers[-1][0]
-    allowed = e.allowed
-    if section == "model" and allowed.startswith("unknown field"):
-      allowed = f"does not apply to model {model_name}"
-    if not given:
-      allowed = f"(the default) {allowed}"
-    raise RunConfigError(source, section, e.field, e.value, allowed) from None
+    raise _config_error(e, merged, layers[-1][0], model_name) from None
+
+
+def stream_defaults(model_name: str) -> Layer:
+  """The layer of `streaming.STREAM_MODEL_DEFAULTS` for a stream run of
+  ``model_name``: only the fields its config has (none for an unknown name,
+  which `resolve` reports). Stack it after the defaults, before a file and flags."""
+  model = MODELS.get(model_name) if isinstance(model_name, str) else None
+  fields = {spec.name for spec in field_specs(model.CONFIG)} if model else set()
+  return (STREAM_DEFAULTS, {"model": {k: v for k, v in
+                                      streaming.STREAM_MODEL_DEFAULTS.items()
+                                      if k in fields}})
+
+
+def _config_error(e: ConfigError, merged, last_source: str,
+                  model_name: str) -> RunConfigError:
+  """``e`` named by the source of its value; a default's is the last layer's."""
+  section = _section_of(e.owner)
+  source = merged[section].get(e.field, (None, None))[1]
+  allowed = e.allowed
+  if section == "model" and allowed.startswith("unknown field"):
+    allowed = f"does not apply to model {model_name}"
+  if source in (None, STREAM_DEFAULTS):
+    default = "the --stream default" if source else "the default"
+    source, allowed = last_source, f"({default}) {allowed}"
+  return RunConfigError(source, section, e.field, e.value, allowed)
 
 
 def _build(model_name: str, merged, stream: bool) -> RunConfig:

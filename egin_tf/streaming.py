@@ -101,6 +101,15 @@ class StreamConfig(Config):
                           "with the checkpoints.")
 
 
+# Model fields whose default differs on a stream, for every model whose config
+# has the field (`egin-tf train --stream` stacks them between its defaults and a
+# --config file and the flags, `run_config.stream_defaults`). EGIN's graph_folds:
+# out-of-fold tables remove a label leak of shuffled multi-epoch training, which a
+# time-ordered pass cannot have (no later row is trained before a row is scored);
+# measured in experiments/RESULTS.md, "Stream defaults: graph_folds on the stream".
+STREAM_MODEL_DEFAULTS: Dict[str, Any] = {"graph_folds": 1}
+
+
 class NonFiniteLossError(RuntimeError):
   """The loss became NaN or Inf; the model state after that step is not saved."""
 

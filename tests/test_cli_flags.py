@@ -29,9 +29,11 @@ def paths(tmp_path_factory):
   (root / "bad.json").write_text("{\"model\": {\"alpha\": 0.5},,}")
   (root / "run.json").write_text(json.dumps({"model": {"name": "egin", "alpha": -2}}))
   (root / "log.jsonl").write_text("{}\n")
+  (root / "list.json").write_text("[1, 2]")
   return {k: str(v) for k, v in {
       "tmp": root, "stream": root / "stream", "tfrecord": root / "x.tfrecord",
       "bad_json": root / "bad.json", "bad_value_json": root / "run.json",
+      "list_json": root / "list.json",
       "log": root / "log.jsonl", "missing": root / "missing"}.items()}
 
 
@@ -76,6 +78,8 @@ def _train_cases(p):
        p["bad_value_json"] + ": model.alpha=-2.0: must be >= 0.0"),
       (["--config", p["bad_value_json"], "--model", "dnn"],
        p["bad_value_json"] + ": model.alpha=-2: does not apply to model dnn"),
+      (["--config", p["list_json"]],
+       p["list_json"] + ": config: must be a JSON object of sections"),
       (["positional"], "unexpected arguments: positional"),
   ]
   return [(["train", *args, *md], message) for args, message in cases]
@@ -177,6 +181,19 @@ def test_print_config_resolves_defaults_file_and_flags(paths, tmp_path):
   assert json.loads(again["stdout"]) == printed
 
 
+def test_print_config_shows_the_stream_default_and_what_overrides_it(paths, tmp_path):
+  config = tmp_path / "run.json"
+  config.write_text(json.dumps({"model": {"graph_folds": 3}}))
+  stream, md = ["--stream", paths["stream"]], ["--model_dir", str(tmp_path / "m")]
+  cases = [stream, [], stream + ["--graph_folds", "2"], stream + ["--config", str(config)],
+           stream + ["--model", "dnn"]]
+  results = sweep([["train", *args, "--print_config", *md] for args in cases])
+  assert [r["code"] for r in results] == [0] * 5, [r["stderr"] for r in results]
+  printed = [json.loads(r["stdout"])["model"] for r in results]
+  assert [m.get("graph_folds") for m in printed] == [1, 2, 2, 3, None]
+  assert printed[4]["name"] == "dnn"
+
+
 def test_help_lists_the_hyperparameter_flags():
   [result] = sweep([["train", "--help"]])
   for flag in ("--alpha", "--beta", "--gamma", "--window", "--q2q_timespan",
@@ -187,3 +204,6 @@ def test_help_lists_the_hyperparameter_flags():
                "--cross_buckets", "--config", "--[no]print_config",
                "--progressive_window"):
     assert f"  {flag}:" in result["stdout"], flag
+  # Which graph_folds each mode defaults to, and why, is in the --stream help.
+  stream_help = result["stdout"].split("  --stream:")[1].split("\n  --")[0]
+  assert "graph_folds" in " ".join(stream_help.split()), stream_help

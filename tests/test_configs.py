@@ -196,3 +196,55 @@ def test_stream_section_only_with_stream():
       [DEFAULTS, ("run.json", {"stream": {"progressive_window": 500}})], stream=True)
   assert run.stream == streaming.StreamConfig(progressive_window=500)
   assert run.to_dict()["stream"]["progressive_window"] == 500
+
+
+def _graph_folds(layers, stream):
+  return training.model_config(run_config.resolve(layers, stream=stream).train).graph_folds
+
+
+def test_stream_defaults_apply_with_stream_and_not_offline():
+  stream = run_config.stream_defaults("egin")
+  assert stream == (run_config.STREAM_DEFAULTS, {"model": {"graph_folds": 1}})
+  assert _graph_folds([DEFAULTS, stream], stream=True) == 1
+  assert _graph_folds([DEFAULTS], stream=False) == 2  # EginConfig's own default
+  # Only fields of the model's config: DNN has no graph_folds (nor an unknown name).
+  assert run_config.stream_defaults("dnn") == (run_config.STREAM_DEFAULTS, {"model": {}})
+  assert run_config.stream_defaults("gbdt")[1] == {"model": {}}
+  dnn = run_config.resolve([DEFAULTS, run_config.stream_defaults("dnn"),
+                            ("command line", {"model": {"name": "dnn"}})], stream=True)
+  assert "graph_folds" not in dnn.to_dict()["model"]
+
+
+def test_a_file_or_a_flag_overrides_the_stream_default():
+  stream = run_config.stream_defaults("egin")
+  file = ("run.json", {"model": {"graph_folds": 3}})
+  assert _graph_folds([DEFAULTS, stream, file], stream=True) == 3
+  flags = ("command line", {"model": {"graph_folds": 2}})
+  assert _graph_folds([DEFAULTS, stream, file, flags], stream=True) == 2
+  # With one fold on the stream, share_tables needs no --graph_folds there.
+  share = ("command line", {"model": {"share_tables": True}})
+  run = run_config.resolve([DEFAULTS, stream, share], stream=True)
+  assert training.model_config(run.train).share_tables
+  with pytest.raises(run_config.RunConfigError,
+                     match=r"^command line: model\.graph_folds=2: \(the default\) "
+                           "share_tables needs graph_folds=1"):
+    run_config.resolve([DEFAULTS, share], stream=False)
+
+
+def test_errors_name_their_source_beside_the_stream_defaults(monkeypatch):
+  stream = run_config.stream_defaults("egin")
+  with pytest.raises(run_config.RunConfigError,
+                     match=r"^run\.json: model\.graph_folds=0: must be >= 1$"):
+    run_config.resolve([DEFAULTS, stream, ("run.json", {"model": {"graph_folds": 0}}),
+                        ("command line", {})], stream=True)
+  # A bad value that comes from the stream defaults is reported as a default:
+  # against the last source, as the library defaults are.
+  monkeypatch.setattr(streaming, "STREAM_MODEL_DEFAULTS", {"graph_folds": 2})
+  with pytest.raises(run_config.RunConfigError) as raised:
+    run_config.resolve([DEFAULTS, run_config.stream_defaults("egin"),
+                        ("command line", {"model": {"share_tables": True}})],
+                       stream=True)
+  assert (raised.value.source, raised.value.field) == ("command line", "graph_folds")
+  assert str(raised.value) == ("command line: model.graph_folds=2: (the --stream "
+                               "default) share_tables needs graph_folds=1 (the CTR "
+                               "network has one table per node type)")

@@ -19,6 +19,18 @@ training on it (progressive validation), checkpointing the stream position with
 the model (a restarted run resumes exactly after the last checkpointed batch) and
 exporting SavedModel versions for TF Serving (--export_dir).
 
+Defaults per mode: EGIN's --graph_folds is 2 offline and 1 with --stream
+(egin_tf.streaming.STREAM_MODEL_DEFAULTS; --graph_folds or the --config file
+still wins, and --print_config shows the value). Two out-of-fold graph tables
+remove a label leak of shuffled multi-epoch training (a row's target sits in the
+same user's later histories, whose edges train the graph); one time-ordered pass
+scores every row before any later row is trained, so it cannot leak that way,
+and 2 folds measured no better there (progressive AUC over the whole stream,
+2 folds - 1 fold: +0.0015, noise 0.0017, on a simulated stream; +0.0001, noise
+0.0018, on a trivago replay; 3 seeds, experiments/RESULTS.md): one table, half
+the rows. A stream warm-started from an offline EGIN model directory needs that
+run's --graph_folds (2 by default).
+
 With no --train it simulates a default dataset into MODEL_DIR/data (reused when
 it is already there), trains on it and prints the test AUC, gAUC and logloss next
 to the oracle AUC: the AUC of the simulator's true click probabilities, the best
@@ -58,7 +70,9 @@ flags.DEFINE_string("config", None, "JSON file of the run's config (sections mod
 flags.DEFINE_bool("print_config", False, "Print the resolved config as JSON and exit.")
 flags.DEFINE_integer("sim_users", 2000, "Users simulated when --train is omitted.")
 flags.DEFINE_string("stream", None, "Stream folder: train once over its shards in "
-                    "file-name order (see egin_tf.streaming). Excludes --train.")
+                    "file-name order (see egin_tf.streaming). Excludes --train. "
+                    "Model defaults differ here: EGIN's --graph_folds is 1 on a "
+                    "stream, 2 offline (see the module help).")
 for _kind in training.TABLE_KINDS:
   flags.DEFINE_integer(
       f"{_kind}_buckets", None,
@@ -168,11 +182,14 @@ def _check_paths() -> None:
 
 
 def _resolved_run() -> run_config.RunConfig:
-  """Defaults, then the --config file, then the flags given: the run's config."""
+  """Defaults (then --stream's), the --config file, the flags given: the run's config."""
   layers = [CLI_DEFAULTS]
   if FLAGS.config is not None:
     layers.append((FLAGS.config, _config_file(FLAGS.config)))
-  layers.append((COMMAND_LINE, _flag_sections(layers)))
+  model = _model_name(layers)
+  if FLAGS.stream is not None:
+    layers.insert(1, run_config.stream_defaults(model))
+  layers.append((COMMAND_LINE, _flag_sections(model)))
   try:
     return run_config.resolve(layers, stream=FLAGS.stream is not None)
   except run_config.RunConfigError as e:
@@ -195,11 +212,17 @@ def _config_file(path: str) -> dict:
                            f"{e.colno}: {e.msg}") from None
 
 
-def _flag_sections(layers) -> dict:
-  """The sections of the flags given; the model is the last layer's that names one."""
-  model = FLAGS.model if FLAGS["model"].present else next(
-      layer["model"]["name"] for _, layer in reversed(layers)
-      if isinstance(layer.get("model"), dict) and "name" in layer["model"])
+def _model_name(layers) -> str:
+  """The run's model: --model if given, else the last layer's that names one."""
+  if FLAGS["model"].present:
+    return FLAGS.model
+  return next(layer["model"]["name"] for _, layer in reversed(layers)
+              if isinstance(layer, dict) and isinstance(layer.get("model"), dict)
+              and "name" in layer["model"])
+
+
+def _flag_sections(model: str) -> dict:
+  """The sections of the flags given, for a run of ``model``."""
   active = {"train": "train", "model": model}
   if FLAGS.stream is not None:
     active["stream"] = "stream"
