@@ -60,8 +60,9 @@ def test_sessions_from_tfrecords_dedupe_histories_and_split_users_and_gaps(
                  clicks=[Event(d, 5, [8]), Event(a, 6, [5])]),
   ]
   pattern = _write(imps, tmp_path)
-  sessions = eges.read_sessions(pattern,
-                                eges.EgesConfig(positive_targets=True))
+  # No leak guard: every event is read.
+  sessions = eges.read_sessions(pattern, eges.EgesConfig(positive_targets=True,
+                                                         leak_guard="none"))
   graph = eges.graph_from_sessions(sessions.items, sessions.session, 1)
   # Each history counted once, not once per impression.
   assert graph.edges() == {(a, b): 2.0, (b, c): 1.0, (d, a): 1.0}
@@ -70,14 +71,14 @@ def test_sessions_from_tfrecords_dedupe_histories_and_split_users_and_gaps(
                                                      [8, 0]])
 
   # c comes 80 s after b: a gap of 50 s cuts user 1 into [a, b] and [c].
-  gap = eges.read_sessions(pattern, eges.EgesConfig(session_gap=50,
-                                                    positive_targets=True))
+  gap = eges.read_sessions(pattern, eges.EgesConfig(
+      session_gap=50, positive_targets=True, leak_guard="none"))
   graph = eges.graph_from_sessions(gap.items, gap.session, 1)
   assert graph.edges() == {(a, b): 2.0, (d, a): 1.0}
 
   # By default (no positive targets) c is still known from user 1's second
   # history, and user 1's first impression adds nothing.
-  no_pos = eges.read_sessions(pattern, eges.EgesConfig())
+  no_pos = eges.read_sessions(pattern, eges.EgesConfig(leak_guard="none"))
   np.testing.assert_array_equal(no_pos.items, [a, b, c, d, a])
   np.testing.assert_array_equal(no_pos.session, [0, 0, 0, 1, 1])
 
@@ -309,10 +310,15 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
   with pytest.raises(ValueError, match=r"data/\*\.tfrecord: the item graph has 0"):
     eges.train_eges(pattern, str(tmp_path / "out.npz"),
                     eges.EgesConfig(leak_guard="none"))
-  # Out of fold, the message names the set (users 1 and 2 are both of fold 1).
+  # With a time cut (at 9: no click is before it) the message names it; out of
+  # fold, it names the set (users 1 and 2 are both of fold 1).
+  with pytest.raises(ValueError, match=r"tfrecord: the clicks before the time "
+                     r"cut 9: the item graph has 0"):
+    eges.train_eges(pattern, str(tmp_path / "out.npz"), eges.EgesConfig())
   with pytest.raises(ValueError, match=r"tfrecord: vector set 1/2 \(users of "
                      r"fold 0\): the item graph has 0"):
-    eges.train_eges(pattern, str(tmp_path / "out.npz"), eges.EgesConfig())
+    eges.train_eges(pattern, str(tmp_path / "out.npz"),
+                    eges.EgesConfig(leak_guard="out_of_fold"))
 
 
 # --- leak guards -------------------------------------------------------------
@@ -340,8 +346,8 @@ def test_out_of_fold_rows_read_vectors_no_session_of_their_user_trained(
                    _history_impressions((1, 2), [21, 22, 23, 11]), tmp_path)
   calls = collections.defaultdict(list)
   config = eges.EgesConfig(dim=2, walk_length=3, walks_per_node=1,
-                           num_negatives=2)
-  assert (config.leak_guard, config.folds) == ("out_of_fold", 2)
+                           num_negatives=2, leak_guard="out_of_fold")
+  assert config.folds == 2
   path = eges.train_eges(pattern, str(tmp_path / "eges.npz"), config,
                          _recorder(calls))
   assert list(calls) == ["records", "set 1/2 walk steps", "set 1/2 training steps",
@@ -536,7 +542,7 @@ def test_eges_out_of_fold_rows_read_the_next_folds_set(tmp_path):
   path = eges.write_vectors(str(tmp_path / "oof.npz"),
                             eges.EgesVectors(ids, vectors, "out_of_fold"))
   model = EGES(_FEATURES, eges_embeddings_path=path, top_k=3, max_positions=8,
-               hidden_units=(16,))
+               hidden_units=(16,), eges_leak_guard="out_of_fold")
   assert model.graph_folds == 2
   folds = user_folds(batch[schema_lib.USER_ID], 2)
   items = batch[schema_lib.ITEM_ID].numpy()
@@ -552,7 +558,8 @@ def test_eges_out_of_fold_rows_read_the_next_folds_set(tmp_path):
     with pytest.raises(ValueError, match=r"oof\.npz: EGES vectors made with leak "
                        rf"guard out_of_fold \(2 sets\), but the model asks for "
                        rf"{asked} "):
-      EGES(_FEATURES, eges_embeddings_path=path, **wrong)
+      EGES(_FEATURES, eges_embeddings_path=path,
+           **{"eges_leak_guard": "out_of_fold", **wrong})
 
 
 def test_eges_time_cut_rows_before_the_cut_read_no_target_vector(tmp_path):

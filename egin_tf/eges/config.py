@@ -61,7 +61,7 @@ class EgesConfig:
   read_batch_size: int = 1024
   walk_chunk: int = 10_000
   seed: int = 0
-  leak_guard: str = OUT_OF_FOLD
+  leak_guard: str = TIME_CUT
   folds: int = 2
   time_cut: float = 0.5
 

@@ -143,8 +143,8 @@ def train_eges(train_pattern: str, out_path: str, config: EgesConfig,
   sessions = read_sessions(train_pattern, config, _stage(progress, READ_STAGE))
   parts = ([sessions] if config.leak_guard != OUT_OF_FOLD
            else fold_sessions(sessions, config.folds))
-  sets = [_train_set(_set_name(train_pattern, k, len(parts)), part, config,
-                     set_stage(progress, k, len(parts)))
+  sets = [_train_set(_set_name(train_pattern, k, len(parts), sessions.cut_time),
+                     part, config, set_stage(progress, k, len(parts)))
           for k, part in enumerate(parts)]
   cut = config.leak_guard == TIME_CUT
   table = EgesVectors.from_sets(
@@ -162,8 +162,11 @@ def set_stage(progress: Optional[StageProgress], k: int, num_sets: int
   return lambda stage: progress(f"set {k + 1}/{num_sets} {stage}")
 
 
-def _set_name(train_pattern: str, k: int, num_sets: int) -> str:
-  """The prefix of set ``k``'s error messages."""
+def _set_name(train_pattern: str, k: int, num_sets: int,
+              cut: Optional[int]) -> str:
+  """The prefix of set ``k``'s error messages (with the cut of ``time_cut``)."""
+  if cut is not None:
+    return f"{train_pattern}: the clicks before the time cut {cut}: "
   if num_sets == 1:
     return f"{train_pattern}: "
   return f"{train_pattern}: vector set {k + 1}/{num_sets} (users of fold {k}): "

@@ -147,7 +147,7 @@ class EGESConfig(SimExtractConfig):
   slot_dim: int = param(10, "Dimension of the EGES vectors (EGIN's graph_dim).",
                         min=1)
   eges_leak_guard: str = param(
-      "out_of_fold", "How stage 1 keeps a row's own label out of the vectors it "
+      "time_cut", "How stage 1 keeps a row's own label out of the vectors it "
       "reads: out_of_fold (a set of vectors per users' fold; a row reads another "
       "fold's set), time_cut (stage 1 reads the clicks before a cut time; rows "
       "before it read no target vector) or none (the paper's; leaks labels).",
