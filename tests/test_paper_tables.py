@@ -216,13 +216,16 @@ def test_eges_stage_one_runs_once_per_seed_dim_and_guard(tmp_path):
   again = cached(seed=0, dim=10)
   other_seed = cached(seed=1, dim=10)
   other_dim = cached(seed=0, dim=4)
-  other_guard = cached(seed=0, dim=10, leak_guard="time_cut")
+  other_guard = cached(seed=0, dim=10, leak_guard="out_of_fold")
+  unguarded = cached(seed=0, dim=10, leak_guard="none")
   assert first == again and os.path.exists(first)
-  assert first.endswith("eges_stage1_d10_seed0_oof2.npz")
-  assert other_guard.endswith("eges_stage1_d10_seed0_cut0.5.npz")
-  assert len({first, other_seed, other_dim, other_guard}) == 4
-  assert calls == [("d/train-*", 0, 10, "out_of_fold"), ("d/train-*", 1, 10, "out_of_fold"),
-                   ("d/train-*", 0, 4, "out_of_fold"), ("d/train-*", 0, 10, "time_cut")]
+  assert first.endswith("eges_stage1_d10_seed0_cut0.5.npz")  # the default guard
+  assert other_guard.endswith("eges_stage1_d10_seed0_oof2.npz")
+  assert unguarded.endswith("eges_stage1_d10_seed0.npz")
+  assert len({first, other_seed, other_dim, other_guard, unguarded}) == 5
+  assert calls == [("d/train-*", 0, 10, "time_cut"), ("d/train-*", 1, 10, "time_cut"),
+                   ("d/train-*", 0, 4, "time_cut"), ("d/train-*", 0, 10, "out_of_fold"),
+                   ("d/train-*", 0, 10, "none")]
 
 
 def test_parse_extra_variants():
