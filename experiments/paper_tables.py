@@ -37,6 +37,9 @@ Protocol (the same for every model, so the comparison is fair):
   VALIDATION split, the latest ``--valid_fraction`` of the train split by
   impression time (`split_by_time`), never on test. Every model trains on the
   rest of the train split;
+* in the fair tables EGIN's ablations (EGIN w/o graph, the paper's EGIN) reuse
+  EGIN's chosen trial (`FAIR_ABLATIONS`): they measure a part of EGIN, so they
+  keep its settings and get no sweep of their own;
 * the best trial is then run with every ``--seeds`` and scored exactly
   on the test split. AUC, gAUC and logloss are mean +- sample std (n - 1) over
   seeds; RelaImpr = (AUC(model) - 0.5) / (AUC(DNN) - 0.5) - 1 (paper,
@@ -126,6 +129,10 @@ TAOBAO_ABLATION_VARIANTS = ABLATION_VARIANTS + ("egin_no_match", "egin_paper")
 # --match_features setting and the same tuning budget (`tuning`).
 FAIR_VARIANTS = ("dnn", "dnn_cross", "din", "bst", "eges", "egin", "egin_no_graph",
                  "egin_paper")
+# In the fair tables, ablation -> the model whose chosen trial it reuses: an
+# ablation changes one part of EGIN and keeps its tuned settings, so its row
+# measures the part, not a second tuning budget (ablations are not rivals).
+FAIR_ABLATIONS = {"egin_no_graph": "egin", "egin_paper": "egin"}
 # table -> (dataset, variants, title)
 TABLES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
     "fair_taobao": ("taobao", FAIR_VARIANTS,
@@ -391,16 +398,32 @@ def _graph_report(run_dir: str, split: Split) -> Dict[str, Any]:
     return json.load(f)
 
 
-def run_variant(split: Split, variant: str, spec: Tuple[str, Dict[str, Any]],
-                lrs: Sequence[float], seeds: Sequence[int]) -> Dict[str, Any]:
-  """The tuning sweep on validation (first seed: every rate, crossed with the
-  model's knob, `tuning.trials`), then every seed at the best trial scored on
-  test. Returns the per-seed results and the sweep."""
+def best_trial(split: Split, variant: str, spec: Tuple[str, Dict[str, Any]],
+               lrs: Sequence[float], seed: int) -> Tuple[tuning.Trial, float, int]:
+  """The tuning sweep on validation (``seed``: every rate, crossed with the
+  model's knob, `tuning.trials`): the best trial, its valid AUC, the trials."""
   model, kwargs = spec
   grid = tuning.trials(model, lrs, FLAGS.tune_arch)
-  valid_auc = {trial: _train_run(split, variant, model, kwargs, trial, seeds[0])[1]
+  valid_auc = {trial: _train_run(split, variant, model, kwargs, trial, seed)[1]
                ["eval"]["auc"] for trial in grid}
   best = max(grid, key=lambda trial: valid_auc[trial])  # ties: the first listed
+  return best, valid_auc[best], len(grid)
+
+
+def run_variant(split: Split, variant: str, spec: Tuple[str, Dict[str, Any]],
+                lrs: Sequence[float], seeds: Sequence[int],
+                leader: Optional[str] = None) -> Dict[str, Any]:
+  """The variant's best trial (`best_trial`; with a ``leader``, the leader's:
+  the variant is its ablation and has no sweep of its own), then every seed at
+  that trial scored on test. Returns the per-seed results and the choice."""
+  model, kwargs = spec
+  if leader is None:
+    best, best_auc, trials = best_trial(split, variant, spec, lrs, seeds[0])
+  else:
+    best, _, _ = best_trial(split, leader, VARIANTS[leader], lrs, seeds[0])
+    best_auc = _train_run(split, variant, model, kwargs, best, seeds[0])[1][
+        "eval"]["auc"]
+    trials = 0
   runs = []
   for seed in seeds:
     run_dir, result = _train_run(split, variant, model, kwargs, best, seed)
@@ -408,13 +431,18 @@ def run_variant(split: Split, variant: str, spec: Tuple[str, Dict[str, Any]],
                  "graph": _graph_report(run_dir, split),
                  "examples_per_second": result["examples_per_second"],
                  "steps": result["steps"]})
-  return {"variant": variant, "best_lr": best.lr, "choice": best.label(),
-          "best_valid_auc": valid_auc[best], "trials": len(grid), "runs": runs}
+  choice = best.label() if leader is None else f"{leader}'s: {best.label()}"
+  return {"variant": variant, "best_lr": best.lr, "choice": choice,
+          "best_valid_auc": best_auc, "trials": trials, "runs": runs}
 
 
 def run_table(split: Split, variants: Dict[str, Tuple[str, Dict[str, Any]]],
-              lrs: Sequence[float], seeds: Sequence[int]) -> List[Dict[str, Any]]:
-  return [run_variant(split, name, spec, lrs, seeds)
+              lrs: Sequence[float], seeds: Sequence[int],
+              leaders: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
+  """Every variant's `run_variant`; ``leaders``: ablation -> the variant whose
+  chosen trial it reuses."""
+  leaders = leaders or {}
+  return [run_variant(split, name, spec, lrs, seeds, leaders.get(name))
           for name, spec in variants.items()]
 
 
@@ -572,7 +600,8 @@ def main(argv):
   dataset, default_variants, title = TABLES[FLAGS.table]
   variants = chosen_variants(default_variants)
   split = prepare_split(dataset)
-  results = run_table(split, variants, lrs, seeds)
+  leaders = FAIR_ABLATIONS if FLAGS.table.startswith("fair_") else None
+  results = run_table(split, variants, lrs, seeds, leaders)
   reference = "egin" if FLAGS.table.startswith("ablation") else None
   table = markdown_table(results, training.load_oracle(split.test), reference)
   write_report(FLAGS.report_name or FLAGS.table, title, split, table)

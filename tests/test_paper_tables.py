@@ -6,6 +6,7 @@ import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 import glob
 import math
 import os
+import types
 
 import numpy as np
 import pytest
@@ -197,6 +198,35 @@ def test_every_model_gets_the_same_number_of_trials():
   # Without the knob: the rate alone, in the folders of the earlier tables.
   assert [t.tag() for t in tuning.trials("egin", lrs, tune_arch=False)] == [
       "lr0.0003", "lr0.001"]
+
+
+def test_fair_ablations_reuse_egins_chosen_trial(monkeypatch):
+  """egin_no_graph trains no sweep of its own: it runs EGIN's best trial."""
+  valid_auc = {("egin", "lr0.001"): 0.70, ("egin", "lr0.003"): 0.72,
+               ("egin", "lr0.001-top_k5"): 0.71, ("egin", "lr0.003-top_k5"): 0.69,
+               ("egin_no_graph", "lr0.003"): 0.65}
+  trained = []
+
+  def fake_run(split, variant, model, kwargs, trial, seed):
+    trained.append((variant, trial.tag(), seed))
+    auc = valid_auc.get((variant, trial.tag()), 0.6)
+    return f"{variant}/{trial.tag()}-seed{seed}", {
+        "eval": {"auc": auc}, "examples_per_second": 1.0, "steps": 1}
+
+  monkeypatch.setattr(paper_tables, "FLAGS", types.SimpleNamespace(tune_arch=True))
+  monkeypatch.setattr(paper_tables, "_train_run", fake_run)
+  monkeypatch.setattr(paper_tables, "_test_report", lambda d, p: {"auc": 0.6})
+  monkeypatch.setattr(paper_tables, "_graph_report", lambda d, s: None)
+  variants = {name: paper_tables.VARIANTS[name] for name in ("egin", "egin_no_graph")}
+  split = types.SimpleNamespace(test="test-*")
+  egin, ablation = paper_tables.run_table(split, variants, [1e-3, 3e-3], [0, 1],
+                                          paper_tables.FAIR_ABLATIONS)
+  assert egin["choice"] == "lr 0.003, top_k 10" and egin["trials"] == 4
+  assert ablation["choice"] == "egin's: lr 0.003, top_k 10"
+  assert ablation["trials"] == 0 and ablation["best_valid_auc"] == 0.65
+  assert [t for t in trained if t[0] == "egin_no_graph"] == [
+      ("egin_no_graph", "lr0.003", 0), ("egin_no_graph", "lr0.003", 0),
+      ("egin_no_graph", "lr0.003", 1)]
 
 
 def test_eges_stage_one_runs_once_per_seed_dim_and_guard(tmp_path):
