@@ -163,3 +163,19 @@ def test_egin_graph_losses_fall_and_it_beats_dnn_on_the_same_steps(sim_data,
   history = results["egin"]["history"]
   for name in ("i2i_loss", "q2q_loss", "q2i_loss"):
     assert history[name][-1] < history[name][0] - 0.05, (name, history[name])
+
+
+def test_per_edge_negatives_train_the_graph_like_shared_ones(tmp_path):
+  """Every edge draws its own negatives; the queues fill as with one shared draw."""
+  batch = _batch(_tiny_batch(), tmp_path)
+  shared, per_edge = _egin(), _egin(per_edge_negatives=True, graph_folds=2)
+  shared.train_step(batch)
+  logs = per_edge.train_step(batch)
+  for name in ("i2i_loss", "q2q_loss", "q2i_loss", "c2c_loss"):
+    assert np.isfinite(logs[name].numpy()) and logs[name].numpy() > 0
+  assert int(per_edge.item_queue.size()) == int(shared.item_queue.size())
+  # One draw per edge type and direction instead of one per node type.
+  assert int(per_edge.item_queue.sample_step) == 2  # i2i, q2i
+  assert int(shared.item_queue.sample_step) == 1
+  config = json.loads(json.dumps(per_edge.get_config()))
+  assert config["per_edge_negatives"] is True

@@ -7,8 +7,9 @@ from data_pipeline.tf_env import tf
 import numpy as np
 import pytest
 
-from egin_tf.layers.graph_edges import Edges
+from egin_tf.layers.graph_edges import Edges, edge_list
 from egin_tf.layers.graph_loss import (GraphSoftmaxLoss, edge_softmax_losses,
+                                       per_edge_list_loss,
                                        mean_edge_loss, reverse_edges)
 
 # Sequences of ids: anchors [B=2, Ls=3], positives [B=2, Ld=4] (0 = padding).
@@ -280,3 +281,41 @@ def test_edge_list_loss_equals_the_dense_mean_and_its_gradient(use_log_q):
   np.testing.assert_allclose(tf.convert_to_tensor(tape.gradient(compact, table)),
                              tf.convert_to_tensor(tape.gradient(dense, table)),
                              rtol=1e-4, atol=1e-6)
+
+
+def test_per_edge_negatives_on_a_hand_case():
+  """Two edges, each with its own two negatives; an accidental hit is dropped."""
+  # d = 1 so every logit is a product of scalars.
+  vectors = tf.constant([[0.0], [1.0], [2.0], [0.5], [-1.0], [3.0]])  # ids 0..5
+
+  def lookup(ids):
+    return tf.gather(vectors, ids)
+
+  edges = edge_list(Edges(src=tf.constant([[1, 2]], tf.int64),
+                          dst=tf.constant([[3, 5]], tf.int64),
+                          mask=tf.constant([[True, True]]),
+                          src_pos=tf.constant([0, 1]), dst_pos=tf.constant([0, 1])))
+  # Edge (1 -> 3): negatives 4 and 2; edge (2 -> 5): negatives 5 (a hit) and 4.
+  negative_ids = tf.constant([[4, 2], [5, 4]], tf.int64)
+  loss = per_edge_list_loss(lookup, lookup, edges, negative_ids)
+  # Edge 1: logits 0.5 | -1, 2; edge 2: logit 6 | -2 (5 left out).
+  first = -math.log(math.exp(0.5) / (math.exp(0.5) + math.exp(-1) + math.exp(2)))
+  second = -math.log(math.exp(6) / (math.exp(6) + math.exp(-2)))
+  np.testing.assert_allclose(loss.numpy(), (first + second) / 2, rtol=1e-6)
+  # An invalid negative counts for nothing: edge 1 without its negative 2.
+  valid = tf.constant([[True, False], [True, True]])
+  loss = per_edge_list_loss(lookup, lookup, edges, negative_ids,
+                            negative_valid=valid)
+  first = -math.log(math.exp(0.5) / (math.exp(0.5) + math.exp(-1)))
+  np.testing.assert_allclose(loss.numpy(), (first + second) / 2, rtol=1e-6)
+
+
+def test_per_edge_loss_without_edges_is_zero():
+  def lookup(ids):
+    return tf.ones(tf.concat([tf.shape(ids), [3]], 0))
+
+  edges = edge_list(Edges(src=tf.zeros([1, 2], tf.int64), dst=tf.zeros([1, 2], tf.int64),
+                          mask=tf.zeros([1, 2], tf.bool),
+                          src_pos=tf.constant([0, 1]), dst_pos=tf.constant([0, 1])))
+  loss = per_edge_list_loss(lookup, lookup, edges, tf.zeros([0, 4], tf.int64))
+  assert float(loss) == 0.0

@@ -255,3 +255,15 @@ def test_under_parameter_servers_all_workers_share_one_queue():
   # What a step draws while others write: enqueued ids, or 0 (not yet written).
   for draw in r["draws"]:
     assert set(draw) - {0} <= set(owner)
+
+
+def test_per_edge_draws_are_independent_sets_of_queued_ids():
+  queue = NegativeQueue(capacity=100, num_negatives=3, seed=1, logq_buckets=16)
+  queue.enqueue(_ids(list(range(1, 41))))
+  sample = queue.sample(count=tf.constant(5))
+  ids = sample.ids.numpy()
+  assert ids.shape == (5, 3) and sample.valid.numpy().all()
+  assert sample.log_q.shape == (5, 3)
+  assert set(ids.ravel()) <= set(range(1, 41))
+  assert len({tuple(row) for row in ids}) > 1  # not one set repeated per edge
+  assert queue.sample(count=0).ids.shape == (0, 3)

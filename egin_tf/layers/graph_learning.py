@@ -13,7 +13,7 @@ from typing import Dict, Mapping, Optional
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf.layers.graph_edges import reverse_list
-from egin_tf.layers.graph_loss import edge_list_loss
+from egin_tf.layers.graph_loss import edge_list_loss, per_edge_list_loss
 from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
 from egin_tf.layers.query_item_graph import QueryItemGraph
 
@@ -48,6 +48,10 @@ class GraphLearning(tf.keras.layers.Layer):
     window, q2q_timespan, q2i_timespan, seeds_fraction, subsample_threshold:
       see `QueryItemGraph`.
     num_negatives, queue_capacity, logq_buckets: see `NegativeQueue`.
+    per_edge_negatives: False (default): one draw of ``num_negatives`` per batch
+      and node type, shared by all edges; True: every edge draws its own
+      ``num_negatives`` (the paper's Algorithm 1), so the edges see many more
+      distinct negatives at n times the lookups (use a small n).
     seed: seeds the graph's random options and both queues.
   """
 
@@ -61,10 +65,12 @@ class GraphLearning(tf.keras.layers.Layer):
                num_negatives: int = 100,
                queue_capacity: int = 1_000_000,
                logq_buckets: Optional[int] = None,
+               per_edge_negatives: bool = False,
                seed: int = 0,
                **kwargs):
     super().__init__(**kwargs)
     self.items = items
+    self.per_edge_negatives = per_edge_negatives
     self.queries = queries
     self.use_query = use_query
     self.graph = QueryItemGraph(window=window, q2q_timespan=q2q_timespan,
@@ -87,8 +93,13 @@ class GraphLearning(tf.keras.layers.Layer):
     self.query_queue.build(None)
     super().build(input_shape)
 
-  def _loss(self, anchor_table, positive_table, edges, negatives: NegativeSample,
-            folds: Optional[tf.Tensor]) -> tf.Tensor:
+  def _loss(self, anchor_table, positive_table, edges, queue: NegativeQueue,
+            folds: Optional[tf.Tensor],
+            negatives: Optional[NegativeSample] = None) -> tf.Tensor:
+    """One edge type's loss; ``negatives``: the batch's shared draw (else each
+    edge draws its own from ``queue``)."""
+    if negatives is None:
+      return self._per_edge_loss(anchor_table, positive_table, edges, queue, folds)
     if folds is None:
       return edge_list_loss(anchor_table, positive_table, edges,
                             positive_table(negatives.ids), negatives.ids,
@@ -100,6 +111,22 @@ class GraphLearning(tf.keras.layers.Layer):
         negative_vectors, negatives.ids, negatives.log_q, negatives.valid,
         edge_folds=tf.gather(folds, edges.rows))
 
+  def _per_edge_loss(self, anchor_table, positive_table, edges,
+                     queue: NegativeQueue, folds: Optional[tf.Tensor]) -> tf.Tensor:
+    negatives = queue.sample(tf.size(edges.dst))
+    if folds is not None:
+      anchor_table, positive_table = (anchor_table.train_lookup,
+                                      positive_table.train_lookup)
+      folds = tf.gather(folds, edges.rows)
+    return per_edge_list_loss(anchor_table, positive_table, edges, negatives.ids,
+                              negatives.log_q, negatives.valid, edge_folds=folds)
+
+  def _shared_draw(self, queue: NegativeQueue, ids) -> Optional[NegativeSample]:
+    """Enqueues the batch's ids; the batch's shared negatives, or None when
+    every edge draws its own."""
+    queue.enqueue(ids)
+    return None if self.per_edge_negatives else queue.sample()
+
   def call(self, batch: Mapping[str, tf.Tensor],
            folds: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
     # Compact edges: the work follows the real edges, not the padded slots.
@@ -109,18 +136,20 @@ class GraphLearning(tf.keras.layers.Layer):
     # Parts, not one concatenated tensor: under a strategy the queue gathers
     # each part over the replicas, keeping one process's order (all clicks,
     # then all targets, of the global batch).
-    item_negatives = self.item_queue([click_ids, batch[schema_lib.ITEM_ID]])
-    losses = {"i2i": self._loss(self.items, self.items, edges["i2i"],
-                                item_negatives, folds)}
+    items, queries = self.item_queue, self.query_queue
+    item_draw = self._shared_draw(items, [click_ids, batch[schema_lib.ITEM_ID]])
+    losses = {"i2i": self._loss(self.items, self.items, edges["i2i"], items,
+                                folds, item_draw)}
     if self.use_query:
-      query_negatives = self.query_queue(
-          [batch[schema_lib.QUERIES.ids], batch[schema_lib.QUERY_ID]])
+      query_draw = self._shared_draw(
+          queries, [batch[schema_lib.QUERIES.ids], batch[schema_lib.QUERY_ID]])
       losses["q2q"] = self._loss(self.queries, self.queries, edges["q2q"],
-                                 query_negatives, folds)
+                                 queries, folds, query_draw)
       losses["q2i"] = 0.5 * (
-          self._loss(self.queries, self.items, edges["q2i"], item_negatives, folds)
+          self._loss(self.queries, self.items, edges["q2i"], items, folds,
+                     item_draw)
           + self._loss(self.items, self.queries, reverse_list(edges["q2i"]),
-                       query_negatives, folds))
+                       queries, folds, query_draw))
     return losses
 
   def get_config(self):
@@ -141,7 +170,8 @@ class GraphLearning(tf.keras.layers.Layer):
                   use_query=self.use_query,
                   num_negatives=self.item_queue.num_negatives,
                   queue_capacity=self.item_queue.capacity,
-                  logq_buckets=self.item_queue.logq_buckets)
+                  logq_buckets=self.item_queue.logq_buckets,
+                  per_edge_negatives=self.per_edge_negatives)
     return config
 
   @classmethod

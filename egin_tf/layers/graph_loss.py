@@ -254,6 +254,56 @@ def edge_list_loss(anchor_table: Callable[[tf.Tensor], tf.Tensor],
   return global_mean(tf.reduce_sum(losses), tf.cast(tf.size(losses), losses.dtype))
 
 
+def per_edge_list_loss(anchor_table: Callable[[tf.Tensor], tf.Tensor],
+                       positive_table: Callable[[tf.Tensor], tf.Tensor],
+                       edges: EdgeList,
+                       negative_ids: tf.Tensor,
+                       negative_log_q: Optional[tf.Tensor] = None,
+                       negative_valid: Optional[tf.Tensor] = None,
+                       edge_folds: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Mean loss of an `EdgeList` whose every edge has its own negatives (the
+  paper's Algorithm 1: NegSample inside the loop over edges); 0 without edges.
+
+  ``negative_ids`` int [K, n] (``negative_log_q``, ``negative_valid`` the same
+  shape) are edge k's negatives, embedded with ``positive_table``; with
+  ``edge_folds`` (int [K]) every lookup of edge k reads fold ``edge_folds[k]``.
+  """
+  lookups = (() if edge_folds is None else (edge_folds,))
+  anchors = anchor_table(edges.src, *lookups)
+  positives = positive_table(edges.dst, *lookups)
+  negatives = positive_table(negative_ids, *lookups)
+  if negative_valid is None:
+    negative_valid = tf.ones_like(negative_ids, tf.bool)
+  losses = per_edge_softmax_losses(anchors, positives, edges.dst, negatives,
+                                   negative_ids, negative_log_q, negative_valid)
+  return global_mean(tf.reduce_sum(losses), tf.cast(tf.size(losses), losses.dtype))
+
+
+def per_edge_softmax_losses(anchor_vectors: tf.Tensor, positive_vectors: tf.Tensor,
+                            positive_ids: tf.Tensor, negative_vectors: tf.Tensor,
+                            negative_ids: tf.Tensor,
+                            negative_log_q: Optional[tf.Tensor],
+                            negative_valid: tf.Tensor) -> tf.Tensor:
+  """The loss of K edges, each with n negatives of its own: float32 [K].
+
+  anchor_vectors, positive_vectors [K, d]; negative_vectors [K, n, d]. A
+  negative with the edge's positive id (an accidental hit) is left out.
+  """
+  positive_logits = tf.cast(
+      tf.reduce_sum(anchor_vectors * positive_vectors, axis=-1), tf.float32)
+  negative_logits = tf.cast(
+      tf.einsum("kd,knd->kn", anchor_vectors, negative_vectors), tf.float32)
+  if negative_log_q is not None:
+    negative_logits -= tf.cast(negative_log_q, tf.float32)
+  positive_ids = tf.cast(positive_ids, tf.int64)[:, tf.newaxis]
+  keep = negative_valid & (tf.cast(negative_ids, tf.int64) != positive_ids)
+  negative_logits = tf.where(keep, negative_logits, -float("inf"))
+  shift = tf.stop_gradient(tf.reduce_max(negative_logits, axis=-1))  # [K]
+  shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
+  mass = tf.reduce_sum(tf.exp(negative_logits - shift[:, tf.newaxis]), axis=-1)
+  return _softmax_loss(positive_logits, mass, shift)
+
+
 def mean_edge_loss(losses: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
   """Mean of ``losses`` [B, E] over the True slots of ``mask``; 0 if there are none."""
   mask = tf.cast(mask, losses.dtype)

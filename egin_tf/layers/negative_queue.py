@@ -27,6 +27,7 @@ from egin_tf.layers.id_embedding import bucketize_ids
 
 class NegativeSample(NamedTuple):
   """The negatives drawn by one `NegativeQueue.sample` call."""
+  # [N], or [count, N] when drawn per edge (`NegativeQueue.sample`).
   ids: tf.Tensor    # int64 [N]; 0 where `valid` is False
   valid: tf.Tensor  # bool [N]; all False when nothing was ever enqueued
   # float32 [N] log of the probability of drawing each id (0 where not valid), or
@@ -182,8 +183,12 @@ class NegativeQueue(tf.keras.layers.Layer):
     self._build_once()
     return tf.minimum(self.filled.read_value(), self.capacity)
 
-  def sample(self) -> NegativeSample:
+  def sample(self, count: Optional[tf.Tensor] = None) -> NegativeSample:
     """Draws ``num_negatives`` ids uniformly (with replacement) from the filled slots.
+
+    With ``count`` (an int scalar), draws ``count`` independent sets: every
+    field is then [count, num_negatives] (one set per edge, the paper's
+    Algorithm 1).
 
     The slots written so far are always [0, size()), because writing starts at
     slot 0 and only wraps once the queue is full; so no empty slot is ever drawn
@@ -204,8 +209,11 @@ class NegativeQueue(tf.keras.layers.Layer):
     with tf.control_dependencies([filled]):
       step = self.sample_step.assign_add(1) - 1
     step_seed = tf.stack([tf.constant(self.seed, tf.int64), step])
+    shape = tf.constant([self.num_negatives], tf.int64)
+    if count is not None:
+      shape = tf.stack([tf.cast(count, tf.int64), shape[0]])
     slots = tf.random.stateless_uniform(
-        [self.num_negatives], seed=step_seed, minval=0,
+        shape, seed=step_seed, minval=0,
         maxval=tf.maximum(filled, 1), dtype=tf.int64)
     ids = tf.nn.embedding_lookup(self.ids, slots)
     # A slot below `size` is 0 only while another worker's step, which reserved
@@ -219,7 +227,7 @@ class NegativeQueue(tf.keras.layers.Layer):
           valid,
           tf.math.log(tf.cast(tf.maximum(counts, 1), tf.float32))
           - tf.math.log(tf.cast(tf.maximum(filled, 1), tf.float32)),
-          tf.zeros([self.num_negatives], tf.float32))
+          tf.zeros(shape, tf.float32))
     return NegativeSample(ids=ids, valid=valid, log_q=log_q)
 
   def _add_counts(self, ids: tf.Tensor, delta: int) -> None:

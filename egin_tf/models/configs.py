@@ -102,6 +102,10 @@ class EginConfig(SimExtractConfig):
       above=0.0)
   num_negatives: int = param(100, "Negatives per batch and node type (paper: 100).",
                              min=1)
+  per_edge_negatives: bool = param(False, "Every graph edge draws its own "
+                                   "num_negatives (the paper's Algorithm 1; use a "
+                                   "small num_negatives) instead of one draw per "
+                                   "batch shared by all edges.")
   queue_capacity: int = param(1_000_000, "Ids kept per cross-batch negative queue "
                               "(paper: 1,000,000).", min=1)
   logq_buckets: Optional[int] = param(None, "Hash buckets of the logQ correction of "

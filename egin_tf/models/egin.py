@@ -97,7 +97,8 @@ class EGIN(CTRModel):
           window=c.window, q2q_timespan=c.q2q_timespan, q2i_timespan=c.q2i_timespan,
           seeds_fraction=c.seeds_fraction, subsample_threshold=c.subsample_threshold,
           num_negatives=c.num_negatives, queue_capacity=c.queue_capacity,
-          logq_buckets=c.logq_buckets, seed=c.seed, name="graph_learning")
+          logq_buckets=c.logq_buckets, per_edge_negatives=c.per_edge_negatives,
+          seed=c.seed, name="graph_learning")
     if self.category_graph:
       self.graph_categories = OutOfFoldEmbedding(
           features.category_buckets, c.graph_dim, c.graph_folds,
@@ -105,7 +106,8 @@ class EGIN(CTRModel):
       self.category_learning = GraphLearning(
           self.graph_categories, self.graph_categories, use_query=False,
           window=c.window, num_negatives=c.num_negatives,
-          queue_capacity=c.queue_capacity, seed=c.seed + 1,
+          queue_capacity=c.queue_capacity,
+          per_edge_negatives=c.per_edge_negatives, seed=c.seed + 1,
           name="category_graph_learning")
     self._make_extracts(c, c.graph_dim)
 
