@@ -503,6 +503,44 @@ def _recall_cell(reports: List[Optional[Dict[str, Any]]]) -> str:
   return f"{mean('i2i_recall@10')} / {mean('q2i_recall@10')}"
 
 
+# The fair tables' rivals of EGIN (its ablations are not rivals).
+BASELINES = ("dnn", "dnn_cross", "din", "bst", "eges")
+
+
+def difference_text(a: Sequence[float], b: Sequence[float]) -> str:
+  """mean(a) - mean(b) in AUC points and in seed standard deviations (the
+  root mean square of the two sample stds), "inside the noise" under 2."""
+  (mean_a, std_a), (mean_b, std_b) = common.mean_std(a), common.mean_std(b)
+  difference = mean_a - mean_b
+  noise = math.sqrt((std_a ** 2 + std_b ** 2) / 2)
+  if math.isnan(noise) or noise == 0:
+    return f"{difference:+.4f}"
+  sigmas = difference / noise
+  verdict = "inside the noise" if abs(sigmas) < 2 else "outside the noise"
+  return f"{difference:+.4f} ({sigmas:+.1f} std, {verdict})"
+
+
+def fair_summary(results: List[Dict[str, Any]]) -> str:
+  """EGIN's margin over the best baseline and the graph's share (EGIN minus EGIN
+  w/o graph), in AUC points and seed stds; "" without EGIN."""
+  aucs = {r["variant"]: [x["test"]["auc"] for x in r["runs"]] for r in results}
+  if "egin" not in aucs:
+    return ""
+  lines = []
+  rivals = [v for v in BASELINES if v in aucs]
+  if rivals:
+    best = max(rivals, key=lambda v: np.mean(aucs[v]))
+    lines.append(f"EGIN - best baseline ({best}): "
+                 f"{difference_text(aucs['egin'], aucs[best])}")
+  if "egin_no_graph" in aucs:
+    lines.append("graph's share (EGIN - EGIN w/o graph): "
+                 f"{difference_text(aucs['egin'], aucs['egin_no_graph'])}")
+  if "egin_paper" in aucs:
+    lines.append("EGIN - the paper's EGIN: "
+                 f"{difference_text(aucs['egin'], aucs['egin_paper'])}")
+  return "Test AUC differences: " + "; ".join(lines) + "."
+
+
 def write_report(name: str, title: str, split: Split, table: str) -> str:
   """Prints the table with its command, date and scale; writes <name>.md."""
   command = shlex.join(common.command_line())
@@ -604,6 +642,8 @@ def main(argv):
   results = run_table(split, variants, lrs, seeds, leaders)
   reference = "egin" if FLAGS.table.startswith("ablation") else None
   table = markdown_table(results, training.load_oracle(split.test), reference)
+  if FLAGS.table.startswith("fair_"):
+    table += "\n" + fair_summary(results) + "\n"
   write_report(FLAGS.report_name or FLAGS.table, title, split, table)
 
 

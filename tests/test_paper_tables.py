@@ -180,6 +180,22 @@ def test_markdown_table_reports_rela_impr_against_dnn():
   assert rows[4].startswith("| oracle (true p) | - | 0.9000 | 0.8000 | 0.4000 | +300.00% |")
 
 
+def test_fair_summary_states_margins_in_seed_stds():
+  def result(variant, aucs):
+    return {"variant": variant, "runs": [{"test": {"auc": a}} for a in aucs]}
+  summary = paper_tables.fair_summary([
+      result("dnn", [0.70, 0.72]), result("din", [0.74, 0.76]),
+      result("egin", [0.75, 0.77]), result("egin_no_graph", [0.70, 0.76])])
+  # EGIN - DIN: 0.01; both stds 0.0141 -> 0.7 std. Graph: 0.03 over
+  # sqrt((0.0002 + 0.0018) / 2) = 0.0316 -> 0.9 std.
+  assert summary == ("Test AUC differences: EGIN - best baseline (din): +0.0100 "
+                     "(+0.7 std, inside the noise); graph's share (EGIN - EGIN "
+                     "w/o graph): +0.0300 (+0.9 std, inside the noise).")
+  assert paper_tables.difference_text([0.8, 0.81], [0.7, 0.71]) == (
+      "+0.1000 (+14.1 std, outside the noise)")
+  assert paper_tables.fair_summary([result("dnn", [0.7])]) == ""
+
+
 def test_every_model_gets_the_same_number_of_trials():
   lrs = [3e-4, 1e-3]
   grids = {model: tuning.trials(model, lrs) for model in tuning.ARCH_KNOBS}
