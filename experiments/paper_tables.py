@@ -522,7 +522,8 @@ def difference_text(a: Sequence[float], b: Sequence[float]) -> str:
 
 def fair_summary(results: List[Dict[str, Any]]) -> str:
   """EGIN's margin over the best baseline and the graph's share (EGIN minus EGIN
-  w/o graph), in AUC points and seed stds; "" without EGIN."""
+  w/o graph), in AUC points and seed stds; "" without EGIN or anything to
+  compare it with."""
   aucs = {r["variant"]: [x["test"]["auc"] for x in r["runs"]] for r in results}
   if "egin" not in aucs:
     return ""
@@ -538,7 +539,7 @@ def fair_summary(results: List[Dict[str, Any]]) -> str:
   if "egin_paper" in aucs:
     lines.append("EGIN - the paper's EGIN: "
                  f"{difference_text(aucs['egin'], aucs['egin_paper'])}")
-  return "Test AUC differences: " + "; ".join(lines) + "."
+  return "Test AUC differences: " + "; ".join(lines) + "." if lines else ""
 
 
 def write_report(name: str, title: str, split: Split, table: str) -> str:
@@ -642,7 +643,7 @@ def main(argv):
   results = run_table(split, variants, lrs, seeds, leaders)
   reference = "egin" if FLAGS.table.startswith("ablation") else None
   table = markdown_table(results, training.load_oracle(split.test), reference)
-  if FLAGS.table.startswith("fair_"):
+  if FLAGS.table.startswith("fair_") and fair_summary(results):
     table += "\n" + fair_summary(results) + "\n"
   write_report(FLAGS.report_name or FLAGS.table, title, split, table)
 

@@ -194,6 +194,7 @@ def test_fair_summary_states_margins_in_seed_stds():
   assert paper_tables.difference_text([0.8, 0.81], [0.7, 0.71]) == (
       "+0.1000 (+14.1 std, outside the noise)")
   assert paper_tables.fair_summary([result("dnn", [0.7])]) == ""
+  assert paper_tables.fair_summary([result("egin", [0.7])]) == ""
 
 
 def test_every_model_gets_the_same_number_of_trials():
