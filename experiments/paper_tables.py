@@ -643,8 +643,9 @@ def main(argv):
   results = run_table(split, variants, lrs, seeds, leaders)
   reference = "egin" if FLAGS.table.startswith("ablation") else None
   table = markdown_table(results, training.load_oracle(split.test), reference)
-  if FLAGS.table.startswith("fair_") and fair_summary(results):
-    table += "\n" + fair_summary(results) + "\n"
+  summary = fair_summary(results) if FLAGS.table.startswith("fair_") else ""
+  if summary:
+    table += "\n" + summary + "\n"
   write_report(FLAGS.report_name or FLAGS.table, title, split, table)
 
 

@@ -165,11 +165,18 @@ def _negative_masses(anchor_vectors: tf.Tensor, negative_embeddings: tf.Tensor,
     every_fold = tf.einsum("ad,fnd->afn", anchor_vectors, negative_embeddings)
     negative_logits = tf.gather(every_fold, tf.cast(anchor_folds, tf.int32),
                                 axis=1, batch_dims=1)
+  return _shifted_masses(negative_logits, negative_log_q, negative_valid)
+
+
+def _shifted_masses(negative_logits: tf.Tensor, negative_log_q: Optional[tf.Tensor],
+                    negative_valid: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  """``exp(logit - log q - shift)`` float32 [..., N] (0 where not valid) and the
+  shift [...], the max over the valid negatives (0 for a row without one)."""
   negative_logits = tf.cast(negative_logits, tf.float32)
   if negative_log_q is not None:
     negative_logits -= tf.cast(negative_log_q, tf.float32)
   negative_logits = tf.where(negative_valid, negative_logits, -float("inf"))
-  shift = tf.stop_gradient(tf.reduce_max(negative_logits, axis=-1))  # [A]
+  shift = tf.stop_gradient(tf.reduce_max(negative_logits, axis=-1))
   shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
   return tf.exp(negative_logits - shift[..., tf.newaxis]), shift
 
@@ -291,17 +298,11 @@ def per_edge_softmax_losses(anchor_vectors: tf.Tensor, positive_vectors: tf.Tens
   """
   positive_logits = tf.cast(
       tf.reduce_sum(anchor_vectors * positive_vectors, axis=-1), tf.float32)
-  negative_logits = tf.cast(
-      tf.einsum("kd,knd->kn", anchor_vectors, negative_vectors), tf.float32)
-  if negative_log_q is not None:
-    negative_logits -= tf.cast(negative_log_q, tf.float32)
+  negative_logits = tf.einsum("kd,knd->kn", anchor_vectors, negative_vectors)
   positive_ids = tf.cast(positive_ids, tf.int64)[:, tf.newaxis]
   keep = negative_valid & (tf.cast(negative_ids, tf.int64) != positive_ids)
-  negative_logits = tf.where(keep, negative_logits, -float("inf"))
-  shift = tf.stop_gradient(tf.reduce_max(negative_logits, axis=-1))  # [K]
-  shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
-  mass = tf.reduce_sum(tf.exp(negative_logits - shift[:, tf.newaxis]), axis=-1)
-  return _softmax_loss(positive_logits, mass, shift)
+  masses, shift = _shifted_masses(negative_logits, negative_log_q, keep)
+  return _softmax_loss(positive_logits, tf.reduce_sum(masses, axis=-1), shift)
 
 
 def mean_edge_loss(losses: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
