@@ -47,6 +47,8 @@ UNREADABLE_RECORD = ("unreadable TFRecord (not a TFRecord file, or the record is
 # CRC (4) before it, the data's CRC (4) after it.
 _FRAMING_BYTES = 16
 _CHUNK_RECORDS = 1024
+# Batches of a cached dataset shuffled at once (more than any cache that fits).
+_MAX_CACHED_BATCHES = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +170,8 @@ def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
                  num_parallel_calls: int = tf.data.AUTOTUNE,
                  deterministic: Optional[bool] = None,
                  shard: Optional[Tuple[int, Any]] = None,
-                 split: Optional[str] = None) -> tf.data.Dataset:
+                 split: Optional[str] = None,
+                 cache: bool = False) -> tf.data.Dataset:
   """Reads impression TFRecords into batches of padded tensors.
 
   Args:
@@ -192,6 +195,11 @@ def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
       dataset is built on that worker). Files are dealt round-robin when there
       are at least ``num_shards`` of them, else records are.
     split: the split a dataset folder in ``file_pattern`` stands for.
+    cache: parse and pad the records once and keep the batches in memory:
+      later passes read no file and parse nothing (`cached_example_bytes` says
+      how much memory that takes). With ``shuffle`` the first pass reads the
+      records through the shuffle buffer, as without a cache; later passes
+      replay the same batches, each pass in a new order.
 
   Returns:
     A dataset of dicts as in the module docstring.
@@ -209,10 +217,46 @@ def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
     deterministic = seed is not None or not shuffle
   ds = _records(files, shard, shuffle, seed, cycle_length, num_parallel_calls,
                 deterministic)
+  lengths = SequenceLengths(max_clicks, max_queries, max_seeds)
+  if cache:
+    return _cached(ds, schema, lengths, batch_size, drop_remainder, shuffle,
+                   shuffle_buffer, seed, num_epochs, num_parallel_calls)
   ds = _batched(ds, batch_size, drop_remainder, shuffle, shuffle_buffer, seed,
                 num_epochs)
-  return _parsed(ds, schema, SequenceLengths(max_clicks, max_queries, max_seeds),
-                 num_parallel_calls, deterministic)
+  return _parsed(ds, schema, lengths, num_parallel_calls, deterministic)
+
+
+def _cached(records: tf.data.Dataset, schema: schema_lib.DatasetSchema,
+            lengths: SequenceLengths, batch_size: int, drop_remainder: bool,
+            shuffle: bool, shuffle_buffer: int, seed: Optional[int],
+            num_epochs: Optional[int], num_parallel_calls: int) -> tf.data.Dataset:
+  """`make_dataset` with ``cache``: parsed batches kept in memory, reordered per pass.
+
+  Whole batches are cached because on the trivago sample (2 cores, B = 256)
+  anything finer costs about what parsing does: parsing gives 32k examples/s,
+  re-batching cached examples 23k, permuting cached blocks of 20k examples 64k,
+  regrouping cached 32-example pieces 24k; reordering cached batches gives 250k+.
+  """
+  if shuffle:
+    records = records.shuffle(shuffle_buffer, seed=seed)
+  batches = _parsed(records.batch(batch_size, drop_remainder=drop_remainder),
+                    schema, lengths, num_parallel_calls, deterministic=True).cache()
+  if num_epochs == 1:
+    return batches
+  if not shuffle:
+    return batches.repeat(num_epochs)
+  # Every cached batch in the buffer: they are in memory already.
+  later = batches.shuffle(_MAX_CACHED_BATCHES, seed=seed,
+                          reshuffle_each_iteration=True)
+  later = later.repeat(None if num_epochs is None else num_epochs - 1)
+  return batches.concatenate(later).prefetch(tf.data.AUTOTUNE)
+
+
+def cached_example_bytes(schema: schema_lib.DatasetSchema,
+                         lengths: SequenceLengths) -> int:
+  """Bytes one padded example takes in `make_dataset`'s cache."""
+  example = zeros_batch(schema, lengths, batch_size=1)
+  return sum(int(tf.size(value)) * value.dtype.size for value in example.values())
 
 
 def _batched(records: tf.data.Dataset, batch_size: int, drop_remainder: bool,

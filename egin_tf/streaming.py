@@ -498,8 +498,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   schema = schema_lib.DatasetSchema.load(stream_dir)
   tf.io.gfile.makedirs(model_dir)
   features = _model_config(model_dir, stream_dir, config, schema, stream.shard_pattern)
-  lengths = reader.SequenceLengths(config.max_clicks, config.max_queries,
-                                   config.max_seeds)
+  lengths = training.sequence_lengths(config)
   run = _StreamModel(config, features, stream, model_dir)
   start = _restore_or_start(run, schema, lengths, stream_dir, config.model, print_fn)
   stop = _StopFlag()

@@ -85,6 +85,10 @@ class TrainConfig(Config):
                          min=1)
   steps_per_execution: int = param(1, "Training steps per call of Keras' compiled "
                                    "train function.", min=1)
+  cache: bool = param(False, "Keep the parsed training batches in memory (if "
+                      "they fit in half the available memory): later epochs "
+                      "read no file and parse nothing, and replay the first "
+                      "epoch's batches in a new order.")
 
   def check(self) -> None:
     for kind, rows in self.table_sizes.items():
@@ -105,17 +109,50 @@ def feature_config(schema: schema_lib.DatasetSchema, config: TrainConfig) -> Fea
 def model_dataset(pattern: str, config: TrainConfig, training: bool,
                   schema: schema_lib.DatasetSchema,
                   batch_size: Optional[int] = None,
-                  shard: Optional[tuple] = None) -> tf.data.Dataset:
+                  shard: Optional[tuple] = None,
+                  cache: bool = False) -> tf.data.Dataset:
   """The model-ready dataset of a `TrainConfig` (`reader.make_dataset` with its
   lengths, batch and seed): shuffled and repeated for training, one ordered pass
-  otherwise; ``shard`` as in `reader.make_dataset`."""
+  otherwise; ``shard`` and ``cache`` as in `reader.make_dataset`."""
   return reader.make_dataset(
       pattern, batch_size or config.batch_size,
       max_clicks=config.max_clicks, max_queries=config.max_queries,
       max_seeds=config.max_seeds, schema=schema,
       shuffle=training, shuffle_buffer=config.shuffle_buffer,
       num_epochs=None if training else 1, seed=config.seed,
-      drop_remainder=training, shard=shard)
+      drop_remainder=training, shard=shard, cache=cache)
+
+
+def sequence_lengths(config: TrainConfig) -> reader.SequenceLengths:
+  return reader.SequenceLengths(config.max_clicks, config.max_queries,
+                                config.max_seeds)
+
+
+def cache_fits(pattern: str, config: TrainConfig, schema: schema_lib.DatasetSchema,
+               print_fn: Callable[[str], None] = print) -> bool:
+  """Whether the padded examples of ``pattern`` fit in half the memory available
+  now (`TrainConfig.cache`); says so either way."""
+  needed = count_impressions(pattern, schema) * reader.cached_example_bytes(
+      schema, sequence_lengths(config))
+  available = available_memory_bytes()
+  fits = needed <= available / 2
+  print_fn(f"--cache: the parsed training batches take {needed / 2**30:.2f} GiB "
+           f"of the {available / 2**30:.1f} GiB available: "
+           + ("kept in memory after the first epoch" if fits else
+              "more than half, so every epoch reads and parses the files"))
+  return fits
+
+
+def available_memory_bytes() -> int:
+  """Memory the kernel can give this process without swapping (MemAvailable)."""
+  try:
+    with open("/proc/meminfo", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def count_impressions(pattern: str, schema: schema_lib.DatasetSchema) -> int:
@@ -285,8 +322,9 @@ def _fit(run: _OfflineRun, train_pattern: str, strategy: tf.distribute.Strategy,
   num_chunks, chunk = _progress_chunks(config, train_pattern, run.schema)
   print_fn(f"training {config.model} for {num_chunks * chunk} steps of "
            f"{config.batch_size} ({num_chunks} progress chunks of {chunk})")
+  cache = config.cache and cache_fits(train_pattern, config, run.schema, print_fn)
   train_input = distribute.worker_input(strategy, lambda shard: model_dataset(
-      train_pattern, config, True, run.schema, shard=shard))
+      train_pattern, config, True, run.schema, shard=shard, cache=cache))
   start = time.perf_counter()
   history = run.model.fit(
       train_input, epochs=num_chunks, steps_per_epoch=chunk,
@@ -413,9 +451,7 @@ def load_model(model_dir: str) -> TrainedModel:
   ckpt = tf.train.Checkpoint(model=model)
   ckpt.restore(latest).expect_partial()
   schema = schema_lib.DatasetSchema.load(os.path.join(model_dir, DATA_SCHEMA_FILE))
-  lengths = reader.SequenceLengths(config.max_clicks, config.max_queries,
-                                   config.max_seeds)
-  return TrainedModel(model, config, schema, lengths)
+  return TrainedModel(model, config, schema, sequence_lengths(config))
 
 
 def saved_train_config(saved: Dict[str, Any]) -> TrainConfig:

@@ -8,7 +8,7 @@ import pytest
 
 from data_pipeline import reader
 from data_pipeline.bad_input import BadShardRecordError
-from data_pipeline.schema import Event, Impression
+from data_pipeline.schema import DatasetSchema, Event, Impression
 from data_pipeline.writer import DatasetWriter
 
 
@@ -102,6 +102,54 @@ def test_shuffled_reading_is_deterministic_by_seed(tmp_path):
   assert users(1) == users(1)
   assert users(1) != users(2)
   assert sorted(users(1)) == list(range(1, 201))  # nothing lost or repeated
+
+
+def _passes(dataset, batches_per_pass):
+  """User ids of each batch, grouped by pass."""
+  batches = [tuple(b["user_id"].numpy().tolist()) for b in dataset]
+  return [batches[i:i + batches_per_pass]
+          for i in range(0, len(batches), batches_per_pass)]
+
+
+def test_a_cached_ordered_read_repeats_the_uncached_pass(tmp_path):
+  imps = [Impression(label=i % 2, user_id=i + 1, time=i, item_id=i + 1)
+          for i in range(10)]
+  out = _write(tmp_path, imps, shards=2)
+  plain = reader.make_dataset(out + "/train-*", batch_size=4)
+  cached = reader.make_dataset(out + "/train-*", batch_size=4, num_epochs=3,
+                               cache=True)
+  (first,) = _passes(plain, 3)
+  assert _passes(cached, 3) == [first] * 3  # a partial batch kept, like plain
+
+
+def test_a_cached_shuffled_read_replays_its_batches_in_new_orders(tmp_path):
+  imps = [Impression(label=i % 2, user_id=i + 1, time=i, item_id=i + 1)
+          for i in range(200)]
+  out = _write(tmp_path, imps, shards=3)
+
+  def passes(seed):
+    return _passes(reader.make_dataset(
+        out + "/train-*", batch_size=10, shuffle=True, shuffle_buffer=64,
+        seed=seed, num_epochs=4, drop_remainder=True, cache=True), 20)
+
+  runs = passes(1)
+  assert len(runs) == 4
+  assert sorted(u for batch in runs[0] for u in batch) == list(range(1, 201))
+  for later in runs[1:]:
+    assert sorted(later) == sorted(runs[0])  # the same batches ...
+    assert later != runs[0]  # ... in another order
+  assert runs[1] != runs[2]
+  assert passes(1) == runs  # repeatable by seed
+
+
+def test_cached_example_bytes_is_the_padded_example(tmp_path):
+  out = _write(tmp_path, IMPRESSIONS)  # num_cats 2, price, position
+  schema = DatasetSchema.load(out)
+  lengths = reader.SequenceLengths(max_clicks=3, max_queries=4, max_seeds=5)
+  # int64: 5 scalars, item and query cats (2 each), per history ids and times
+  # (L each) and cats (2L); category "position"; float32: "price".
+  longs = 5 + 2 * 2 + (3 + 4 + 5) * (1 + 1 + 2) + 1
+  assert reader.cached_example_bytes(schema, lengths) == 8 * longs + 4
 
 
 def test_missing_files_and_schema_are_clear_errors(tmp_path):

@@ -24,6 +24,22 @@ def test_short_dnn_run_learns_but_stays_below_the_oracle(sim_data, tmp_path):
     assert json.load(f)["eval"]["auc"] == auc
 
 
+def test_a_cached_run_trains_through_its_replayed_epoch(sim_data, tmp_path):
+  data, _ = sim_data
+  pattern = os.path.join(data, "train-*")
+  config = training.TrainConfig(model="dnn", batch_size=1024, epochs=2,
+                                log_every=1000, max_clicks=10, max_queries=10,
+                                max_seeds=10, cache=True)
+  lines = []
+  result = training.train(pattern, str(tmp_path / "m"), config, verbose=0,
+                          print_fn=lines.append)
+  schema = training.schema_lib.schema_for_files(training.reader.match_files(pattern))
+  per_epoch = training.count_impressions(pattern, schema) // 1024
+  assert result["steps"] == 2 * per_epoch
+  assert any("kept in memory after the first epoch" in line for line in lines)
+  assert np.isfinite(result["history"]["loss"]).all()
+
+
 def test_evaluate_reproduces_the_training_report_from_checkpoints(sim_data,
                                                                   tmp_path):
   data, _ = sim_data
@@ -102,3 +118,23 @@ def test_every_registered_model_trains_and_reloads(sim_data, tmp_path):
     # The model directory alone rebuilds it (two-stage EGES finds its vectors).
     again = training.evaluate(model_dir, os.path.join(data, "test-*"))
     assert again["eval"] == result["eval"], name
+
+
+def test_cache_fits_in_half_the_available_memory(sim_data, monkeypatch):
+  data, _ = sim_data
+  pattern = os.path.join(data, "train-*")
+  schema = training.schema_lib.schema_for_files(training.reader.match_files(pattern))
+  config = training.TrainConfig(max_clicks=10, max_queries=10, max_seeds=10)
+  needed = (training.count_impressions(pattern, schema) *
+            training.reader.cached_example_bytes(schema, training.sequence_lengths(config)))
+  lines = []
+  monkeypatch.setattr(training, "available_memory_bytes", lambda: 2 * needed)
+  assert training.cache_fits(pattern, config, schema, lines.append)
+  monkeypatch.setattr(training, "available_memory_bytes", lambda: 2 * needed - 1)
+  assert not training.cache_fits(pattern, config, schema, lines.append)
+  assert "kept in memory after the first epoch" in lines[0]
+  assert "every epoch reads and parses the files" in lines[1]
+
+
+def test_available_memory_is_a_positive_byte_count():
+  assert training.available_memory_bytes() > 2**20
