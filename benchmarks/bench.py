@@ -11,9 +11,10 @@ Prints, on the same data (the simulator, 2,000 users, unless --data):
   settings (L = M = S = 100, window 2, 100 negatives, d = 10, top-10) at B = 256
   and 1024, timed interleaved on batches held in memory; EGIN's step / DNN's and
   / DIN's; the graph losses' share of EGIN's step (1 - EGIN w/o graph / EGIN);
-* fit: whole-`fit` examples/s (`training.train`: input pipeline on the same
-  cores, callbacks, checkpoints) of DNN, DIN and EGIN at B = 256, with one step
-  per Keras execution and with `steps_per_execution`;
+* fit: where `fit` loses its time against the step (DNN, DIN, EGIN, B = 256):
+  the step on batches in memory, Keras' loop on them, `training.train` (input
+  pipeline on the same cores, callbacks, checkpoints) without and with
+  ``--cache``, each as examples/s and as a share of the step;
 * stream: `train_stream` vs `training.train` (fit) examples/s on the same
   records, B = 256;
 * tables: EGIN's step with item tables of 100k, 1M and 10M rows (1M-id queues),
@@ -63,9 +64,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("warmup", 2, "Untimed steps per function (tracing).")
   flags.DEFINE_list("batch_sizes", ["256", "1024"], "Batch sizes of the train section.")
   flags.DEFINE_integer("stream_records", 25_600, "Records of the stream-vs-fit run.")
-  flags.DEFINE_integer("fit_steps", 300, "Steps of each run of the fit section.")
-  flags.DEFINE_integer("steps_per_execution", 8, "Steps per execution compared "
-                       "with 1 in the fit section.")
+  flags.DEFINE_integer("fit_records", 25_600, "Records of the fit section's data.")
+  flags.DEFINE_integer("fit_epochs", 3, "Passes of each run of the fit section.")
   flags.DEFINE_list("table_rows", ["100000", "1000000", "10000000"],
                     "Item table sizes of the tables section.")
   flags.DEFINE_list("sections", list(SECTIONS), f"Sections to run, of {SECTIONS}.")
@@ -158,22 +158,60 @@ def train_section(pattern: str, schema, features: FeatureConfig) -> None:
           f"of EGIN's step {1 - seconds['egin w/o graph'] / seconds['egin']:.0%}")
 
 
-def fit_section(pattern: str, tmp: str) -> None:
-  heading(f"whole fit, B = 256, {FLAGS.fit_steps} steps (tracing included)")
-  executions = [1]
-  if hasattr(training.TrainConfig, "steps_per_execution"):
-    executions.append(FLAGS.steps_per_execution)
+def fit_section(pattern: str, schema, features: FeatureConfig, tmp: str) -> None:
+  """Where `fit` loses its time against the step, model by model.
+
+  On the first ``--fit_records`` records, ``--fit_epochs`` passes of B = 256
+  (a progress chunk per pass): the step on batches in memory; Keras' `fit` loop
+  on the same in-memory batches (its per-step overhead); `training.train` (the
+  input pipeline on the same cores, callbacks, checkpoints), without and with
+  ``--cache``. The `train` figures are steady speeds: passes after the first
+  (which traces and fills the shuffle buffer or the cache).
+  """
+  heading(f"whole fit, B = 256, {FLAGS.fit_records:,} records x {FLAGS.fit_epochs} "
+          "passes, steady passes (after the first): examples/s and / the step's")
+  data = os.path.join(tmp, "fit_data")
+  _first_records(pattern, data, FLAGS.fit_records)
+  pattern = os.path.join(data, "train-*")
+  batches = batches_in_memory(pattern, schema, 256)
+  steps_per_pass = FLAGS.fit_records // 256
+  rates = {}
   for model in ("dnn", "din", "egin"):
-    rates = []
-    for per_execution in executions:
-      extra = {"steps_per_execution": per_execution} if per_execution > 1 else {}
+    built = training.build_from_config(config_for(model, 256), features)
+    step = 256 / time_interleaved({model: tf.function(built.train_step)}, batches,
+                                  FLAGS.steps, FLAGS.warmup)[model]
+    rates[model] = {"step": step,
+                    "keras fit, batches in memory": keras_loop_rate(
+                        model, features, batches, steps_per_pass)}
+    for cache in (False, True):
       result = training.train(
-          pattern, os.path.join(tmp, f"fit_{model}_{per_execution}"),
-          config_for(model, 256, steps=FLAGS.fit_steps, log_every=FLAGS.fit_steps,
-                     **extra), verbose=0, print_fn=lambda _: None)
-      rates.append(f"{result['examples_per_second']:8,.0f} ex/s with "
-                   f"{per_execution} step(s) per execution")
-    print(f"  {model:5s} " + "   ".join(rates))
+          pattern, os.path.join(tmp, f"fit_{model}_{cache}"),
+          config_for(model, 256, epochs=FLAGS.fit_epochs, log_every=steps_per_pass,
+                     cache=cache), verbose=0, print_fn=lambda _: None)
+      steady = result["chunk_seconds"][1:]
+      rates[model]["train" + (" --cache" if cache else "")] = (
+          256 * steps_per_pass * len(steady) / sum(steady))
+    print("  " + model + ": " + ",  ".join(
+        f"{name} {rate:,.0f} ({rate / step:.2f})"
+        for name, rate in rates[model].items()), flush=True)
+  print(f"  RATIO DNN train/step {rates['dnn']['train'] / rates['dnn']['step']:.2f} "
+        f"(--cache {rates['dnn']['train --cache'] / rates['dnn']['step']:.2f}; "
+        f"target >= 0.8)  EGIN/DIN train {rates['egin']['train'] / rates['din']['train']:.2f} "
+        f"(--cache {rates['egin']['train --cache'] / rates['din']['train --cache']:.2f}; "
+        "target >= 1)")
+
+
+def keras_loop_rate(model: str, features: FeatureConfig, batches: List,
+                    steps: int) -> float:
+  """Examples/s of Keras' `fit` over batches held in memory, after a first call
+  that traces."""
+  built = training.build_from_config(config_for(model, 256), features)
+  stacked = tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)
+  dataset = tf.data.Dataset.from_tensor_slices(stacked).repeat()
+  built.fit(dataset, steps_per_epoch=2, verbose=0)
+  start = time.perf_counter()
+  built.fit(dataset, steps_per_epoch=steps, verbose=0)
+  return 256 * steps / (time.perf_counter() - start)
 
 
 def trace(step: Callable, batches: List, logdir: str) -> None:
@@ -339,7 +377,7 @@ def main(argv):
     print(f"{os.cpu_count()} CPUs; TensorFlow {tf.__version__}; data {pattern}")
     runs = {"reader": lambda: reader_section(pattern, schema),
             "train": lambda: train_section(pattern, schema, features),
-            "fit": lambda: fit_section(pattern, tmp),
+            "fit": lambda: fit_section(pattern, schema, features, tmp),
             "stream": lambda: stream_section(pattern, tmp),
             "tables": lambda: tables_section(pattern, schema, features),
             "serving": lambda: serving_section(pattern, tmp),

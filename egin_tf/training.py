@@ -326,13 +326,14 @@ def _fit(run: _OfflineRun, train_pattern: str, strategy: tf.distribute.Strategy,
   train_input = distribute.worker_input(strategy, lambda shard: model_dataset(
       train_pattern, config, True, run.schema, shard=shard, cache=cache))
   start = time.perf_counter()
+  timer = _ChunkTimer()
   history = run.model.fit(
       train_input, epochs=num_chunks, steps_per_epoch=chunk,
-      callbacks=_callbacks(run.manager, run.out_dir, chunk,
-                           distribute.is_parameter_server(strategy)),
+      callbacks=[timer] + _callbacks(run.manager, run.out_dir, chunk,
+                                     distribute.is_parameter_server(strategy)),
       verbose=verbose)
   return _run_result(num_chunks * chunk, config.batch_size,
-                     time.perf_counter() - start, history)
+                     time.perf_counter() - start, history, timer.seconds)
 
 
 def _evaluation_model(run: _OfflineRun, strategy: tf.distribute.Strategy) -> CTRModel:
@@ -353,12 +354,35 @@ def evaluate_and_print(model: CTRModel, eval_pattern: str, config: TrainConfig,
   return {"eval": report, "oracle": oracle}
 
 
+class _ChunkTimer(tf.keras.callbacks.Callback):
+  """Seconds of each progress chunk: from the previous chunk's end (the first:
+  from the start of training), so a chunk's time includes the checkpoint written
+  at the end of the chunk before it."""
+
+  def __init__(self):
+    super().__init__()
+    self.seconds: List[float] = []
+    self._last = 0.0
+
+  def on_train_begin(self, logs=None):
+    self._last = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    now = time.perf_counter()
+    self.seconds.append(now - self._last)
+    self._last = now
+
+
 def _run_result(steps: int, batch_size: int, seconds: float,
-                history: tf.keras.callbacks.History) -> Dict[str, Any]:
+                history: tf.keras.callbacks.History,
+                chunk_seconds: List[float]) -> Dict[str, Any]:
   return {
       "steps": steps,
       "seconds": seconds,
       "examples_per_second": steps * batch_size / seconds,
+      # Each progress chunk's seconds: the first includes tracing and filling
+      # the shuffle buffer; the later ones are the steady speed.
+      "chunk_seconds": chunk_seconds,
       "eval": None,
       "oracle": None,
       # Training metrics averaged over each progress chunk, oldest first.

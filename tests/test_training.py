@@ -36,6 +36,7 @@ def test_a_cached_run_trains_through_its_replayed_epoch(sim_data, tmp_path):
   schema = training.schema_lib.schema_for_files(training.reader.match_files(pattern))
   per_epoch = training.count_impressions(pattern, schema) // 1024
   assert result["steps"] == 2 * per_epoch
+  assert len(result["chunk_seconds"]) == 1  # one progress chunk (log_every)
   assert any("kept in memory after the first epoch" in line for line in lines)
   assert np.isfinite(result["history"]["loss"]).all()
 
