@@ -149,13 +149,21 @@ def train_section(pattern: str, schema, features: FeatureConfig) -> None:
     if FLAGS.profile_dir:
       trace(steps["egin"], batches,
             os.path.join(FLAGS.profile_dir, f"egin_b{batch_size}"))
-    print(f"B={batch_size}: model, ms/step, examples/s, step / DNN's")
+    print(f"B={batch_size}: model, ms/step, examples/s, step / DNN's, graph nodes "
+          "of the traced step (before TF's graph optimizations)")
     for name, s in seconds.items():
       print(f"  {name:16s} {1000 * s:8.1f} {batch_size / s:10,.0f} "
-            f"{s / seconds['dnn']:6.2f}")
+            f"{s / seconds['dnn']:6.2f} {graph_nodes(steps[name], batches[0]):8,}")
     print(f"  RATIO B={batch_size} EGIN/DNN {seconds['egin'] / seconds['dnn']:.2f}  "
           f"EGIN/DIN {seconds['egin'] / seconds['din']:.2f}  graph losses' share "
           f"of EGIN's step {1 - seconds['egin w/o graph'] / seconds['egin']:.0%}")
+
+
+def graph_nodes(step, batch) -> int:
+  """Nodes of a traced step's graph and of the functions it calls: a count of the
+  ops the executor dispatches per step, which does not depend on the load."""
+  graph = step.get_concrete_function(batch).graph.as_graph_def()
+  return len(graph.node) + sum(len(f.node_def) for f in graph.library.function)
 
 
 def fit_section(pattern: str, schema, features: FeatureConfig, tmp: str) -> None:

@@ -273,7 +273,8 @@ def _valid_ids(ids: tf.Tensor, mask: Optional[tf.Tensor]) -> tf.Tensor:
         tf.shape(mask), tf.shape(ids),
         message="NegativeQueue.enqueue: mask and ids must have the same shape")
     valid &= mask
-  return tf.boolean_mask(tf.reshape(ids, [-1]), tf.reshape(valid, [-1]))
+  # A gather of the valid positions: the same as tf.boolean_mask in 3 ops, not ~18.
+  return tf.gather(tf.reshape(ids, [-1]), tf.where(tf.reshape(valid, [-1]))[:, 0])
 
 
 def _as_int64_ids(ids: tf.Tensor) -> tf.Tensor:

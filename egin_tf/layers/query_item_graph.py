@@ -195,9 +195,12 @@ def _time_window_pairs(src: Tuple[tf.Tensor, tf.Tensor], dst: Tuple[tf.Tensor, t
   counts = tf.reshape(tf.where(src_ids != 0, end - first, tf.zeros_like(first)), [-1])
   counts = tf.cast(counts, tf.int64)
   n_src = tf.shape(src_ids, out_type=tf.int64)[1]
-  flat_source = tf.repeat(tf.range(tf.size(counts, out_type=tf.int64)), counts)
-  within = (tf.range(tf.reduce_sum(counts))
-            - tf.gather(tf.cumsum(counts, exclusive=True), flat_source))
+  # Pair t belongs to the first source whose running count passes t: the same
+  # as tf.repeat(sources, counts) in a few ops instead of about twenty.
+  ends = tf.cumsum(counts)
+  pairs = tf.range(tf.reduce_sum(counts))
+  flat_source = tf.searchsorted(ends, pairs, side="right", out_type=tf.int64)
+  within = pairs - tf.gather(ends - counts, flat_source)
   rows, src_pos = flat_source // n_src, flat_source % n_src
   sorted_pos = tf.gather(tf.cast(tf.reshape(first, [-1]), tf.int64), flat_source) + within
   dst_pos = tf.cast(tf.gather_nd(order, tf.stack([rows, sorted_pos], axis=1)), tf.int64)
@@ -234,12 +237,16 @@ def time_category_edge_list(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
   keep = ((gap > 0) & (gap < timespan) & (src_id != dst_id) &
           _shares_category(tf.gather_nd(src_cats, src_index),
                            tf.gather_nd(dst_cats, dst_index)))
-  kept = [tf.boolean_mask(x, keep) for x in (rows, src_pos, dst_pos, src_id, dst_id)]
-  # The dense layout's order: rows, then source position, then destination.
+  # The dense layout's order: rows, then source position, then destination;
+  # one index of the kept pairs in that order, then one gather per field (five
+  # boolean_masks would cost about twenty ops each).
   n_src = tf.shape(src_ids, out_type=tf.int64)[1]
   n_dst = tf.shape(dst_ids, out_type=tf.int64)[1]
-  order = tf.argsort((kept[0] * n_src + kept[1]) * n_dst + kept[2], stable=True)
-  return EdgeList(*(tf.gather(x, order) for x in kept))
+  kept = tf.where(keep)[:, 0]
+  slot = tf.gather((rows * n_src + src_pos) * n_dst + dst_pos, kept)
+  kept = tf.gather(kept, tf.argsort(slot, stable=True))
+  return EdgeList(*(tf.gather(x, kept)
+                    for x in (rows, src_pos, dst_pos, src_id, dst_id)))
 
 
 def _pad_to(ids: tf.Tensor, length: Dim) -> tf.Tensor:
