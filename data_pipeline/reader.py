@@ -220,7 +220,8 @@ def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
   lengths = SequenceLengths(max_clicks, max_queries, max_seeds)
   if cache:
     return _cached(ds, schema, lengths, batch_size, drop_remainder, shuffle,
-                   shuffle_buffer, seed, num_epochs, num_parallel_calls)
+                   shuffle_buffer, seed, num_epochs, num_parallel_calls,
+                   deterministic)
   ds = _batched(ds, batch_size, drop_remainder, shuffle, shuffle_buffer, seed,
                 num_epochs)
   return _parsed(ds, schema, lengths, num_parallel_calls, deterministic)
@@ -229,7 +230,8 @@ def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
 def _cached(records: tf.data.Dataset, schema: schema_lib.DatasetSchema,
             lengths: SequenceLengths, batch_size: int, drop_remainder: bool,
             shuffle: bool, shuffle_buffer: int, seed: Optional[int],
-            num_epochs: Optional[int], num_parallel_calls: int) -> tf.data.Dataset:
+            num_epochs: Optional[int], num_parallel_calls: int,
+            deterministic: bool) -> tf.data.Dataset:
   """`make_dataset` with ``cache``: parsed batches kept in memory, reordered per pass.
 
   Whole batches are cached because on the trivago sample (2 cores, B = 256)
@@ -237,10 +239,11 @@ def _cached(records: tf.data.Dataset, schema: schema_lib.DatasetSchema,
   re-batching cached examples 23k, permuting cached blocks of 20k examples 64k,
   regrouping cached 32-example pieces 24k; reordering cached batches gives 250k+.
   """
-  if shuffle:
-    records = records.shuffle(shuffle_buffer, seed=seed)
-  batches = _parsed(records.batch(batch_size, drop_remainder=drop_remainder),
-                    schema, lengths, num_parallel_calls, deterministic=True).cache()
+  # One pass is read, shuffled as without a cache, and kept.
+  first_pass = _batched(records, batch_size, drop_remainder, shuffle,
+                        shuffle_buffer, seed, num_epochs=1)
+  batches = _parsed(first_pass, schema, lengths, num_parallel_calls,
+                    deterministic).cache()
   if num_epochs == 1:
     return batches
   if not shuffle:
