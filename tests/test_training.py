@@ -55,7 +55,48 @@ def test_evaluate_reproduces_the_training_report_from_checkpoints(sim_data,
   assert again["eval"] == result["eval"]
   assert os.path.exists(os.path.join(model_dir, "logs", "train"))
   checkpoints = sorted(os.listdir(os.path.join(model_dir, "checkpoints")))
-  assert "ckpt-30.index" in checkpoints
+  # Three progress chunks, well within the default 600 s: one save, at the end.
+  assert [c for c in checkpoints if c.endswith(".index")] == ["ckpt-30.index"]
+
+
+class _Iterations:
+  def __init__(self):
+    self.step = 0
+
+  def numpy(self):
+    return self.step
+
+
+class _SavesRecorded:
+  def __init__(self):
+    self.saved = []
+
+  def save(self, checkpoint_number):
+    self.saved.append(checkpoint_number)
+
+
+def _chunks_with_checkpoints(every_seconds, seconds_per_chunk, monkeypatch):
+  """The steps saved by `_CheckpointEvery` over 3 chunks of 10 steps."""
+  clock = [0.0]
+  monkeypatch.setattr(training.time, "monotonic", lambda: clock[0])
+  manager, iterations = _SavesRecorded(), _Iterations()
+  callback = training._CheckpointEvery(manager, every_seconds)
+  callback.model = type("M", (), {"optimizer": type("O", (), {
+      "iterations": iterations})()})()
+  for chunk in range(3):
+    iterations.step += 10
+    clock[0] += seconds_per_chunk
+    callback.on_epoch_end(chunk)
+  callback.on_train_end()
+  return manager.saved
+
+
+def test_checkpoints_follow_the_clock_and_close_the_run(monkeypatch):
+  assert _chunks_with_checkpoints(None, 1.0, monkeypatch) == [10, 20, 30]
+  assert _chunks_with_checkpoints(600.0, 1.0, monkeypatch) == [30]
+  # 250 s chunks: saves once 600 s have passed (after chunk 3), none after it.
+  assert _chunks_with_checkpoints(600.0, 250.0, monkeypatch) == [30]
+  assert _chunks_with_checkpoints(400.0, 250.0, monkeypatch) == [20, 30]
 
 
 def test_same_seed_same_model(sim_data, tmp_path):
