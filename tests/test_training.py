@@ -180,3 +180,15 @@ def test_cache_fits_in_half_the_available_memory(sim_data, monkeypatch):
 
 def test_available_memory_is_a_positive_byte_count():
   assert training.available_memory_bytes() > 2**20
+
+
+def test_the_nan_stop_acts_at_a_chunk_end_and_no_callback_runs_per_step(tmp_path):
+  stop = training._TerminateOnNaNChunk()
+  stop.model = type("M", (), {"stop_training": False})()
+  stop.on_epoch_end(0, {"loss": 0.5})
+  assert not stop.model.stop_training
+  stop.on_epoch_end(1, {"loss": float("nan")})
+  assert stop.model.stop_training
+  # A per-step hook would make Keras fetch every metric after every step.
+  callbacks = training._callbacks(None, str(tmp_path), 600.0)
+  assert not any(c._implements_train_batch_hooks() for c in callbacks)
