@@ -26,6 +26,7 @@ import numpy as np
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
+from egin_tf.layers.graph_edges import EdgeList
 from egin_tf.layers.out_of_fold import OutOfFoldEmbedding, user_folds
 from egin_tf.layers.query_item_graph import QueryItemGraph
 
@@ -40,18 +41,17 @@ class EdgeSet(NamedTuple):
   users: np.ndarray
 
 
-def _edge_rows(batch: Dict[str, tf.Tensor], edges, src_times, dst_times,
+def _edge_rows(batch: Dict[str, tf.Tensor], edges: EdgeList, src_times, dst_times,
                since: Optional[int]) -> np.ndarray:
-  """[n, 3] (user, anchor, positive) of the real edges, both events >= since."""
-  mask = edges.mask.numpy()
-  if since is not None:
-    src_t = src_times.numpy()[:, edges.src_pos.numpy()]
-    dst_t = dst_times.numpy()[:, edges.dst_pos.numpy()]
-    mask &= (src_t >= since) & (dst_t >= since)
-  rows, slots = np.nonzero(mask)
-  return np.stack([batch[schema_lib.USER_ID].numpy()[rows],
-                   edges.src.numpy()[rows, slots],
-                   edges.dst.numpy()[rows, slots]], axis=1)
+  """[n, 3] (user, anchor, positive) of the edges, both events >= since."""
+  rows = edges.rows.numpy()
+  found = np.stack([batch[schema_lib.USER_ID].numpy()[rows], edges.src.numpy(),
+                    edges.dst.numpy()], axis=1)
+  if since is None:
+    return found
+  src_t = src_times.numpy()[rows, edges.src_pos.numpy()]
+  dst_t = dst_times.numpy()[rows, edges.dst_pos.numpy()]
+  return found[(src_t >= since) & (dst_t >= since)]
 
 
 def collect_edges(pattern: str, graph: QueryItemGraph,

@@ -1,13 +1,15 @@
-"""Tests of QueryItemGraph: hand-computed edge sets and Algorithms 1-2 in Python."""
+"""Tests of QueryItemGraph: hand-computed edge sets, Algorithms 1-2 in Python, and
+the edge lists against the dense oracle (`graph_oracle`) edge for edge."""
 
 import itertools
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
-from egin_tf.layers.graph_edges import Edges
+from egin_tf.layers.graph_edges import EdgeList, Edges
 from egin_tf.layers.graph_edges import edge_list
-from egin_tf.layers.query_item_graph import QueryItemGraph
+from egin_tf.layers.query_item_graph import QueryItemGraph, window_edge_list
+import graph_oracle
 import hypothesis
 from hypothesis import strategies as st
 import numpy as np
@@ -52,8 +54,17 @@ def make_batch(clicks: Sequence[Sequence[Entry]],
   return batch
 
 
-def edge_sets(edges: Edges) -> List[EdgeSet]:
-  """The set of (src, dst) of the masked-in slots, per row."""
+def edge_sets(edges: EdgeList, num_rows: int) -> List[EdgeSet]:
+  """The set of (src, dst) of the edges, per row."""
+  sets = [set() for _ in range(num_rows)]
+  for row, src, dst in zip(edges.rows.numpy(), edges.src.numpy(),
+                           edges.dst.numpy()):
+    sets[row].add((int(src), int(dst)))
+  return sets
+
+
+def dense_edge_sets(edges: Edges) -> List[EdgeSet]:
+  """The set of (src, dst) of the masked-in slots of the dense oracle, per row."""
   src, dst, mask = edges.src.numpy(), edges.dst.numpy(), edges.mask.numpy()
   return [{(int(s), int(d)) for s, d, m in zip(*row) if m}
           for row in zip(src, dst, mask)]
@@ -70,16 +81,16 @@ def clicks_of(ids: Sequence[int], cat: int = 1) -> List[Entry]:
 def test_i2i_window_one():
   batch = make_batch([clicks_of([1, 2, 3, 4])])
   edges = QueryItemGraph(window=1)(batch)["i2i"]
-  assert edge_sets(edges) == [{(1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3)}]
-  assert edges.src.shape == [1, 4 * 2]
+  assert edge_sets(edges, 1) == [{(1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3)}]
+  assert graph_oracle.window_edges(batch["click_ids"], 1).src.shape == [1, 4 * 2]
 
 
 def test_i2i_window_two():
   batch = make_batch([clicks_of([1, 2, 3, 4])])
   edges = QueryItemGraph(window=2)(batch)["i2i"]
-  assert edge_sets(edges) == [{(1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3),
-                               (1, 3), (3, 1), (2, 4), (4, 2)}]
-  assert edges.src.shape == [1, 4 * 4]
+  assert edge_sets(edges, 1) == [{(1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3),
+                                  (1, 3), (3, 1), (2, 4), (4, 2)}]
+  assert graph_oracle.window_edges(batch["click_ids"], 2).src.shape == [1, 4 * 4]
 
 
 def test_i2i_padding_and_repeated_ids():
@@ -87,7 +98,7 @@ def test_i2i_padding_and_repeated_ids():
   # neighbours. Row 1 is shorter, so the rest of it is padding; row 2 is empty.
   batch = make_batch([clicks_of([5, 9, 9, 6]), clicks_of([7]), []], click_len=4)
   edges = QueryItemGraph(window=1)(batch)["i2i"]
-  assert edge_sets(edges) == [{(5, 9), (9, 5), (9, 6), (6, 9)}, set(), set()]
+  assert edge_sets(edges, 3) == [{(5, 9), (9, 5), (9, 6), (6, 9)}, set(), set()]
 
 
 def test_i2i_uses_no_times_or_categories():
@@ -95,7 +106,7 @@ def test_i2i_uses_no_times_or_categories():
   # categories.
   batch = make_batch([[(1, 100, [3]), (2, 100, [4]), (3, 5, [])]])
   edges = QueryItemGraph(window=1)(batch)["i2i"]
-  assert edge_sets(edges) == [{(1, 2), (2, 1), (2, 3), (3, 2)}]
+  assert edge_sets(edges, 1) == [{(1, 2), (2, 1), (2, 3), (3, 2)}]
 
 
 def test_positions_index_the_sequences():
@@ -103,6 +114,24 @@ def test_positions_index_the_sequences():
   queries = [[(31, 0, [1]), (32, 1, [1])], [(41, 0, [1])]]
   batch = make_batch(clicks, queries)
   out = QueryItemGraph(window=2)(batch)
+  sequences = {"i2i": (out["i2i_items"], out["i2i_items"]),
+               "q2q": (batch["query_hist_ids"], batch["query_hist_ids"]),
+               "q2i": (batch["query_hist_ids"], batch["click_ids"])}
+  for name, (src_seq, dst_seq) in sequences.items():
+    edges = out[name]
+    assert edges.rows.shape[0] > 0, name
+    for ids, seq, pos in ((edges.src, src_seq, edges.src_pos),
+                          (edges.dst, dst_seq, edges.dst_pos)):
+      np.testing.assert_array_equal(
+          tf.gather_nd(seq, tf.stack([edges.rows, pos], axis=1)).numpy(), ids.numpy())
+    assert all(x.dtype == tf.int64 for x in edges)
+
+
+def test_oracle_positions_index_the_sequences():
+  clicks = [clicks_of([11, 12, 13]), clicks_of([21, 22])]
+  queries = [[(31, 0, [1]), (32, 1, [1])], [(41, 0, [1])]]
+  batch = make_batch(clicks, queries)
+  out = graph_oracle.dense_graph(QueryItemGraph(window=2), batch)
   sequences = {"i2i": (out["i2i_items"], out["i2i_items"]),
                "q2q": (batch["query_hist_ids"], batch["query_hist_ids"]),
                "q2i": (batch["query_hist_ids"], batch["click_ids"])}
@@ -126,8 +155,9 @@ def test_q2q_time_bounds():
   queries = [[(1, 100, [5]), (2, 100, [5]), (3, 110, [5]), (4, 109, [5])]]
   batch = make_batch([[]], queries)
   edges = QueryItemGraph(q2q_timespan=10)(batch)["q2q"]
-  assert edge_sets(edges) == [{(1, 4), (4, 1), (2, 4), (4, 2), (3, 4), (4, 3)}]
-  assert edges.src.shape == [1, 16]
+  assert edge_sets(edges, 1) == [{(1, 4), (4, 1), (2, 4), (4, 2), (3, 4), (4, 3)}]
+  dense = graph_oracle.dense_graph(QueryItemGraph(q2q_timespan=10), batch)["q2q"]
+  assert dense.src.shape == [1, 16]
 
 
 def test_q2q_categories():
@@ -136,7 +166,7 @@ def test_q2q_categories():
   queries = [[(1, 0, [7, 0]), (2, 1, [8, 7]), (3, 2, [9, 0]), (4, 3, [])]]
   batch = make_batch([[]], queries)
   edges = QueryItemGraph()(batch)["q2q"]
-  assert edge_sets(edges) == [{(1, 2), (2, 1)}]
+  assert edge_sets(edges, 1) == [{(1, 2), (2, 1)}]
 
 
 def test_q2q_repeated_ids_and_padding():
@@ -144,8 +174,13 @@ def test_q2q_repeated_ids_and_padding():
   queries = [[(1, 0, [7]), (1, 5, [7]), (3, 7, [7])], [(4, 0, [7])]]
   batch = make_batch([[], []], queries, query_len=4)
   edges = QueryItemGraph()(batch)["q2q"]
-  assert edge_sets(edges) == [{(1, 3), (3, 1)}, set()]
-  mask = edges.mask.numpy().reshape([2, 4, 4])
+  assert edge_sets(edges, 2) == [{(1, 3), (3, 1)}, set()]
+  # One edge per occurrence of query 1, and none in row 1.
+  slots = set(zip(edges.rows.numpy(), edges.src_pos.numpy(), edges.dst_pos.numpy()))
+  assert {(0, 0, 2), (0, 1, 2)} <= slots
+  assert not any(row == 1 for row, _, _ in slots)
+  mask = graph_oracle.dense_graph(QueryItemGraph(), batch)["q2q"].mask.numpy()
+  mask = mask.reshape([2, 4, 4])
   assert mask[0, 0, 2] and mask[0, 1, 2]  # one slot per occurrence of query 1
   assert not mask[1].any()
 
@@ -161,8 +196,9 @@ def test_q2i_direction_and_time_bounds():
   queries = [[(1, 100, [5])]]
   batch = make_batch(clicks, queries)
   edges = QueryItemGraph(q2i_timespan=10)(batch)["q2i"]
-  assert edge_sets(edges) == [{(1, 14), (1, 15)}]
-  assert edges.src.shape == [1, 5]
+  assert edge_sets(edges, 1) == [{(1, 14), (1, 15)}]
+  dense = graph_oracle.dense_graph(QueryItemGraph(q2i_timespan=10), batch)["q2i"]
+  assert dense.src.shape == [1, 5]
 
 
 def test_q2i_categories_padding_and_equal_ids():
@@ -174,7 +210,7 @@ def test_q2i_categories_padding_and_equal_ids():
   queries = [[(1, 0, [3, 4])], [], [(9, 0, [3])]]
   batch = make_batch(clicks, queries)
   edges = QueryItemGraph()(batch)["q2i"]
-  assert edge_sets(edges) == [{(1, 2), (1, 7)}, set(), set()]
+  assert edge_sets(edges, 3) == [{(1, 2), (1, 7)}, set(), set()]
 
 
 # ----------------------------------------------------- graph modes and serialization
@@ -188,7 +224,8 @@ def _small_batch(seeds: Optional[Sequence[Sequence[Entry]]] = None
 
 
 def _all_edge_sets(out) -> Dict[str, List[EdgeSet]]:
-  return {name: edge_sets(out[name]) for name in ("i2i", "q2q", "q2i")}
+  num_rows = int(out["i2i_items"].shape[0])
+  return {name: edge_sets(out[name], num_rows) for name in ("i2i", "q2q", "q2i")}
 
 
 _EXPECTED_SMALL = {
@@ -213,10 +250,23 @@ def test_tf_function_with_unknown_batch_size():
   layer = QueryItemGraph()
   build = tf.function(layer, input_signature=_signature(batch, False))
   graph_out = build.get_concrete_function().structured_outputs
+  assert graph_out["i2i"].src.shape.as_list() == [None]
+  assert graph_out["q2i"].rows.shape.as_list() == [None]
+  assert _all_edge_sets(build(batch)) == _EXPECTED_SMALL
+
+
+def test_oracle_layout_is_static_with_unknown_batch_size():
+  batch = _small_batch()
+  layer = QueryItemGraph()
+  layer.build(None)
+  build = tf.function(lambda b: graph_oracle.dense_graph(layer, b),
+                      input_signature=_signature(batch, False))
+  graph_out = build.get_concrete_function().structured_outputs
   assert graph_out["i2i"].src.shape.as_list() == [None, 4 * 4]
   assert graph_out["q2i"].mask.shape.as_list() == [None, 3 * 4]
   assert graph_out["q2q"].src_pos.shape.as_list() == [9]
-  assert _all_edge_sets(build(batch)) == _EXPECTED_SMALL
+  sets = {name: dense_edge_sets(build(batch)[name]) for name in _EXPECTED_SMALL}
+  assert sets == _EXPECTED_SMALL
 
 
 def test_tf_function_with_unknown_lengths_and_seeds():
@@ -224,7 +274,7 @@ def test_tf_function_with_unknown_lengths_and_seeds():
   layer = QueryItemGraph(window=1, seeds_fraction=1.0)
   build = tf.function(layer, input_signature=_signature(batch, True))
   out = build(batch)
-  assert edge_sets(out["i2i"]) == [{(7, 8), (8, 7), (8, 9), (9, 8)}, set()]
+  assert edge_sets(out["i2i"], 2) == [{(7, 8), (8, 7), (8, 9), (9, 8)}, set()]
   assert out["i2i_items"].numpy().tolist() == [[7, 8, 9, 0], [6, 0, 0, 0]]
   assert _all_edge_sets(out)["q2i"] == _EXPECTED_SMALL["q2i"]
 
@@ -296,16 +346,16 @@ def test_seeds_fraction_zero_is_exactly_the_clicks():
   batch = _mixture_batch()
   out = QueryItemGraph(window=1, seeds_fraction=0.0)(batch, training=True)
   np.testing.assert_array_equal(out["i2i_items"], batch["click_ids"])
-  assert edge_sets(out["i2i"])[5] == {(1010, 1011), (1011, 1010)}
+  assert edge_sets(out["i2i"], 64)[5] == {(1010, 1011), (1011, 1010)}
 
 
 def test_seeds_fraction_one_is_exactly_the_seeds():
   batch = _mixture_batch()
   out = QueryItemGraph(window=1, seeds_fraction=1.0)(batch, training=True)
   np.testing.assert_array_equal(out["i2i_items"], batch["seed_ids"])
-  assert edge_sets(out["i2i"])[5] == {(5015, 5016), (5016, 5015), (5016, 5017),
-                                      (5017, 5016)}
-  assert out["i2i"].src.shape == [64, 3 * 2]
+  assert edge_sets(out["i2i"], 64)[5] == {(5015, 5016), (5016, 5015), (5016, 5017),
+                                          (5017, 5016)}
+  assert graph_oracle.window_edges(out["i2i_items"], 1).src.shape == [64, 3 * 2]
 
 
 def test_seeds_mixture_is_deterministic_by_seed_and_step():
@@ -345,7 +395,7 @@ def test_seeds_pad_the_shorter_sequence():
   longer_seeds = make_batch(clicks, seeds=seeds, seed_len=5)
   out = QueryItemGraph(seeds_fraction=1.0)(longer_seeds)
   assert out["i2i_items"].numpy().tolist() == [[7, 0, 0, 0, 0], [8, 9, 0, 0, 0]]
-  assert out["i2i"].src.shape == [2, 5 * 4]
+  assert graph_oracle.window_edges(out["i2i_items"], 2).src.shape == [2, 5 * 4]
 
 
 # -------------------------------------------------------------------- subsampling
@@ -365,7 +415,7 @@ def _count_edges(sets: List[EdgeSet], touching_7: bool) -> int:
 def test_subsampling_drops_a_frequent_id_and_keeps_rare_ones():
   batch = _frequent_batch()
   layer = QueryItemGraph(window=1, subsample_threshold=0.002)
-  sets = edge_sets(layer(batch, training=True)["i2i"])
+  sets = edge_sets(layer(batch, training=True)["i2i"], 100)
   # The rare pair's keep probability is min(1, sqrt(0.002 / 0.001)) = 1.
   assert _count_edges(sets, touching_7=False) == 2 * 100
   # Item 7's is sqrt(0.002 / 0.8) = 0.05: about 5 of its 100 (11+2r, 7) pairs
@@ -378,12 +428,12 @@ def test_subsampling_drops_a_frequent_id_and_keeps_rare_ones():
 def test_subsampling_is_off_by_default_and_outside_training():
   batch = _frequent_batch()
   default = QueryItemGraph(window=1)
-  sets = edge_sets(default(batch, training=True)["i2i"])
+  sets = edge_sets(default(batch, training=True)["i2i"], 100)
   assert _count_edges(sets, touching_7=True) == 2 * 100
   assert not hasattr(default, "item_counts")
 
   layer = QueryItemGraph(window=1, subsample_threshold=0.002)
-  sets = edge_sets(layer(batch, training=False)["i2i"])
+  sets = edge_sets(layer(batch, training=False)["i2i"], 100)
   assert _count_edges(sets, touching_7=True) == 2 * 100
   assert int(layer.item_total.numpy()) == 0
 
@@ -437,23 +487,67 @@ def test_matches_algorithms_1_and_2(rows, window, q2q_timespan, q2i_timespan):
     assert {name: sets[b] for name, sets in out.items()} == expected
 
 
+def assert_same_edges(compact: EdgeList, dense: Edges, name: str) -> None:
+  """The edge list equals the dense oracle's real edges: fields, values, order."""
+  expected = edge_list(dense)
+  for field, value in zip(expected._fields, compact):
+    np.testing.assert_array_equal(value.numpy(), getattr(expected, field).numpy(),
+                                  err_msg=f"{name}.{field}")
+
+
 @hypothesis.settings(max_examples=40, deadline=None)
 @hypothesis.given(
-    rows=st.lists(st.tuples(_entries, _entries), min_size=1, max_size=4),
+    rows=st.lists(st.tuples(_entries, _entries, _entries), min_size=1, max_size=4),
     window=st.integers(1, 3), q2q_timespan=st.integers(1, 8),
-    q2i_timespan=st.integers(1, 8))
-def test_edge_lists_equal_the_dense_layouts_real_edges(rows, window, q2q_timespan,
-                                                       q2i_timespan):
-  batch = make_batch([c for c, _ in rows], [q for _, q in rows])
+    q2i_timespan=st.integers(1, 8), seeds_fraction=st.sampled_from([0.0, 0.5]),
+    subsample_threshold=st.sampled_from([None, 0.05]), seed=st.integers(0, 3))
+def test_edge_lists_equal_the_dense_layouts_real_edges(
+    rows, window, q2q_timespan, q2i_timespan, seeds_fraction, subsample_threshold,
+    seed):
+  batch = make_batch([c for c, _, _ in rows], [q for _, q, _ in rows],
+                     seeds=[s for _, _, s in rows])
   options = dict(window=window, q2q_timespan=q2q_timespan,
-                 q2i_timespan=q2i_timespan)
-  dense = QueryItemGraph(**options)(batch)
-  compact = QueryItemGraph(**options).edge_lists(batch)
-  for name in ("i2i", "q2q", "q2i"):
-    expected = edge_list(dense[name])
-    for field, value in zip(expected._fields, compact[name]):
-      np.testing.assert_array_equal(value.numpy(), getattr(expected, field).numpy(),
-                                    err_msg=f"{name}.{field}")
+                 q2i_timespan=q2i_timespan, seeds_fraction=seeds_fraction,
+                 subsample_threshold=subsample_threshold, seed=seed)
+  # Same seed and step: the same seeds mix and subsampling draws in all three.
+  dense = graph_oracle.dense_graph(QueryItemGraph(**options), batch, training=True)
+  called = QueryItemGraph(**options)(batch, training=True)
+  compact = QueryItemGraph(**options).edge_lists(batch, training=True)
+  for out in (called, compact):
+    np.testing.assert_array_equal(out["i2i_items"], dense["i2i_items"])
+    for name in ("i2i", "q2q", "q2i"):
+      assert_same_edges(out[name], dense[name], name)
+
+
+_item_rows = st.integers(1, 4).flatmap(lambda length: st.lists(
+    st.lists(st.tuples(st.integers(0, 4), st.booleans()), min_size=length,
+             max_size=length), min_size=1, max_size=4))
+
+
+@hypothesis.settings(max_examples=80, deadline=None)
+@hypothesis.given(rows=_item_rows, window=st.integers(1, 4),
+                  use_keep=st.booleans())
+def test_window_edge_list_equals_the_oracle(rows, window, use_keep):
+  # Ids 0..4: padding holes anywhere and repeated ids; keep drops occurrences,
+  # which still hold their positions (the window does not reach past them).
+  items = tf.constant([[item for item, _ in row] for row in rows], tf.int64)
+  keep = (tf.constant([[kept for _, kept in row] for row in rows])
+          if use_keep else None)
+  assert_same_edges(window_edge_list(items, window, keep),
+                    graph_oracle.window_edges(items, window, keep), "i2i")
+
+
+def test_window_edge_list_with_a_dropped_occurrence_by_hand():
+  # Window 1 over 1, 2, 3 with 2 dropped: 1 and 3 are two positions apart, so
+  # the dropped 2 leaves no edge at all.
+  items = tf.constant([[1, 2, 3], [4, 5, 0]], tf.int64)
+  keep = tf.constant([[True, False, True], [True, True, True]])
+  edges = window_edge_list(items, 1, keep)
+  assert edge_sets(edges, 2) == [set(), {(4, 5), (5, 4)}]
+  edges = window_edge_list(items, 2, keep)
+  assert edge_sets(edges, 2) == [{(1, 3), (3, 1)}, {(4, 5), (5, 4)}]
+  empty = window_edge_list(tf.zeros([2, 0], tf.int64), 2)
+  assert [x.shape.as_list() for x in empty] == [[0]] * 5
 
 
 def test_edge_lists_skip_padding_gaps_and_empty_rows():

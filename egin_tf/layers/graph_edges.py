@@ -1,12 +1,15 @@
-"""`Edges`: the dense, masked layout of one edge type of a batch.
+"""The two forms of one edge type of a batch: `EdgeList` and the dense `Edges`.
 
-This is the contract between `QueryItemGraph` (which builds edges from a batch) and
-the graph loss (which scores them). Every row of a batch has the same number E of
-edge slots, and slot e always pairs the same two sequence positions
-(``src_pos[e]``, ``dst_pos[e]``); a slot holds a real edge only where ``mask`` is
-True. Because positions do not depend on the row, the loss can score edges from
-sequence embeddings [B, L, d] with one gather per side (or an einsum) instead of
-materializing [B, E, d], and compute each anchor position's negatives once.
+`EdgeList` is the library's form: the K real edges, what `QueryItemGraph` builds and
+what the graph loss (`edge_list_loss`) scores, so the cost follows K.
+
+`Edges` is the dense layout: every row has the same E edge slots, slot e always
+pairs the same two sequence positions (``src_pos[e]``, ``dst_pos[e]``) and holds a
+real edge only where ``mask`` is True. The public dense loss `GraphSoftmaxLoss`
+takes it (positions that do not depend on the row let a user score edges of
+sequence embeddings [B, L, d] with one gather per side); `edge_list` turns it into
+the compact form. The tests build it as the oracle of `QueryItemGraph`'s edges
+(``tests/graph_oracle.py``).
 """
 
 from typing import NamedTuple
@@ -24,11 +27,11 @@ class Edges(NamedTuple):
 
 
 class EdgeList(NamedTuple):
-  """The real edges of one type, K of them, in row-major slot order.
+  """The real edges of one type, K of them, by row, source and destination position.
 
   The compact form the graph loss scores: its cost follows K, not B * E.
-  `QueryItemGraph.edge_lists` builds it from the valid history positions only;
-  `edge_list` turns the dense `Edges` layout into it (same edges, same order).
+  `QueryItemGraph` builds it from the valid history positions only; `edge_list`
+  turns the dense `Edges` layout into it (same edges, same order).
   """
   rows: tf.Tensor     # int64 [K] batch row of each edge
   src_pos: tf.Tensor  # int64 [K] position of src in its source sequence

@@ -5,31 +5,33 @@ query sequences are a sample of the implicit query-item graph, so this layer tur
 the reader's batch into the three edge types of Algorithms 1 and 2 with plain tensor
 ops, and the graph loss scores them in the same step as the CTR loss.
 
-The algorithms grow an edge set (``E = E ∪ {...}``). Here every candidate pair of
-sequence positions instead owns a fixed slot, and a mask says whether the pair is an
-edge (the `Edges` layout of `egin_tf.layers.graph_edges`). The whole build is then a
-few broadcast comparisons, with no loop over positions:
+The algorithms grow an edge set (``E = E ∪ {...}``). Here each edge type is an
+`EdgeList` (`egin_tf.layers.graph_edges`): the batch's K real edges as (row, source
+position, destination position, source id, destination id), built from the
+histories' real entries only, so the cost follows the edges, not B times every pair
+of positions. Edges come sorted by row, then source position, then destination
+position (the graph loss's per-edge results follow that order):
 
-* **i2i** (Algorithm 1, lines 2-6) over the i2i items [B, L]: slot ``e = j * 2w + o``
-  pairs position ``j`` with ``k = j + d``, ``d = (-w, ..., -1, 1, ..., w)[o]``, so
-  E = 2wL. Both (c_j, c_k) and (c_k, c_j) appear because d and -d both own slots.
-  Slots whose ``k`` falls outside [0, L) are masked (their ``dst_pos`` is clipped so
-  it stays a valid index).
-* **q2q** = BuildEdge(Q, Q) (Algorithm 2) over ``query_hist_*`` [B, M]: slot
-  ``e = i * M + k`` pairs query i with query k, E = M * M. It is an edge when
-  ``0 < |t_k - t_i| < q2q_timespan`` (Algorithm 2 adds (q1, q2) and (q2, q1) for
-  the earlier q1, so both ordered slots are edges) and the two queries share a
-  non-zero category. Diagonal slots are never edges (zero time gap, equal ids).
-* **q2i** = BuildEdge(Q, C) over queries [B, M] and clicks [B, L]: slot
-  ``e = i * L + k`` pairs query i (``src``) with click k (``dst``), E = M * L. It is
-  an edge when ``0 < t_k - t_i < q2i_timespan`` (the click follows the query) and
-  they share a non-zero category. Only the query -> item slot is stored; the loss
+* **i2i** (Algorithm 1, lines 2-6) over the i2i items [B, L]: positions j and k
+  with ``0 < |k - j| <= w`` (``window_edge_list``). Both (c_j, c_k) and (c_k, c_j)
+  appear, as each position is a source in turn.
+* **q2q** = BuildEdge(Q, Q) (Algorithm 2) over ``query_hist_*`` [B, M]: queries i
+  and k with ``0 < |t_k - t_i| < q2q_timespan`` (Algorithm 2 adds (q1, q2) and
+  (q2, q1) for the earlier q1, so both orders are edges) that share a category
+  (`shares_category`: an id > 0). A query never pairs with itself (zero time gap).
+* **q2i** = BuildEdge(Q, C) over queries [B, M] and clicks [B, L]: query i
+  (``src``) and click k (``dst``) with ``0 < t_k - t_i < q2i_timespan`` (the click
+  follows the query) that share a category. Only query -> item is stored; the loss
   uses each edge in both directions.
 
-Every type also masks padding (id 0) and pairs of equal ids. The layout is a
-multiset: an id repeated in a sequence gets one slot per occurrence, so a pair that
+Every type also drops padding (id 0) and pairs of equal ids. The edges are a
+multiset: an id repeated in a sequence is one source per occurrence, so a pair that
 co-occurs twice weighs twice in the loss, as in skip-gram over a corpus (the
 algorithms' set union would count it once).
+
+The dense layout (every candidate pair of positions owns a fixed slot of a [B, E]
+grid and a mask says which are edges) is the tests' oracle (``tests/graph_oracle.py``):
+these builders must equal ``edge_list`` of it edge for edge, order included.
 """
 
 from typing import Any, Dict, Optional, Tuple, Union
@@ -37,8 +39,9 @@ from typing import Any, Dict, Optional, Tuple, Union
 from data_pipeline import schema
 from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
-from egin_tf.layers.graph_edges import EdgeList, Edges, edge_list
+from egin_tf.layers.graph_edges import EdgeList
 from egin_tf.layers.id_embedding import bucketize_ids
+from egin_tf.layers.target_match import shares_category
 
 Dim = Union[int, tf.Tensor]
 
@@ -54,117 +57,43 @@ def _dim(x: tf.Tensor, axis: int) -> Dim:
   return static if static is not None else tf.shape(x, out_type=tf.int32)[axis]
 
 
-def _share_category(src_cats: tf.Tensor, dst_cats: tf.Tensor) -> tf.Tensor:
-  """Whether each (source, destination) entry pair has a non-zero category in common.
-
-  Args:
-    src_cats: int64 [B, N1, C1], 0-padded.
-    dst_cats: int64 [B, N2, C2], 0-padded.
-
-  Returns:
-    bool [B, N1, N2].
-  """
-  # One [B, N1, N2] comparison per (source slot, destination slot) pair, folded
-  # into the result: the peak intermediate stays [B, N1, N2] instead of the
-  # [B, N1, N2, C1, C2] of one broadcast (160 MB at B = 1024, N = 100, C = 4),
-  # and it is several times faster. Source padding becomes -1, which no
-  # category equals, so the padding 0 is never a shared category.
-  src_slots = tf.transpose(tf.where(src_cats != 0, src_cats, -1),
-                           [2, 0, 1])[:, :, :, None]  # [C1, B, N1, 1]
-  dst_slots = tf.transpose(dst_cats, [2, 0, 1])[:, :, None, :]  # [C2, B, 1, N2]
-  num_dst_slots = tf.shape(dst_slots)[0]
-
-  def add_slot_pair(shared, pair):
-    return shared | (src_slots[pair // num_dst_slots]
-                     == dst_slots[pair % num_dst_slots])
-
-  shape = tf.stack([tf.shape(src_cats)[0], tf.shape(src_cats)[1],
-                    tf.shape(dst_cats)[1]])
-  return tf.foldl(add_slot_pair, tf.range(tf.shape(src_slots)[0] * num_dst_slots),
-                  initializer=tf.zeros(shape, tf.bool))
-
-
-def _masked_edges(src: tf.Tensor, dst: tf.Tensor, pair_mask: tf.Tensor,
-                  src_pos: tf.Tensor, dst_pos: tf.Tensor) -> Edges:
-  """Masks padding and equal ids out of candidate slots and flattens them to [B, E].
-
-  Args:
-    src: int64 source ids of the slots, broadcastable to ``pair_mask``.
-    dst: int64 destination ids of the slots, broadcastable to ``pair_mask``.
-    pair_mask: bool [B, ...] with E slots per row, the edge type's own conditions.
-    src_pos: int32 [E], the source position of each slot.
-    dst_pos: int32 [E], the destination position of each slot.
-
-  Returns:
-    `Edges` with [B, E] ids and mask.
-  """
-  mask = pair_mask & (src != 0) & (dst != 0) & (src != dst)
-  shape = tf.stack([tf.shape(mask)[0], tf.size(src_pos)])
-  zero = tf.zeros([], tf.int64)
-  return Edges(src=tf.reshape(tf.where(mask, src, zero), shape),
-               dst=tf.reshape(tf.where(mask, dst, zero), shape),
-               mask=tf.reshape(mask, shape), src_pos=src_pos, dst_pos=dst_pos)
-
-
-def window_edges(items: tf.Tensor, window: int,
-                 keep: Optional[tf.Tensor] = None) -> Edges:
+def window_edge_list(items: tf.Tensor, window: int,
+                     keep: Optional[tf.Tensor] = None) -> EdgeList:
   """i2i edges: items at distinct positions at most ``window`` apart (Algorithm 1).
 
+  Each real occurrence (id != 0, and ``keep``) is a source; its candidates are
+  the 2w positions around it, so the work follows the real entries, not B * L.
+
   Args:
-    items: int64 [B, L], right-padded with 0.
+    items: int64 [B, L]; 0 is padding (holes allowed).
     window: w >= 1.
     keep: optional bool [B, L]; an occurrence where it is False makes no edge.
+      It still holds its position: the window counts positions, so it does not
+      reach past a dropped occurrence (subsampling masks, it does not remove).
 
   Returns:
-    `Edges` with E = 2wL; slot ``j * 2w + o`` pairs j with j + offsets[o].
+    `EdgeList` sorted by (row, source position, destination position).
   """
-  length = _dim(items, 1)
-  offsets = tf.constant([d for d in range(-window, window + 1) if d != 0], tf.int32)
-  positions = tf.range(length, dtype=tf.int32)
-  neighbours = positions[:, None] + offsets[None, :]  # [L, 2w]
-  in_range = tf.reshape((neighbours >= 0) & (neighbours < length), [-1])
-  src_pos = tf.reshape(tf.broadcast_to(positions[:, None], tf.shape(neighbours)),
-                       [-1])
-  dst_pos = tf.reshape(
-      tf.clip_by_value(neighbours, 0, tf.maximum(length - 1, 0)), [-1])
-  pair_mask = in_range[None, :]
+  real = items != 0
   if keep is not None:
-    pair_mask = (pair_mask & tf.gather(keep, src_pos, axis=1)
-                 & tf.gather(keep, dst_pos, axis=1))
-  return _masked_edges(tf.gather(items, src_pos, axis=1),
-                       tf.gather(items, dst_pos, axis=1), pair_mask, src_pos,
-                       dst_pos)
-
-
-def time_category_edges(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
-                        dst: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
-                        timespan: int, either_order: bool) -> Edges:
-  """BuildEdge(S1, S2) of Algorithm 2: close in time and sharing a category.
-
-  Args:
-    src: (ids int64 [B, N1], times int64 [B, N1], cats int64 [B, N1, C]).
-    dst: (ids int64 [B, N2], times int64 [B, N2], cats int64 [B, N2, C]).
-    timespan: T; a pair needs ``0 < t_dst - t_src < T``.
-    either_order: also accept ``0 < t_src - t_dst < T``. For S1 = S2 this is
-      Algorithm 2's adding of both (i1, i2) and (i2, i1).
-
-  Returns:
-    `Edges` with E = N1 * N2; slot ``i * N2 + k`` pairs source i with destination k.
-  """
-  src_ids, src_times, src_cats = src
-  dst_ids, dst_times, dst_cats = dst
-  n_src, n_dst = _dim(src_ids, 1), _dim(dst_ids, 1)
-  # Everything is computed on the [B, N1, N2] grid by broadcasting (about twice
-  # as fast as gathering both sides into [B, E] first); flattening it row-major
-  # gives the slot order i * N2 + k.
-  gap = dst_times[:, None, :] - src_times[:, :, None]
-  if either_order:
-    gap = tf.abs(gap)
-  pair_mask = (gap > 0) & (gap < timespan) & _share_category(src_cats, dst_cats)
-  src_pos = tf.repeat(tf.range(n_src, dtype=tf.int32), n_dst)
-  dst_pos = tf.tile(tf.range(n_dst, dtype=tf.int32), [n_src])
-  return _masked_edges(src_ids[:, :, None], dst_ids[:, None, :], pair_mask,
-                       src_pos, dst_pos)
+    real &= keep
+  sources = tf.where(real)  # [V, 2] (row, position), row-major
+  offsets = tf.constant([d for d in range(-window, window + 1) if d != 0], tf.int64)
+  dst_pos = sources[:, 1:] + offsets[None, :]  # [V, 2w], increasing per source
+  length = tf.shape(items, out_type=tf.int64)[1]
+  in_range = (dst_pos >= 0) & (dst_pos < length)
+  dst_index = tf.stack([tf.broadcast_to(sources[:, :1], tf.shape(dst_pos)),
+                        tf.clip_by_value(dst_pos, 0, tf.maximum(length - 1, 0))],
+                       axis=-1)  # [V, 2w, 2], a valid index even out of range
+  src_id = tf.gather_nd(items, sources)
+  dst_id = tf.gather_nd(items, dst_index)
+  edge = in_range & tf.gather_nd(real, dst_index) & (dst_id != src_id[:, None])
+  kept = tf.where(edge)  # [K, 2] (source, offset), row-major: the edges' order
+  source = kept[:, 0]
+  return EdgeList(rows=tf.gather(sources[:, 0], source),
+                  src_pos=tf.gather(sources[:, 1], source),
+                  dst_pos=tf.gather_nd(dst_pos, kept),
+                  src=tf.gather(src_id, source), dst=tf.gather_nd(dst_id, kept))
 
 
 # Sorts after every real time; padding sorts last and is never within a window.
@@ -207,20 +136,23 @@ def _time_window_pairs(src: Tuple[tf.Tensor, tf.Tensor], dst: Tuple[tf.Tensor, t
   return rows, src_pos, dst_pos
 
 
-def _shares_category(src_cats: tf.Tensor, dst_cats: tf.Tensor) -> tf.Tensor:
-  """bool [T]: the entries [T, C1] and [T, C2] share a non-zero category."""
-  src_cats = tf.where(src_cats != 0, src_cats, -1)  # padding equals nothing
-  return tf.reduce_any(src_cats[:, :, None] == dst_cats[:, None, :], axis=[1, 2])
-
-
 def time_category_edge_list(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
                             dst: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
                             timespan: int, either_order: bool) -> EdgeList:
-  """The edges of `time_category_edges`, built from the pairs close in time only.
+  """BuildEdge(S1, S2) of Algorithm 2: close in time and sharing a category.
 
   The candidate pairs are each row's real entries within the time window
-  (`_time_window_pairs`), not B * N1 * N2 slots, so the cost follows the edges;
-  the edges and their order equal ``edge_list`` of the dense build.
+  (`_time_window_pairs`), not B * N1 * N2 pairs, so the cost follows the edges.
+
+  Args:
+    src: (ids int64 [B, N1], times int64 [B, N1], cats int64 [B, N1, C]).
+    dst: (ids int64 [B, N2], times int64 [B, N2], cats int64 [B, N2, C]).
+    timespan: T; a pair needs ``0 < t_dst - t_src < T``.
+    either_order: also accept ``0 < t_src - t_dst < T``. For S1 = S2 this is
+      Algorithm 2's adding of both (i1, i2) and (i2, i1).
+
+  Returns:
+    `EdgeList` sorted by (row, source position, destination position).
   """
   src_ids, src_times, src_cats = src
   dst_ids, dst_times, dst_cats = dst
@@ -235,9 +167,9 @@ def time_category_edge_list(src: Tuple[tf.Tensor, tf.Tensor, tf.Tensor],
   if either_order:
     gap = tf.abs(gap)
   keep = ((gap > 0) & (gap < timespan) & (src_id != dst_id) &
-          _shares_category(tf.gather_nd(src_cats, src_index),
-                           tf.gather_nd(dst_cats, dst_index)))
-  # The dense layout's order: rows, then source position, then destination;
+          shares_category(tf.gather_nd(src_cats, src_index),
+                          tf.gather_nd(dst_cats, dst_index)))
+  # Sorted by row, then source position, then destination position;
   # one index of the kept pairs in that order, then one gather per field (five
   # boolean_masks would cost about twenty ops each).
   n_src = tf.shape(src_ids, out_type=tf.int64)[1]
@@ -263,11 +195,11 @@ class QueryItemGraph(tf.keras.layers.Layer):
   int64 [B, M], ``query_hist_cats`` int64 [B, M, C] and, when ``seeds_fraction`` >
   0, ``seed_ids`` int64 [B, S]. Other features are ignored.
 
-  Output: ``{"i2i": Edges, "q2q": Edges, "q2i": Edges, "i2i_items": int64 [B, L']}``
-  with E = 2 * window * L' for i2i, M * M for q2q and M * L for q2i (see the module
-  docstring for the layouts). ``i2i_items`` is the sequence the i2i positions index:
-  per row the clicks or the seeds, right-padded to L' = max(L, S) (L' = L when
-  ``seeds_fraction`` is 0).
+  Output: ``{"i2i": EdgeList, "q2q": EdgeList, "q2i": EdgeList, "i2i_items":
+  int64 [B, L']}`` (see the module docstring for the edges and their order; with
+  ``with_queries=False`` only "i2i" and "i2i_items"). ``i2i_items`` is the sequence
+  the i2i positions index: per row the clicks or the seeds, right-padded to
+  L' = max(L, S) (L' = L when ``seeds_fraction`` is 0).
 
   Defaults: ``window=2`` as in the paper. ``q2q_timespan`` is 30 minutes, the
   session gap of DSIN [5] that the paper follows to cut query sessions: queries
@@ -339,37 +271,28 @@ class QueryItemGraph(tf.keras.layers.Layer):
       self.item_total = state("item_total", [], tf.VariableAggregation.SUM)
     super().build(input_shape)
 
-  def call(self, batch: Dict[str, tf.Tensor], training=None) -> Dict[str, Any]:
+  def call(self, batch: Dict[str, tf.Tensor], training=None,
+           with_queries: bool = True) -> Dict[str, Any]:
     items, keep, queries, clicks = self._prepare(batch, training)
-    return {
-        "i2i": window_edges(items, self.window, keep),
-        "q2q": time_category_edges(queries, queries, self.q2q_timespan,
-                                   either_order=True),
-        "q2i": time_category_edges(queries, clicks, self.q2i_timespan,
-                                   either_order=False),
-        "i2i_items": items,
-    }
-
-  def edge_lists(self, batch: Dict[str, tf.Tensor], training=None,
-                 with_queries: bool = True) -> Dict[str, Any]:
-    """The same edges as `call`, as `EdgeList`s built from the real entries only.
-
-    What the graph loss scores: q2q and q2i candidates are each row's real
-    entries close in time, not the M * M and M * L padded slots; with
-    ``with_queries=False`` only "i2i" (and "i2i_items") is built. Advances the
-    step counter like `call` (call one of them per training step).
-    """
-    if not self.built:  # a public entry point besides __call__
-      self.build(None)
-    items, keep, queries, clicks = self._prepare(batch, training)
-    out = {"i2i": edge_list(window_edges(items, self.window, keep)),
-           "i2i_items": items}
+    out = {"i2i": window_edge_list(items, self.window, keep), "i2i_items": items}
     if with_queries:
       out["q2q"] = time_category_edge_list(queries, queries, self.q2q_timespan,
                                            either_order=True)
       out["q2i"] = time_category_edge_list(queries, clicks, self.q2i_timespan,
                                            either_order=False)
     return out
+
+  def edge_lists(self, batch: Dict[str, tf.Tensor], training=None,
+                 with_queries: bool = True) -> Dict[str, Any]:
+    """`call` for a caller inside another layer's call (`GraphLearning`).
+
+    Skips Keras' ``__call__`` (no input casting or name scope of its own) and
+    builds the layer on first use. Advances the step counter like a call (call
+    once per training step).
+    """
+    if not self.built:  # a public entry point besides __call__
+      self.build(None)
+    return self.call(batch, training=training, with_queries=with_queries)
 
   def _prepare(self, batch: Dict[str, tf.Tensor], training):
     """(i2i items, kept occurrences or None, queries, clicks); advances the step."""

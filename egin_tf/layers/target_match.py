@@ -50,7 +50,11 @@ def recency_ranks(valid: tf.Tensor) -> tf.Tensor:
 
 
 def shares_category(cats_a: tf.Tensor, cats_b: tf.Tensor) -> tf.Tensor:
-  """Whether two category sets share an id > 0: int [..., C], [..., C'] -> bool [...]."""
+  """Whether two category sets share an id > 0: int [..., C], [..., C'] -> bool [...].
+
+  The one category check of the library: TargetMatch's features and
+  `QueryItemGraph`'s q2q / q2i edges. Ids <= 0 are padding (as in `bucketize_ids`).
+  """
   equal = cats_a[..., :, tf.newaxis] == cats_b[..., tf.newaxis, :]
   real = (cats_a > 0)[..., :, tf.newaxis]
   return tf.reduce_any(equal & real, axis=[-2, -1])
