@@ -48,6 +48,7 @@ import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
+from egin_tf import model_dir as model_dir_lib
 from egin_tf import training
 from egin_tf.layers.feature_embeddings import FeatureConfig
 
@@ -342,7 +343,7 @@ def serving_section(pattern: str, tmp: str) -> None:
   model_dir = os.path.join(tmp, "serve_model")
   training.train(pattern, model_dir, config_for("egin", 256, steps=20, log_every=20),
                  verbose=0, print_fn=lambda _: None)
-  trained = training.load_model(model_dir)
+  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
   examples, _ = serving_latency.typical_request(pattern, trained.schema, 100,
                                                 100_000)
   version = export.export_saved_model(trained.model, trained.schema,

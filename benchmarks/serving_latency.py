@@ -53,6 +53,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event
 from data_pipeline.tf_env import tf
 from egin_tf import export, serving_requests, training
+from egin_tf import model_dir as model_dir_lib
 from egin_tf.models import MODELS
 
 import timing  # pylint: disable=g-bad-import-order  (a sibling script module)
@@ -308,8 +309,8 @@ def _train_and_export(pattern: str, model_dir: str, export_dir: str) -> str:
 
 
 def _export(model_dir: str, export_dir: str) -> str:
-  trained = training.load_model(model_dir)
-  request, _ = typical_request(training.saved_train_pattern(model_dir), trained.schema,
+  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  request, _ = typical_request(model_dir_lib.saved_train_pattern(model_dir), trained.schema,
                                FLAGS.candidates, FLAGS.scan_records)
   start = time.perf_counter()
   path = export.export_saved_model(
@@ -331,7 +332,7 @@ def main(argv):
     if FLAGS.saved_model:
       version_dir, pattern = FLAGS.saved_model, FLAGS.data
     elif FLAGS.model_dir:
-      pattern = FLAGS.data or training.saved_train_pattern(FLAGS.model_dir)
+      pattern = FLAGS.data or model_dir_lib.saved_train_pattern(FLAGS.model_dir)
       version_dir = _export(FLAGS.model_dir, os.path.join(tmp, "serving"))
     else:
       from data_pipeline import simulator  # pylint: disable=g-import-not-at-top

@@ -53,15 +53,16 @@ from data_pipeline import stream as stream_lib
 from data_pipeline.prefetch import Prefetcher
 from data_pipeline.tf_env import tf
 from egin_tf import audit_log
+from egin_tf import model_dir as model_dir_lib
 from egin_tf import training
 from egin_tf import train_actions
 from egin_tf.train_actions import (  # noqa: F401  (public here since before)
     CheckpointWriteError, ExportWriteError, EXPORT_INFO_FILE)
 from egin_tf.configs import Config, param
 from egin_tf.layers.feature_embeddings import FeatureConfig
+from egin_tf.models import streamable
 from egin_tf.progressive import ProgressiveMetrics
 
-CHECKPOINT_DIR = "checkpoints"
 AUDIT_DIR = "trained_examples"
 LOG_DIR = os.path.join("logs", "stream")
 
@@ -136,46 +137,18 @@ class StreamState(tf.Module):
                                      int(self.offset.numpy()))
 
 
-# The TrainConfig fields that define the model's variables: a resumed run must
-# use the same ones (and the same model config) as the run that wrote the
-# checkpoints.
-_MODEL_DEFINING = ("model", "embedding_dim", "max_clicks", "max_queries",
-                   "max_seeds")
-
-
-class ResumeMismatchError(ValueError):
-  """A resumed stream run was given settings other than the checkpoints' own."""
-
-
-def _check_resume(path: str, saved: Dict[str, Any],
-                  config: training.TrainConfig) -> None:
-  """Raises `ResumeMismatchError` naming every setting that differs."""
-  before = training.saved_train_config(saved)
-  differ = [f"{key}={getattr(before, key)!r}, not {getattr(config, key)!r}"
-            for key in _MODEL_DEFINING if getattr(before, key) != getattr(config, key)]
-  if not differ:
-    old = training.model_config(before).to_dict()
-    new = training.model_config(config).to_dict()
-    differ = [f"{key}={old[key]!r}, not {new[key]!r}" for key in old
-              if old[key] != new[key]]
-  if differ:
-    raise ResumeMismatchError(
-        f"{path}: this model directory was trained with {'; '.join(differ)}; "
-        "resume with the same settings or use a new --model_dir")
-
-
 def _model_config(model_dir: str, stream_dir: str, config: training.TrainConfig,
                   schema: schema_lib.DatasetSchema, pattern: str) -> FeatureConfig:
   """Writes (first run) or checks (resume) the model directory's config."""
-  path = os.path.join(model_dir, training.CONFIG_FILE)
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path, "r") as f:
-      saved = json.load(f)
-    _check_resume(path, saved, config)
-    return FeatureConfig(**saved["features"])
+  if model_dir_lib.exists(model_dir):
+    saved = model_dir_lib.read_config(model_dir)
+    before = model_dir_lib.train_config(saved, training.TrainConfig)
+    model_dir_lib.check_resume(model_dir, (before, training.model_config(before)),
+                               (config, training.model_config(config)))
+    return saved.features
   features = training.feature_config(schema, config)
-  training.write_model_config(model_dir, config, features, schema,
-                              os.path.join(stream_dir, pattern))
+  model_dir_lib.write_config(model_dir, config, training.model_config(config), features,
+                             schema, os.path.join(stream_dir, pattern))
   return features
 
 
@@ -237,7 +210,7 @@ class _StreamModel:
         model=self.model, optimizer=self.model.optimizer, stream=self.state,
         progressive=self.progressive)
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
+        self.checkpoint, os.path.join(model_dir, model_dir_lib.CHECKPOINT_DIR),
         max_to_keep=stream.keep_checkpoints)
     self.log = (audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR))
                 if stream.audit_log else None)
@@ -492,9 +465,10 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     ``{"steps", "examples", "position", "progressive", "skipped", "exports",
     "eval", "oracle", "seconds", "stopped_by"}``.
   """
-  if config.model == "eges":
-    raise ValueError("eges trains its graph stage on the whole training data "
-                     "first and cannot train on a stream; use another model")
+  if not streamable(config.model):
+    raise ValueError(f"{config.model} cannot train on a stream: it needs the "
+                     "whole training data before its first step (a first "
+                     "stage, e.g. EGES's graph); use another model")
   schema = schema_lib.DatasetSchema.load(stream_dir)
   tf.io.gfile.makedirs(model_dir)
   features = _model_config(model_dir, stream_dir, config, schema, stream.shard_pattern)

@@ -1,15 +1,7 @@
 """Training and evaluation of CTR models on impression TFRecords.
 
-A model directory holds everything needed to evaluate or resume a run:
-
-* ``config.json``: the `TrainConfig` (``train``), the model's full config
-  (``model_config``: every hyperparameter, defaults included, so a model
-  directory rebuilds the same model after a default changes) and the
-  `FeatureConfig`, so `load_model` can rebuild the model;
-* ``data_schema.json``: the training data's schema (what serving parses);
-* ``checkpoints/``: ``tf.train.Checkpoint``s of the model, optimizer and step;
-* ``logs/``: TensorBoard logs (losses, progress AUC, per-step figures);
-* ``metrics.json``: the exact evaluation at the end of training.
+What a run writes in its model directory, and how a trained model is loaded
+back: `egin_tf.model_dir`.
 """
 
 import dataclasses
@@ -26,15 +18,13 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf import distribute
 from egin_tf import metrics
+from egin_tf import model_dir as model_dir_lib
 from egin_tf import optimizers
 from egin_tf.configs import Config, field_specs, param
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS, build_model
 from egin_tf.models.base import CTRModel
 
-CONFIG_FILE = "config.json"
-DATA_SCHEMA_FILE = "data_schema.json"
-METRICS_FILE = "metrics.json"
 ORACLE_FILE = "oracle.json"
 
 
@@ -99,6 +89,14 @@ class TrainConfig(Config):
                   f"{', '.join(TABLE_KINDS)}")
       if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
         self.fail("table_sizes", f"the {kind} table needs an int >= 2 rows")
+
+  # What `model_dir.load_model` calls: that module sits below this one, so it
+  # gets the class instead of importing these functions.
+  def build_model(self, features: FeatureConfig) -> CTRModel:
+    return build_from_config(self, features)
+
+  def sequence_lengths(self) -> reader.SequenceLengths:
+    return sequence_lengths(self)
 
 
 def feature_config(schema: schema_lib.DatasetSchema, config: TrainConfig) -> FeatureConfig:
@@ -259,18 +257,6 @@ def format_report(report: Dict[str, float], oracle: Optional[Dict] = None,
                    for r in rows)
 
 
-def write_model_config(model_dir: str, config: TrainConfig, features: FeatureConfig,
-                       schema: schema_lib.DatasetSchema, train_pattern: str) -> None:
-  """Writes ``config.json`` and ``data_schema.json``: what `load_model` rebuilds from."""
-  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-    json.dump({"train": config.to_dict(),
-               "model_config": model_config(config).to_dict(),
-               "features": dataclasses.asdict(features),
-               "train_pattern": train_pattern}, f, indent=2)
-  with tf.io.gfile.GFile(os.path.join(model_dir, DATA_SCHEMA_FILE), "w") as f:
-    json.dump(dataclasses.asdict(schema), f, indent=2)
-
-
 def train(train_pattern: str, model_dir: str, config: TrainConfig,
           eval_pattern: Optional[str] = None, verbose: int = 1,
           print_fn: Callable[[str], None] = print,
@@ -305,7 +291,7 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
   if eval_pattern:
     result.update(evaluate_and_print(_evaluation_model(run, strategy), eval_pattern,
                                      run.config, run.schema, print_fn))
-  with tf.io.gfile.GFile(os.path.join(model_dir, METRICS_FILE), "w") as f:
+  with tf.io.gfile.GFile(os.path.join(model_dir, model_dir_lib.METRICS_FILE), "w") as f:
     json.dump(result, f, indent=2)
   return result
 
@@ -334,7 +320,7 @@ def _build_run(train_pattern: str, model_dir: str, config: TrainConfig,
     model = build_from_config(config, features)
   manager = tf.train.CheckpointManager(
       tf.train.Checkpoint(model=model, optimizer=model.optimizer),
-      os.path.join(out_dir, "checkpoints"), max_to_keep=3)
+      os.path.join(out_dir, model_dir_lib.CHECKPOINT_DIR), max_to_keep=3)
   return _OfflineRun(model, config, features, schema, out_dir, manager)
 
 
@@ -423,7 +409,8 @@ def _prepare(train_pattern: str, model_dir: str, config: TrainConfig,
   if prepared:
     config = dataclasses.replace(
         config, model_kwargs={**config.model_kwargs, **prepared})
-  write_model_config(model_dir, config, features, schema, train_pattern)
+  model_dir_lib.write_config(model_dir, config, model_config(config), features, schema,
+                             train_pattern)
   return config
 
 
@@ -483,55 +470,10 @@ def _restored_copy(config: TrainConfig, features: FeatureConfig,
   return model
 
 
-class TrainedModel(NamedTuple):
-  model: CTRModel
-  config: TrainConfig
-  schema: schema_lib.DatasetSchema
-  lengths: reader.SequenceLengths
-
-
-def load_model(model_dir: str) -> TrainedModel:
-  """Rebuilds a trained model from its directory's config and latest checkpoint."""
-  path = os.path.join(model_dir, CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"{path} not found: {model_dir} is not a model "
-                            "directory written by `egin-tf train`")
-  with tf.io.gfile.GFile(path, "r") as f:
-    saved = json.load(f)
-  config = saved_train_config(saved)
-  features = FeatureConfig(**saved["features"])
-  model = build_from_config(config, features)
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {model_dir}/checkpoints")
-  ckpt = tf.train.Checkpoint(model=model)
-  ckpt.restore(latest).expect_partial()
-  schema = schema_lib.DatasetSchema.load(os.path.join(model_dir, DATA_SCHEMA_FILE))
-  return TrainedModel(model, config, schema, sequence_lengths(config))
-
-
-def saved_train_config(saved: Dict[str, Any]) -> TrainConfig:
-  """The `TrainConfig` of a ``config.json``, with the model's full config as
-  written (model directories from before it was written: the defaults of now)."""
-  config = TrainConfig.from_dict(saved["train"])
-  if "model_config" in saved:
-    config = config.replace(model_kwargs=saved["model_config"])
-  return config
-
-
-def saved_train_pattern(model_dir: str) -> str:
-  """The training data pattern a model directory was trained on."""
-  path = os.path.join(model_dir, CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"{path} not found")
-  with tf.io.gfile.GFile(path, "r") as f:
-    return json.load(f)["train_pattern"]
-
-
 def evaluate(model_dir: str, data_pattern: str,
              batch_size: Optional[int] = None) -> Dict[str, Any]:
   """Exact metrics of a trained model on data; ``oracle`` if the data has one."""
-  model, config, _, _ = load_model(model_dir)
+  model, config, _, _ = model_dir_lib.load_model(model_dir, TrainConfig)
   data_pattern = reader.split_pattern(data_pattern, "test")
   schema = schema_lib.schema_for_files(reader.match_files(data_pattern))
   report = exact_report(model, model_dataset(data_pattern, config, False, schema,

@@ -36,7 +36,7 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
 from egin_tf import metrics
-from egin_tf import training
+from egin_tf import model_dir as model_dir_lib
 from experiments import common
 from experiments import embedding_similarity
 
@@ -86,7 +86,7 @@ def main(argv):
   rows: List[List[str]] = []
   pairs = None
   for run_dir in FLAGS.runs:
-    pattern = training.saved_train_pattern(run_dir)
+    pattern = model_dir_lib.saved_train_pattern(run_dir)
     ids, _, vectors = embedding_similarity.item_vectors(run_dir, pattern)
     if pairs is None:
       counts = click_counts(pattern)

@@ -90,13 +90,14 @@ from data_pipeline.trivago import convert_trivago
 from data_pipeline.writer import DatasetWriter
 from egin_tf import eges
 from egin_tf.eges import config as eges_config
-from egin_tf.eges import model as eges_model
 from egin_tf import embeddings
 from egin_tf import graph_quality
+from egin_tf import model_dir as model_dir_lib
 from egin_tf import training
 from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.models import MODELS
 from egin_tf.models.configs import EGESConfig
+from egin_tf.models.eges import stage1_config
 from experiments import common
 from experiments import tuning
 # The colleague's script: its ablation variants and flags (--users, --epochs,
@@ -299,8 +300,8 @@ def table_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def cached_eges_embeddings(
-    train_pattern: str, cache_dir: str, stage1: eges.EgesConfig,
-    train_fn: Callable[[str, str, eges.EgesConfig], str] = eges.train_eges
+    train_pattern: str, cache_dir: str, stage1: eges.EgesPretrainConfig,
+    train_fn: Callable[[str, str, eges.EgesPretrainConfig], str] = eges.train_eges
 ) -> str:
   """EGES's stage 1 (graph, walks, skip-gram) once per dataset, seed, dim and
   leak guard.
@@ -329,7 +330,7 @@ def _train_run(split: Split, variant: str, model: str, kwargs: Dict[str, Any],
                          f"{trial.tag()}-seed{seed}")
   lr = trial.lr
   kwargs = {**table_kwargs(kwargs), **trial.kwargs()}
-  metrics_path = os.path.join(run_dir, training.METRICS_FILE)
+  metrics_path = os.path.join(run_dir, model_dir_lib.METRICS_FILE)
   if os.path.exists(metrics_path):
     with open(metrics_path, encoding="utf-8") as f:
       return run_dir, json.load(f)
@@ -342,7 +343,7 @@ def _train_run(split: Split, variant: str, model: str, kwargs: Dict[str, Any],
   if model == "egin":
     kwargs = dict(kwargs, seed=seed)
   if model == "eges" and "eges_embeddings_path" not in kwargs:
-    stage1 = eges_model.stage1_config(EGESConfig.from_dict(kwargs), seed)
+    stage1 = stage1_config(EGESConfig.from_dict(kwargs), seed)
     kwargs = dict(kwargs, eges_embeddings_path=cached_eges_embeddings(
         split.train, os.path.join(FLAGS.runs_dir, split.name), stage1))
   config = training.TrainConfig(
@@ -390,7 +391,7 @@ def _graph_report(run_dir: str, split: Split) -> Dict[str, Any]:
   path = os.path.join(run_dir, GRAPH_FILE)
   if not os.path.exists(path):
     edges, items = held_out_edges(split)
-    model = training.load_model(run_dir).model
+    model = model_dir_lib.load_model(run_dir, training.TrainConfig).model
     report = graph_quality.graph_recall(model, edges, items, k=10)
     with open(path, "w", encoding="utf-8") as f:
       json.dump(report, f, indent=2)

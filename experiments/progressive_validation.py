@@ -58,6 +58,7 @@ from data_pipeline import simulator
 from data_pipeline import stream as stream_lib
 from data_pipeline.tf_env import tf
 from egin_tf import metrics
+from egin_tf import model_dir as model_dir_lib
 from egin_tf import streaming
 from egin_tf import training
 from experiments import common
@@ -332,11 +333,9 @@ def _finished(model_dir: str, metrics_file: str,
               train_config: training.TrainConfig) -> Optional[dict]:
   """The metrics of a finished run in ``model_dir`` with the same settings."""
   metrics_path = os.path.join(model_dir, metrics_file)
-  config_path = os.path.join(model_dir, training.CONFIG_FILE)
-  if not (os.path.exists(metrics_path) and os.path.exists(config_path)):
+  if not (os.path.exists(metrics_path) and model_dir_lib.exists(model_dir)):
     return None
-  with open(config_path, encoding="utf-8") as f:
-    saved = json.load(f)["train"]
+  saved = model_dir_lib.read_config(model_dir).train
   wanted = json.loads(json.dumps(dataclasses.asdict(train_config)))
   if saved != wanted:
     raise ValueError(f"{model_dir} was trained with other settings ({saved}); "
@@ -371,7 +370,7 @@ def train_offline(model: str, train_pattern: str, test_pattern: str, model_dir: 
   train_config = _train_config(model, config)
   if config.overwrite and os.path.exists(model_dir):
     shutil.rmtree(model_dir)
-  done = _finished(model_dir, training.METRICS_FILE, train_config)
+  done = _finished(model_dir, model_dir_lib.METRICS_FILE, train_config)
   if done is not None:
     print(f"reusing the finished offline run in {model_dir}")
     return done

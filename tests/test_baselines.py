@@ -10,6 +10,7 @@ import pytest
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from egin_tf import models, training
+from egin_tf import model_dir as model_dir_lib
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.layers.target_attention import TargetAttention
 from egin_tf.layers.transformer import (BehaviorSequenceTransformer,
@@ -262,5 +263,5 @@ def test_baseline_runs_inside_training_train(sim_data, tmp_path, name,
   assert result["steps"] == 4
   assert 0 < result["eval"]["auc"] < 1
   assert np.isfinite(result["eval"]["logloss"])
-  trained = training.load_model(model_dir)
+  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
   assert isinstance(trained.model, BASELINES[name])

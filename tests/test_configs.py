@@ -9,8 +9,7 @@ from egin_tf import run_config, streaming, training
 from egin_tf.configs import ConfigError
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS, build_model
-from egin_tf.models.configs import (BSTConfig, DINConfig, DNNConfig, EGESConfig,
-                                    EginConfig)
+from egin_tf.models.configs import BSTConfig, DNNConfig, EGESConfig, EginConfig
 
 CONFIGS = [model.CONFIG for model in MODELS.values()] + [
     training.TrainConfig, streaming.StreamConfig]
@@ -121,22 +120,6 @@ def test_model_config_takes_the_run_seed_unless_given():
   assert training.model_config(dnn) == DNNConfig()
   eges = training.TrainConfig(model="eges", model_kwargs={"slot_dim": 6})
   assert training.model_config(eges) == EGESConfig(slot_dim=6)
-
-
-def test_config_json_holds_the_full_model_config(tmp_path, sim_data):
-  from data_pipeline import reader, schema as schema_lib  # pylint: disable=g-import-not-at-top
-  pattern = str(sim_data[0]) + "/train-*"
-  schema = schema_lib.schema_for_files(reader.match_files(pattern))
-  config = training.TrainConfig(model="din", model_kwargs={"attention_units": [6]})
-  training.write_model_config(str(tmp_path), config, FEATURES, schema, pattern)
-  saved = json.loads((tmp_path / training.CONFIG_FILE).read_text())
-  assert saved["model_config"] == DINConfig(attention_units=(6,)).to_dict()
-  assert saved["train"]["model_kwargs"] == {"attention_units": [6]}
-  reloaded = training.saved_train_config(saved)
-  assert training.model_config(reloaded) == DINConfig(attention_units=(6,))
-  del saved["model_config"]  # a model directory from before: today's defaults
-  assert training.model_config(training.saved_train_config(saved)) == DINConfig(
-      attention_units=(6,))
 
 
 DEFAULTS = ("defaults", {"model": {"name": "egin"}, "train": {"epochs": 2}})

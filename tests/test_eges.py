@@ -13,12 +13,16 @@ from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
 from egin_tf import eges
+from egin_tf import streaming
+from egin_tf import training
 from egin_tf.configs import ConfigError
-from egin_tf.eges import EGES, FrozenIdEmbedding
-from egin_tf.eges.model import stage1_config
+from egin_tf.eges import FrozenIdEmbedding
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.layers.out_of_fold import OutOfFoldEmbedding, user_folds
+from egin_tf.models import streamable
+from egin_tf.models.base import CTRModel
 from egin_tf.models.configs import EGESConfig
+from egin_tf.models.eges import EGES, stage1_config
 
 
 def _write(imps, tmp_path, name="data", num_cats=2):
@@ -61,8 +65,8 @@ def test_sessions_from_tfrecords_dedupe_histories_and_split_users_and_gaps(
   ]
   pattern = _write(imps, tmp_path)
   # No leak guard: every event is read.
-  sessions = eges.read_sessions(pattern, eges.EgesConfig(positive_targets=True,
-                                                         leak_guard="none"))
+  sessions = eges.read_sessions(pattern, eges.EgesPretrainConfig(positive_targets=True,
+                                                                 leak_guard="none"))
   graph = eges.graph_from_sessions(sessions.items, sessions.session, 1)
   # Each history counted once, not once per impression.
   assert graph.edges() == {(a, b): 2.0, (b, c): 1.0, (d, a): 1.0}
@@ -71,14 +75,14 @@ def test_sessions_from_tfrecords_dedupe_histories_and_split_users_and_gaps(
                                                      [8, 0]])
 
   # c comes 80 s after b: a gap of 50 s cuts user 1 into [a, b] and [c].
-  gap = eges.read_sessions(pattern, eges.EgesConfig(
+  gap = eges.read_sessions(pattern, eges.EgesPretrainConfig(
       session_gap=50, positive_targets=True, leak_guard="none"))
   graph = eges.graph_from_sessions(gap.items, gap.session, 1)
   assert graph.edges() == {(a, b): 2.0, (d, a): 1.0}
 
   # By default (no positive targets) c is still known from user 1's second
   # history, and user 1's first impression adds nothing.
-  no_pos = eges.read_sessions(pattern, eges.EgesConfig(leak_guard="none"))
+  no_pos = eges.read_sessions(pattern, eges.EgesPretrainConfig(leak_guard="none"))
   np.testing.assert_array_equal(no_pos.items, [a, b, c, d, a])
   np.testing.assert_array_equal(no_pos.session, [0, 0, 0, 1, 1])
 
@@ -215,9 +219,9 @@ def test_training_lowers_the_loss_and_groups_co_clicked_items():
   sequences = [[1, 2, 3, 1, 3, 2, 1], [4, 5, 6, 4, 6, 5, 4]] * 3
   graph = eges.build_graph(sequences)
   side = np.array([[1], [1], [1], [2], [2], [2]])
-  config = eges.EgesConfig(dim=8, walk_length=10, walks_per_node=10,
-                           skip_window=2, num_negatives=4, batch_size=64,
-                           epochs=8, learning_rate=0.05)
+  config = eges.EgesPretrainConfig(dim=8, walk_length=10, walks_per_node=10,
+                                   skip_window=2, num_negatives=4, batch_size=64,
+                                   epochs=8, learning_rate=0.05)
   model, history = eges.train_embeddings(graph, side, 3, config)
   assert len(history) == 8 and history[-1] < history[0]
   pairs = np.searchsorted(graph.ids, eges.skipgram_pairs(
@@ -243,8 +247,8 @@ def test_train_eges_writes_a_table_of_every_graph_node(tmp_path):
         clicks=[Event(int(i), 10 * j, [int(i) // 100 + 1])
                 for j, i in enumerate(items)]))
   pattern = _write(imps, tmp_path)
-  config = eges.EgesConfig(dim=4, walks_per_node=2, walk_length=5, epochs=1,
-                           leak_guard="none")
+  config = eges.EgesPretrainConfig(dim=4, walks_per_node=2, walk_length=5, epochs=1,
+                                   leak_guard="none")
   path = eges.train_eges(pattern, str(tmp_path / "m" / "eges.npz"), config)
   ids, vectors = eges.load_embeddings(path)
   sessions = eges.read_sessions(pattern, config)
@@ -269,9 +273,9 @@ def test_train_eges_reports_every_stage_up_to_its_total(tmp_path):
   # Edges a -> b, b -> c, c -> a: no walk stops. 3 walks of 3 nodes; each walk
   # has 2 * 2 pairs at skip_window 1; walk_chunk 2 makes chunks of 8 and 4 pairs,
   # 2 + 1 batches of 5, twice (epochs).
-  config = eges.EgesConfig(dim=2, walk_length=3, walks_per_node=1,
-                           skip_window=1, batch_size=5, walk_chunk=2, epochs=2,
-                           num_negatives=2, read_batch_size=1, leak_guard="none")
+  config = eges.EgesPretrainConfig(dim=2, walk_length=3, walks_per_node=1,
+                                   skip_window=1, batch_size=5, walk_chunk=2, epochs=2,
+                                   num_negatives=2, read_batch_size=1, leak_guard="none")
   eges.train_eges(pattern, str(tmp_path / "eges.npz"), config, progress=progress)
   assert list(calls) == [eges.READ_STAGE, eges.WALK_STAGE, eges.TRAIN_STAGE]
   assert calls["records"] == [(1, 2, 0.5), (2, 2, 1.0)]
@@ -283,11 +287,11 @@ def test_train_eges_reports_every_stage_up_to_its_total(tmp_path):
 
 def test_training_steps_count_the_pairs_of_walks_that_stopped():
   walks = np.array([[1, 2, 3, 0], [4, 5, 0, 0], [6, 0, 0, 0]])
-  config = eges.EgesConfig(skip_window=1, batch_size=3, walk_chunk=2)
+  config = eges.EgesPretrainConfig(skip_window=1, batch_size=3, walk_chunk=2)
   # Chunk [1, 2, 3], [4, 5]: 4 + 2 pairs, 2 batches; chunk [6]: no pairs.
   assert eges.training_steps(walks, config) == 2
   assert len(eges.skipgram_pairs(walks[:2], 1)) == 6
-  whole = eges.EgesConfig(skip_window=2, batch_size=4)
+  whole = eges.EgesPretrainConfig(skip_window=2, batch_size=4)
   # 10 pairs (see test_skipgram_pairs_of_a_walk_match_hand_pairs): 3 batches.
   assert eges.training_steps(np.array([[1, 2, 3, 4]]), whole) == 3
 
@@ -302,23 +306,24 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     eges.load_embeddings(str(bad))
   with pytest.raises(FileNotFoundError, match="nothing.npz"):
     eges.load_embeddings(str(tmp_path / "nothing.npz"))
-  with pytest.raises(ValueError, match="EgesConfig: walk_length must be an int >= 1, got 0"):
-    eges.EgesConfig(walk_length=0)
+  with pytest.raises(ConfigError,
+                     match="EgesPretrainConfig.walk_length=0: must be >= 1"):
+    eges.EgesPretrainConfig(walk_length=0)
   # Every user clicked a single item: no edges, nothing to train.
   pattern = _write([Impression(label=0, user_id=u, time=9, item_id=1,
                                clicks=[Event(u, 1)]) for u in (1, 2)], tmp_path)
   with pytest.raises(ValueError, match=r"data/\*\.tfrecord: the item graph has 0"):
     eges.train_eges(pattern, str(tmp_path / "out.npz"),
-                    eges.EgesConfig(leak_guard="none"))
+                    eges.EgesPretrainConfig(leak_guard="none"))
   # With a time cut (at 9: no click is before it) the message names it; out of
   # fold, it names the set (users 1 and 2 are both of fold 1).
   with pytest.raises(ValueError, match=r"tfrecord: the clicks before the time "
                      r"cut 9: the item graph has 0"):
-    eges.train_eges(pattern, str(tmp_path / "out.npz"), eges.EgesConfig())
+    eges.train_eges(pattern, str(tmp_path / "out.npz"), eges.EgesPretrainConfig())
   with pytest.raises(ValueError, match=r"tfrecord: vector set 1/2 \(users of "
                      r"fold 0\): the item graph has 0"):
     eges.train_eges(pattern, str(tmp_path / "out.npz"),
-                    eges.EgesConfig(leak_guard="out_of_fold"))
+                    eges.EgesPretrainConfig(leak_guard="out_of_fold"))
 
 
 # --- leak guards -------------------------------------------------------------
@@ -345,8 +350,8 @@ def test_out_of_fold_rows_read_vectors_no_session_of_their_user_trained(
   pattern = _write(_history_impressions((7, 10), [11, 12, 13]) +
                    _history_impressions((1, 2), [21, 22, 23, 11]), tmp_path)
   calls = collections.defaultdict(list)
-  config = eges.EgesConfig(dim=2, walk_length=3, walks_per_node=1,
-                           num_negatives=2, leak_guard="out_of_fold")
+  config = eges.EgesPretrainConfig(dim=2, walk_length=3, walks_per_node=1,
+                                   num_negatives=2, leak_guard="out_of_fold")
   assert config.folds == 2
   path = eges.train_eges(pattern, str(tmp_path / "eges.npz"), config,
                          _recorder(calls))
@@ -394,14 +399,14 @@ def test_time_cut_keeps_only_the_clicks_before_the_cut(tmp_path):
   pattern = _write(imps, tmp_path)
   # Times 100, 200, 300, 400, 400: the latest half (3 of 5) starts at 300.
   for positive_targets in (False, True):
-    sessions = eges.read_sessions(pattern, eges.EgesConfig(
+    sessions = eges.read_sessions(pattern, eges.EgesPretrainConfig(
         leak_guard="time_cut", time_cut=0.5, positive_targets=positive_targets))
     assert sessions.cut_time == 300
     np.testing.assert_array_equal(sessions.items, [e, a, b, d, a])
     np.testing.assert_array_equal(sessions.users, [1, 1, 1, 1, 2])
     np.testing.assert_array_equal(sessions.session, [0, 0, 0, 0, 1])
-  config = eges.EgesConfig(dim=2, walk_length=3, walks_per_node=1,
-                           num_negatives=2, leak_guard="time_cut", time_cut=0.5)
+  config = eges.EgesPretrainConfig(dim=2, walk_length=3, walks_per_node=1,
+                                   num_negatives=2, leak_guard="time_cut", time_cut=0.5)
   table = eges.read_vectors(eges.train_eges(pattern, str(tmp_path / "c.npz"),
                                             config))
   assert (table.leak_guard, table.num_sets, table.cut_time, table.time_cut) == (
@@ -414,18 +419,21 @@ def test_leak_guard_settings_are_checked_and_agree_between_the_stages():
                        ("eges_time_cut", 0.0), ("eges_time_cut", 1.0)):
     with pytest.raises(ConfigError, match=f"EGESConfig.{field}="):
       EGESConfig(**{field: value})
-  with pytest.raises(ValueError, match="EgesConfig: leak_guard must be one of "
-                     "out_of_fold, time_cut, none, got 'bogus'"):
-    eges.EgesConfig(leak_guard="bogus")
-  with pytest.raises(ValueError, match="EgesConfig: folds must be an int >= 2"):
-    eges.EgesConfig(folds=1)
-  with pytest.raises(ValueError, match=r"EgesConfig: time_cut must be in \(0, 1\)"):
-    eges.EgesConfig(time_cut=1.0)
-  model, stage1 = EGESConfig(), eges.EgesConfig()
+  with pytest.raises(ConfigError, match="EgesPretrainConfig.leak_guard='bogus': "
+                     "must be one of out_of_fold, time_cut, none"):
+    eges.EgesPretrainConfig(leak_guard="bogus")
+  with pytest.raises(ConfigError, match="EgesPretrainConfig.folds=1: must be >= 2"):
+    eges.EgesPretrainConfig(folds=1)
+  with pytest.raises(ConfigError, match="EgesPretrainConfig.time_cut=1.0: must be < 1"):
+    eges.EgesPretrainConfig(time_cut=1.0)
+  for field, value in (("session_gap", -1), ("learning_rate", 0.0), ("dim", True)):
+    with pytest.raises(ConfigError, match=f"EgesPretrainConfig.{field}="):
+      eges.EgesPretrainConfig(**{field: value})
+  model, stage1 = EGESConfig(), eges.EgesPretrainConfig()
   assert (model.eges_leak_guard, model.eges_folds, model.eges_time_cut) == (
       stage1.leak_guard, stage1.folds, stage1.time_cut)
   assert stage1_config(EGESConfig(slot_dim=4, eges_leak_guard="time_cut",
-                                  eges_time_cut=0.25), seed=3) == eges.EgesConfig(
+                                  eges_time_cut=0.25), seed=3) == eges.EgesPretrainConfig(
       dim=4, seed=3, leak_guard="time_cut", time_cut=0.25)
 
 
@@ -585,3 +593,13 @@ def test_eges_time_cut_rows_before_the_cut_read_no_target_vector(tmp_path):
                      r"\(share 0\.25 after the cut\)"):
     EGES(_FEATURES, eges_embeddings_path=path, eges_leak_guard="time_cut",
          eges_time_cut=0.25)
+
+
+def test_stream_training_refuses_eges_by_its_streamable_attribute(tmp_path):
+  # The refusal is the model's class attribute, not its name in streaming/cli.
+  assert CTRModel.STREAMABLE and not EGES.STREAMABLE
+  assert streamable("egin") and not streamable("eges")
+  with pytest.raises(ValueError, match="eges cannot train on a stream: it needs "
+                     "the whole training data before its first step"):
+    streaming.train_stream(str(tmp_path), str(tmp_path / "model"),
+                           training.TrainConfig(model="eges"))

@@ -11,6 +11,7 @@ from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
 from egin_tf import embeddings, export, serving_requests, training
+from egin_tf import model_dir as model_dir_lib
 
 
 def _dataset(out, n=96, seed=0):
@@ -46,7 +47,7 @@ def trained(request, tmp_path_factory):
 
 def test_reloaded_savedmodel_scores_like_the_model(trained):
   root, data, model_dir = trained
-  model, config, schema, lengths = training.load_model(model_dir)
+  model, config, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
   path = export.export_saved_model(model, schema, lengths, str(root / "serving"))
   assert os.path.basename(path).isdigit()
   assert os.path.exists(os.path.join(path, "saved_model.pb"))
@@ -88,7 +89,7 @@ def test_reloaded_savedmodel_scores_like_the_model(trained):
 
 def test_serving_odd_requests_give_valid_scores(trained):
   root, _, model_dir = trained
-  model, _, schema, lengths = training.load_model(model_dir)
+  model, _, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
   loaded = tf.saved_model.load(
       export.export_saved_model(model, schema, lengths, str(root / "odd")))
   num_cats = schema.num_cats
@@ -111,7 +112,7 @@ def test_serving_odd_requests_give_valid_scores(trained):
 
 def test_versions_increase_and_never_overwrite(trained, tmp_path):
   _, _, model_dir = trained
-  model, _, schema, lengths = training.load_model(model_dir)
+  model, _, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
   base = str(tmp_path / "serving")
   first = export.export_saved_model(model, schema, lengths, base, version=5)
   second = export.export_saved_model(model, schema, lengths, base)
@@ -124,7 +125,7 @@ def test_versions_increase_and_never_overwrite(trained, tmp_path):
 
 def test_embedding_tables_are_exported_with_their_ids(trained):
   root, data, model_dir = trained
-  model, _, schema, lengths = training.load_model(model_dir)
+  model, _, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
   seen = embeddings.seen_ids(os.path.join(data, "train-*"), lengths)
   path = export.export_saved_model(model, schema, lengths, str(root / "emb"),
                                    seen=seen)

@@ -177,6 +177,7 @@ from egin_tf import eges  # noqa: E402
 from egin_tf import embeddings  # noqa: E402
 from egin_tf import export  # noqa: E402
 from egin_tf import gfile_io  # noqa: E402
+from egin_tf import model_dir as model_dir_lib  # noqa: E402
 from egin_tf import serving_requests  # noqa: E402
 from egin_tf import streaming  # noqa: E402
 from egin_tf import training  # noqa: E402
@@ -204,18 +205,18 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
   result = training.train(data, model_dir, config, eval_pattern=data, verbose=0,
                           print_fn=lambda s: None)
   assert result["steps"] == 4 and result["eval"]["impressions"] > 0
-  for name in (training.CONFIG_FILE, training.DATA_SCHEMA_FILE,
-               training.METRICS_FILE):
+  for name in (model_dir_lib.CONFIG_FILE, model_dir_lib.DATA_SCHEMA_FILE,
+               model_dir_lib.METRICS_FILE):
     assert tf.io.gfile.exists(os.path.join(model_dir, name)), name
-  with tf.io.gfile.GFile(os.path.join(model_dir, training.METRICS_FILE)) as f:
+  with tf.io.gfile.GFile(os.path.join(model_dir, model_dir_lib.METRICS_FILE)) as f:
     assert json.load(f)["steps"] == 4
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
   assert tf.io.gfile.exists(os.path.join(data, training.ORACLE_FILE))
   assert result["oracle"] is not None
 
-  trained = training.load_model(model_dir)
+  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
   assert trained.config.steps == 4
-  pattern = training.saved_train_pattern(model_dir)
+  pattern = model_dir_lib.saved_train_pattern(model_dir)
   assert pattern.startswith("ram://")
   evaluated = training.evaluate(model_dir, data)
   assert abs(evaluated["eval"]["auc"] - result["eval"]["auc"]) < 1e-6

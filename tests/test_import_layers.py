@@ -13,8 +13,12 @@ _UPPER = ("egin_tf.models", "egin_tf.training", "egin_tf.streaming", "egin_tf.ex
 RULES = (
     ("data_pipeline is the bottom layer", ("data_pipeline",),
      ("egin_tf", "experiments", "benchmarks"), ()),
-    ("egin_tf.layers sits below models, training, streaming, export and cli",
-     ("egin_tf.layers",), _UPPER, ()),
+    ("egin_tf.layers sits below eges, models, training, streaming, export and cli",
+     ("egin_tf.layers",), ("egin_tf.eges",) + _UPPER, ()),
+    # EGES's stage 1 (and the frozen table reading its vectors) sits between
+    # layers and models: egin_tf.models.eges imports it, never the reverse.
+    ("egin_tf.eges sits below models, training, streaming, export and cli",
+     ("egin_tf.eges",), _UPPER, ()),
     ("egin_tf.models sits below training, streaming, export and cli", ("egin_tf.models",),
      _UPPER[1:], ()),
     ("experiments and benchmarks sit on top", ("egin_tf", "data_pipeline"),

@@ -256,7 +256,7 @@ def test_eges_stage_one_runs_once_per_seed_dim_and_guard(tmp_path):
 
   def cached(**fields):
     return paper_tables.cached_eges_embeddings(
-        "d/train-*", str(tmp_path), eges.EgesConfig(**fields), fake_train)
+        "d/train-*", str(tmp_path), eges.EgesPretrainConfig(**fields), fake_train)
 
   first = cached(seed=0, dim=10)
   # Another learning rate of the sweep: same seed, so the same vectors.

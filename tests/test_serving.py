@@ -15,6 +15,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event
 from data_pipeline.tf_env import tf
 from egin_tf import export, serving_requests, training
+from egin_tf import model_dir as model_dir_lib
 
 L, M, S = 6, 4, 3  # the served models' max_clicks, max_queries, max_seeds
 T0 = 1_700_000_000
@@ -79,7 +80,7 @@ def served(request, sim_data, tmp_path_factory):
   model_dir = str(root / "model")
   training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0,
                  print_fn=lambda _: None)
-  model, _, schema, lengths = training.load_model(model_dir)
+  model, _, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
   warmup = _request(num_candidates=7)
   path = export.export_saved_model(model, schema, lengths, str(root / "serving"),
                                    warmup_examples=warmup, num_warmup_requests=3)

@@ -22,6 +22,7 @@ import pytest
 from data_pipeline.schema import Event
 from data_pipeline.tf_env import tf
 from egin_tf import export, serving_requests, training
+from egin_tf import model_dir as model_dir_lib
 from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-bad-import-order
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +58,7 @@ def loaded(sim_data, tmp_path_factory):
                                               "queue_capacity": 64})
   training.train(os.path.join(data, "train-*"), str(root / "model"), config,
                  verbose=0, print_fn=lambda _: None)
-  model, _, schema, lengths = training.load_model(str(root / "model"))
+  model, _, schema, lengths = model_dir_lib.load_model(str(root / "model"), training.TrainConfig)
   return tf.saved_model.load(export.export_saved_model(
       model, schema, lengths, str(root / "serving")))
 

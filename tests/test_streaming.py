@@ -17,6 +17,7 @@ from data_pipeline import stream as stream_lib
 from data_pipeline.tf_env import tf
 from egin_tf import audit_log
 from egin_tf import metrics
+from egin_tf import model_dir as model_dir_lib
 from egin_tf import streaming
 from egin_tf import training
 from egin_tf.progressive import ProgressiveMetrics
@@ -98,8 +99,7 @@ def test_scores_are_made_before_training_on_the_batch(sim_stream, tmp_path):
   # The same seed builds the same initial model; its scores of the one batch
   # must be what the progressive metrics saw.
   tf.keras.utils.set_random_seed(5)
-  features = training.FeatureConfig(**json.load(open(
-      tmp_path / "m" / training.CONFIG_FILE))["features"])
+  features = model_dir_lib.read_config(str(tmp_path / "m")).features
   fresh = training.build_from_config(config, features)
   batch = next(iter(stream_lib.ShardStream(directory, 500,
                                            training.reader.SequenceLengths(10, 10, 10))))
@@ -108,7 +108,7 @@ def test_scores_are_made_before_training_on_the_batch(sim_stream, tmp_path):
   tf.train.Checkpoint(progressive=progressive).restore(
       tf.train.latest_checkpoint(str(tmp_path / "m" / "checkpoints"))).expect_partial()
   np.testing.assert_allclose(progressive.window_scores.numpy(), expected, rtol=1e-5)
-  trained = training.load_model(str(tmp_path / "m")).model
+  trained = model_dir_lib.load_model(str(tmp_path / "m"), training.TrainConfig).model
   assert not np.allclose(trained(batch.features, training=False).numpy(), expected,
                          rtol=1e-3)
 
@@ -175,7 +175,7 @@ def test_non_finite_loss_stops_before_anything_is_saved(sim_stream, tmp_path):
   assert os.path.exists(tmp_path / "exports" / exports[0] / "assets.extra" /
                         "tf_serving_warmup_requests")
   # The refused update left the weights finite: the last state is intact.
-  model = training.load_model(model_dir).model
+  model = model_dir_lib.load_model(model_dir, training.TrainConfig).model
   assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
 
 
@@ -306,7 +306,7 @@ def test_offline_model_directory_is_a_warm_start(sim_stream, sim_data, tmp_path)
   model_dir = str(tmp_path / "m")
   config = training.TrainConfig(model="egin", seed=0, steps=6, log_every=3, **SMALL)
   training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0)
-  offline = training.load_model(model_dir).model
+  offline = model_dir_lib.load_model(model_dir, training.TrainConfig).model
   directory, _ = _first_shards(sim_stream, str(tmp_path / "s"), 1)
   lines = []
   result = streaming.train_stream(directory, model_dir, config,

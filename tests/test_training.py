@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from egin_tf import metrics, training
+from egin_tf import model_dir as model_dir_lib
 
 
 def test_short_dnn_run_learns_but_stays_below_the_oracle(sim_data, tmp_path):
@@ -20,7 +21,7 @@ def test_short_dnn_run_learns_but_stays_below_the_oracle(sim_data, tmp_path):
   assert result["oracle"]["test_auc"] == oracle["test_auc"]
   assert 0.55 < auc < oracle["test_auc"]
   assert result["eval"]["impressions"] == oracle["test_impressions"]
-  with open(tmp_path / "m" / training.METRICS_FILE) as f:
+  with open(tmp_path / "m" / model_dir_lib.METRICS_FILE) as f:
     assert json.load(f)["eval"]["auc"] == auc
 
 
@@ -132,7 +133,7 @@ def test_exact_report_uses_rank_auc(sim_data, tmp_path):
   model_dir = str(tmp_path / "m")
   training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0,
                  print_fn=lambda _: None)
-  trained = training.load_model(model_dir)
+  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
   ds = training.model_dataset(os.path.join(data, "test-*"), config, False,
                               trained.schema)
   out = training.predict(trained.model, ds)

@@ -1,7 +1,6 @@
 """Helpers shared by the CLI commands."""
 
 import functools
-import os
 import re
 import sys
 import time
@@ -80,11 +79,11 @@ def require_pattern(flag: str, split: Optional[str] = None) -> None:
 
 def require_model_dir(flag: str = "model_dir") -> None:
   """--flag is a model directory written by `egin-tf train`."""
-  from egin_tf import training  # pylint: disable=g-import-not-at-top
+  from egin_tf import model_dir  # pylint: disable=g-import-not-at-top
   path = flags.FLAGS[flag].value
-  if path is not None and not tf_io_exists(os.path.join(path, training.CONFIG_FILE)):
+  if path is not None and not model_dir.exists(path):
     raise FlagError(f"--{flag}={path}: not a model directory written by `egin-tf "
-                    f"train` (no {training.CONFIG_FILE})")
+                    f"train` (no {model_dir.CONFIG_FILE})")
 
 
 def refuse_outside(flag: str, choice_flag: str, applies_to) -> None:

@@ -41,9 +41,9 @@ flags.DEFINE_integer("keep", None, "Afterwards keep only the newest KEEP version
 def main(argv):
   common.require_model_dir()
   # pylint: disable=g-import-not-at-top
-  from egin_tf import embeddings, export, serving_requests, training
-  trained = training.load_model(FLAGS.model_dir)
-  data = training.saved_train_pattern(FLAGS.model_dir)
+  from egin_tf import embeddings, export, model_dir, serving_requests, training
+  trained = model_dir.load_model(FLAGS.model_dir, training.TrainConfig)
+  data = model_dir.saved_train_pattern(FLAGS.model_dir)
   seen = None
   if FLAGS.embeddings:
     seen = embeddings.seen_ids(data, trained.lengths, cache_dir=FLAGS.model_dir,

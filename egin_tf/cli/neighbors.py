@@ -38,10 +38,11 @@ def _item_id(text: str, raw: bool) -> int:
 def main(argv):
   common.require_model_dir()
   common.require_pattern("data", split="train")
-  from egin_tf import embeddings, training  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from egin_tf import embeddings, model_dir, training
   item = _item_id(FLAGS.item, FLAGS.raw)
-  trained = training.load_model(FLAGS.model_dir)
-  data = FLAGS.data or training.saved_train_pattern(FLAGS.model_dir)
+  trained = model_dir.load_model(FLAGS.model_dir, training.TrainConfig)
+  data = FLAGS.data or model_dir.saved_train_pattern(FLAGS.model_dir)
   seen = embeddings.seen_ids(data, trained.lengths,
                              progress=common.progress_printer("records scanned"),
                              cache_dir=None if FLAGS.data else FLAGS.model_dir)

@@ -44,10 +44,11 @@ import os
 from absl import flags
 
 from data_pipeline.tf_env import tf
+from egin_tf import model_dir as model_dir_lib
 from egin_tf import run_config, streaming, training
 from egin_tf.cli import common
 from egin_tf.cli import config_flags
-from egin_tf.models import MODELS
+from egin_tf.models import MODELS, streamable
 
 FLAGS = flags.FLAGS
 
@@ -120,9 +121,10 @@ def main(argv):
   from egin_tf import distribute  # pylint: disable=g-import-not-at-top
   _refuse_flags_outside_mode()
   run = _resolved_run()
-  if FLAGS.stream is not None and run.train.model == "eges":
-    raise common.FlagError("--model eges trains its graph stage on the whole "
-                           "training data first and cannot train on --stream")
+  if FLAGS.stream is not None and not streamable(run.train.model):
+    raise common.FlagError(f"--model {run.train.model} cannot train on --stream: "
+                           "it needs the whole training data before its first "
+                           "step (a first stage, e.g. EGES's graph)")
   if FLAGS.print_config:
     print(json.dumps(run.to_dict(), indent=2))
     return
@@ -258,7 +260,7 @@ def _train_stream(run: run_config.RunConfig, eval_pattern) -> None:
   try:
     result = streaming.train_stream(FLAGS.stream, FLAGS.model_dir, run.train,
                                     run.stream, eval_pattern=eval_pattern)
-  except streaming.ResumeMismatchError as e:
+  except model_dir_lib.ResumeMismatchError as e:
     raise common.FlagError(str(e)) from None
   except (streaming.NonFiniteLossError, streaming.CheckpointWriteError,
           streaming.ExportWriteError) as e:

@@ -12,11 +12,14 @@ Stage 1 (`train_eges`) learns item vectors, one module per step:
 5. `pretrain`: all of the above, with progress per stage; `vectors_file` writes
    and reads the resulting ``.npz`` of ids and vectors (`EgesVectors`).
 
-Stage 2 (`model.EGES`): EGIN's CTR network whose SimExtract reads the vectors,
-frozen (`frozen_table.FrozenIdEmbedding`). `config.EgesConfig` holds stage 1's
-settings.
+Stage 2 (`egin_tf.models.eges.EGES`, registered as model "eges"): EGIN's CTR
+network whose SimExtract reads the vectors, frozen
+(`frozen_table.FrozenIdEmbedding`). This package is stage 1 and what reads its
+vectors file; it sits below `egin_tf.models` and never imports it.
+`config.EgesPretrainConfig` holds stage 1's settings (the model's
+`egin_tf.models.configs.EGESConfig` implies one: `egin_tf.models.eges.stage1_config`).
 
-Leak guards (``EgesConfig.leak_guard``; the model's ``eges_leak_guard``). A
+Leak guards (``EgesPretrainConfig.leak_guard``; the model's ``eges_leak_guard``). A
 positive impression at time t (user u clicked target x after clicks h1..hn)
 comes back in u's LATER rows' click histories as the click x right after
 h1..hn. Stage 1 reads those histories, so without a guard its graph links
@@ -63,14 +66,9 @@ and trivago, 0.0006 behind on the simulator), logloss within 0.002 of
 The graph, walks and pairs live in memory (numpy).
 """
 
-# First: egin_tf.models imports egin_tf.eges.model (to register EGES), which
-# imports egin_tf.models' submodules; importing the models package before this
-# package's model module lets either package be imported first.
-import egin_tf.models  # noqa: F401
-from egin_tf.eges.config import LEAK_GUARDS, EgesConfig
+from egin_tf.eges.config import LEAK_GUARDS, EgesPretrainConfig
 from egin_tf.eges.frozen_table import FrozenIdEmbedding
 from egin_tf.eges.graph import ItemGraph, build_graph, graph_from_sessions, side_index
-from egin_tf.eges.model import EGES
 from egin_tf.eges.pretrain import (READ_STAGE, TRAIN_STAGE, WALK_STAGE, StageProgress,
                                    train_eges, train_embeddings, training_steps)
 from egin_tf.eges.sessions import Sessions, cut_time, fold_sessions, read_sessions
@@ -80,7 +78,7 @@ from egin_tf.eges.vectors_file import (EgesVectors, load_embeddings, read_vector
 from egin_tf.eges.walks import random_walks, skipgram_pairs
 
 __all__ = [
-    "EGES", "EgesConfig", "EgesEmbedding", "EgesSkipGram", "EgesVectors",
+    "EgesEmbedding", "EgesPretrainConfig", "EgesSkipGram", "EgesVectors",
     "FrozenIdEmbedding", "ItemGraph", "LEAK_GUARDS", "READ_STAGE", "Sessions",
     "StageProgress", "TRAIN_STAGE", "WALK_STAGE", "build_graph", "cut_time",
     "fold_sessions", "graph_from_sessions", "load_embeddings", "random_walks",

@@ -56,7 +56,7 @@ def _session_pairs(items: np.ndarray, session: np.ndarray, window: int
 def graph_from_sessions(items: np.ndarray, session: np.ndarray,
                         window: int = 1) -> ItemGraph:
   """The item graph of flat sessions (see `Sessions` and the module docstring)."""
-  check_int("graph_window", window, owner="EgesConfig")
+  check_int("graph_window", window, owner="EgesPretrainConfig")
   pairs = _session_pairs(np.asarray(items, np.int64),
                          np.asarray(session, np.int64), window)
   edges, counts = np.unique(pairs, axis=0, return_counts=True)

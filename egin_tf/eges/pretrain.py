@@ -2,7 +2,7 @@
 
 `train_eges` reads the data, builds the graph, trains `EgesSkipGram` on the
 walks' pairs and writes ``ids`` and ``vectors`` (H_v) to an ``.npz`` that
-`egin_tf.eges.model.EGES` consumes, frozen. With ``leak_guard="out_of_fold"``
+`egin_tf.models.eges.EGES` consumes, frozen. With ``leak_guard="out_of_fold"``
 it does so once per fold of users, on that fold's sessions only, and the file
 holds the K sets. An optional ``progress`` (`StageProgress`) reports the
 impressions read, the walk steps and the training steps, each stage through its
@@ -21,7 +21,7 @@ import numpy as np
 from data_pipeline.stream import RecordProgress
 from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
-from egin_tf.eges.config import OUT_OF_FOLD, TIME_CUT, EgesConfig
+from egin_tf.eges.config import OUT_OF_FOLD, TIME_CUT, EgesPretrainConfig
 from egin_tf.eges.graph import ItemGraph, graph_from_sessions, side_index
 from egin_tf.eges.sessions import Sessions, fold_sessions, read_sessions
 from egin_tf.eges.skipgram import EgesSkipGram
@@ -44,7 +44,7 @@ def _stage(progress: Optional[StageProgress], stage: str
 
 
 def train_embeddings(graph: ItemGraph, node_side: np.ndarray,
-                     num_side_values: int, config: EgesConfig,
+                     num_side_values: int, config: EgesPretrainConfig,
                      progress: Optional[StageProgress] = None
                      ) -> Tuple[EgesSkipGram, List[float]]:
   """Trains EGES on the graph's random walks.
@@ -92,7 +92,7 @@ def _adam_step(model: EgesSkipGram, learning_rate: float) -> TrainStep:
 
 
 def _train_epoch(step: TrainStep, walks: np.ndarray, ids: np.ndarray,
-                 config: EgesConfig, rng: np.random.Generator,
+                 config: EgesPretrainConfig, rng: np.random.Generator,
                  counter: RecordProgress) -> float:
   """One pass over the walks' pairs, a chunk of walks at a time: the mean loss."""
   total, count = 0.0, 0
@@ -109,7 +109,7 @@ def _train_epoch(step: TrainStep, walks: np.ndarray, ids: np.ndarray,
   return total / max(count, 1)
 
 
-def training_steps(walks: np.ndarray, config: EgesConfig) -> int:
+def training_steps(walks: np.ndarray, config: EgesPretrainConfig) -> int:
   """Skip-gram batches of one epoch over ``walks``, counted without the pairs.
 
   A walk has as many pairs as `skipgram_pairs` makes of it: two per pair of
@@ -125,7 +125,7 @@ def training_steps(walks: np.ndarray, config: EgesConfig) -> int:
   return int(np.sum(-(-per_chunk // config.batch_size)))
 
 
-def train_eges(train_pattern: str, out_path: str, config: EgesConfig,
+def train_eges(train_pattern: str, out_path: str, config: EgesPretrainConfig,
                progress: Optional[StageProgress] = None) -> str:
   """Stage 1 of EGES: reads the data, trains, writes ids and vectors to ``out_path``.
 
@@ -172,7 +172,7 @@ def _set_name(train_pattern: str, k: int, num_sets: int,
   return f"{train_pattern}: vector set {k + 1}/{num_sets} (users of fold {k}): "
 
 
-def _train_set(where: str, sessions: Sessions, config: EgesConfig,
+def _train_set(where: str, sessions: Sessions, config: EgesPretrainConfig,
                progress: Optional[StageProgress]
                ) -> Tuple[np.ndarray, np.ndarray]:
   """One set of vectors from ``sessions``: (ids [n], vectors [n, dim]).

@@ -25,7 +25,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.stream import RecordProgress, records_in_files
 from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
-from egin_tf.eges.config import TIME_CUT, EgesConfig
+from egin_tf.eges.config import TIME_CUT, EgesPretrainConfig
 from egin_tf.layers.out_of_fold import user_folds
 
 
@@ -61,7 +61,7 @@ def cut_time(times: Sequence[int], share: float) -> int:
     ValueError: no times, or share outside (0, 1).
   """
   if not 0.0 < share < 1.0:
-    raise ValueError(f"EgesConfig: time_cut must be in (0, 1), got {share}")
+    raise ValueError(f"EgesPretrainConfig: time_cut must be in (0, 1), got {share}")
   ordered = np.sort(np.asarray(times, np.int64))
   if not ordered.size:
     raise ValueError("no impression times to place the time cut among")
@@ -85,7 +85,7 @@ def _first_cats(ids: np.ndarray, cats: np.ndarray) -> Tuple[np.ndarray, np.ndarr
   return unique, cats[keep][first]
 
 
-def _collect_batch(batch: Dict[str, np.ndarray], config: EgesConfig,
+def _collect_batch(batch: Dict[str, np.ndarray], config: EgesPretrainConfig,
                    out: _Collected) -> None:
   """Adds one batch's click events (and item categories) to ``out``."""
   click_ids = batch[schema_lib.CLICKS.ids]
@@ -115,7 +115,7 @@ def _session_index(rows: np.ndarray, session_gap: Optional[int]) -> np.ndarray:
   return np.cumsum(new_session) - 1
 
 
-def read_sessions(train_pattern: str, config: EgesConfig,
+def read_sessions(train_pattern: str, config: EgesPretrainConfig,
                   progress: Optional[ProgressCallback] = None) -> Sessions:
   """Every user's click sessions, rebuilt from impression TFRecords (see module).
 

@@ -85,7 +85,7 @@ class EgesSkipGram(tf.keras.layers.Layer):
     node_side: int [num_nodes, C] side-information values of every node (0 pad).
     num_side_values: size of the side table (values are < this).
     unigram: float [num_nodes], how often every node appears as a context.
-    dim, num_negatives, seed: see `EgesConfig`.
+    dim, num_negatives, seed: see `EgesPretrainConfig`.
   """
 
   def __init__(self, node_side: np.ndarray, num_side_values: int,

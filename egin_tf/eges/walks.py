@@ -30,8 +30,8 @@ def random_walks(graph: ItemGraph, walk_length: int, walks_per_node: int,
   All walks advance together, so ``progress(count, total, share)`` counts walk
   steps (the walks' positions filled, padding too) of walks * walk_length.
   """
-  check_int("walk_length", walk_length, owner="EgesConfig")
-  check_int("walks_per_node", walks_per_node, owner="EgesConfig")
+  check_int("walk_length", walk_length, owner="EgesPretrainConfig")
+  check_int("walks_per_node", walks_per_node, owner="EgesPretrainConfig")
   rng = np.random.default_rng(seed)
   n = graph.num_nodes
   current = np.concatenate([rng.permutation(n) for _ in range(walks_per_node)])
@@ -72,7 +72,7 @@ def skipgram_pairs(walks: np.ndarray, window: int) -> np.ndarray:
   Ordered by walk, then center position, then context position; pairs with a
   padding (0) end are left out.
   """
-  check_int("skip_window", window, owner="EgesConfig")
+  check_int("skip_window", window, owner="EgesPretrainConfig")
   walks = np.asarray(walks, np.int64)
   num_walks, length = walks.shape
   parts = []  # (walk, center position, context position)

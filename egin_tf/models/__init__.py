@@ -8,9 +8,8 @@ from egin_tf.models.bst import BST
 from egin_tf.models.din import DIN
 from egin_tf.models.dnn import DNN
 from egin_tf.models.dnn_cross import DNNCross
+from egin_tf.models.eges import EGES
 from egin_tf.models.egin import EGIN
-# EGES lives with its stage 1 in egin_tf.eges, which imports this package first.
-from egin_tf.eges.model import EGES
 
 MODELS: Dict[str, Callable[..., CTRModel]] = {
     "dnn": DNN,
@@ -39,6 +38,14 @@ def register_model(name: str, factory: Callable[..., CTRModel],
                      "to replace it")
   MODELS[name] = factory
   return factory
+
+
+def streamable(name: str) -> bool:
+  """Whether stream training may train the model registered under ``name``:
+  its class's ``STREAMABLE`` (`CTRModel` says why a model refuses). A factory
+  that declares nothing, or a name not registered (`build_model` names the
+  error), counts as streamable."""
+  return bool(getattr(MODELS.get(name), "STREAMABLE", True))
 
 
 def build_model(name: str, features: FeatureConfig, **kwargs) -> CTRModel:

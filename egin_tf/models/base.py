@@ -57,6 +57,12 @@ class CTRModel(tf.keras.Model):
   """
 
   CONFIG: type = Config
+  # Stream training (`egin_tf.streaming`, `egin-tf train --stream`) starts at
+  # the stream's first batch and reads each example once; a model that needs
+  # the whole training data before its first step (a first stage in `prepare`,
+  # like EGES's graph) sets this False, and stream training refuses it by this
+  # flag (`egin_tf.models.streamable`), never by its name.
+  STREAMABLE: bool = True
 
   @property
   def model_config(self) -> Config:

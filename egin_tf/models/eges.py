@@ -29,8 +29,10 @@ What a row reads follows the stage-1 leak guard of the vectors file
 The file's guard must be the config's (a model never silently reads vectors of
 another guard).
 
-Imports name this package's modules, never the package: `egin_tf.models` imports
-this module while `egin_tf.eges` may still be initializing.
+Stage 1 itself (sessions, graph, walks, skip-gram, the vectors file and the
+frozen table that reads it) lives in `egin_tf.eges`, which sits below this
+package and never imports it; this module is the CTR side: the model and
+`stage1_config`, the stage-1 settings a model config implies.
 """
 
 import os
@@ -39,7 +41,7 @@ from typing import Dict, List, Optional
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf.configs import field_specs
-from egin_tf.eges.config import OUT_OF_FOLD, TIME_CUT, EgesConfig
+from egin_tf.eges.config import OUT_OF_FOLD, TIME_CUT, EgesPretrainConfig
 from egin_tf.eges.frozen_table import FrozenIdEmbedding
 from egin_tf.eges.pretrain import train_eges
 from egin_tf.eges.vectors_file import EgesVectors, read_vectors
@@ -66,6 +68,10 @@ class EGES(EGIN):
 
   CONFIG = EGESConfig
   EMBEDDINGS_FILE = "eges_embeddings.npz"
+  # Stage 1 (`prepare`) builds its graph from the whole training data before
+  # the first CTR step; a stream has no whole to read and the frozen vectors
+  # would never see its later items.
+  STREAMABLE = False
 
   def __init__(self, features: FeatureConfig, config: Optional[EGESConfig] = None,
                **kwargs):
@@ -111,11 +117,12 @@ class EGES(EGIN):
     return {"items": self.graph_items.table, "queries": self.features.queries}
 
 
-def stage1_config(config: EGESConfig, seed: int) -> EgesConfig:
+def stage1_config(config: EGESConfig, seed: int) -> EgesPretrainConfig:
   """Stage 1's settings of a model config: vector size, seed and leak guard."""
-  return EgesConfig(dim=config.slot_dim, seed=seed,
-                    leak_guard=config.eges_leak_guard, folds=config.eges_folds,
-                    time_cut=config.eges_time_cut)
+  return EgesPretrainConfig(dim=config.slot_dim, seed=seed,
+                            leak_guard=config.eges_leak_guard,
+                            folds=config.eges_folds,
+                            time_cut=config.eges_time_cut)
 
 
 def _check_guard(config: EGESConfig, table: EgesVectors) -> None:
