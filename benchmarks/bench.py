@@ -12,10 +12,10 @@ Prints, on the same data (the simulator, 2,000 users, unless --data):
   and 1024, timed interleaved on batches held in memory; EGIN's step / DNN's and
   / DIN's; the graph losses' share of EGIN's step (1 - EGIN w/o graph / EGIN);
 * fit: where `fit` loses its time against the step (DNN, DIN, EGIN, B = 256):
-  the step on batches in memory, Keras' loop on them, `training.train` (input
+  the step on batches in memory, Keras' loop on them, `offline.train` (input
   pipeline on the same cores, callbacks, checkpoints) without and with
   ``--cache``, each as examples/s and as a share of the step;
-* stream: `train_stream` vs `training.train` (fit) examples/s on the same
+* stream: `train_stream` vs `offline.train` (fit) examples/s on the same
   records, B = 256;
 * tables: EGIN's step with item tables of 100k, 1M and 10M rows (1M-id queues),
   with the default (lazy) Adam and with tf-keras' Adam, and the process RSS;
@@ -48,8 +48,9 @@ import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
-from egin_tf import model_dir as model_dir_lib
-from egin_tf import training
+from egin_tf.train import model_dir as model_dir_lib
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
 from egin_tf.layers.feature_embeddings import FeatureConfig
 
 FLAGS = flags.FLAGS
@@ -92,9 +93,9 @@ def heading(text: str) -> None:
   print(f"\n== {text} (load average {os.getloadavg()[0]:.1f})", flush=True)
 
 
-def config_for(model: str, batch_size: int, **kwargs) -> training.TrainConfig:
-  return training.TrainConfig(model=model, batch_size=batch_size, max_clicks=L,
-                              max_queries=L, max_seeds=L, **kwargs)
+def config_for(model: str, batch_size: int, **kwargs) -> train_config.TrainConfig:
+  return train_config.TrainConfig(model=model, batch_size=batch_size, max_clicks=L,
+                                  max_queries=L, max_seeds=L, **kwargs)
 
 
 def batches_in_memory(pattern: str, schema, batch_size: int, count: int = 6):
@@ -143,7 +144,7 @@ def train_section(pattern: str, schema, features: FeatureConfig) -> None:
     batches = batches_in_memory(pattern, schema, batch_size)
     steps = {}
     for name, (model, kwargs) in variants.items():
-      built = training.build_from_config(
+      built = train_config.build_from_config(
           config_for(model, batch_size, model_kwargs=kwargs), features)
       steps[name] = tf.function(built.train_step)
     seconds = time_interleaved(steps, batches, FLAGS.steps, FLAGS.warmup)
@@ -172,7 +173,7 @@ def fit_section(pattern: str, schema, features: FeatureConfig, tmp: str) -> None
 
   On the first ``--fit_records`` records, ``--fit_epochs`` passes of B = 256
   (a progress chunk per pass): the step on batches in memory; Keras' `fit` loop
-  on the same in-memory batches (its per-step overhead); `training.train` (the
+  on the same in-memory batches (its per-step overhead); `offline.train` (the
   input pipeline on the same cores, callbacks, checkpoints), without and with
   ``--cache``. The `train` figures are steady speeds: passes after the first
   (which traces and fills the shuffle buffer or the cache).
@@ -186,14 +187,14 @@ def fit_section(pattern: str, schema, features: FeatureConfig, tmp: str) -> None
   steps_per_pass = FLAGS.fit_records // 256
   rates = {}
   for model in ("dnn", "din", "egin"):
-    built = training.build_from_config(config_for(model, 256), features)
+    built = train_config.build_from_config(config_for(model, 256), features)
     step = 256 / time_interleaved({model: tf.function(built.train_step)}, batches,
                                   FLAGS.steps, FLAGS.warmup)[model]
     rates[model] = {"step": step,
                     "keras fit, batches in memory": keras_loop_rate(
                         model, features, batches, steps_per_pass)}
     for cache in (False, True):
-      result = training.train(
+      result = offline.train(
           pattern, os.path.join(tmp, f"fit_{model}_{cache}"),
           config_for(model, 256, epochs=FLAGS.fit_epochs, log_every=steps_per_pass,
                      cache=cache), verbose=0, print_fn=lambda _: None)
@@ -214,7 +215,7 @@ def keras_loop_rate(model: str, features: FeatureConfig, batches: List,
                     steps: int) -> float:
   """Examples/s of Keras' `fit` over batches held in memory, after a first call
   that traces."""
-  built = training.build_from_config(config_for(model, 256), features)
+  built = train_config.build_from_config(config_for(model, 256), features)
   stacked = tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)
   dataset = tf.data.Dataset.from_tensor_slices(stacked).repeat()
   built.fit(dataset, steps_per_epoch=2, verbose=0)
@@ -267,7 +268,7 @@ def profile_summary(logdir: str, steps: int, top: int = 8) -> List[str]:
 
 def stream_section(pattern: str, tmp: str) -> None:
   from data_pipeline import stream as stream_lib  # pylint: disable=g-import-not-at-top
-  from egin_tf import streaming  # pylint: disable=g-import-not-at-top
+  from egin_tf.train import stream as streaming  # pylint: disable=g-import-not-at-top
   heading(f"stream loop vs fit, B = 256, {FLAGS.stream_records:,} records, one pass")
   data = os.path.join(tmp, "stream_data")
   stream_dir = os.path.join(tmp, "stream")
@@ -277,13 +278,13 @@ def stream_section(pattern: str, tmp: str) -> None:
   for model in ("dnn", "egin"):
     config = config_for(model, 256, steps=FLAGS.stream_records // 256,
                         log_every=FLAGS.stream_records // 256)
-    fit = training.train(os.path.join(data, "train-*"),
-                         os.path.join(tmp, f"fit_{model}"), config, verbose=0,
-                         print_fn=quiet)
+    fit = offline.train(os.path.join(data, "train-*"),
+                        os.path.join(tmp, f"fit_{model}"), config, verbose=0,
+                        print_fn=quiet)
     stream = streaming.train_stream(
         stream_dir, os.path.join(tmp, f"stream_{model}"), config,
-        streaming.StreamConfig(checkpoint_every_steps=10**9,
-                               checkpoint_every_seconds=None, log_every=10**9),
+        train_config.StreamConfig(checkpoint_every_steps=10**9,
+                                  checkpoint_every_seconds=None, log_every=10**9),
         print_fn=quiet)
     stream_rate = stream["examples_this_run"] / stream["seconds"]
     print(f"  {model:5s} fit {fit['examples_per_second']:8,.0f} ex/s  stream "
@@ -317,14 +318,14 @@ def tables_section(pattern: str, schema, features: FeatureConfig) -> None:
   import dataclasses  # pylint: disable=g-import-not-at-top
   heading("EGIN step (B = 256) by item table size; 1M-id queues")
   batches = batches_in_memory(pattern, schema, 256)
-  optimizers = ["lazy_adam", "adam"] if hasattr(training.TrainConfig,
+  optimizers = ["lazy_adam", "adam"] if hasattr(train_config.TrainConfig,
                                                 "optimizer") else ["adam"]
   first = {}
   for rows in (int(r) for r in FLAGS.table_rows):
     big = dataclasses.replace(features, item_buckets=rows)
     for optimizer in optimizers:
       extra = {"optimizer": optimizer} if len(optimizers) > 1 else {}
-      model = training.build_from_config(config_for("egin", 256, **extra), big)
+      model = train_config.build_from_config(config_for("egin", 256, **extra), big)
       seconds = time_interleaved({"egin": tf.function(model.train_step)}, batches,
                                  FLAGS.steps, FLAGS.warmup)["egin"]
       first.setdefault(optimizer, seconds)
@@ -338,12 +339,12 @@ def tables_section(pattern: str, schema, features: FeatureConfig) -> None:
 def serving_section(pattern: str, tmp: str) -> None:
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import serving_latency  # pylint: disable=g-import-not-at-top
-  from egin_tf import export  # pylint: disable=g-import-not-at-top
+  from egin_tf.serve import export  # pylint: disable=g-import-not-at-top
   heading("serving: one request of 100 candidates to the exported EGIN")
   model_dir = os.path.join(tmp, "serve_model")
-  training.train(pattern, model_dir, config_for("egin", 256, steps=20, log_every=20),
-                 verbose=0, print_fn=lambda _: None)
-  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  offline.train(pattern, model_dir, config_for("egin", 256, steps=20, log_every=20),
+                verbose=0, print_fn=lambda _: None)
+  trained = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   examples, _ = serving_latency.typical_request(pattern, trained.schema, 100,
                                                 100_000)
   version = export.export_saved_model(trained.model, trained.schema,

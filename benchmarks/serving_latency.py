@@ -52,8 +52,11 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event
 from data_pipeline.tf_env import tf
-from egin_tf import export, serving_requests, training
-from egin_tf import model_dir as model_dir_lib
+from egin_tf.serve import export
+from egin_tf.serve import requests as serving_requests
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
+from egin_tf.train import model_dir as model_dir_lib
 from egin_tf.models import MODELS
 
 import timing  # pylint: disable=g-bad-import-order  (a sibling script module)
@@ -297,19 +300,19 @@ def benchmark(version_dir: str, pattern: str, schema: schema_lib.DatasetSchema,
 
 
 def _train_and_export(pattern: str, model_dir: str, export_dir: str) -> str:
-  config = training.TrainConfig(
+  config = train_config.TrainConfig(
       model=FLAGS.model, batch_size=FLAGS.batch_size, steps=FLAGS.train_steps,
       log_every=FLAGS.train_steps, max_clicks=FLAGS.max_history,
       max_queries=FLAGS.max_history, max_seeds=FLAGS.max_history, seed=FLAGS.seed)
   start = time.perf_counter()
-  training.train(pattern, model_dir, config, verbose=0, print_fn=lambda _: None)
+  offline.train(pattern, model_dir, config, verbose=0, print_fn=lambda _: None)
   print(f"trained {FLAGS.model} for {FLAGS.train_steps} steps of "
         f"{FLAGS.batch_size} in {time.perf_counter() - start:.0f} s")
   return _export(model_dir, export_dir)
 
 
 def _export(model_dir: str, export_dir: str) -> str:
-  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  trained = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   request, _ = typical_request(model_dir_lib.saved_train_pattern(model_dir), trained.schema,
                                FLAGS.candidates, FLAGS.scan_records)
   start = time.perf_counter()

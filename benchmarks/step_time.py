@@ -10,7 +10,7 @@ Smoke run (well under two minutes):
 
 Simulates a dataset into a temporary folder (unless --data is given), pulls
 --batches training batches into memory (so input cost is excluded), builds every
-model with `training.build_from_config`, traces ``tf.function(model.train_step)``
+model with `train_config.build_from_config`, traces ``tf.function(model.train_step)``
 and then times --steps calls per model, interleaved (A, B, A, B, ... with the
 order flipped every round) so that noise from other processes hits all models
 alike. Prints the median ms/step, examples/s and the ratio to the first model,
@@ -35,7 +35,8 @@ import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
-from egin_tf import training
+from egin_tf.train import config as train_config
+from egin_tf.train import data_split
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS
 
@@ -94,10 +95,10 @@ def _time_interleaved(functions: List[Tuple[str, Callable]],
                                  FLAGS.warmup, FLAGS.steps)
 
 
-def _reader_rate(pattern: str, config: training.TrainConfig,
+def _reader_rate(pattern: str, config: train_config.TrainConfig,
                  schema: schema_lib.DatasetSchema) -> float:
   """Examples/s of the training input pipeline alone (no model)."""
-  ds = training.model_dataset(pattern, config, True, schema)
+  ds = data_split.model_dataset(pattern, config, True, schema)
   it = iter(ds)
   for _ in range(3):  # warm-up: tracing, file cache, shuffle buffer
     next(it)
@@ -107,13 +108,13 @@ def _reader_rate(pattern: str, config: training.TrainConfig,
   return FLAGS.reader_batches * config.batch_size / (time.perf_counter() - start)
 
 
-def _timed_functions(configs: Dict[str, training.TrainConfig],
+def _timed_functions(configs: Dict[str, train_config.TrainConfig],
                      schema: schema_lib.DatasetSchema) -> List[Tuple[str, Callable]]:
   """Each model's train step (and with --breakdown its forward pass and graph
   losses) as named tf.functions of a batch, models built in ``configs`` order."""
   functions = []
   for name, config in configs.items():
-    model = training.build_from_config(
+    model = train_config.build_from_config(
         config, FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim))
     functions.append((f"{name} train step", tf.function(model.train_step)))
     if FLAGS.breakdown:
@@ -142,14 +143,14 @@ def benchmark(pattern: str) -> None:
   """Prints history fill, interleaved step times and the reader's rate."""
   schema = schema_lib.schema_for_files(reader.match_files(pattern))
   configs = {
-      name: training.TrainConfig(
+      name: train_config.TrainConfig(
           model=name, batch_size=FLAGS.batch_size, max_clicks=FLAGS.max_clicks,
           max_queries=FLAGS.max_queries, max_seeds=FLAGS.max_seeds, seed=FLAGS.seed)
       for name in FLAGS.models
   }
   base = configs[FLAGS.models[0]]
   tf.keras.utils.set_random_seed(FLAGS.seed)
-  ds = training.model_dataset(pattern, base, True, schema)
+  ds = data_split.model_dataset(pattern, base, True, schema)
   batches = list(ds.take(FLAGS.batches))
   print(f"{len(batches)} batches of {FLAGS.batch_size} in memory; histories:")
   print(_history_report(batches, schema))

@@ -6,7 +6,9 @@ keep the few things where gfile and Python's own file functions differ in one
 place: absolute paths (only local paths are made absolute), a missing file being a
 `FileNotFoundError` as with ``open``, fast buffered line reading (a bare
 ``GFile.readline`` is many times slower than ``open``'s), temporary sibling folders,
-renaming a whole folder (``ram://`` renames only the folder's own entry) and sizes.
+renaming a whole folder (``ram://`` renames only the folder's own entry), sizes,
+fsync of local files, folder listings without object stores' trailing ``/`` and
+``.npz`` files (egin_tf's model directories, exports and caches use them too).
 
 TF's ``ram://`` also matches folders by string prefix (``ram://d/x`` "exists" while
 ``ram://d/x.tmp`` does), so temporary folders are hidden siblings (``.x.tmp-*``).
@@ -17,6 +19,8 @@ import io
 import os
 import uuid
 from typing import BinaryIO, List, Optional
+
+import numpy as np
 
 from data_pipeline.tf_env import tf
 
@@ -165,3 +169,34 @@ def rmtree(path: str, ignore_errors: bool = False) -> None:
   except tf.errors.OpError:
     if not ignore_errors:
       raise
+
+
+def fsync(path: str) -> None:
+  """Forces a written local file to disk (other filesystems: nothing to do;
+  their files are complete once closed)."""
+  if not is_url(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+
+
+def listdir(directory: str) -> List[str]:
+  """Names in ``directory`` (without the trailing ``/`` some object stores give
+  folders)."""
+  return [name.rstrip("/") for name in tf.io.gfile.listdir(directory)]
+
+
+def save_npz(path: str, **arrays: np.ndarray) -> None:
+  """`np.savez` of ``arrays`` to ``path`` (any filesystem; not atomic)."""
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(buffer.getvalue())
+
+
+def load_npz(path: str) -> "np.lib.npyio.NpzFile":
+  """`np.load` of an ``.npz`` at ``path`` (any filesystem)."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return np.load(io.BytesIO(f.read()))

@@ -59,7 +59,7 @@ import numpy as np
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
-from egin_tf import metrics
+from data_pipeline import ranking_metrics as metrics
 from egin_tf.layers import FeatureConfig
 from egin_tf.layers import GraphLearning
 from egin_tf.layers import IdEmbedding
@@ -335,7 +335,8 @@ def compile_model(model: tf.keras.Model, learning_rate: float = 1e-3,
 
 
 def exact_test_auc(model: tf.keras.Model, dataset: tf.data.Dataset) -> float:
-  """Exact rank AUC (`egin_tf.metrics.auc`) over a finite ``(features, label)`` set."""
+  """Exact rank AUC (`data_pipeline.ranking_metrics.auc`) of a finite ``(features, label)``
+  set."""
   pctr = model.predict(dataset.map(lambda x, y: x), verbose=0).reshape(-1)
   labels = np.concatenate([y.numpy() for _, y in dataset])
   return metrics.auc(labels, pctr)

@@ -8,7 +8,7 @@ Usage (TF Serving running as in the README's "Serving with TF Serving"):
 The request is one user and --candidates candidate items taken from impression
 TFRecords (--data): the first impression gives the user, time, query and
 histories (the context), the first --candidates impressions their items.
-`egin_tf.serving_requests` builds it in either form:
+`egin_tf.serve.requests` builds it in either form:
 
 * ``serving_context`` (default): the context Example once plus one small
   Example per candidate, as TF-Ranking's context + examples;
@@ -30,7 +30,7 @@ from absl import flags
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import reader
 from data_pipeline.tf_env import tf
-from egin_tf import serving_requests
+from egin_tf.serve import requests as serving_requests
 # After the Keras 2 guard above: these import TensorFlow.
 import grpc  # pylint: disable=g-bad-import-order
 import numpy as np

@@ -35,8 +35,8 @@ import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
-from egin_tf import metrics
-from egin_tf import model_dir as model_dir_lib
+from data_pipeline import ranking_metrics as metrics
+from egin_tf.train import model_dir as model_dir_lib
 from experiments import common
 from experiments import embedding_similarity
 

@@ -1,6 +1,6 @@
 """EGIN vs DNN and EGIN's ablations (paper, Tables 3-4) on one simulated dataset.
 
-Every variant trains with `training.train` on the same data, batch size, number of
+Every variant trains with `offline.train` on the same data, batch size, number of
 steps and seed, then is scored exactly on the test split beside the simulator's
 oracle (the AUC of the true click probabilities) and position-only AUC.
 
@@ -10,7 +10,7 @@ Variants: dnn, egin, egin_no_graph (``use_graph=False``), egin_no_query
 
 The "train" loss columns are the final train losses: each loss's mean over the
 LAST progress chunk (at most ``--log_every`` steps), from the Keras history that
-`training.train` returns. Train examples/s is over the whole ``fit`` wall time
+`offline.train` returns. Train examples/s is over the whole ``fit`` wall time
 (input pipeline, tracing, checkpoints and logs included, all on the same cores).
 
 Usage:
@@ -31,7 +31,9 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-from egin_tf import training
+from egin_tf.train import config as train_config
+from egin_tf.train import evaluation
+from egin_tf.train import offline
 from experiments import common
 
 # name -> (registered model, constructor arguments); the paper's ablations.
@@ -114,18 +116,18 @@ def markdown_table(rows: List[Dict[str, Any]],
 
 def train_variant(variant: str, train_pattern: str, test_pattern: str
                   ) -> Dict[str, Any]:
-  """Trains ``variant`` into <out>/<variant>; `training.train`'s result with its
+  """Trains ``variant`` into <out>/<variant>; `offline.train`'s result with its
   ``variant`` and ``train_losses`` (each loss of the last progress chunk)."""
   model, kwargs = VARIANTS[variant]
   if model == "egin":
     kwargs = dict(kwargs, seed=FLAGS.seed)
-  config = training.TrainConfig(model=model, model_kwargs=kwargs,
-                                batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-                                seed=FLAGS.seed, log_every=FLAGS.log_every)
+  config = train_config.TrainConfig(model=model, model_kwargs=kwargs,
+                                    batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+                                    seed=FLAGS.seed, log_every=FLAGS.log_every)
   model_dir = os.path.join(FLAGS.out, variant)
   print(f"\n== {variant}: {model} {kwargs}")
-  result = training.train(train_pattern, model_dir, config,
-                          eval_pattern=test_pattern, verbose=FLAGS.verbose)
+  result = offline.train(train_pattern, model_dir, config,
+                         eval_pattern=test_pattern, verbose=FLAGS.verbose)
   # Each metric's mean over the last progress chunk: the final train losses.
   result.update(variant=variant, train_losses={
       name: values[-1] for name, values in result["history"].items()})
@@ -151,7 +153,7 @@ def main(argv):
   rows = [train_variant(variant, train_pattern, test_pattern)
           for variant in FLAGS.variants]
 
-  oracle = training.load_oracle(test_pattern)
+  oracle = evaluation.load_oracle(test_pattern)
   table = markdown_table(rows, oracle)
   command = " ".join(common.command_line())
   date = common.utc_date()

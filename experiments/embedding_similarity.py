@@ -28,9 +28,9 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-from egin_tf import embeddings
-from egin_tf import model_dir as model_dir_lib
-from egin_tf import training
+from egin_tf.serve import embeddings
+from egin_tf.train import model_dir as model_dir_lib
+from egin_tf.train import config as train_config
 from experiments import common
 from experiments import paper_tables
 
@@ -119,7 +119,7 @@ def heatmap_items(cats: np.ndarray, num_cats: int, per_cat: int,
 def item_vectors(run_dir: str, train_pattern: str
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(ids, first categories, vectors) of the items of a run's train split."""
-  model, config, _, lengths = model_dir_lib.load_model(run_dir, training.TrainConfig)
+  model, config, _, lengths = model_dir_lib.load_model(run_dir, train_config.TrainConfig)
   del config
   table = embeddings.seen_ids(train_pattern, lengths, cache_dir=run_dir)["items"]
   vectors = embeddings.embed(model.embedding_tables()["items"], table.ids)

@@ -36,7 +36,8 @@ from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
 from data_pipeline import stream as stream_lib
 from data_pipeline import writer as writer_lib
-from egin_tf import streaming, training
+from egin_tf.train import stream as streaming
+from egin_tf.train import config as train_config
 from experiments import common
 
 FLAGS = flags.FLAGS
@@ -98,14 +99,14 @@ def run(seed: int, fraction: float) -> Dict[str, float]:
   if not os.path.exists(stream_dir):
     stream_lib.write_time_ordered(os.path.join(data, "train-*"), stream_dir, 5000)
   rows = max(2, int(round(fraction * (ids + 1))))
-  config = training.TrainConfig(
+  config = train_config.TrainConfig(
       model=FLAGS.model, seed=seed, max_clicks=FLAGS.max_hist,
       max_queries=FLAGS.max_hist, max_seeds=FLAGS.max_hist,
       table_sizes={"item": rows})
   lines: List[str] = []
   result = streaming.train_stream(
       stream_dir, os.path.join(base, f"rows{rows}"), config,
-      streaming.StreamConfig(log_every=FLAGS.log_every),
+      train_config.StreamConfig(log_every=FLAGS.log_every),
       eval_pattern=os.path.join(data, "test-*"), print_fn=lines.append)
   print(f"seed {seed}, {rows:,} item rows for {ids:,} ids: {lines[-2]}", flush=True)
   return {"ids": ids, "rows": rows, "collisions": last_collision_rate(lines),

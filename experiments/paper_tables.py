@@ -90,10 +90,12 @@ from data_pipeline.trivago import convert_trivago
 from data_pipeline.writer import DatasetWriter
 from egin_tf import eges
 from egin_tf.eges import config as eges_config
-from egin_tf import embeddings
-from egin_tf import graph_quality
-from egin_tf import model_dir as model_dir_lib
-from egin_tf import training
+from egin_tf.serve import embeddings
+from experiments import graph_quality
+from egin_tf.train import model_dir as model_dir_lib
+from egin_tf.train import config as train_config
+from egin_tf.train import evaluation
+from egin_tf.train import offline
 from egin_tf.layers.query_item_graph import QueryItemGraph
 from egin_tf.models import MODELS
 from egin_tf.models.configs import EGESConfig
@@ -346,22 +348,22 @@ def _train_run(split: Split, variant: str, model: str, kwargs: Dict[str, Any],
     stage1 = stage1_config(EGESConfig.from_dict(kwargs), seed)
     kwargs = dict(kwargs, eges_embeddings_path=cached_eges_embeddings(
         split.train, os.path.join(FLAGS.runs_dir, split.name), stage1))
-  config = training.TrainConfig(
+  config = train_config.TrainConfig(
       model=model, model_kwargs=kwargs, batch_size=FLAGS.batch_size,
       epochs=FLAGS.epochs, steps=FLAGS.steps, learning_rate=lr,
       max_clicks=FLAGS.max_hist, max_queries=FLAGS.max_hist,
       max_seeds=FLAGS.max_hist, seed=seed, log_every=FLAGS.log_every,
       **train_overrides)
   print(f"\n== {split.name} {variant} lr={lr:g} seed={seed} -> {run_dir}")
-  result = training.train(split.train, run_dir, config, eval_pattern=split.valid,
-                          verbose=FLAGS.verbose)
+  result = offline.train(split.train, run_dir, config, eval_pattern=split.valid,
+                         verbose=FLAGS.verbose)
   return run_dir, result
 
 
 def _test_report(run_dir: str, test_pattern: str) -> Dict[str, Any]:
   path = os.path.join(run_dir, TEST_FILE)
   if not os.path.exists(path):
-    report = training.evaluate(run_dir, test_pattern)["eval"]
+    report = evaluation.evaluate(run_dir, test_pattern)["eval"]
     with open(path, "w", encoding="utf-8") as f:
       json.dump(report, f, indent=2)
   with open(path, encoding="utf-8") as f:
@@ -391,7 +393,7 @@ def _graph_report(run_dir: str, split: Split) -> Dict[str, Any]:
   path = os.path.join(run_dir, GRAPH_FILE)
   if not os.path.exists(path):
     edges, items = held_out_edges(split)
-    model = model_dir_lib.load_model(run_dir, training.TrainConfig).model
+    model = model_dir_lib.load_model(run_dir, train_config.TrainConfig).model
     report = graph_quality.graph_recall(model, edges, items, k=10)
     with open(path, "w", encoding="utf-8") as f:
       json.dump(report, f, indent=2)
@@ -643,7 +645,7 @@ def main(argv):
   leaders = FAIR_ABLATIONS if FLAGS.table.startswith("fair_") else None
   results = run_table(split, variants, lrs, seeds, leaders)
   reference = "egin" if FLAGS.table.startswith("ablation") else None
-  table = markdown_table(results, training.load_oracle(split.test), reference)
+  table = markdown_table(results, evaluation.load_oracle(split.test), reference)
   summary = fair_summary(results) if FLAGS.table.startswith("fair_") else ""
   if summary:
     table += "\n" + summary + "\n"

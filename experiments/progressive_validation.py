@@ -12,7 +12,7 @@ Per model the script reports
   it into 10,000 thresholds, so it is good to about 1e-4) and over the last window,
 * the exact test AUC after the stream pass,
 * the exact test AUC of the same model trained OFFLINE for one shuffled epoch on
-  the same train split (`training.train`: same batch size, learning rate, history
+  the same train split (`offline.train`: same batch size, learning rate, history
   lengths and seed),
 * the oracle's test AUC and the stream's training speed,
 
@@ -57,10 +57,13 @@ from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
 from data_pipeline import stream as stream_lib
 from data_pipeline.tf_env import tf
-from egin_tf import metrics
-from egin_tf import model_dir as model_dir_lib
-from egin_tf import streaming
-from egin_tf import training
+from data_pipeline import ranking_metrics as metrics
+from egin_tf.train import model_dir as model_dir_lib
+from egin_tf.train import stream as streaming
+from egin_tf.train import config as train_config
+from egin_tf.train import data_split
+from egin_tf.train import evaluation
+from egin_tf.train import offline
 from experiments import common
 
 PROGRESSIVE_PREFIX = "progressive/"
@@ -156,7 +159,7 @@ def make_stream(data_dir: str, stream_dir: str, records_per_shard: int) -> int:
     The number of records in the stream.
   """
   train_pattern = os.path.join(data_dir, "train-*")
-  expected = training.count_impressions(
+  expected = data_split.count_impressions(
       train_pattern, schema_lib.DatasetSchema.load(data_dir))
   if os.path.isdir(stream_dir):
     split = schema_lib.DatasetSchema.load(stream_dir).splits.get("stream", {})
@@ -321,16 +324,16 @@ def model_curve(model_dir: str, batch_size: int, total: int) -> Curve:
 # ------------------------------------------------------------------ training
 
 
-def _train_config(model: str, config: ExperimentConfig) -> training.TrainConfig:
+def _train_config(model: str, config: ExperimentConfig) -> train_config.TrainConfig:
   kwargs = {"seed": config.seed} if model == "egin" else {}
-  return training.TrainConfig(
+  return train_config.TrainConfig(
       model=model, model_kwargs=kwargs, batch_size=config.batch_size, epochs=1,
       learning_rate=config.learning_rate, max_clicks=config.max_hist,
       max_queries=config.max_hist, max_seeds=config.max_hist, seed=config.seed)
 
 
 def _finished(model_dir: str, metrics_file: str,
-              train_config: training.TrainConfig) -> Optional[dict]:
+              train_config: train_config.TrainConfig) -> Optional[dict]:
   """The metrics of a finished run in ``model_dir`` with the same settings."""
   metrics_path = os.path.join(model_dir, metrics_file)
   if not (os.path.exists(metrics_path) and model_dir_lib.exists(model_dir)):
@@ -354,7 +357,7 @@ def train_on_stream(model: str, stream_dir: str, test_pattern: str, model_dir: s
   if done is not None:
     print(f"reusing the finished stream run in {model_dir}")
     return done
-  stream_config = streaming.StreamConfig(
+  stream_config = train_config.StreamConfig(
       progressive_window=config.window, log_every=config.log_every,
       export_dir=(os.path.join(model_dir, "exports")
                   if config.export_every_steps else None),
@@ -366,7 +369,7 @@ def train_on_stream(model: str, stream_dir: str, test_pattern: str, model_dir: s
 
 def train_offline(model: str, train_pattern: str, test_pattern: str, model_dir: str,
                   config: ExperimentConfig) -> dict:
-  """One shuffled epoch of ``model`` on the train split (`training.train`)."""
+  """One shuffled epoch of ``model`` on the train split (`offline.train`)."""
   train_config = _train_config(model, config)
   if config.overwrite and os.path.exists(model_dir):
     shutil.rmtree(model_dir)
@@ -374,11 +377,11 @@ def train_offline(model: str, train_pattern: str, test_pattern: str, model_dir: 
   if done is not None:
     print(f"reusing the finished offline run in {model_dir}")
     return done
-  if os.path.exists(model_dir):  # unfinished: `training.train` does not resume
+  if os.path.exists(model_dir):  # unfinished: `offline.train` does not resume
     shutil.rmtree(model_dir)
   print(f"\n== {model}: one offline epoch on {train_pattern}")
-  return training.train(train_pattern, model_dir, train_config,
-                        eval_pattern=test_pattern, verbose=config.verbose)
+  return offline.train(train_pattern, model_dir, train_config,
+                       eval_pattern=test_pattern, verbose=config.verbose)
 
 
 # ------------------------------------------------------------------ reporting
@@ -527,7 +530,7 @@ def run(config: ExperimentConfig, command: str = "") -> dict:
   "stream_examples", "table"}`` and writes results.md, curves.json and the figure."""
   total, labels, probs = prepare_stream(config)
   test_pattern = os.path.join(config.out, "data", "test-*")
-  oracle_test_auc = training.load_oracle(test_pattern)["test_auc"]
+  oracle_test_auc = evaluation.load_oracle(test_pattern)["test_auc"]
   rows = [model_result(model, total, config) for model in config.models]
   for r in rows[1:]:
     if not np.array_equal(r.curve.examples, rows[0].curve.examples):

@@ -35,7 +35,7 @@ import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
-from egin_tf import metrics
+from data_pipeline import ranking_metrics as metrics
 from experiments import common
 
 FLAGS = flags.FLAGS

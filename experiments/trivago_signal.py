@@ -30,9 +30,9 @@ from absl import flags
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
-from egin_tf import embeddings
-from egin_tf import model_dir as model_dir_lib
-from egin_tf import training
+from egin_tf.serve import embeddings
+from egin_tf.train import model_dir as model_dir_lib
+from egin_tf.train import config as train_config
 from experiments import common
 from experiments import embedding_similarity
 from experiments import simulator_signal
@@ -82,7 +82,7 @@ def read_features(pattern: str) -> Dict[str, np.ndarray]:
 
 def repeat_cosines(run_dir: str, pattern: str, num_bins: int) -> str:
   """Part 2's row for one run."""
-  model, config, _, _ = model_dir_lib.load_model(run_dir, training.TrainConfig)
+  model, config, _, _ = model_dir_lib.load_model(run_dir, train_config.TrainConfig)
   table = model.embedding_tables()["items"]
   top_edge = 1.0 - 2.0 / num_bins
   different_in_top = different = no_repeat = no_repeat_top = 0

@@ -11,7 +11,7 @@ import json
 
 import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
-from egin_tf import distribute
+from egin_tf.train import distribute
 from egin_tf.layers.negative_queue import NegativeQueue
 
 CAPACITY = 40_000  # 320 KB of int64: above MIN_SHARD_BYTES, so split over the ps

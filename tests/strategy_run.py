@@ -17,7 +17,8 @@ from data_pipeline import reader
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
-from egin_tf import models, optimizers
+from egin_tf import models
+from egin_tf.train import optimizers
 from egin_tf.layers.feature_embeddings import FeatureConfig
 
 GLOBAL_BATCH = 16

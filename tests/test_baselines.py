@@ -9,8 +9,10 @@ import pytest
 
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
-from egin_tf import models, training
-from egin_tf import model_dir as model_dir_lib
+from egin_tf import models
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
+from egin_tf.train import model_dir as model_dir_lib
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.layers.target_attention import TargetAttention
 from egin_tf.layers.transformer import (BehaviorSequenceTransformer,
@@ -253,15 +255,15 @@ def registered_baselines():
 def test_baseline_runs_inside_training_train(sim_data, tmp_path, name,
                                              registered_baselines):
   data, _ = sim_data
-  config = training.TrainConfig(model=name, model_kwargs=_SMALL[name],
-                                batch_size=32, steps=4, log_every=4,
-                                max_clicks=10, max_queries=10, max_seeds=1)
+  config = train_config.TrainConfig(model=name, model_kwargs=_SMALL[name],
+                                    batch_size=32, steps=4, log_every=4,
+                                    max_clicks=10, max_queries=10, max_seeds=1)
   model_dir = str(tmp_path / "m")
-  result = training.train(os.path.join(data, "train-*"), model_dir, config,
-                          eval_pattern=os.path.join(data, "test-*"), verbose=0,
-                          print_fn=lambda _: None)
+  result = offline.train(os.path.join(data, "train-*"), model_dir, config,
+                         eval_pattern=os.path.join(data, "test-*"), verbose=0,
+                         print_fn=lambda _: None)
   assert result["steps"] == 4
   assert 0 < result["eval"]["auc"] < 1
   assert np.isfinite(result["eval"]["logloss"])
-  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  trained = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   assert isinstance(trained.model, BASELINES[name])

@@ -5,14 +5,15 @@ import json
 
 import pytest
 
-from egin_tf import run_config, streaming, training
+from egin_tf.train import run_config
+from egin_tf.train import config as train_config
 from egin_tf.configs import ConfigError
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS, build_model
 from egin_tf.models.configs import BSTConfig, DNNConfig, EGESConfig, EginConfig
 
 CONFIGS = [model.CONFIG for model in MODELS.values()] + [
-    training.TrainConfig, streaming.StreamConfig]
+    train_config.TrainConfig, train_config.StreamConfig]
 
 
 @pytest.mark.parametrize("config_cls", CONFIGS, ids=lambda c: c.__name__)
@@ -65,9 +66,9 @@ def test_bst_and_train_configs_check_their_own_rules():
   with pytest.raises(ConfigError, match="at least one"):
     BSTConfig(pooling=())
   with pytest.raises(ConfigError, match="TrainConfig.model='xgboost'"):
-    training.TrainConfig(model="xgboost")
+    train_config.TrainConfig(model="xgboost")
   with pytest.raises(ConfigError, match="the tables are item, query"):
-    training.TrainConfig(table_sizes={"items": 8})
+    train_config.TrainConfig(table_sizes={"items": 8})
 
 
 FEATURES = FeatureConfig(item_buckets=50, user_buckets=20, query_buckets=30,
@@ -113,13 +114,13 @@ def test_egin_alpha_beta_gamma_are_the_graph_loss_weights():
 
 
 def test_model_config_takes_the_run_seed_unless_given():
-  egin = training.TrainConfig(model="egin", seed=7, model_kwargs={"alpha": 0.5})
-  assert training.model_config(egin).seed == 7
-  assert training.model_config(egin.replace(model_kwargs={"seed": 3})).seed == 3
-  dnn = training.TrainConfig(model="dnn", seed=7)
-  assert training.model_config(dnn) == DNNConfig()
-  eges = training.TrainConfig(model="eges", model_kwargs={"slot_dim": 6})
-  assert training.model_config(eges) == EGESConfig(slot_dim=6)
+  egin = train_config.TrainConfig(model="egin", seed=7, model_kwargs={"alpha": 0.5})
+  assert train_config.model_config(egin).seed == 7
+  assert train_config.model_config(egin.replace(model_kwargs={"seed": 3})).seed == 3
+  dnn = train_config.TrainConfig(model="dnn", seed=7)
+  assert train_config.model_config(dnn) == DNNConfig()
+  eges = train_config.TrainConfig(model="eges", model_kwargs={"slot_dim": 6})
+  assert train_config.model_config(eges) == EGESConfig(slot_dim=6)
 
 
 DEFAULTS = ("defaults", {"model": {"name": "egin"}, "train": {"epochs": 2}})
@@ -131,7 +132,7 @@ def test_resolve_stacks_sources_later_ones_winning_key_by_key():
   flags = ("command line", {"model": {"top_k": 7},
                             "train": {"table_sizes": {"query": 40}}})
   run = run_config.resolve([DEFAULTS, file, flags], stream=False)
-  model = training.model_config(run.train)
+  model = train_config.model_config(run.train)
   assert (model.alpha, model.top_k, model.beta) == (0.5, 7, 1.0)
   assert (run.train.batch_size, run.train.epochs) == (64, 2)
   assert run.train.table_sizes == {"item": 100, "query": 40}
@@ -142,7 +143,7 @@ def test_resolve_stacks_sources_later_ones_winning_key_by_key():
   # What --print_config prints is a config file that gives the same run.
   again = run_config.resolve([("printed", printed)], stream=False)
   assert again.to_dict() == printed
-  assert training.model_config(again.train) == model
+  assert train_config.model_config(again.train) == model
 
 
 def test_resolve_names_the_source_of_a_bad_value():
@@ -177,12 +178,12 @@ def test_resolve_refuses_malformed_files(sections, message):
 def test_stream_section_only_with_stream():
   run = run_config.resolve(
       [DEFAULTS, ("run.json", {"stream": {"progressive_window": 500}})], stream=True)
-  assert run.stream == streaming.StreamConfig(progressive_window=500)
+  assert run.stream == train_config.StreamConfig(progressive_window=500)
   assert run.to_dict()["stream"]["progressive_window"] == 500
 
 
 def _graph_folds(layers, stream):
-  return training.model_config(run_config.resolve(layers, stream=stream).train).graph_folds
+  return train_config.model_config(run_config.resolve(layers, stream=stream).train).graph_folds
 
 
 def test_stream_defaults_apply_with_stream_and_not_offline():
@@ -207,7 +208,7 @@ def test_a_file_or_a_flag_overrides_the_stream_default():
   # With one fold on the stream, share_tables needs no --graph_folds there.
   share = ("command line", {"model": {"share_tables": True}})
   run = run_config.resolve([DEFAULTS, stream, share], stream=True)
-  assert training.model_config(run.train).share_tables
+  assert train_config.model_config(run.train).share_tables
   with pytest.raises(run_config.RunConfigError,
                      match=r"^command line: model\.graph_folds=2: \(the default\) "
                            "share_tables needs graph_folds=1"):
@@ -222,7 +223,7 @@ def test_errors_name_their_source_beside_the_stream_defaults(monkeypatch):
                         ("command line", {})], stream=True)
   # A bad value that comes from the stream defaults is reported as a default:
   # against the last source, as the library defaults are.
-  monkeypatch.setattr(streaming, "STREAM_MODEL_DEFAULTS", {"graph_folds": 2})
+  monkeypatch.setattr(train_config, "STREAM_MODEL_DEFAULTS", {"graph_folds": 2})
   with pytest.raises(run_config.RunConfigError) as raised:
     run_config.resolve([DEFAULTS, run_config.stream_defaults("egin"),
                         ("command line", {"model": {"share_tables": True}})],

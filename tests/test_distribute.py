@@ -8,7 +8,8 @@ import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import pytest
 
 from data_pipeline import reader
-from egin_tf import cluster_local, distribute
+from egin_tf.train import cluster_local
+from egin_tf.train import distribute
 
 
 def _task(monkeypatch, cluster, task_type="chief", index=0):

@@ -13,8 +13,8 @@ from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
 from egin_tf import eges
-from egin_tf import streaming
-from egin_tf import training
+from egin_tf.train import stream as streaming
+from egin_tf.train import config as train_config
 from egin_tf.configs import ConfigError
 from egin_tf.eges import FrozenIdEmbedding
 from egin_tf.layers.feature_embeddings import FeatureConfig
@@ -602,4 +602,4 @@ def test_stream_training_refuses_eges_by_its_streamable_attribute(tmp_path):
   with pytest.raises(ValueError, match="eges cannot train on a stream: it needs "
                      "the whole training data before its first step"):
     streaming.train_stream(str(tmp_path), str(tmp_path / "model"),
-                           training.TrainConfig(model="eges"))
+                           train_config.TrainConfig(model="eges"))

@@ -8,7 +8,8 @@ import pytest
 
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
-from egin_tf import training
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import EGIN, build_model
 from example_io import batch_of
@@ -149,10 +150,10 @@ def test_egin_graph_losses_fall_and_it_beats_dnn_on_the_same_steps(sim_data,
   data, oracle = sim_data
   results = {}
   for model in ("dnn", "egin"):
-    config = training.TrainConfig(model=model, batch_size=128, epochs=2,
-                                  log_every=100, max_clicks=50, max_queries=50,
-                                  seed=1)
-    results[model] = training.train(
+    config = train_config.TrainConfig(model=model, batch_size=128, epochs=2,
+                                      log_every=100, max_clicks=50, max_queries=50,
+                                      seed=1)
+    results[model] = offline.train(
         os.path.join(data, "train-*"), str(tmp_path / model), config,
         eval_pattern=os.path.join(data, "test-*"), verbose=0,
         print_fn=lambda _: None)

@@ -6,7 +6,7 @@ import numpy as np
 from data_pipeline import reader
 from data_pipeline.schema import Event, Impression
 from data_pipeline.writer import DatasetWriter
-from egin_tf import embeddings
+from egin_tf.serve import embeddings
 
 LENGTHS = reader.SequenceLengths(3, 3, 3)
 

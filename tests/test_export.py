@@ -10,8 +10,12 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
-from egin_tf import embeddings, export, serving_requests, training
-from egin_tf import model_dir as model_dir_lib
+from egin_tf.serve import embeddings
+from egin_tf.serve import export
+from egin_tf.serve import requests as serving_requests
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
+from egin_tf.train import model_dir as model_dir_lib
 
 
 def _dataset(out, n=96, seed=0):
@@ -38,16 +42,16 @@ def trained(request, tmp_path_factory):
   _dataset(data)
   model_dir = str(root / "model")
   kwargs = {"num_negatives": 8, "queue_capacity": 64} if request.param == "egin" else {}
-  config = training.TrainConfig(model=request.param, batch_size=16, steps=4,
-                                log_every=2, max_clicks=5, max_queries=3,
-                                max_seeds=2, model_kwargs=kwargs)
-  training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0)
+  config = train_config.TrainConfig(model=request.param, batch_size=16, steps=4,
+                                    log_every=2, max_clicks=5, max_queries=3,
+                                    max_seeds=2, model_kwargs=kwargs)
+  offline.train(os.path.join(data, "train-*"), model_dir, config, verbose=0)
   return root, data, model_dir
 
 
 def test_reloaded_savedmodel_scores_like_the_model(trained):
   root, data, model_dir = trained
-  model, config, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  model, config, schema, lengths = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   path = export.export_saved_model(model, schema, lengths, str(root / "serving"))
   assert os.path.basename(path).isdigit()
   assert os.path.exists(os.path.join(path, "saved_model.pb"))
@@ -89,7 +93,7 @@ def test_reloaded_savedmodel_scores_like_the_model(trained):
 
 def test_serving_odd_requests_give_valid_scores(trained):
   root, _, model_dir = trained
-  model, _, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  model, _, schema, lengths = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   loaded = tf.saved_model.load(
       export.export_saved_model(model, schema, lengths, str(root / "odd")))
   num_cats = schema.num_cats
@@ -112,7 +116,7 @@ def test_serving_odd_requests_give_valid_scores(trained):
 
 def test_versions_increase_and_never_overwrite(trained, tmp_path):
   _, _, model_dir = trained
-  model, _, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  model, _, schema, lengths = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   base = str(tmp_path / "serving")
   first = export.export_saved_model(model, schema, lengths, base, version=5)
   second = export.export_saved_model(model, schema, lengths, base)
@@ -125,7 +129,7 @@ def test_versions_increase_and_never_overwrite(trained, tmp_path):
 
 def test_embedding_tables_are_exported_with_their_ids(trained):
   root, data, model_dir = trained
-  model, _, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  model, _, schema, lengths = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   seen = embeddings.seen_ids(os.path.join(data, "train-*"), lengths)
   path = export.export_saved_model(model, schema, lengths, str(root / "emb"),
                                    seen=seen)

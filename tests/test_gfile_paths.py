@@ -172,15 +172,16 @@ def test_data_pipeline_stream_write_time_ordered_and_shard_stream_on_ram():
 import numpy as np  # noqa: E402
 
 from data_pipeline import stream as _egin_stream_lib  # noqa: E402
-from egin_tf import audit_log  # noqa: E402
+from egin_tf.train import audit_log  # noqa: E402
 from egin_tf import eges  # noqa: E402
-from egin_tf import embeddings  # noqa: E402
-from egin_tf import export  # noqa: E402
-from egin_tf import gfile_io  # noqa: E402
-from egin_tf import model_dir as model_dir_lib  # noqa: E402
-from egin_tf import serving_requests  # noqa: E402
-from egin_tf import streaming  # noqa: E402
-from egin_tf import training  # noqa: E402
+from egin_tf.serve import embeddings  # noqa: E402
+from egin_tf.serve import export  # noqa: E402
+from egin_tf.train import model_dir as model_dir_lib  # noqa: E402
+from egin_tf.serve import requests as serving_requests  # noqa: E402
+from egin_tf.train import stream as streaming  # noqa: E402
+from egin_tf.train import config as train_config  # noqa: E402
+from egin_tf.train import evaluation  # noqa: E402
+from egin_tf.train import offline  # noqa: E402
 
 _EGIN_SMALL = dict(batch_size=32, max_clicks=10, max_queries=10, max_seeds=10,
                    embedding_dim=4)
@@ -200,10 +201,10 @@ def _egin_ram_dataset() -> str:
 def test_egin_train_evaluate_export_on_ram(tmp_path):
   data = _egin_ram_dataset()
   model_dir = _egin_ram("model")
-  config = training.TrainConfig(model="dnn", seed=0, steps=4, log_every=2,
-                                **_EGIN_SMALL)
-  result = training.train(data, model_dir, config, eval_pattern=data, verbose=0,
-                          print_fn=lambda s: None)
+  config = train_config.TrainConfig(model="dnn", seed=0, steps=4, log_every=2,
+                                    **_EGIN_SMALL)
+  result = offline.train(data, model_dir, config, eval_pattern=data, verbose=0,
+                         print_fn=lambda s: None)
   assert result["steps"] == 4 and result["eval"]["impressions"] > 0
   for name in (model_dir_lib.CONFIG_FILE, model_dir_lib.DATA_SCHEMA_FILE,
                model_dir_lib.METRICS_FILE):
@@ -211,14 +212,14 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
   with tf.io.gfile.GFile(os.path.join(model_dir, model_dir_lib.METRICS_FILE)) as f:
     assert json.load(f)["steps"] == 4
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  assert tf.io.gfile.exists(os.path.join(data, training.ORACLE_FILE))
+  assert tf.io.gfile.exists(os.path.join(data, evaluation.ORACLE_FILE))
   assert result["oracle"] is not None
 
-  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  trained = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   assert trained.config.steps == 4
   pattern = model_dir_lib.saved_train_pattern(model_dir)
   assert pattern.startswith("ram://")
-  evaluated = training.evaluate(model_dir, data)
+  evaluated = evaluation.evaluate(model_dir, data)
   assert abs(evaluated["eval"]["auc"] - result["eval"]["auc"]) < 1e-6
 
   seen = embeddings.seen_ids(pattern, trained.lengths, cache_dir=model_dir)
@@ -235,7 +236,7 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
                                    extra_assets={"info.json": "{}\n"})
   assert path == os.path.join(export_dir, "7")
   extra = os.path.join(path, serving_requests.ASSETS_EXTRA)
-  assert sorted(gfile_io.listdir(extra)) == sorted(
+  assert sorted(paths_lib.listdir(extra)) == sorted(
       ["info.json", "items_embeddings.tsv", "queries_embeddings.tsv",
        serving_requests.WARMUP_FILE])
   assert len(serving_requests.read_warmup_file(
@@ -243,7 +244,7 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
   with tf.io.gfile.GFile(os.path.join(extra, "items_embeddings.tsv")) as f:
     assert len(f.read().splitlines()) == seen["items"].ids.size
   # Only the version folder: the temporary folder was renamed away.
-  assert gfile_io.listdir(export_dir) == ["7"]
+  assert paths_lib.listdir(export_dir) == ["7"]
   with pytest.raises(FileExistsError, match="7 already exists"):
     export.export_saved_model(trained.model, trained.schema, trained.lengths,
                               export_dir, version=7)
@@ -259,7 +260,7 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
   assert int(os.path.basename(newer)) > 7
   assert tf.io.gfile.exists(os.path.join(newer, "saved_model.pb"))
   assert export.prune_versions(export_dir, 1) == [path]
-  assert gfile_io.listdir(export_dir) == [os.path.basename(newer)]
+  assert paths_lib.listdir(export_dir) == [os.path.basename(newer)]
 
 
 def test_egin_stream_training_on_ram(sim_data, tmp_path):
@@ -271,8 +272,8 @@ def test_egin_stream_training_on_ram(sim_data, tmp_path):
   for name in [schema_lib.SCHEMA_FILE] + _egin_stream_lib.list_shards(local)[:2]:
     tf.io.gfile.copy(os.path.join(local, name), os.path.join(stream_dir, name))
   model_dir, export_dir = _egin_ram("stream_model"), _egin_ram("stream_export")
-  config = training.TrainConfig(model="dnn", seed=0, **_EGIN_SMALL)
-  stream_config = streaming.StreamConfig(
+  config = train_config.TrainConfig(model="dnn", seed=0, **_EGIN_SMALL)
+  stream_config = train_config.StreamConfig(
       checkpoint_every_steps=5, audit_log=True, export_dir=export_dir,
       export_every_steps=10, keep_exports=1, progressive_window=200)
   result = streaming.train_stream(stream_dir, model_dir, config, stream_config,
@@ -280,7 +281,7 @@ def test_egin_stream_training_on_ram(sim_data, tmp_path):
   assert result["steps"] > 0
   assert tf.io.gfile.exists(os.path.join(model_dir, "stream_metrics.json"))
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  versions = gfile_io.listdir(export_dir)
+  versions = paths_lib.listdir(export_dir)
   assert len(versions) == 1 and versions[0].isdigit()
   # Resuming reads config.json and the checkpoint back; nothing left to train.
   again = streaming.train_stream(stream_dir, model_dir, config, stream_config,
@@ -301,7 +302,7 @@ def test_egin_audit_log_and_eges_npz_on_ram():
   path = os.path.join(_egin_ram("eges"), "sub", "eges.npz")
   ids, vectors = np.array([1, 2, 5]), np.arange(6, dtype=np.float32).reshape(3, 2)
   assert eges.save_embeddings(path, ids, vectors) == path
-  assert gfile_io.listdir(os.path.dirname(path)) == ["eges.npz"]
+  assert paths_lib.listdir(os.path.dirname(path)) == ["eges.npz"]
   got_ids, got_vectors = eges.load_embeddings(path)
   np.testing.assert_array_equal(got_ids, ids)
   np.testing.assert_array_equal(got_vectors, vectors)

@@ -6,7 +6,7 @@ from data_pipeline import reader
 from data_pipeline.schema import Event, Impression
 from data_pipeline.tf_env import tf
 from data_pipeline.writer import DatasetWriter
-from egin_tf import graph_quality
+from experiments import graph_quality
 from egin_tf.layers.query_item_graph import QueryItemGraph
 
 # Item id -> vector; ids 1..5.

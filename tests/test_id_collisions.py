@@ -5,7 +5,8 @@ from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 import pytest
 
-from egin_tf import training
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
 from egin_tf.layers.id_collisions import IdCollisionRate
 
 
@@ -44,8 +45,8 @@ def test_bad_bucket_counts_and_config_round_trip():
 
 def test_table_sizes_override_the_schema_sizes(sim_data):
   schema = schema_lib.schema_for_files([sim_data[0] + "/train-00000-of-00002.tfrecord"])
-  default = training.feature_config(schema, training.TrainConfig())
-  sized = training.feature_config(schema, training.TrainConfig(
+  default = train_config.feature_config(schema, train_config.TrainConfig())
+  sized = train_config.feature_config(schema, train_config.TrainConfig(
       table_sizes={"item": 64, "query": 32}))
   assert (sized.item_buckets, sized.query_buckets) == (64, 32)
   assert (sized.user_buckets, sized.category_buckets) == (
@@ -53,15 +54,15 @@ def test_table_sizes_override_the_schema_sizes(sim_data):
   for sizes, message in [({"items": 64}, "unknown table 'items'"),
                          ({"item": 1}, "needs an int >= 2 rows")]:
     with pytest.raises(ValueError, match=message):
-      training.feature_config(schema, training.TrainConfig(table_sizes=sizes))
+      train_config.feature_config(schema, train_config.TrainConfig(table_sizes=sizes))
 
 
 def test_a_small_item_table_shows_collisions_in_training(sim_data, tmp_path):
   data, _ = sim_data
-  config = training.TrainConfig(model="dnn", steps=20, log_every=10, batch_size=64,
-                                max_clicks=10, max_queries=10, max_seeds=10,
-                                table_sizes={"item": 50})
-  result = training.train(data + "/train-*", str(tmp_path), config, verbose=0)
+  config = train_config.TrainConfig(model="dnn", steps=20, log_every=10, batch_size=64,
+                                    max_clicks=10, max_queries=10, max_seeds=10,
+                                    table_sizes={"item": 50})
+  result = offline.train(data + "/train-*", str(tmp_path), config, verbose=0)
   # 50 rows for the simulator's thousands of items: most lookups collide.
   assert min(result["history"]["item_collisions"]) > 0.5
   # Queries keep their row-per-id table: no collisions at all.

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from egin_tf import metrics
+from data_pipeline import ranking_metrics as metrics
 
 
 def test_auc_counts_pairs_with_ties_as_half():

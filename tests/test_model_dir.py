@@ -1,4 +1,4 @@
-"""The model directory (`egin_tf.model_dir`): config.json written and read back,
+"""The model directory (`egin_tf.train.model_dir`): config.json written and read back,
 the resume check, clear errors for what is not a model directory, and a model
 rebuilt from its directory."""
 
@@ -12,9 +12,9 @@ import pytest
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
-from egin_tf import model_dir
-from egin_tf import streaming
-from egin_tf import training
+from egin_tf.train import model_dir
+from egin_tf.train import stream as streaming
+from egin_tf.train import config as train_config
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models.configs import DINConfig, DNNConfig
 
@@ -26,7 +26,7 @@ SMALL = dict(max_clicks=3, max_queries=3, max_seeds=3, embedding_dim=4)
 
 
 def _write(directory, config, pattern="data/train-*"):
-  model_dir.write_config(str(directory), config, training.model_config(config),
+  model_dir.write_config(str(directory), config, train_config.model_config(config),
                          FEATURES, SCHEMA, pattern)
 
 
@@ -34,8 +34,8 @@ def test_config_round_trips_on_ram():
   # ram:// as a stand-in for gs:// and hdfs://: every access goes through tf.io.gfile.
   directory = "ram://model_dir_round_trip"
   tf.io.gfile.makedirs(directory)
-  config = training.TrainConfig(model="dnn", batch_size=32, seed=5,
-                                table_sizes={"item": 64}, **SMALL)
+  config = train_config.TrainConfig(model="dnn", batch_size=32, seed=5,
+                                    table_sizes={"item": 64}, **SMALL)
   assert not model_dir.exists(directory)
   _write(directory, config, "ram://data/train-*")
   assert model_dir.exists(directory)
@@ -46,26 +46,26 @@ def test_config_round_trips_on_ram():
   assert saved.features == FEATURES
   assert saved.train_pattern == "ram://data/train-*"
   assert model_dir.saved_train_pattern(directory) == "ram://data/train-*"
-  assert model_dir.train_config(saved, training.TrainConfig) == config.replace(
+  assert model_dir.train_config(saved, train_config.TrainConfig) == config.replace(
       model_kwargs=DNNConfig().to_dict())
   assert model_dir.read_data_schema(directory) == SCHEMA
 
 
 def test_config_json_holds_the_full_model_config(tmp_path):
-  config = training.TrainConfig(model="din", model_kwargs={"attention_units": [6]})
+  config = train_config.TrainConfig(model="din", model_kwargs={"attention_units": [6]})
   _write(tmp_path, config)
   saved = json.loads((tmp_path / model_dir.CONFIG_FILE).read_text())
   assert saved["model_config"] == DINConfig(attention_units=(6,)).to_dict()
   assert saved["train"]["model_kwargs"] == {"attention_units": [6]}
   reloaded = model_dir.train_config(model_dir.read_config(str(tmp_path)),
-                                    training.TrainConfig)
-  assert training.model_config(reloaded) == DINConfig(attention_units=(6,))
+                                    train_config.TrainConfig)
+  assert train_config.model_config(reloaded) == DINConfig(attention_units=(6,))
   del saved["model_config"]  # a model directory from before: today's defaults
   (tmp_path / model_dir.CONFIG_FILE).write_text(json.dumps(saved))
   before = model_dir.read_config(str(tmp_path))
   assert before.model_config is None
-  assert training.model_config(model_dir.train_config(
-      before, training.TrainConfig)) == DINConfig(attention_units=(6,))
+  assert train_config.model_config(model_dir.train_config(
+      before, train_config.TrainConfig)) == DINConfig(attention_units=(6,))
 
 
 def test_not_a_model_directory_is_named(tmp_path):
@@ -74,22 +74,22 @@ def test_not_a_model_directory_is_named(tmp_path):
   expected = (f"{os.path.join(missing, 'config.json')} not found: {missing} is not a "
               "model directory written by `egin-tf train`")
   for read in (model_dir.read_config, model_dir.saved_train_pattern,
-               lambda d: model_dir.load_model(d, training.TrainConfig)):
+               lambda d: model_dir.load_model(d, train_config.TrainConfig)):
     with pytest.raises(FileNotFoundError) as info:
       read(missing)
     assert str(info.value) == expected
   # A config but no checkpoint yet (a run that died before its first save).
-  _write(tmp_path, training.TrainConfig(model="dnn", **SMALL))
+  _write(tmp_path, train_config.TrainConfig(model="dnn", **SMALL))
   with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}/checkpoints"):
-    model_dir.load_model(str(tmp_path), training.TrainConfig)
+    model_dir.load_model(str(tmp_path), train_config.TrainConfig)
 
 
 def _pair(config):
-  return config, training.model_config(config)
+  return config, train_config.model_config(config)
 
 
 def test_resume_check_names_every_differing_setting(tmp_path):
-  saved = training.TrainConfig(model="dnn", **SMALL)
+  saved = train_config.TrainConfig(model="dnn", **SMALL)
   model_dir.check_resume(str(tmp_path), _pair(saved), _pair(saved))  # the same: fine
   # Run settings outside MODEL_DEFINING (rates, batch, seed) may change.
   model_dir.check_resume(str(tmp_path), _pair(saved),
@@ -114,17 +114,17 @@ def test_stream_resume_with_another_model_is_refused_before_training(tmp_path):
   stream_dir.mkdir()
   directory.mkdir()
   SCHEMA.save(str(stream_dir))
-  _write(directory, training.TrainConfig(model="dnn", **SMALL))
+  _write(directory, train_config.TrainConfig(model="dnn", **SMALL))
   with pytest.raises(model_dir.ResumeMismatchError,
                      match="trained with model='dnn', not 'din'; resume"):
     streaming.train_stream(str(stream_dir), str(directory),
-                           training.TrainConfig(model="din", **SMALL),
-                           streaming.StreamConfig(), print_fn=lambda s: None)
+                           train_config.TrainConfig(model="din", **SMALL),
+                           train_config.StreamConfig(), print_fn=lambda s: None)
   assert not tf.io.gfile.exists(str(directory / model_dir.CHECKPOINT_DIR))
 
 
 def test_load_model_restores_the_latest_checkpoint(tmp_path):
-  config = training.TrainConfig(model="dnn", seed=1, **SMALL)
+  config = train_config.TrainConfig(model="dnn", seed=1, **SMALL)
   _write(tmp_path, config)
   model = config.build_model(FEATURES)
   batch = reader.zeros_batch(SCHEMA, config.sequence_lengths(), batch_size=2)
@@ -132,7 +132,7 @@ def test_load_model_restores_the_latest_checkpoint(tmp_path):
   for v in model.trainable_variables:  # weights no fresh build would have
     v.assign(tf.fill(v.shape, 0.25))
   tf.train.Checkpoint(model=model).save(str(tmp_path / "checkpoints" / "ckpt"))
-  trained = model_dir.load_model(str(tmp_path), training.TrainConfig)
+  trained = model_dir.load_model(str(tmp_path), train_config.TrainConfig)
   assert trained.config == config.replace(model_kwargs=DNNConfig().to_dict())
   assert trained.schema == SCHEMA
   assert trained.lengths == reader.SequenceLengths(3, 3, 3)
@@ -142,7 +142,7 @@ def test_load_model_restores_the_latest_checkpoint(tmp_path):
     np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 0.25, np.float32))
 
 
-def test_model_dir_sits_below_training_and_streaming():
+def test_model_dir_sits_below_the_trainers():
   # It reads no TrainConfig of its own: the callers pass the class in.
   tree = ast.parse(open(model_dir.__file__, encoding="utf-8").read())
   imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
@@ -150,6 +150,7 @@ def test_model_dir_sits_below_training_and_streaming():
                if isinstance(node, ast.ImportFrom) for alias in node.names}
   imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                for alias in node.names}
-  upper = ("egin_tf.training", "egin_tf.streaming", "egin_tf.export", "egin_tf.cli")
+  upper = ("egin_tf.train.offline", "egin_tf.train.stream", "egin_tf.train.config",
+           "egin_tf.serve", "egin_tf.cli")
   assert not [name for name in imported if name.startswith(upper)]
   assert "egin_tf.models.base" in imported  # the parse saw its imports

@@ -222,7 +222,7 @@ def _run_ps_cluster():
   import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from egin_tf import cluster_local  # pylint: disable=g-import-not-at-top
+  from egin_tf.train import cluster_local  # pylint: disable=g-import-not-at-top
   lines = []
   job = cluster_local.LocalCluster(
       [sys.executable, os.path.join(os.path.dirname(__file__), "ps_queue_run.py")],

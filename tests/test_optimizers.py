@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.tf_env import tf
-from egin_tf import optimizers
+from egin_tf.train import optimizers
 from egin_tf.models import DNN
 import test_egin
 

@@ -15,7 +15,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
 from data_pipeline import stream as stream_lib
 from data_pipeline.tf_env import tf
-from egin_tf import metrics
+from data_pipeline import ranking_metrics as metrics
 from experiments import progressive_validation as pv
 
 TINY_USERS = 20

@@ -14,8 +14,11 @@ import pytest
 from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event
 from data_pipeline.tf_env import tf
-from egin_tf import export, serving_requests, training
-from egin_tf import model_dir as model_dir_lib
+from egin_tf.serve import export
+from egin_tf.serve import requests as serving_requests
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
+from egin_tf.train import model_dir as model_dir_lib
 
 L, M, S = 6, 4, 3  # the served models' max_clicks, max_queries, max_seeds
 T0 = 1_700_000_000
@@ -74,13 +77,13 @@ def served(request, sim_data, tmp_path_factory):
   root = tmp_path_factory.mktemp(f"serving_{request.param}")
   kwargs = ({"num_negatives": 8, "queue_capacity": 64}
             if request.param == "egin" else {})
-  config = training.TrainConfig(model=request.param, batch_size=32, steps=3,
-                                log_every=3, max_clicks=L, max_queries=M,
-                                max_seeds=S, model_kwargs=kwargs)
+  config = train_config.TrainConfig(model=request.param, batch_size=32, steps=3,
+                                    log_every=3, max_clicks=L, max_queries=M,
+                                    max_seeds=S, model_kwargs=kwargs)
   model_dir = str(root / "model")
-  training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0,
-                 print_fn=lambda _: None)
-  model, _, schema, lengths = model_dir_lib.load_model(model_dir, training.TrainConfig)
+  offline.train(os.path.join(data, "train-*"), model_dir, config, verbose=0,
+                print_fn=lambda _: None)
+  model, _, schema, lengths = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
   warmup = _request(num_candidates=7)
   path = export.export_saved_model(model, schema, lengths, str(root / "serving"),
                                    warmup_examples=warmup, num_warmup_requests=3)
@@ -194,7 +197,7 @@ def test_over_long_histories_score_like_their_most_recent_entries(served):
 @pytest.mark.parametrize("case", ["typical", "empty_histories",
                                   "over_long_histories", "only_items"])
 def test_serving_context_scores_like_serving_default_on_the_flattened_request(
-    served, case):
+        served, case):
   args = {
       "typical": lambda: _request_args(num_candidates=9),
       "empty_histories": lambda: _request_args(clicks=[], queries=[], seeds=[]),

@@ -21,8 +21,11 @@ import pytest
 
 from data_pipeline.schema import Event
 from data_pipeline.tf_env import tf
-from egin_tf import export, serving_requests, training
-from egin_tf import model_dir as model_dir_lib
+from egin_tf.serve import export
+from egin_tf.serve import requests as serving_requests
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
+from egin_tf.train import model_dir as model_dir_lib
 from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-bad-import-order
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,13 +55,14 @@ def _request() -> serving_requests.ContextRequest:
 def loaded(sim_data, tmp_path_factory):
   data, _ = sim_data
   root = tmp_path_factory.mktemp("serving_rest")
-  config = training.TrainConfig(model="egin", batch_size=32, steps=2, log_every=2,
-                                max_clicks=6, max_queries=4, max_seeds=3,
-                                model_kwargs={"num_negatives": 8,
-                                              "queue_capacity": 64})
-  training.train(os.path.join(data, "train-*"), str(root / "model"), config,
-                 verbose=0, print_fn=lambda _: None)
-  model, _, schema, lengths = model_dir_lib.load_model(str(root / "model"), training.TrainConfig)
+  config = train_config.TrainConfig(model="egin", batch_size=32, steps=2, log_every=2,
+                                    max_clicks=6, max_queries=4, max_seeds=3,
+                                    model_kwargs={"num_negatives": 8,
+                                                  "queue_capacity": 64})
+  offline.train(os.path.join(data, "train-*"), str(root / "model"), config,
+                verbose=0, print_fn=lambda _: None)
+  model, _, schema, lengths = model_dir_lib.load_model(str(root / "model"),
+                                                       train_config.TrainConfig)
   return tf.saved_model.load(export.export_saved_model(
       model, schema, lengths, str(root / "serving")))
 
@@ -205,7 +209,7 @@ def _serving_client():
 
 @pytest.mark.parametrize("signature", ["serving_default", "serving_context"])
 def test_example_client_builds_requests_the_server_scores_alike(
-    loaded, sim_data, signature):
+        loaded, sim_data, signature):
   client = _serving_client()
   data, _ = sim_data
   request = client.request_from_data(os.path.join(data, "test-*"), 8)

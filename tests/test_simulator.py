@@ -15,7 +15,7 @@ import pytest
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
 from data_pipeline.tf_env import tf
-from egin_tf import metrics
+from data_pipeline import ranking_metrics as metrics
 
 # A small catalog keeps every test fast; 40 users give ~4k impressions.
 SMALL = simulator.SimulatorConfig(

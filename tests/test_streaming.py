@@ -12,15 +12,17 @@ import time
 import numpy as np
 import pytest
 
+from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
 from data_pipeline.tf_env import tf
-from egin_tf import audit_log
-from egin_tf import metrics
-from egin_tf import model_dir as model_dir_lib
-from egin_tf import streaming
-from egin_tf import training
-from egin_tf.progressive import ProgressiveMetrics
+from egin_tf.train import audit_log
+from data_pipeline import ranking_metrics as metrics
+from egin_tf.train import model_dir as model_dir_lib
+from egin_tf.train import stream as streaming
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
+from egin_tf.train.progressive import ProgressiveMetrics
 
 SMALL = dict(batch_size=64, max_clicks=10, max_queries=10, max_seeds=10,
              embedding_dim=4)
@@ -92,32 +94,32 @@ def _stream_records(directory):
 
 def test_scores_are_made_before_training_on_the_batch(sim_stream, tmp_path):
   directory, _ = _first_shards(sim_stream, str(tmp_path / "s"), 1)
-  config = training.TrainConfig(model="dnn", seed=5, learning_rate=0.05,
-                                **dict(SMALL, batch_size=500))
+  config = train_config.TrainConfig(model="dnn", seed=5, learning_rate=0.05,
+                                    **dict(SMALL, batch_size=500))
   streaming.train_stream(directory, str(tmp_path / "m"), config,
-                         streaming.StreamConfig(progressive_window=500), print_fn=lambda s: None)
+                         train_config.StreamConfig(progressive_window=500), print_fn=lambda s: None)
   # The same seed builds the same initial model; its scores of the one batch
   # must be what the progressive metrics saw.
   tf.keras.utils.set_random_seed(5)
   features = model_dir_lib.read_config(str(tmp_path / "m")).features
-  fresh = training.build_from_config(config, features)
+  fresh = train_config.build_from_config(config, features)
   batch = next(iter(stream_lib.ShardStream(directory, 500,
-                                           training.reader.SequenceLengths(10, 10, 10))))
+                                           reader.SequenceLengths(10, 10, 10))))
   expected = fresh(batch.features, training=False).numpy()
   progressive = ProgressiveMetrics(window=500)
   tf.train.Checkpoint(progressive=progressive).restore(
       tf.train.latest_checkpoint(str(tmp_path / "m" / "checkpoints"))).expect_partial()
   np.testing.assert_allclose(progressive.window_scores.numpy(), expected, rtol=1e-5)
-  trained = model_dir_lib.load_model(str(tmp_path / "m"), training.TrainConfig).model
+  trained = model_dir_lib.load_model(str(tmp_path / "m"), train_config.TrainConfig).model
   assert not np.allclose(trained(batch.features, training=False).numpy(), expected,
                          rtol=1e-3)
 
 
 def test_resume_after_stop_equals_one_uninterrupted_run(sim_stream, tmp_path):
   # EGIN (queues included) is the kill -9 test's model; DNN keeps this one fast.
-  config = training.TrainConfig(model="dnn", seed=1, **SMALL)
-  stream = streaming.StreamConfig(checkpoint_every_steps=4, audit_log=True,
-                                  progressive_window=1000, log_every=5)
+  config = train_config.TrainConfig(model="dnn", seed=1, **SMALL)
+  stream = train_config.StreamConfig(checkpoint_every_steps=4, audit_log=True,
+                                     progressive_window=1000, log_every=5)
   one, names = _first_shards(sim_stream, str(tmp_path / "one"), 3)
   whole = streaming.train_stream(one, str(tmp_path / "m1"), config, stream,
                                  print_fn=lambda s: None)
@@ -153,9 +155,9 @@ def test_non_finite_loss_stops_before_anything_is_saved(sim_stream, tmp_path):
   # are stopped earlier, by the reader: see test_stream.py.)
   directory, names = _first_shards(sim_stream, str(tmp_path / "s"), 1)
   model_dir = str(tmp_path / "m")
-  config = training.TrainConfig(model="dnn", seed=0, learning_rate=1e20,
-                                **dict(SMALL, batch_size=100))
-  stream = streaming.StreamConfig(checkpoint_every_steps=1, export_dir=str(
+  config = train_config.TrainConfig(model="dnn", seed=0, learning_rate=1e20,
+                                    **dict(SMALL, batch_size=100))
+  stream = train_config.StreamConfig(checkpoint_every_steps=1, export_dir=str(
       tmp_path / "exports"), export_every_steps=1)
   with pytest.raises(streaming.NonFiniteLossError) as e:
     streaming.train_stream(directory, model_dir, config, stream,
@@ -175,18 +177,20 @@ def test_non_finite_loss_stops_before_anything_is_saved(sim_stream, tmp_path):
   assert os.path.exists(tmp_path / "exports" / exports[0] / "assets.extra" /
                         "tf_serving_warmup_requests")
   # The refused update left the weights finite: the last state is intact.
-  model = model_dir_lib.load_model(model_dir, training.TrainConfig).model
+  model = model_dir_lib.load_model(model_dir, train_config.TrainConfig).model
   assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
 
 
 _FULL_DISK_SCRIPT = r"""
 import resource, signal, sys
 import egin_tf
-from egin_tf import streaming, training
+from egin_tf.train import stream as streaming
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
 stream_dir, model_dir, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
-config = training.TrainConfig(model="dnn", seed=0, batch_size=100, max_clicks=10,
+config = train_config.TrainConfig(model="dnn", seed=0, batch_size=100, max_clicks=10,
                               max_queries=10, max_seeds=10, embedding_dim=4)
-stream = streaming.StreamConfig(checkpoint_every_steps=2)
+stream = train_config.StreamConfig(checkpoint_every_steps=2)
 # Writes past `limit` bytes fail with EFBIG, like writes to a full disk.
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
@@ -201,9 +205,9 @@ except streaming.CheckpointWriteError as e:
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint(sim_stream, tmp_path):
   directory, names = _first_shards(sim_stream, str(tmp_path / "s"), 1)
   model_dir = str(tmp_path / "m")
-  config = training.TrainConfig(model="dnn", seed=0, **dict(SMALL, batch_size=100))
+  config = train_config.TrainConfig(model="dnn", seed=0, **dict(SMALL, batch_size=100))
   streaming.train_stream(directory, model_dir, config,
-                         streaming.StreamConfig(checkpoint_every_steps=2),
+                         train_config.StreamConfig(checkpoint_every_steps=2),
                          print_fn=lambda s: None)
   checkpoints = os.path.join(model_dir, "checkpoints")
   data = [f for f in os.listdir(checkpoints) if f.startswith("ckpt-5.data")]
@@ -220,7 +224,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(sim_stream, tmp_p
   # The intact checkpoint loads, and a run with room resumes from it.
   lines = []
   result = streaming.train_stream(directory, model_dir, config,
-                                  streaming.StreamConfig(checkpoint_every_steps=2),
+                                  train_config.StreamConfig(checkpoint_every_steps=2),
                                   print_fn=lines.append)
   assert "resuming from " + os.path.join(checkpoints, "ckpt-5") in lines[0]
   assert result["examples"] == 1000 and result["steps"] == 10
@@ -251,7 +255,7 @@ def _run_until_killed(command, checkpoints, rng):
 
 
 def test_kill_9_mid_shard_then_resume_trains_every_example_exactly_once(
-    sim_stream, tmp_path):
+        sim_stream, tmp_path):
   directory, _ = _first_shards(sim_stream, str(tmp_path / "s"), 6)
   model_dir = str(tmp_path / "m")
   command = [sys.executable, "-m", "egin_tf.cli.main", "train", "--stream", directory,
@@ -304,13 +308,13 @@ def test_sigterm_while_following_checkpoints_and_exits_cleanly(sim_stream, tmp_p
 def test_offline_model_directory_is_a_warm_start(sim_stream, sim_data, tmp_path):
   data, _ = sim_data
   model_dir = str(tmp_path / "m")
-  config = training.TrainConfig(model="egin", seed=0, steps=6, log_every=3, **SMALL)
-  training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0)
-  offline = model_dir_lib.load_model(model_dir, training.TrainConfig).model
+  config = train_config.TrainConfig(model="egin", seed=0, steps=6, log_every=3, **SMALL)
+  offline.train(os.path.join(data, "train-*"), model_dir, config, verbose=0)
+  offline_model = model_dir_lib.load_model(model_dir, train_config.TrainConfig).model
   directory, _ = _first_shards(sim_stream, str(tmp_path / "s"), 1)
   lines = []
   result = streaming.train_stream(directory, model_dir, config,
-                                  streaming.StreamConfig(progressive_window=500),
+                                  train_config.StreamConfig(progressive_window=500),
                                   print_fn=lines.append)
   assert lines[0].startswith("warm start from the offline checkpoint "
                              + os.path.join(model_dir, "checkpoints", "ckpt-6"))
@@ -318,11 +322,11 @@ def test_offline_model_directory_is_a_warm_start(sim_stream, sim_data, tmp_path)
   assert result["examples"] == 500 and result["steps"] == 6 + 8
   # The first batch was scored by the offline model, not a fresh one.
   batch = next(iter(stream_lib.ShardStream(
-      directory, 64, training.reader.SequenceLengths(10, 10, 10))))
+      directory, 64, reader.SequenceLengths(10, 10, 10))))
   progressive = ProgressiveMetrics(window=500)
   tf.train.Checkpoint(progressive=progressive).restore(
       tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
   ).expect_partial()
   np.testing.assert_allclose(progressive.window_scores.numpy()[:64],
-                             offline(batch.features, training=False).numpy(),
+                             offline_model(batch.features, training=False).numpy(),
                              rtol=1e-5)

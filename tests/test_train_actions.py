@@ -1,6 +1,6 @@
 """Periodic: when an action is due, by steps, by seconds (a fake clock), both, neither."""
 
-from egin_tf.train_actions import Periodic
+from egin_tf.train.actions import Periodic
 
 
 class FakeClock:

@@ -5,18 +5,24 @@ import os
 
 import numpy as np
 
-from egin_tf import metrics, training
-from egin_tf import model_dir as model_dir_lib
+from data_pipeline import ranking_metrics as metrics
+from data_pipeline import reader
+from data_pipeline import schema as schema_lib
+from egin_tf.train import config as train_config
+from egin_tf.train import data_split
+from egin_tf.train import evaluation
+from egin_tf.train import offline
+from egin_tf.train import model_dir as model_dir_lib
 
 
 def test_short_dnn_run_learns_but_stays_below_the_oracle(sim_data, tmp_path):
   data, oracle = sim_data
-  config = training.TrainConfig(model="dnn", batch_size=128, epochs=2,
-                                log_every=100, max_clicks=50, max_queries=50,
-                                seed=1)
-  result = training.train(os.path.join(data, "train-*"), str(tmp_path / "m"),
-                          config, eval_pattern=os.path.join(data, "test-*"),
-                          verbose=0, print_fn=lambda _: None)
+  config = train_config.TrainConfig(model="dnn", batch_size=128, epochs=2,
+                                    log_every=100, max_clicks=50, max_queries=50,
+                                    seed=1)
+  result = offline.train(os.path.join(data, "train-*"), str(tmp_path / "m"),
+                         config, eval_pattern=os.path.join(data, "test-*"),
+                         verbose=0, print_fn=lambda _: None)
   auc = result["eval"]["auc"]
   assert result["oracle"]["test_auc"] == oracle["test_auc"]
   assert 0.55 < auc < oracle["test_auc"]
@@ -28,14 +34,14 @@ def test_short_dnn_run_learns_but_stays_below_the_oracle(sim_data, tmp_path):
 def test_a_cached_run_trains_through_its_replayed_epoch(sim_data, tmp_path):
   data, _ = sim_data
   pattern = os.path.join(data, "train-*")
-  config = training.TrainConfig(model="dnn", batch_size=1024, epochs=2,
-                                log_every=1000, max_clicks=10, max_queries=10,
-                                max_seeds=10, cache=True)
+  config = train_config.TrainConfig(model="dnn", batch_size=1024, epochs=2,
+                                    log_every=1000, max_clicks=10, max_queries=10,
+                                    max_seeds=10, cache=True)
   lines = []
-  result = training.train(pattern, str(tmp_path / "m"), config, verbose=0,
-                          print_fn=lines.append)
-  schema = training.schema_lib.schema_for_files(training.reader.match_files(pattern))
-  per_epoch = training.count_impressions(pattern, schema) // 1024
+  result = offline.train(pattern, str(tmp_path / "m"), config, verbose=0,
+                         print_fn=lines.append)
+  schema = schema_lib.schema_for_files(reader.match_files(pattern))
+  per_epoch = data_split.count_impressions(pattern, schema) // 1024
   assert result["steps"] == 2 * per_epoch
   assert len(result["chunk_seconds"]) == 1  # one progress chunk (log_every)
   assert any("kept in memory after the first epoch" in line for line in lines)
@@ -45,14 +51,14 @@ def test_a_cached_run_trains_through_its_replayed_epoch(sim_data, tmp_path):
 def test_evaluate_reproduces_the_training_report_from_checkpoints(sim_data,
                                                                   tmp_path):
   data, _ = sim_data
-  config = training.TrainConfig(model="dnn", batch_size=128, steps=30,
-                                log_every=10, max_clicks=20, max_queries=20)
+  config = train_config.TrainConfig(model="dnn", batch_size=128, steps=30,
+                                    log_every=10, max_clicks=20, max_queries=20)
   model_dir = str(tmp_path / "m")
-  result = training.train(os.path.join(data, "train-*"), model_dir, config,
-                          eval_pattern=os.path.join(data, "test-*"), verbose=0,
-                          print_fn=lambda _: None)
+  result = offline.train(os.path.join(data, "train-*"), model_dir, config,
+                         eval_pattern=os.path.join(data, "test-*"), verbose=0,
+                         print_fn=lambda _: None)
   assert result["steps"] == 30
-  again = training.evaluate(model_dir, os.path.join(data, "test-*"))
+  again = evaluation.evaluate(model_dir, os.path.join(data, "test-*"))
   assert again["eval"] == result["eval"]
   assert os.path.exists(os.path.join(model_dir, "logs", "train"))
   checkpoints = sorted(os.listdir(os.path.join(model_dir, "checkpoints")))
@@ -79,9 +85,9 @@ class _SavesRecorded:
 def _chunks_with_checkpoints(every_seconds, seconds_per_chunk, monkeypatch):
   """The steps saved by `_CheckpointEvery` over 3 chunks of 10 steps."""
   clock = [0.0]
-  monkeypatch.setattr(training.time, "monotonic", lambda: clock[0])
+  monkeypatch.setattr(offline.time, "monotonic", lambda: clock[0])
   manager, iterations = _SavesRecorded(), _Iterations()
-  callback = training._CheckpointEvery(manager, every_seconds)
+  callback = offline._CheckpointEvery(manager, every_seconds)
   callback.model = type("M", (), {"optimizer": type("O", (), {
       "iterations": iterations})()})()
   for chunk in range(3):
@@ -104,19 +110,19 @@ def test_same_seed_same_model(sim_data, tmp_path):
   data, _ = sim_data
 
   def run(name, seed):
-    config = training.TrainConfig(model="dnn", batch_size=64, steps=12,
-                                  log_every=12, max_clicks=10, max_queries=10,
-                                  seed=seed)
-    return training.train(os.path.join(data, "train-*"), str(tmp_path / name),
-                          config, eval_pattern=os.path.join(data, "test-*"),
-                          verbose=0, print_fn=lambda _: None)["eval"]["auc"]
+    config = train_config.TrainConfig(model="dnn", batch_size=64, steps=12,
+                                      log_every=12, max_clicks=10, max_queries=10,
+                                      seed=seed)
+    return offline.train(os.path.join(data, "train-*"), str(tmp_path / name),
+                         config, eval_pattern=os.path.join(data, "test-*"),
+                         verbose=0, print_fn=lambda _: None)["eval"]["auc"]
 
   assert run("a", 5) == run("b", 5)
   assert run("c", 6) != run("a", 5)
 
 
 def test_format_report_shows_the_oracle_beside_the_model():
-  text = training.format_report(
+  text = evaluation.format_report(
       {"auc": 0.7, "gauc": 0.65, "logloss": 0.5, "impressions": 10},
       {"test_auc": 0.8, "test_gauc": 0.75, "test_logloss": 0.4,
        "test_impressions": 10})
@@ -128,16 +134,16 @@ def test_format_report_shows_the_oracle_beside_the_model():
 
 def test_exact_report_uses_rank_auc(sim_data, tmp_path):
   data, _ = sim_data
-  config = training.TrainConfig(model="dnn", batch_size=64, steps=5,
-                                log_every=5, max_clicks=10, max_queries=10)
+  config = train_config.TrainConfig(model="dnn", batch_size=64, steps=5,
+                                    log_every=5, max_clicks=10, max_queries=10)
   model_dir = str(tmp_path / "m")
-  training.train(os.path.join(data, "train-*"), model_dir, config, verbose=0,
-                 print_fn=lambda _: None)
-  trained = model_dir_lib.load_model(model_dir, training.TrainConfig)
-  ds = training.model_dataset(os.path.join(data, "test-*"), config, False,
-                              trained.schema)
-  out = training.predict(trained.model, ds)
-  report = training.exact_report(trained.model, ds)
+  offline.train(os.path.join(data, "train-*"), model_dir, config, verbose=0,
+                print_fn=lambda _: None)
+  trained = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
+  ds = data_split.model_dataset(os.path.join(data, "test-*"), config, False,
+                                trained.schema)
+  out = evaluation.predict(trained.model, ds)
+  report = evaluation.exact_report(trained.model, ds)
   assert report["auc"] == metrics.auc(out["label"], out["pctr"])
   assert report["gauc"] == metrics.grouped_auc(out["label"], out["pctr"],
                                                out["user_id"])
@@ -150,46 +156,46 @@ def test_every_registered_model_trains_and_reloads(sim_data, tmp_path):
   for name in sorted(MODELS):
     kwargs = ({"num_negatives": 8, "queue_capacity": 256}
               if name == "egin" else {})
-    config = training.TrainConfig(model=name, batch_size=64, steps=4,
-                                  log_every=4, max_clicks=10, max_queries=10,
-                                  model_kwargs=kwargs)
+    config = train_config.TrainConfig(model=name, batch_size=64, steps=4,
+                                      log_every=4, max_clicks=10, max_queries=10,
+                                      model_kwargs=kwargs)
     model_dir = str(tmp_path / name)
-    result = training.train(os.path.join(data, "train-*"), model_dir, config,
-                            eval_pattern=os.path.join(data, "test-*"),
-                            verbose=0, print_fn=lambda _: None)
+    result = offline.train(os.path.join(data, "train-*"), model_dir, config,
+                           eval_pattern=os.path.join(data, "test-*"),
+                           verbose=0, print_fn=lambda _: None)
     assert 0.0 < result["eval"]["auc"] < 1.0, name
     # The model directory alone rebuilds it (two-stage EGES finds its vectors).
-    again = training.evaluate(model_dir, os.path.join(data, "test-*"))
+    again = evaluation.evaluate(model_dir, os.path.join(data, "test-*"))
     assert again["eval"] == result["eval"], name
 
 
 def test_cache_fits_in_half_the_available_memory(sim_data, monkeypatch):
   data, _ = sim_data
   pattern = os.path.join(data, "train-*")
-  schema = training.schema_lib.schema_for_files(training.reader.match_files(pattern))
-  config = training.TrainConfig(max_clicks=10, max_queries=10, max_seeds=10)
-  needed = (training.count_impressions(pattern, schema) *
-            training.reader.cached_example_bytes(schema, training.sequence_lengths(config)))
+  schema = schema_lib.schema_for_files(reader.match_files(pattern))
+  config = train_config.TrainConfig(max_clicks=10, max_queries=10, max_seeds=10)
+  needed = (data_split.count_impressions(pattern, schema) *
+            reader.cached_example_bytes(schema, train_config.sequence_lengths(config)))
   lines = []
-  monkeypatch.setattr(training, "available_memory_bytes", lambda: 2 * needed)
-  assert training.cache_fits(pattern, config, schema, lines.append)
-  monkeypatch.setattr(training, "available_memory_bytes", lambda: 2 * needed - 1)
-  assert not training.cache_fits(pattern, config, schema, lines.append)
+  monkeypatch.setattr(data_split, "available_memory_bytes", lambda: 2 * needed)
+  assert data_split.cache_fits(pattern, config, schema, lines.append)
+  monkeypatch.setattr(data_split, "available_memory_bytes", lambda: 2 * needed - 1)
+  assert not data_split.cache_fits(pattern, config, schema, lines.append)
   assert "kept in memory after the first epoch" in lines[0]
   assert "every epoch reads and parses the files" in lines[1]
 
 
 def test_available_memory_is_a_positive_byte_count():
-  assert training.available_memory_bytes() > 2**20
+  assert data_split.available_memory_bytes() > 2**20
 
 
 def test_the_nan_stop_acts_at_a_chunk_end_and_no_callback_runs_per_step(tmp_path):
-  stop = training._TerminateOnNaNChunk()
+  stop = offline._TerminateOnNaNChunk()
   stop.model = type("M", (), {"stop_training": False})()
   stop.on_epoch_end(0, {"loss": 0.5})
   assert not stop.model.stop_training
   stop.on_epoch_end(1, {"loss": float("nan")})
   assert stop.model.stop_training
   # A per-step hook would make Keras fetch every metric after every step.
-  callbacks = training._callbacks(None, str(tmp_path), 600.0)
+  callbacks = offline._callbacks(None, str(tmp_path), 600.0)
   assert not any(c._implements_train_batch_hooks() for c in callbacks)

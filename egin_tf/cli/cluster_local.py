@@ -37,7 +37,7 @@ def _interrupted(signum, frame):
 
 @common.clean_errors
 def main(argv):
-  from egin_tf import cluster_local  # pylint: disable=g-import-not-at-top
+  from egin_tf.train import cluster_local  # pylint: disable=g-import-not-at-top
   train_args = argv[1:]
   if train_args and train_args[0] == "--":
     train_args = train_args[1:]

@@ -79,7 +79,7 @@ def require_pattern(flag: str, split: Optional[str] = None) -> None:
 
 def require_model_dir(flag: str = "model_dir") -> None:
   """--flag is a model directory written by `egin-tf train`."""
-  from egin_tf import model_dir  # pylint: disable=g-import-not-at-top
+  from egin_tf.train import model_dir  # pylint: disable=g-import-not-at-top
   path = flags.FLAGS[flag].value
   if path is not None and not model_dir.exists(path):
     raise FlagError(f"--{flag}={path}: not a model directory written by `egin-tf "

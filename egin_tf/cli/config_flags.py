@@ -5,7 +5,7 @@ several configs, such as ``--max_positions``, is one flag; a True-by-default
 ablation switch is its ``negated_flag``, such as ``--no_graph``). Every flag
 defaults to unset, so only what the user typed overrides the config file and
 the defaults: `overrides` turns the flags given on the command line into the
-sections of a `egin_tf.run_config` layer, refusing a flag that applies to no
+sections of a `egin_tf.train.run_config` layer, refusing a flag that applies to no
 config of the run (``--top_k`` with ``--model dnn``, ``--follow`` without
 ``--stream``).
 """

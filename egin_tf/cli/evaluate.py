@@ -24,10 +24,10 @@ flags.DEFINE_string("output_json", None, "Also write the metrics to this file.")
 def main(argv):
   common.require_model_dir()
   common.require_pattern("data", split="test")
-  from egin_tf import training  # pylint: disable=g-import-not-at-top
-  result = training.evaluate(FLAGS.model_dir, FLAGS.data,
-                             batch_size=FLAGS.batch_size)
-  print(training.format_report(result["eval"], result["oracle"], title="model"))
+  from egin_tf.train import evaluation  # pylint: disable=g-import-not-at-top
+  result = evaluation.evaluate(FLAGS.model_dir, FLAGS.data,
+                               batch_size=FLAGS.batch_size)
+  print(evaluation.format_report(result["eval"], result["oracle"], title="model"))
   if FLAGS.output_json:
     with tf.io.gfile.GFile(FLAGS.output_json, "w") as f:
       json.dump(result, f, indent=2)

@@ -41,8 +41,12 @@ flags.DEFINE_integer("keep", None, "Afterwards keep only the newest KEEP version
 def main(argv):
   common.require_model_dir()
   # pylint: disable=g-import-not-at-top
-  from egin_tf import embeddings, export, model_dir, serving_requests, training
-  trained = model_dir.load_model(FLAGS.model_dir, training.TrainConfig)
+  from egin_tf.serve import embeddings
+  from egin_tf.serve import export
+  from egin_tf.train import model_dir
+  from egin_tf.serve import requests as serving_requests
+  from egin_tf.train import config as train_config
+  trained = model_dir.load_model(FLAGS.model_dir, train_config.TrainConfig)
   data = model_dir.saved_train_pattern(FLAGS.model_dir)
   seen = None
   if FLAGS.embeddings:

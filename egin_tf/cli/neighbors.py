@@ -39,9 +39,11 @@ def main(argv):
   common.require_model_dir()
   common.require_pattern("data", split="train")
   # pylint: disable=g-import-not-at-top
-  from egin_tf import embeddings, model_dir, training
+  from egin_tf.serve import embeddings
+  from egin_tf.train import model_dir
+  from egin_tf.train import config as train_config
   item = _item_id(FLAGS.item, FLAGS.raw)
-  trained = model_dir.load_model(FLAGS.model_dir, training.TrainConfig)
+  trained = model_dir.load_model(FLAGS.model_dir, train_config.TrainConfig)
   data = FLAGS.data or model_dir.saved_train_pattern(FLAGS.model_dir)
   seen = embeddings.seen_ids(data, trained.lengths,
                              progress=common.progress_printer("records scanned"),

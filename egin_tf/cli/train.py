@@ -20,7 +20,7 @@ the model (a restarted run resumes exactly after the last checkpointed batch) an
 exporting SavedModel versions for TF Serving (--export_dir).
 
 Defaults per mode: EGIN's --graph_folds is 2 offline and 1 with --stream
-(egin_tf.streaming.STREAM_MODEL_DEFAULTS; --graph_folds or the --config file
+(egin_tf.train.config.STREAM_MODEL_DEFAULTS; --graph_folds or the --config file
 still wins, and --print_config shows the value). Two out-of-fold graph tables
 remove a label leak of shuffled multi-epoch training (a row's target sits in the
 same user's later histories, whose edges train the graph); one time-ordered pass
@@ -44,8 +44,11 @@ import os
 from absl import flags
 
 from data_pipeline.tf_env import tf
-from egin_tf import model_dir as model_dir_lib
-from egin_tf import run_config, streaming, training
+from egin_tf.train import model_dir as model_dir_lib
+from egin_tf.train import run_config
+from egin_tf.train import stream as streaming
+from egin_tf.train import config as train_config
+from egin_tf.train import offline
 from egin_tf.cli import common
 from egin_tf.cli import config_flags
 from egin_tf.models import MODELS, streamable
@@ -71,10 +74,10 @@ flags.DEFINE_string("config", None, "JSON file of the run's config (sections mod
 flags.DEFINE_bool("print_config", False, "Print the resolved config as JSON and exit.")
 flags.DEFINE_integer("sim_users", 2000, "Users simulated when --train is omitted.")
 flags.DEFINE_string("stream", None, "Stream folder: train once over its shards in "
-                    "file-name order (see egin_tf.streaming). Excludes --train. "
+                    "file-name order (see egin_tf.train.stream). Excludes --train. "
                     "Model defaults differ here: EGIN's --graph_folds is 1 on a "
                     "stream, 2 offline (see the module help).")
-for _kind in training.TABLE_KINDS:
+for _kind in train_config.TABLE_KINDS:
   flags.DEFINE_integer(
       f"{_kind}_buckets", None,
       f"Rows of the {_kind} id table (default: a row per id for small ids, else "
@@ -85,7 +88,7 @@ for _kind in training.TABLE_KINDS:
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker_mirrored",
                                        "parameter_server"],
                   "tf.distribute strategy; the cluster comes from TF_CONFIG (see "
-                  "egin_tf.distribute). Under parameter_server, ps and worker "
+                  "egin_tf.train.distribute). Under parameter_server, ps and worker "
                   "tasks serve and the chief trains; `egin-tf cluster-local` "
                   "starts such a cluster on this machine.")
 flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "line", "quiet"],
@@ -94,9 +97,9 @@ flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "line", "quiet"],
 
 # One flag per field of TrainConfig, of every model's config and of StreamConfig.
 CONFIG_FLAGS = config_flags.collect(
-    {"train": {"train": training.TrainConfig},
+    {"train": {"train": train_config.TrainConfig},
      "model": {name: model.CONFIG for name, model in MODELS.items()},
-     "stream": {"stream": streaming.StreamConfig}},
+     "stream": {"stream": train_config.StreamConfig}},
     exclude=("model", "model_kwargs"))
 config_flags.define_flags(CONFIG_FLAGS, __name__)
 
@@ -118,7 +121,7 @@ def _simulated_data(model_dir: str, seed: int) -> tuple:
 
 @common.command()
 def main(argv):
-  from egin_tf import distribute  # pylint: disable=g-import-not-at-top
+  from egin_tf.train import distribute  # pylint: disable=g-import-not-at-top
   _refuse_flags_outside_mode()
   run = _resolved_run()
   if FLAGS.stream is not None and not streamable(run.train.model):
@@ -142,10 +145,10 @@ def main(argv):
   verbose = common.keras_verbosity(FLAGS.verbose)
   if FLAGS.strategy == "parameter_server":
     verbose = min(verbose, 2)  # Keras' progress bar cannot follow remote steps
-  result = training.train(train_pattern, FLAGS.model_dir, run.train,
-                          eval_pattern=eval_pattern, verbose=verbose,
-                          strategy=distribute.make_strategy(FLAGS.strategy),
-                          stage_progress=common.progress_printer)
+  result = offline.train(train_pattern, FLAGS.model_dir, run.train,
+                         eval_pattern=eval_pattern, verbose=verbose,
+                         strategy=distribute.make_strategy(FLAGS.strategy),
+                         stage_progress=common.progress_printer)
   if not task.is_chief:
     return
   print(f"trained {result['steps']} steps in {result['seconds']:.0f} s "
@@ -231,7 +234,7 @@ def _flag_sections(model: str) -> dict:
   sections = config_flags.overrides(
       CONFIG_FLAGS, active, {"model": f"does not apply to --model {model}",
                              "stream": "applies only with --stream"})
-  sizes = {kind: FLAGS[f"{kind}_buckets"].value for kind in training.TABLE_KINDS
+  sizes = {kind: FLAGS[f"{kind}_buckets"].value for kind in train_config.TABLE_KINDS
            if FLAGS[f"{kind}_buckets"].value is not None}
   if sizes:
     sections.setdefault("train", {})["table_sizes"] = sizes

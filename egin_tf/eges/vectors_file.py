@@ -24,7 +24,6 @@ import numpy as np
 
 from data_pipeline import paths
 from data_pipeline.tf_env import tf
-from egin_tf import gfile_io
 from egin_tf.eges.config import LEAK_GUARDS, NO_GUARD, OUT_OF_FOLD, TIME_CUT
 
 FORMAT = 2
@@ -82,7 +81,7 @@ def write_vectors(path: str, table: EgesVectors) -> str:
   tf.io.gfile.makedirs(directory)
   tmp = os.path.join(directory, f".eges-{uuid.uuid4().hex[:12]}.npz")
   try:
-    gfile_io.save_npz(
+    paths.save_npz(
         tmp, format=np.int64(FORMAT), ids=np.asarray(table.ids, np.int64),
         vectors=np.asarray(table.vectors, np.float32),
         leak_guard=np.str_(table.leak_guard),
@@ -104,7 +103,7 @@ def read_vectors(path: str) -> EgesVectors:
   """
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"{path}: no EGES embeddings file (made by train_eges)")
-  with gfile_io.load_npz(path) as saved:
+  with paths.load_npz(path) as saved:
     missing = sorted({"ids", "vectors"} - set(saved.files))
     if missing:
       raise ValueError(f"{path}: not an EGES embeddings file, missing {missing}")

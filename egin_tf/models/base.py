@@ -21,7 +21,7 @@ import tensorflow_recommenders as tfrs
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
-from egin_tf import replica_update
+from egin_tf.models import replica_update
 from egin_tf.configs import Config, ConfigError
 from egin_tf.layers.feature_embeddings import FeatureConfig, FeatureEmbeddings
 from egin_tf.layers.id_collisions import IdCollisionRate
@@ -57,7 +57,7 @@ class CTRModel(tf.keras.Model):
   """
 
   CONFIG: type = Config
-  # Stream training (`egin_tf.streaming`, `egin-tf train --stream`) starts at
+  # Stream training (`egin_tf.train.stream`, `egin-tf train --stream`) starts at
   # the stream's first batch and reads each example once; a model that needs
   # the whole training data before its first step (a first stage in `prepare`,
   # like EGES's graph) sets this False, and stream training refuses it by this
@@ -222,7 +222,7 @@ class CTRModel(tf.keras.Model):
     return False
 
   def graph_variables(self) -> List[tf.Variable]:
-    """The variables a graph optimizer trains (`egin_tf.optimizers`); none here."""
+    """The variables a graph optimizer trains (`egin_tf.train.optimizers`); none here."""
     return []
 
   def embedding_tables(self) -> Dict[str, tf.keras.layers.Layer]:

@@ -17,8 +17,8 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream
 from data_pipeline.text_input import ProgressCallback
+from data_pipeline import paths
 from data_pipeline.tf_env import tf
-from egin_tf import gfile_io
 
 SEEN_IDS_FILE = "seen_ids.npz"
 
@@ -56,13 +56,13 @@ def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
   """
   cache = os.path.join(cache_dir, SEEN_IDS_FILE) if cache_dir else None
   if cache and tf.io.gfile.exists(cache):
-    saved = gfile_io.load_npz(cache)
+    saved = paths.load_npz(cache)
     return {kind: IdTable(saved[f"{kind}_ids"], saved[f"{kind}_cats"])
             for kind in ("items", "queries")}
   result = _scan_ids(data_pattern, lengths, batch_size, progress)
   if cache:
-    gfile_io.save_npz(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
-                      **{f"{k}_cats": t.cats for k, t in result.items()})
+    paths.save_npz(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
+                   **{f"{k}_cats": t.cats for k, t in result.items()})
   return result
 
 

@@ -17,8 +17,8 @@ from typing import List, Tuple
 
 import numpy as np
 
+from data_pipeline import paths
 from data_pipeline.tf_env import tf
-from egin_tf import gfile_io
 
 _SEGMENT = re.compile(r"^segment-(\d{12})\.tsv$")
 
@@ -34,7 +34,7 @@ class TrainedExamplesLog:
   def segments(self) -> List[Tuple[int, str]]:
     """``(step, path)`` of the committed segments, oldest first."""
     found = []
-    for name in gfile_io.listdir(self.directory):
+    for name in paths.listdir(self.directory):
       match = _SEGMENT.match(name)
       if match:
         found.append((int(match.group(1)), os.path.join(self.directory, name)))
@@ -61,7 +61,7 @@ class TrainedExamplesLog:
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as f:
       f.write("".join(self._pending))
-    gfile_io.fsync(tmp)
+    paths.fsync(tmp)
     tf.io.gfile.rename(tmp, path, overwrite=True)
     self._pending = []
     return path

@@ -10,15 +10,13 @@
 `resolve` stacks such dicts, each named by its source (defaults, a file, the
 command line), later ones overriding earlier ones key by key, and names the
 source of a bad value in its `RunConfigError`. A stream run stacks
-`stream_defaults` (`streaming.STREAM_MODEL_DEFAULTS`, e.g. EGIN's
+`stream_defaults` (`train_config.STREAM_MODEL_DEFAULTS`, e.g. EGIN's
 ``graph_folds=1``) right after the defaults, so a file or a flag still wins.
 """
 
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
-
-from egin_tf import streaming
-from egin_tf import training
+from egin_tf.train import config as train_config
 from egin_tf.configs import ConfigError, field_specs
 from egin_tf.models import MODELS
 
@@ -43,13 +41,13 @@ class RunConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-  train: training.TrainConfig  # its model_kwargs: the model's full config
-  stream: Optional[streaming.StreamConfig] = None
+  train: train_config.TrainConfig  # its model_kwargs: the model's full config
+  stream: Optional[train_config.StreamConfig] = None
 
   def to_dict(self) -> Dict[str, Any]:
     train = self.train.to_dict()
     out = {"model": {"name": self.train.model,
-                     **training.model_config(self.train).to_dict()},
+                     **train_config.model_config(self.train).to_dict()},
            "train": {k: v for k, v in train.items() if k not in _NOT_TRAIN_KEYS}}
     if self.stream is not None:
       out["stream"] = self.stream.to_dict()
@@ -80,13 +78,13 @@ def resolve(layers: Sequence[Layer], stream: bool) -> RunConfig:
 
 
 def stream_defaults(model_name: str) -> Layer:
-  """The layer of `streaming.STREAM_MODEL_DEFAULTS` for a stream run of
+  """The layer of `train_config.STREAM_MODEL_DEFAULTS` for a stream run of
   ``model_name``: only the fields its config has (none for an unknown name,
   which `resolve` reports). Stack it after the defaults, before a file and flags."""
   model = MODELS.get(model_name) if isinstance(model_name, str) else None
   fields = {spec.name for spec in field_specs(model.CONFIG)} if model else set()
   return (STREAM_DEFAULTS, {"model": {k: v for k, v in
-                                      streaming.STREAM_MODEL_DEFAULTS.items()
+                                      train_config.STREAM_MODEL_DEFAULTS.items()
                                       if k in fields}})
 
 
@@ -107,12 +105,12 @@ def _config_error(e: ConfigError, merged, last_source: str,
 def _build(model_name: str, merged, stream: bool) -> RunConfig:
   values = {s: {k: v for k, (v, _) in merged[s].items()} for s in SECTIONS}
   # The model's config is checked once, here, so its errors come before the
-  # train section's; training.model_config adds only the run's seed, which
+  # train section's; train_config.model_config adds only the run's seed, which
   # TrainConfig has already checked against the same range (min 0).
   MODELS[model_name].CONFIG.from_dict(values["model"])
-  train = training.TrainConfig.from_dict(
+  train = train_config.TrainConfig.from_dict(
       {**values["train"], "model": model_name, "model_kwargs": values["model"]})
-  stream_config = (streaming.StreamConfig.from_dict(values["stream"])
+  stream_config = (train_config.StreamConfig.from_dict(values["stream"])
                    if stream else None)
   return RunConfig(train, stream_config)
 
@@ -138,8 +136,8 @@ def _checked_sections(source: str, sections: Mapping[str, Any],
 
 
 def _section_of(owner: str) -> str:
-  if owner == training.TrainConfig.__name__:
+  if owner == train_config.TrainConfig.__name__:
     return "train"
-  if owner == streaming.StreamConfig.__name__:
+  if owner == train_config.StreamConfig.__name__:
     return "stream"
   return "model"

@@ -13,11 +13,11 @@ the progressive metrics and the position always change together. Checkpoints
 (even ``kill -9``) restarts from its latest checkpoint at exactly the record after
 the last batch that checkpoint's model was trained on: no example is trained twice
 into the model, none is skipped. With ``audit_log`` the ids of the trained examples
-are written in segments committed with the checkpoints (`egin_tf.audit_log`),
+are written in segments committed with the checkpoints (`egin_tf.train.audit_log`),
 which makes that checkable.
 
 Periodic exports (every N steps and/or M minutes) write SavedModel versions
-``export_dir/<version>/`` for TF Serving (`egin_tf.export`: written under a
+``export_dir/<version>/`` for TF Serving (`egin_tf.serve.export`: written under a
 temporary name and renamed), with warm-up requests made of the latest trained
 records and ``assets.extra/export_info.json`` (step, examples, stream position),
 and keep the newest K.
@@ -52,63 +52,19 @@ from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
 from data_pipeline.prefetch import Prefetcher
 from data_pipeline.tf_env import tf
-from egin_tf import audit_log
-from egin_tf import model_dir as model_dir_lib
-from egin_tf import training
-from egin_tf import train_actions
-from egin_tf.train_actions import (  # noqa: F401  (public here since before)
+from egin_tf.train import audit_log
+from egin_tf.train import model_dir as model_dir_lib
+from egin_tf.train import config as train_config
+from egin_tf.train import evaluation
+from egin_tf.train import actions as train_actions
+from egin_tf.train.actions import (  # noqa: F401  (public here since before)
     CheckpointWriteError, ExportWriteError, EXPORT_INFO_FILE)
-from egin_tf.configs import Config, param
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import streamable
-from egin_tf.progressive import ProgressiveMetrics
+from egin_tf.train.progressive import ProgressiveMetrics
 
 AUDIT_DIR = "trained_examples"
 LOG_DIR = os.path.join("logs", "stream")
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamConfig(Config):
-  """How to consume a stream (the model and optimizer come from `TrainConfig`)."""
-  follow: bool = param(False, "Keep polling for new shards instead of stopping at "
-                       "the end.")
-  poll_seconds: float = param(10.0, "With --follow: seconds between polls.",
-                              above=0.0)
-  idle_timeout: Optional[float] = param(None, "With --follow: stop after this many "
-                                        "seconds without a new shard (unset: never).",
-                                        above=0.0)
-  shard_pattern: str = param(stream_lib.DEFAULT_PATTERN, "Glob of shard names in "
-                             "the stream folder.")
-  on_bad: str = param("stop", "Stop at an unreadable or unparsable record, or skip "
-                      "and report it.", choices=("stop", "skip"))
-  checkpoint_every_steps: int = param(200, "Steps between checkpoints (also at the "
-                                      "end).", min=1)
-  checkpoint_every_seconds: Optional[float] = param(
-      600.0, "At most this long between checkpoints (unset: off).", above=0.0)
-  keep_checkpoints: int = param(3, "Checkpoints kept.", min=1)
-  export_dir: Optional[str] = param(None, "SavedModel versions for TF Serving go to "
-                                    "EXPORT_DIR/<version>/ (unset: no exports).")
-  export_every_steps: Optional[int] = param(None, "Steps between exports (unset: "
-                                            "off).", min=1)
-  export_every_minutes: Optional[float] = param(None, "Minutes between exports "
-                                                "(unset: off).", above=0.0)
-  keep_exports: int = param(3, "Newest versions kept in the export folder.", min=1)
-  progressive_window: int = param(10_000, "Examples in the progressive-validation "
-                                  "window.", min=1)
-  log_every: int = param(100, "Steps between progress lines and TensorBoard "
-                         "points.", min=1)
-  audit_log: bool = param(False, "Log every trained example (shard, record, "
-                          "fingerprint) in MODEL_DIR/trained_examples, committed "
-                          "with the checkpoints.")
-
-
-# Model fields whose default differs on a stream, for every model whose config
-# has the field (`egin-tf train --stream` stacks them between its defaults and a
-# --config file and the flags, `run_config.stream_defaults`). EGIN's graph_folds:
-# out-of-fold tables remove a label leak of shuffled multi-epoch training, which a
-# time-ordered pass cannot have (no later row is trained before a row is scored);
-# measured in experiments/RESULTS.md, "Stream defaults: graph_folds on the stream".
-STREAM_MODEL_DEFAULTS: Dict[str, Any] = {"graph_folds": 1}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -137,17 +93,17 @@ class StreamState(tf.Module):
                                      int(self.offset.numpy()))
 
 
-def _model_config(model_dir: str, stream_dir: str, config: training.TrainConfig,
+def _model_config(model_dir: str, stream_dir: str, config: train_config.TrainConfig,
                   schema: schema_lib.DatasetSchema, pattern: str) -> FeatureConfig:
   """Writes (first run) or checks (resume) the model directory's config."""
   if model_dir_lib.exists(model_dir):
     saved = model_dir_lib.read_config(model_dir)
-    before = model_dir_lib.train_config(saved, training.TrainConfig)
-    model_dir_lib.check_resume(model_dir, (before, training.model_config(before)),
-                               (config, training.model_config(config)))
+    before = model_dir_lib.train_config(saved, train_config.TrainConfig)
+    model_dir_lib.check_resume(model_dir, (before, train_config.model_config(before)),
+                               (config, train_config.model_config(config)))
     return saved.features
-  features = training.feature_config(schema, config)
-  model_dir_lib.write_config(model_dir, config, training.model_config(config), features,
+  features = train_config.feature_config(schema, config)
+  model_dir_lib.write_config(model_dir, config, train_config.model_config(config), features,
                              schema, os.path.join(stream_dir, pattern))
   return features
 
@@ -200,10 +156,10 @@ def _sleep_unless(stop: _StopFlag, seconds: float) -> None:
 class _StreamModel:
   """The model and everything checkpointed with it, and the one-batch step."""
 
-  def __init__(self, config: training.TrainConfig, features: FeatureConfig,
-               stream: StreamConfig, model_dir: str):
+  def __init__(self, config: train_config.TrainConfig, features: FeatureConfig,
+               stream: train_config.StreamConfig, model_dir: str):
     tf.keras.utils.set_random_seed(config.seed)
-    self.model = training.build_from_config(config, features)
+    self.model = train_config.build_from_config(config, features)
     self.state = StreamState()
     self.progressive = ProgressiveMetrics(window=stream.progressive_window)
     self.checkpoint = tf.train.Checkpoint(
@@ -284,7 +240,7 @@ def _restore_or_start(run: _StreamModel, schema: schema_lib.DatasetSchema,
     print_fn(f"resuming from {latest} (step {start.step:,}, "
              f"{int(run.state.examples.numpy()):,} examples trained) at {start.position}")
   else:
-    # An offline (`training.train`) checkpoint: warm start, stream from the top.
+    # An offline (`offline.train`) checkpoint: warm start, stream from the top.
     tf.train.Checkpoint(model=run.model, optimizer=run.model.optimizer).restore(
         latest).assert_existing_objects_matched()
     run.state.reset()
@@ -315,7 +271,7 @@ class _ProgressLog:
   unbroken run would), so ``when`` starts at the last multiple of ``log_every``.
   """
 
-  def __init__(self, stream: StreamConfig, print_fn: Callable[[str], None],
+  def __init__(self, stream: train_config.StreamConfig, print_fn: Callable[[str], None],
                start_step: int):
     self.when = train_actions.Periodic(steps=stream.log_every)
     self.when.reset(start_step - start_step % stream.log_every)
@@ -359,7 +315,7 @@ def _check_finite(logs, step: int, batch: stream_lib.StreamBatch,
 
 
 def _actions(run: _StreamModel, start: _Start, loop: _LoopState, schema,
-             lengths, stream: StreamConfig, model_dir: str,
+             lengths, stream: train_config.StreamConfig, model_dir: str,
              print_fn: Callable[[str], None]):
   """The checkpointer and the exporter (None without ``export_dir``)."""
   checkpointer = train_actions.Checkpointer(
@@ -404,8 +360,8 @@ def _train_loop(batches, run: _StreamModel, loop: _LoopState, checkpointer,
     exporter.finish(loop.step)
 
 
-def _open_stream(stream_dir: str, config: training.TrainConfig, stream: StreamConfig,
-                 lengths, schema, start: _Start,
+def _open_stream(stream_dir: str, config: train_config.TrainConfig,
+                 stream: train_config.StreamConfig, lengths, schema, start: _Start,
                  stop: _StopFlag) -> stream_lib.ShardStream:
   return stream_lib.ShardStream(
       stream_dir, config.batch_size, lengths, schema=schema, start=start.position,
@@ -417,7 +373,7 @@ def _open_stream(stream_dir: str, config: training.TrainConfig, stream: StreamCo
 
 
 def _run_summary(run: _StreamModel, loop: _LoopState, shard_stream, exporter,
-                 stream: StreamConfig, seconds: float,
+                 stream: train_config.StreamConfig, seconds: float,
                  print_fn: Callable[[str], None]) -> Dict[str, Any]:
   """Prints the run's last line; the result dict (no evaluation yet)."""
   result = run.progressive.result()
@@ -443,8 +399,8 @@ def _run_summary(run: _StreamModel, loop: _LoopState, shard_stream, exporter,
   }
 
 
-def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
-                 stream: StreamConfig = StreamConfig(),
+def train_stream(stream_dir: str, model_dir: str, config: train_config.TrainConfig,
+                 stream: train_config.StreamConfig = train_config.StreamConfig(),
                  eval_pattern: Optional[str] = None,
                  print_fn: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains ``config.model`` on a stream folder, resuming from ``model_dir``.
@@ -453,7 +409,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
     stream_dir: the stream folder (shards sorting in time order, schema.json).
     model_dir: config, checkpoints, logs (TensorBoard under logs/stream) and the
       trained-example log; a run resumes from what is there. A model directory
-      of an offline run (`training.train`, same model settings) is a warm start:
+      of an offline run (`offline.train`, same model settings) is a warm start:
       its model and optimizer, then the stream from its start.
     config: the model and optimizer settings (``epochs``/``steps`` unused: a
       stream is read once).
@@ -472,7 +428,7 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   schema = schema_lib.DatasetSchema.load(stream_dir)
   tf.io.gfile.makedirs(model_dir)
   features = _model_config(model_dir, stream_dir, config, schema, stream.shard_pattern)
-  lengths = training.sequence_lengths(config)
+  lengths = train_config.sequence_lengths(config)
   run = _StreamModel(config, features, stream, model_dir)
   start = _restore_or_start(run, schema, lengths, stream_dir, config.model, print_fn)
   stop = _StopFlag()
@@ -491,8 +447,8 @@ def train_stream(stream_dir: str, model_dir: str, config: training.TrainConfig,
   out = _run_summary(run, loop, shard_stream, exporter, stream,
                      time.perf_counter() - run_start, print_fn)
   if eval_pattern:
-    out.update(training.evaluate_and_print(run.model, eval_pattern, config, schema,
-                                           print_fn))
+    out.update(evaluation.evaluate_and_print(run.model, eval_pattern, config, schema,
+                                             print_fn))
   with tf.io.gfile.GFile(os.path.join(model_dir, "stream_metrics.json"), "w") as f:
     json.dump(out, f, indent=2)
   return out

@@ -13,13 +13,13 @@ the same curves):
   every score kept forever);
 * running logloss: float64 sums;
 * window: a ring buffer of the last ``window`` labels and scores, from which the
-  window AUC and logloss are computed exactly (`egin_tf.metrics`).
+  window AUC and logloss are computed exactly (`data_pipeline.ranking_metrics`).
 """
 
 from typing import Dict
 
 from data_pipeline.tf_env import tf
-from egin_tf import metrics
+from data_pipeline import ranking_metrics as metrics
 
 _EPS = 1e-7
 

@@ -12,7 +12,7 @@ A model directory holds everything needed to evaluate, export or resume a run:
 * ``logs/``: TensorBoard logs (losses, progress AUC, per-step figures);
 * ``metrics.json``: the exact evaluation at the end of offline training.
 
-This module sits below `egin_tf.training` (which imports it), so it never names
+This module sits below `egin_tf.train.offline` (which imports it), so it never names
 `TrainConfig`: writers hand it configs, readers get dicts or pass the run config
 class in (`train_config`, `load_model`).
 """

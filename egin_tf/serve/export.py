@@ -19,7 +19,7 @@ scoring through the same `ServingModule.score_batch`:
 
 Optionally the item and query embedding tables (EGIN: the graph tables) go to
 ``assets.extra/{items,queries}_embeddings.tsv`` with the ids they belong to, and
-warm-up requests (`egin_tf.serving_requests`) to
+warm-up requests (`egin_tf.serve.requests`) to
 ``assets.extra/tf_serving_warmup_requests``, which TF Serving replays before it
 serves the version.
 
@@ -41,9 +41,8 @@ from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import paths
 from data_pipeline.tf_env import tf
-from egin_tf import embeddings
-from egin_tf import gfile_io
-from egin_tf import serving_requests
+from egin_tf.serve import embeddings
+from egin_tf.serve import requests as serving_requests
 
 TMP_PREFIX = ".tmp-"
 
@@ -147,7 +146,7 @@ class ServingModule(tf.Module):
 
 def next_version(export_dir: str) -> int:
   """A version number larger than every numeric folder already in export_dir."""
-  existing = [int(n) for n in (gfile_io.listdir(export_dir)
+  existing = [int(n) for n in (paths.listdir(export_dir)
                                if tf.io.gfile.isdir(export_dir) else [])
               if n.isdigit()]
   return max([int(time.time())] + [v + 1 for v in existing])
@@ -316,7 +315,7 @@ def prune_versions(export_dir: str, keep: int) -> List[str]:
   if keep < 1:
     raise ValueError(f"keep={keep}: keep at least one version; a server would "
                      "unload the model")
-  names = gfile_io.listdir(export_dir)
+  names = paths.listdir(export_dir)
   versions = sorted((n for n in names
                      if n.isdigit() and tf.io.gfile.isdir(os.path.join(export_dir, n))),
                     key=int)

@@ -2,7 +2,7 @@
 TF Serving warm-up records.
 
 A search request scores N candidate items for one user and one query. It has
-two forms, one per signature of `egin_tf.export`:
+two forms, one per signature of `egin_tf.serve.export`:
 
 * ``serving_default``: one serialized ``tf.train.Example`` per candidate
   (schema of `data_pipeline.schema`), N examples that share the user, time,

@@ -13,7 +13,7 @@ from typing import Any, Callable, List, Optional
 
 from data_pipeline import paths
 from data_pipeline.tf_env import tf
-from egin_tf import export as export_lib
+from egin_tf.serve import export as export_lib
 
 EXPORT_INFO_FILE = "export_info.json"
 
