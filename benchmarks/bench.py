@@ -144,8 +144,7 @@ def train_section(pattern: str, schema, features: FeatureConfig) -> None:
     batches = batches_in_memory(pattern, schema, batch_size)
     steps = {}
     for name, (model, kwargs) in variants.items():
-      built = train_config.build_from_config(
-          config_for(model, batch_size, model_kwargs=kwargs), features)
+      built = config_for(model, batch_size, model_kwargs=kwargs).build_model(features)
       steps[name] = tf.function(built.train_step)
     seconds = time_interleaved(steps, batches, FLAGS.steps, FLAGS.warmup)
     if FLAGS.profile_dir:
@@ -187,7 +186,7 @@ def fit_section(pattern: str, schema, features: FeatureConfig, tmp: str) -> None
   steps_per_pass = FLAGS.fit_records // 256
   rates = {}
   for model in ("dnn", "din", "egin"):
-    built = train_config.build_from_config(config_for(model, 256), features)
+    built = config_for(model, 256).build_model(features)
     step = 256 / time_interleaved({model: tf.function(built.train_step)}, batches,
                                   FLAGS.steps, FLAGS.warmup)[model]
     rates[model] = {"step": step,
@@ -215,7 +214,7 @@ def keras_loop_rate(model: str, features: FeatureConfig, batches: List,
                     steps: int) -> float:
   """Examples/s of Keras' `fit` over batches held in memory, after a first call
   that traces."""
-  built = train_config.build_from_config(config_for(model, 256), features)
+  built = config_for(model, 256).build_model(features)
   stacked = tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)
   dataset = tf.data.Dataset.from_tensor_slices(stacked).repeat()
   built.fit(dataset, steps_per_epoch=2, verbose=0)
@@ -325,7 +324,7 @@ def tables_section(pattern: str, schema, features: FeatureConfig) -> None:
     big = dataclasses.replace(features, item_buckets=rows)
     for optimizer in optimizers:
       extra = {"optimizer": optimizer} if len(optimizers) > 1 else {}
-      model = train_config.build_from_config(config_for("egin", 256, **extra), big)
+      model = config_for("egin", 256, **extra).build_model(big)
       seconds = time_interleaved({"egin": tf.function(model.train_step)}, batches,
                                  FLAGS.steps, FLAGS.warmup)["egin"]
       first.setdefault(optimizer, seconds)

@@ -10,7 +10,7 @@ Smoke run (well under two minutes):
 
 Simulates a dataset into a temporary folder (unless --data is given), pulls
 --batches training batches into memory (so input cost is excluded), builds every
-model with `train_config.build_from_config`, traces ``tf.function(model.train_step)``
+model with `TrainConfig.build_model`, traces ``tf.function(model.train_step)``
 and then times --steps calls per model, interleaved (A, B, A, B, ... with the
 order flipped every round) so that noise from other processes hits all models
 alike. Prints the median ms/step, examples/s and the ratio to the first model,
@@ -32,11 +32,12 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+from data_pipeline.data_split import DataSplit
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 from egin_tf.train import config as train_config
-from egin_tf.train import data_split
+from egin_tf.train import model_input
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS
 
@@ -95,10 +96,9 @@ def _time_interleaved(functions: List[Tuple[str, Callable]],
                                  FLAGS.warmup, FLAGS.steps)
 
 
-def _reader_rate(pattern: str, config: train_config.TrainConfig,
-                 schema: schema_lib.DatasetSchema) -> float:
+def _reader_rate(split: DataSplit, config: train_config.TrainConfig) -> float:
   """Examples/s of the training input pipeline alone (no model)."""
-  ds = data_split.model_dataset(pattern, config, True, schema)
+  ds = model_input.model_dataset(split, config, True)
   it = iter(ds)
   for _ in range(3):  # warm-up: tracing, file cache, shuffle buffer
     next(it)
@@ -114,8 +114,8 @@ def _timed_functions(configs: Dict[str, train_config.TrainConfig],
   losses) as named tf.functions of a batch, models built in ``configs`` order."""
   functions = []
   for name, config in configs.items():
-    model = train_config.build_from_config(
-        config, FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim))
+    model = config.build_model(
+        FeatureConfig.from_schema(schema, embedding_dim=config.embedding_dim))
     functions.append((f"{name} train step", tf.function(model.train_step)))
     if FLAGS.breakdown:
       functions.append((f"{name} forward (inference)", tf.function(
@@ -150,7 +150,8 @@ def benchmark(pattern: str) -> None:
   }
   base = configs[FLAGS.models[0]]
   tf.keras.utils.set_random_seed(FLAGS.seed)
-  ds = data_split.model_dataset(pattern, base, True, schema)
+  split = DataSplit.resolve(pattern, "train", base.sequence_lengths())
+  ds = model_input.model_dataset(split, base, True)
   batches = list(ds.take(FLAGS.batches))
   print(f"{len(batches)} batches of {FLAGS.batch_size} in memory; histories:")
   print(_history_report(batches, schema))
@@ -168,7 +169,7 @@ def benchmark(pattern: str) -> None:
     ratio = (statistics.median(seconds["egin train step"]) /
              statistics.median(seconds["dnn train step"]))
     print(f"RATIO EGIN/DNN train step (this run): {ratio:.2f}")
-  rate = _reader_rate(pattern, base, schema)
+  rate = _reader_rate(split, base)
   slowest = max(statistics.median(seconds[n]) for n in train_steps)
   print(f"reader alone (training pipeline, B={FLAGS.batch_size}, "
         f"L={FLAGS.max_clicks}, M={FLAGS.max_queries}): {rate:,.0f} examples/s "

@@ -35,7 +35,7 @@ record of a file is bad (checked before reading starts), else, while reading, a
 import dataclasses
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from data_pipeline import schema as schema_lib
 from data_pipeline.bad_input import BadShardRecordError
@@ -161,7 +161,7 @@ def zeros_batch(schema: schema_lib.DatasetSchema, lengths: SequenceLengths,
   return out
 
 
-def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
+def make_dataset(file_pattern: Union[str, Sequence[str]], batch_size: int, max_clicks: int = 100,
                  max_queries: int = 100, max_seeds: int = 100,
                  schema: Optional[schema_lib.DatasetSchema] = None,
                  shuffle: bool = False, shuffle_buffer: int = 10_000,
@@ -176,7 +176,7 @@ def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
 
   Args:
     file_pattern: comma-separated globs of TFRecord shards or dataset folders
-      (`match_files`).
+      (`match_files`), or a list of shards read as given (`DataSplit.files`).
     batch_size: B.
     max_clicks, max_queries, max_seeds: L, M, S; longer histories keep their
       most recent entries.
@@ -209,7 +209,8 @@ def make_dataset(file_pattern: str, batch_size: int, max_clicks: int = 100,
     BadShardRecordError: a file's first record is unreadable (e.g. the file is
       no TFRecord file); a later unreadable record fails the iteration.
   """
-  files = match_files(file_pattern, split)
+  files = (match_files(file_pattern, split) if isinstance(file_pattern, str)
+           else list(file_pattern))
   check_first_records(files)
   if schema is None:
     schema = schema_lib.schema_for_files(files)

@@ -31,8 +31,8 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+from data_pipeline.data_split import DataSplit
 from egin_tf.train import config as train_config
-from egin_tf.train import evaluation
 from egin_tf.train import offline
 from experiments import common
 
@@ -153,7 +153,7 @@ def main(argv):
   rows = [train_variant(variant, train_pattern, test_pattern)
           for variant in FLAGS.variants]
 
-  oracle = evaluation.load_oracle(test_pattern)
+  oracle = DataSplit.resolve(test_pattern, "test").oracle
   table = markdown_table(rows, oracle)
   command = " ".join(common.command_line())
   date = common.utc_date()

@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+from data_pipeline.data_split import DataSplit
 from egin_tf.serve import embeddings
 from egin_tf.train import model_dir as model_dir_lib
 from egin_tf.train import config as train_config
@@ -121,7 +122,8 @@ def item_vectors(run_dir: str, train_pattern: str
   """(ids, first categories, vectors) of the items of a run's train split."""
   model, config, _, lengths = model_dir_lib.load_model(run_dir, train_config.TrainConfig)
   del config
-  table = embeddings.seen_ids(train_pattern, lengths, cache_dir=run_dir)["items"]
+  table = embeddings.seen_ids(DataSplit.resolve(train_pattern, "train", lengths),
+                              cache_dir=run_dir)["items"]
   vectors = embeddings.embed(model.embedding_tables()["items"], table.ids)
   return table.ids, table.cats[:, 0], vectors
 

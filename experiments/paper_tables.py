@@ -81,6 +81,7 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+from data_pipeline.data_split import DataSplit
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
@@ -91,7 +92,6 @@ from data_pipeline.writer import DatasetWriter
 from egin_tf import eges
 from egin_tf.eges import config as eges_config
 from egin_tf.serve import embeddings
-from experiments import graph_quality
 from egin_tf.train import model_dir as model_dir_lib
 from egin_tf.train import config as train_config
 from egin_tf.train import evaluation
@@ -101,6 +101,7 @@ from egin_tf.models import MODELS
 from egin_tf.models.configs import EGESConfig
 from egin_tf.models.eges import stage1_config
 from experiments import common
+from experiments import graph_quality
 from experiments import tuning
 # The colleague's script: its ablation variants and flags (--users, --epochs,
 # --batch_size, --log_every, --verbose) are shared.
@@ -379,8 +380,9 @@ def held_out_edges(split: Split) -> Tuple[Dict[str, Any], Any]:
                                      FLAGS.max_hist)
     edges = graph_quality.held_out_edges(split.train, split.test,
                                          QueryItemGraph(), lengths)
-    items = np.union1d(embeddings.seen_ids(split.train, lengths)["items"].ids,
-                       embeddings.seen_ids(split.test, lengths)["items"].ids)
+    items = np.union1d(
+        embeddings.seen_ids(DataSplit.resolve(split.train, "train", lengths))["items"].ids,
+        embeddings.seen_ids(DataSplit.resolve(split.test, "test", lengths))["items"].ids)
     _EDGE_CACHE[key] = (edges, items)
   return _EDGE_CACHE[key]
 
@@ -645,7 +647,7 @@ def main(argv):
   leaders = FAIR_ABLATIONS if FLAGS.table.startswith("fair_") else None
   results = run_table(split, variants, lrs, seeds, leaders)
   reference = "egin" if FLAGS.table.startswith("ablation") else None
-  table = markdown_table(results, evaluation.load_oracle(split.test), reference)
+  table = markdown_table(results, DataSplit.resolve(split.test, "test").oracle, reference)
   summary = fair_summary(results) if FLAGS.table.startswith("fair_") else ""
   if summary:
     table += "\n" + summary + "\n"

@@ -53,6 +53,7 @@ from absl import flags
 import numpy as np
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+from data_pipeline.data_split import DataSplit
 from data_pipeline import schema as schema_lib
 from data_pipeline import simulator
 from data_pipeline import stream as stream_lib
@@ -60,9 +61,7 @@ from data_pipeline.tf_env import tf
 from data_pipeline import ranking_metrics as metrics
 from egin_tf.train import model_dir as model_dir_lib
 from egin_tf.train import stream as streaming
-from egin_tf.train import config as train_config
-from egin_tf.train import data_split
-from egin_tf.train import evaluation
+from egin_tf.train.config import StreamConfig, TrainConfig
 from egin_tf.train import offline
 from experiments import common
 
@@ -159,8 +158,7 @@ def make_stream(data_dir: str, stream_dir: str, records_per_shard: int) -> int:
     The number of records in the stream.
   """
   train_pattern = os.path.join(data_dir, "train-*")
-  expected = data_split.count_impressions(
-      train_pattern, schema_lib.DatasetSchema.load(data_dir))
+  expected = DataSplit.resolve(train_pattern, "train").impressions
   if os.path.isdir(stream_dir):
     split = schema_lib.DatasetSchema.load(stream_dir).splits.get("stream", {})
     shards = stream_lib.list_shards(stream_dir)
@@ -324,16 +322,16 @@ def model_curve(model_dir: str, batch_size: int, total: int) -> Curve:
 # ------------------------------------------------------------------ training
 
 
-def _train_config(model: str, config: ExperimentConfig) -> train_config.TrainConfig:
+def _train_config(model: str, config: ExperimentConfig) -> TrainConfig:
   kwargs = {"seed": config.seed} if model == "egin" else {}
-  return train_config.TrainConfig(
+  return TrainConfig(
       model=model, model_kwargs=kwargs, batch_size=config.batch_size, epochs=1,
       learning_rate=config.learning_rate, max_clicks=config.max_hist,
       max_queries=config.max_hist, max_seeds=config.max_hist, seed=config.seed)
 
 
 def _finished(model_dir: str, metrics_file: str,
-              train_config: train_config.TrainConfig) -> Optional[dict]:
+              train_config: TrainConfig) -> Optional[dict]:
   """The metrics of a finished run in ``model_dir`` with the same settings."""
   metrics_path = os.path.join(model_dir, metrics_file)
   if not (os.path.exists(metrics_path) and model_dir_lib.exists(model_dir)):
@@ -357,7 +355,7 @@ def train_on_stream(model: str, stream_dir: str, test_pattern: str, model_dir: s
   if done is not None:
     print(f"reusing the finished stream run in {model_dir}")
     return done
-  stream_config = train_config.StreamConfig(
+  stream_config = StreamConfig(
       progressive_window=config.window, log_every=config.log_every,
       export_dir=(os.path.join(model_dir, "exports")
                   if config.export_every_steps else None),
@@ -530,7 +528,7 @@ def run(config: ExperimentConfig, command: str = "") -> dict:
   "stream_examples", "table"}`` and writes results.md, curves.json and the figure."""
   total, labels, probs = prepare_stream(config)
   test_pattern = os.path.join(config.out, "data", "test-*")
-  oracle_test_auc = evaluation.load_oracle(test_pattern)["test_auc"]
+  oracle_test_auc = DataSplit.resolve(test_pattern, "test").oracle["test_auc"]
   rows = [model_result(model, total, config) for model in config.models]
   for r in rows[1:]:
     if not np.array_equal(r.curve.examples, rows[0].curve.examples):

@@ -20,7 +20,7 @@ from absl import app
 from absl import flags
 
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
-from egin_tf.train import evaluation
+from data_pipeline.data_split import DataSplit
 from experiments import common
 from experiments import paper_tables
 
@@ -70,7 +70,7 @@ def main(argv):
     raise app.UsageError(f"--fractions must be in [0, 1], got {fractions}")
   split = paper_tables.prepare_split("simulator")
   results = paper_tables.run_table(split, fraction_variants(fractions), lrs, seeds)
-  oracle = evaluation.load_oracle(split.test)
+  oracle = DataSplit.resolve(split.test, "test").oracle
   table = paper_tables.markdown_table(results, oracle, reference="egin")
   png = os.path.join(FLAGS.runs_dir, f"figure3_{split.name}.png")
   os.makedirs(FLAGS.runs_dir, exist_ok=True)

@@ -54,7 +54,7 @@ from absl import flags
 import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline.trivago import convert_trivago
 from egin_tf.train import stream as streaming
-from egin_tf.train import config as train_config
+from egin_tf.train.config import StreamConfig, TrainConfig
 from experiments import common
 from experiments import progressive_validation as pv
 
@@ -143,16 +143,16 @@ def prepare_dataset(dataset: str, settings: Settings) -> Tuple[str, str]:
 # ---------------------------------------------------------------- training ----
 
 
-def train_config(folds: int, seed: int, settings: Settings) -> train_config.TrainConfig:
+def train_config(folds: int, seed: int, settings: Settings) -> TrainConfig:
   """Default EGIN with ``folds`` graph folds; the stream's optimizer and lengths."""
-  return train_config.TrainConfig(
+  return TrainConfig(
       model="egin", model_kwargs={"graph_folds": folds}, batch_size=settings.batch_size,
       epochs=1, learning_rate=settings.learning_rate, max_clicks=settings.max_hist,
       max_queries=settings.max_hist, max_seeds=settings.max_hist, seed=seed)
 
 
 def stream_run(stream_dir: str, test_pattern: str, model_dir: str,
-               config: train_config.TrainConfig, settings: Settings) -> Dict[str, float]:
+               config: TrainConfig, settings: Settings) -> Dict[str, float]:
   """One pass of ``config`` over ``stream_dir`` (or the finished run's figures)."""
   if settings.overwrite and os.path.exists(model_dir):
     shutil.rmtree(model_dir)
@@ -162,8 +162,8 @@ def stream_run(stream_dir: str, test_pattern: str, model_dir: str,
     print(f"\n== {model_dir}: one pass over {stream_dir}")
     result = streaming.train_stream(
         stream_dir, model_dir, config,
-        train_config.StreamConfig(progressive_window=settings.window,
-                                  log_every=settings.log_every),
+        StreamConfig(progressive_window=settings.window,
+                     log_every=settings.log_every),
         eval_pattern=test_pattern)
   else:
     print(f"reusing the finished stream run in {model_dir}")

@@ -3,6 +3,7 @@
 import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import numpy as np
 
+from data_pipeline.data_split import DataSplit
 from data_pipeline import reader
 from data_pipeline.schema import Event, Impression
 from data_pipeline.writer import DatasetWriter
@@ -24,7 +25,8 @@ def _dataset(tmp_path, num_impressions=5):
 def test_seen_ids_reports_records_per_batch_ending_at_the_total(tmp_path):
   data = _dataset(tmp_path)
   calls = []
-  seen = embeddings.seen_ids(data, LENGTHS, cache_dir=str(tmp_path),
+  seen = embeddings.seen_ids(DataSplit.resolve(data, "train", LENGTHS),
+                             cache_dir=str(tmp_path),
                              batch_size=2,
                              progress=lambda *state: calls.append(state))
   # 5 records in batches of 2, 2, 1; schema.json says 5.
@@ -33,7 +35,8 @@ def test_seen_ids_reports_records_per_batch_ending_at_the_total(tmp_path):
                                 list(range(20, 25)))
   # Cached: nothing read, nothing reported, the same tables.
   again = []
-  cached = embeddings.seen_ids(data, LENGTHS, cache_dir=str(tmp_path),
+  cached = embeddings.seen_ids(DataSplit.resolve(data, "train", LENGTHS),
+                               cache_dir=str(tmp_path),
                                progress=lambda *state: again.append(state))
   assert again == []
   np.testing.assert_array_equal(cached["items"].ids, seen["items"].ids)
@@ -41,8 +44,9 @@ def test_seen_ids_reports_records_per_batch_ending_at_the_total(tmp_path):
 
 def test_seen_ids_without_progress_is_unchanged(tmp_path):
   data = _dataset(tmp_path)
-  quiet = embeddings.seen_ids(data, LENGTHS, batch_size=2)
-  loud = embeddings.seen_ids(data, LENGTHS, batch_size=2,
+  split = DataSplit.resolve(data, "train", LENGTHS)
+  quiet = embeddings.seen_ids(split, batch_size=2)
+  loud = embeddings.seen_ids(split, batch_size=2,
                              progress=lambda *state: None)
   for kind in ("items", "queries"):
     np.testing.assert_array_equal(quiet[kind].ids, loud[kind].ids)

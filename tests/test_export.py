@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from data_pipeline.data_split import DataSplit
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event, Impression
@@ -130,7 +131,8 @@ def test_versions_increase_and_never_overwrite(trained, tmp_path):
 def test_embedding_tables_are_exported_with_their_ids(trained):
   root, data, model_dir = trained
   model, _, schema, lengths = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
-  seen = embeddings.seen_ids(os.path.join(data, "train-*"), lengths)
+  train = DataSplit.resolve(os.path.join(data, "train-*"), "train", lengths)
+  seen = embeddings.seen_ids(train)
   path = export.export_saved_model(model, schema, lengths, str(root / "emb"),
                                    seen=seen)
   tables = model.embedding_tables()

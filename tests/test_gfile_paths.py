@@ -6,6 +6,7 @@ data_pipeline tests are the ``test_data_pipeline_*`` functions.
 
 import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
+import dataclasses
 import gzip
 import json
 import os
@@ -13,6 +14,7 @@ import uuid
 
 import pytest
 
+from data_pipeline.data_split import DataSplit
 from data_pipeline import paths as paths_lib
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
@@ -212,7 +214,7 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
   with tf.io.gfile.GFile(os.path.join(model_dir, model_dir_lib.METRICS_FILE)) as f:
     assert json.load(f)["steps"] == 4
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  assert tf.io.gfile.exists(os.path.join(data, evaluation.ORACLE_FILE))
+  assert tf.io.gfile.exists(os.path.join(data, simulator.ORACLE_FILE))
   assert result["oracle"] is not None
 
   trained = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
@@ -222,14 +224,15 @@ def test_egin_train_evaluate_export_on_ram(tmp_path):
   evaluated = evaluation.evaluate(model_dir, data)
   assert abs(evaluated["eval"]["auc"] - result["eval"]["auc"]) < 1e-6
 
-  seen = embeddings.seen_ids(pattern, trained.lengths, cache_dir=model_dir)
+  train = DataSplit.resolve(pattern, "train", trained.lengths)
+  seen = embeddings.seen_ids(train, cache_dir=model_dir)
   assert tf.io.gfile.exists(os.path.join(model_dir, embeddings.SEEN_IDS_FILE))
-  cached = embeddings.seen_ids("ram://nothing-here/*", trained.lengths,
-                               cache_dir=model_dir)
+  # The cache is read, not the files: a split of no file still gets the tables.
+  cached = embeddings.seen_ids(dataclasses.replace(train, files=()), cache_dir=model_dir)
   np.testing.assert_array_equal(cached["items"].ids, seen["items"].ids)
 
   export_dir = _egin_ram("export")
-  warmup = serving_requests.examples_from_files(pattern, 5)
+  warmup = serving_requests.examples_from_files(train.files, 5)
   path = export.export_saved_model(trained.model, trained.schema, trained.lengths,
                                    export_dir, version=7, seen=seen,
                                    warmup_examples=warmup, num_warmup_requests=2,

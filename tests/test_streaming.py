@@ -102,7 +102,7 @@ def test_scores_are_made_before_training_on_the_batch(sim_stream, tmp_path):
   # must be what the progressive metrics saw.
   tf.keras.utils.set_random_seed(5)
   features = model_dir_lib.read_config(str(tmp_path / "m")).features
-  fresh = train_config.build_from_config(config, features)
+  fresh = config.build_model(features)
   batch = next(iter(stream_lib.ShardStream(directory, 500,
                                            reader.SequenceLengths(10, 10, 10))))
   expected = fresh(batch.features, training=False).numpy()
@@ -147,6 +147,41 @@ def test_resume_after_stop_equals_one_uninterrupted_run(sim_stream, tmp_path):
   # Batches differ (the first run trained a 52-record batch), so the models do
   # too; but every example went in once, and the metrics cover all of them.
   assert second["progressive"]["examples"] == 1500
+
+
+def test_stream_trainer_restores_trains_summarizes_and_resumes(sim_stream, tmp_path):
+  directory, names = _first_shards(sim_stream, str(tmp_path / "s"), 1)
+  model_dir = str(tmp_path / "m")
+  config = train_config.TrainConfig(model="dnn", seed=0, **dict(SMALL, batch_size=100))
+  stream = train_config.StreamConfig(checkpoint_every_steps=1000, audit_log=True)
+  lines = []
+  first = streaming.StreamTrainer(directory, model_dir, config, stream,
+                                  print_fn=lines.append)
+  # An empty model directory: the stream's top, a fresh model.
+  assert first.restore() == streaming.RunStart(stream_lib.StreamPosition(), None, 0,
+                                               None)
+  first.train()
+  result = first.summary()
+  # One shard of 500 records in batches of 100: 5 steps, checkpointed at the end.
+  assert result["steps"] == 5
+  assert result["examples"] == result["examples_this_run"] == 500
+  assert result["position"] == {"shard": names[0], "offset": 500}
+  assert lines[-1].startswith(f"stopped (end of stream) at step 5, {names[0]} "
+                              "record 500: trained 500 examples in this run")
+  shutil.copy(os.path.join(sim_stream, stream_lib.list_shards(sim_stream)[1]), directory)
+  second = streaming.StreamTrainer(directory, model_dir, config, stream,
+                                   print_fn=lines.append)
+  start = second.restore()
+  assert start.position == stream_lib.StreamPosition(names[0], 500)
+  # The position is in the stream's first shard: no shard before it.
+  assert start.step == 5 and start.shards_before == 0
+  assert start.checkpoint == os.path.join(model_dir, "checkpoints", "ckpt-5")
+  second.train()
+  again = second.summary()
+  assert again["steps"] == 10
+  assert again["examples"] == 1000 and again["examples_this_run"] == 500
+  assert (audit_log.TrainedExamplesLog(os.path.join(model_dir, "trained_examples")).read()
+          == _stream_records(directory))
 
 
 def test_non_finite_loss_stops_before_anything_is_saved(sim_stream, tmp_path):

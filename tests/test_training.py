@@ -7,9 +7,10 @@ import numpy as np
 
 from data_pipeline import ranking_metrics as metrics
 from data_pipeline import reader
-from data_pipeline import schema as schema_lib
+from data_pipeline.data_split import DataSplit
+from egin_tf.train import actions
 from egin_tf.train import config as train_config
-from egin_tf.train import data_split
+from egin_tf.train import model_input
 from egin_tf.train import evaluation
 from egin_tf.train import offline
 from egin_tf.train import model_dir as model_dir_lib
@@ -40,8 +41,7 @@ def test_a_cached_run_trains_through_its_replayed_epoch(sim_data, tmp_path):
   lines = []
   result = offline.train(pattern, str(tmp_path / "m"), config, verbose=0,
                          print_fn=lines.append)
-  schema = schema_lib.schema_for_files(reader.match_files(pattern))
-  per_epoch = data_split.count_impressions(pattern, schema) // 1024
+  per_epoch = DataSplit.resolve(pattern, "train").impressions // 1024
   assert result["steps"] == 2 * per_epoch
   assert len(result["chunk_seconds"]) == 1  # one progress chunk (log_every)
   assert any("kept in memory after the first epoch" in line for line in lines)
@@ -82,28 +82,36 @@ class _SavesRecorded:
     self.saved.append(checkpoint_number)
 
 
-def _chunks_with_checkpoints(every_seconds, seconds_per_chunk, monkeypatch):
-  """The steps saved by `_CheckpointEvery` over 3 chunks of 10 steps."""
+def _fit_callbacks(manager, tmp_path, every_seconds, print_fn=print):
+  """The offline fit's callbacks, and its `actions.ChunkEndActions` on a fake
+  model whose optimizer has taken no step yet."""
+  callbacks = offline._callbacks(manager, str(tmp_path), every_seconds, print_fn)
+  (chunk_end,) = [c for c in callbacks if isinstance(c, actions.ChunkEndActions)]
+  chunk_end.model = type("M", (), {"stop_training": False, "optimizer": type(
+      "O", (), {"iterations": _Iterations()})()})()
+  return callbacks, chunk_end
+
+
+def _chunks_with_checkpoints(every_seconds, seconds_per_chunk, monkeypatch, tmp_path):
+  """The steps the offline fit saves over 3 chunks of 10 steps."""
   clock = [0.0]
   monkeypatch.setattr(offline.time, "monotonic", lambda: clock[0])
-  manager, iterations = _SavesRecorded(), _Iterations()
-  callback = offline._CheckpointEvery(manager, every_seconds)
-  callback.model = type("M", (), {"optimizer": type("O", (), {
-      "iterations": iterations})()})()
+  manager = _SavesRecorded()
+  _, callback = _fit_callbacks(manager, tmp_path, every_seconds)
   for chunk in range(3):
-    iterations.step += 10
+    callback.model.optimizer.iterations.step += 10
     clock[0] += seconds_per_chunk
     callback.on_epoch_end(chunk)
   callback.on_train_end()
   return manager.saved
 
 
-def test_checkpoints_follow_the_clock_and_close_the_run(monkeypatch):
-  assert _chunks_with_checkpoints(None, 1.0, monkeypatch) == [10, 20, 30]
-  assert _chunks_with_checkpoints(600.0, 1.0, monkeypatch) == [30]
+def test_checkpoints_follow_the_clock_and_close_the_run(monkeypatch, tmp_path):
+  assert _chunks_with_checkpoints(None, 1.0, monkeypatch, tmp_path) == [10, 20, 30]
+  assert _chunks_with_checkpoints(600.0, 1.0, monkeypatch, tmp_path) == [30]
   # 250 s chunks: saves once 600 s have passed (after chunk 3), none after it.
-  assert _chunks_with_checkpoints(600.0, 250.0, monkeypatch) == [30]
-  assert _chunks_with_checkpoints(400.0, 250.0, monkeypatch) == [20, 30]
+  assert _chunks_with_checkpoints(600.0, 250.0, monkeypatch, tmp_path) == [30]
+  assert _chunks_with_checkpoints(400.0, 250.0, monkeypatch, tmp_path) == [20, 30]
 
 
 def test_same_seed_same_model(sim_data, tmp_path):
@@ -140,8 +148,9 @@ def test_exact_report_uses_rank_auc(sim_data, tmp_path):
   offline.train(os.path.join(data, "train-*"), model_dir, config, verbose=0,
                 print_fn=lambda _: None)
   trained = model_dir_lib.load_model(model_dir, train_config.TrainConfig)
-  ds = data_split.model_dataset(os.path.join(data, "test-*"), config, False,
-                                trained.schema)
+  ds = model_input.model_dataset(
+      DataSplit.resolve(os.path.join(data, "test-*"), "test", trained.lengths),
+      config, False)
   out = evaluation.predict(trained.model, ds)
   report = evaluation.exact_report(trained.model, ds)
   assert report["auc"] == metrics.auc(out["label"], out["pctr"])
@@ -171,31 +180,31 @@ def test_every_registered_model_trains_and_reloads(sim_data, tmp_path):
 
 def test_cache_fits_in_half_the_available_memory(sim_data, monkeypatch):
   data, _ = sim_data
-  pattern = os.path.join(data, "train-*")
-  schema = schema_lib.schema_for_files(reader.match_files(pattern))
-  config = train_config.TrainConfig(max_clicks=10, max_queries=10, max_seeds=10)
-  needed = (data_split.count_impressions(pattern, schema) *
-            reader.cached_example_bytes(schema, train_config.sequence_lengths(config)))
+  split = DataSplit.resolve(os.path.join(data, "train-*"), "train",
+                            reader.SequenceLengths(10, 10, 10))
+  needed = split.impressions * reader.cached_example_bytes(split.schema, split.lengths)
+  assert needed > 0
   lines = []
-  monkeypatch.setattr(data_split, "available_memory_bytes", lambda: 2 * needed)
-  assert data_split.cache_fits(pattern, config, schema, lines.append)
-  monkeypatch.setattr(data_split, "available_memory_bytes", lambda: 2 * needed - 1)
-  assert not data_split.cache_fits(pattern, config, schema, lines.append)
+  monkeypatch.setattr(model_input, "available_memory_bytes", lambda: 2 * needed)
+  assert model_input.cache_fits(split, lines.append)
+  monkeypatch.setattr(model_input, "available_memory_bytes", lambda: 2 * needed - 1)
+  assert not model_input.cache_fits(split, lines.append)
   assert "kept in memory after the first epoch" in lines[0]
   assert "every epoch reads and parses the files" in lines[1]
 
 
 def test_available_memory_is_a_positive_byte_count():
-  assert data_split.available_memory_bytes() > 2**20
+  assert model_input.available_memory_bytes() > 2**20
 
 
 def test_the_nan_stop_acts_at_a_chunk_end_and_no_callback_runs_per_step(tmp_path):
-  stop = offline._TerminateOnNaNChunk()
-  stop.model = type("M", (), {"stop_training": False})()
+  lines = []
+  callbacks, stop = _fit_callbacks(_SavesRecorded(), tmp_path, 600.0, lines.append)
   stop.on_epoch_end(0, {"loss": 0.5})
   assert not stop.model.stop_training
   stop.on_epoch_end(1, {"loss": float("nan")})
   assert stop.model.stop_training
+  assert lines == ["the loss or its gradients became non-finite (nan) at chunk 2; "
+                   "stopping"]
   # A per-step hook would make Keras fetch every metric after every step.
-  callbacks = offline._callbacks(None, str(tmp_path), 600.0)
   assert not any(c._implements_train_batch_hooks() for c in callbacks)

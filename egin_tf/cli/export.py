@@ -41,18 +41,20 @@ flags.DEFINE_integer("keep", None, "Afterwards keep only the newest KEEP version
 def main(argv):
   common.require_model_dir()
   # pylint: disable=g-import-not-at-top
+  from data_pipeline.data_split import DataSplit
   from egin_tf.serve import embeddings
   from egin_tf.serve import export
   from egin_tf.train import model_dir
   from egin_tf.serve import requests as serving_requests
   from egin_tf.train import config as train_config
   trained = model_dir.load_model(FLAGS.model_dir, train_config.TrainConfig)
-  data = model_dir.saved_train_pattern(FLAGS.model_dir)
+  data = DataSplit.resolve(model_dir.saved_train_pattern(FLAGS.model_dir), "train",
+                           trained.lengths)
   seen = None
   if FLAGS.embeddings:
-    seen = embeddings.seen_ids(data, trained.lengths, cache_dir=FLAGS.model_dir,
+    seen = embeddings.seen_ids(data, cache_dir=FLAGS.model_dir,
                                progress=common.progress_printer("records scanned"))
-  warmup = (serving_requests.examples_from_files(data, FLAGS.warmup_examples)
+  warmup = (serving_requests.examples_from_files(data.files, FLAGS.warmup_examples)
             if FLAGS.warmup_examples > 0 else None)
   path = export.export_saved_model(trained.model, trained.schema, trained.lengths,
                                    FLAGS.export_dir, version=FLAGS.version,

@@ -39,13 +39,14 @@ def main(argv):
   common.require_model_dir()
   common.require_pattern("data", split="train")
   # pylint: disable=g-import-not-at-top
+  from data_pipeline.data_split import DataSplit
   from egin_tf.serve import embeddings
   from egin_tf.train import model_dir
   from egin_tf.train import config as train_config
   item = _item_id(FLAGS.item, FLAGS.raw)
   trained = model_dir.load_model(FLAGS.model_dir, train_config.TrainConfig)
   data = FLAGS.data or model_dir.saved_train_pattern(FLAGS.model_dir)
-  seen = embeddings.seen_ids(data, trained.lengths,
+  seen = embeddings.seen_ids(DataSplit.resolve(data, "train", trained.lengths),
                              progress=common.progress_printer("records scanned"),
                              cache_dir=None if FLAGS.data else FLAGS.model_dir)
   tables = trained.model.embedding_tables()

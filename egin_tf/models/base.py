@@ -103,7 +103,7 @@ class CTRModel(tf.keras.Model):
 
     Two-stage models (EGES: graph, walks and skip-gram first) do it here and
     return constructor arguments to add (e.g. the path of what they wrote into
-    ``model_dir``); `training.train` stores them in the model's config.
+    ``model_dir``); `train.offline.train` stores them in the model's config.
     ``stage_progress(label)`` makes the progress callback of each stage.
     """
     del train_pattern, model_dir, seed, model_kwargs, stage_progress

@@ -13,7 +13,7 @@ from typing import Dict, List, NamedTuple, Optional
 
 import numpy as np
 
-from data_pipeline import reader
+from data_pipeline.data_split import DataSplit
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream
 from data_pipeline.text_input import ProgressCallback
@@ -44,10 +44,9 @@ def _merge(a: Optional[IdTable], b: IdTable) -> IdTable:
   return _distinct(np.concatenate([a.ids, b.ids]), np.concatenate([a.cats, b.cats]))
 
 
-def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
-             cache_dir: Optional[str] = None, batch_size: int = 4096,
+def seen_ids(data: DataSplit, cache_dir: Optional[str] = None, batch_size: int = 4096,
              progress: Optional[ProgressCallback] = None) -> Dict[str, IdTable]:
-  """Every distinct item and query id of a dataset, cached in ``cache_dir``.
+  """Every distinct item and query id of a split, cached in ``cache_dir``.
 
   ``progress(count, total, share)`` (`text_input.ProgressCallback`) gets the
   records scanned after every batch, with the total from ``schema.json``'s split
@@ -59,14 +58,14 @@ def seen_ids(data_pattern: str, lengths: reader.SequenceLengths,
     saved = paths.load_npz(cache)
     return {kind: IdTable(saved[f"{kind}_ids"], saved[f"{kind}_cats"])
             for kind in ("items", "queries")}
-  result = _scan_ids(data_pattern, lengths, batch_size, progress)
+  result = _scan_ids(data, batch_size, progress)
   if cache:
     paths.save_npz(cache, **{f"{k}_ids": t.ids for k, t in result.items()},
                    **{f"{k}_cats": t.cats for k, t in result.items()})
   return result
 
 
-def _scan_ids(data_pattern: str, lengths: reader.SequenceLengths, batch_size: int,
+def _scan_ids(data: DataSplit, batch_size: int,
               progress: Optional[ProgressCallback]) -> Dict[str, IdTable]:
   """One pass over the dataset collecting `seen_ids`' tables."""
   # kind -> (target id, target cats, history sequence) in the reader's batch.
@@ -75,13 +74,9 @@ def _scan_ids(data_pattern: str, lengths: reader.SequenceLengths, batch_size: in
       "queries": (schema_lib.QUERY_ID, schema_lib.QUERY_CATS, schema_lib.QUERIES),
   }
   tables: Dict[str, Optional[IdTable]] = {kind: None for kind in sources}
-  ds = reader.make_dataset(data_pattern, batch_size, max_clicks=lengths.max_clicks,
-                           max_queries=lengths.max_queries,
-                           max_seeds=lengths.max_seeds)
-  counter = stream.RecordProgress(
-      progress, stream.records_in_files(reader.match_files(data_pattern)))
+  counter = stream.RecordProgress(progress, stream.records_in_files(list(data.files)))
   num_cats = 1
-  for batch in ds.as_numpy_iterator():
+  for batch in data.dataset(batch_size).as_numpy_iterator():
     for kind, (ids, cats, seq) in sources.items():
       num_cats = batch[cats].shape[-1]
       found = _distinct(

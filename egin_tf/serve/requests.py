@@ -41,7 +41,6 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 # The serving protos import tensorflow: only after the Keras 2 guard above.
@@ -392,7 +391,7 @@ def request_examples(log: prediction_log_pb2.PredictionLog) -> List[bytes]:
   return list(tf.make_ndarray(inputs[EXAMPLES_INPUT]).reshape(-1))
 
 
-def examples_from_files(file_pattern: str, num_examples: int) -> List[bytes]:
+def examples_from_files(files: Sequence[str], num_examples: int) -> List[bytes]:
   """The first ``num_examples`` serialized records of impression TFRecords.
 
   Logged impressions are valid requests as they are (the served model ignores
@@ -400,5 +399,4 @@ def examples_from_files(file_pattern: str, num_examples: int) -> List[bytes]:
   """
   if num_examples < 1:
     raise ValueError(f"num_examples={num_examples} must be at least 1")
-  files = reader.match_files(file_pattern)
-  return [r.numpy() for r in tf.data.TFRecordDataset(files).take(num_examples)]
+  return [r.numpy() for r in tf.data.TFRecordDataset(list(files)).take(num_examples)]

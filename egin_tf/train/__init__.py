@@ -1,6 +1,7 @@
-"""Training: the run's settings (`config`), its input (`data_split`), offline fit
-(`offline`), stream training (`stream`) with its periodic actions (`actions`),
-evaluation, the model directory (`model_dir`), optimizers and distribution.
+"""Training: the run's settings (`config`), its input (`model_input`, over
+`data_pipeline.data_split`), offline fit (`offline`), stream training (`stream`)
+with the periodic actions both use (`actions`), evaluation, the model directory
+(`model_dir`), optimizers and distribution.
 
 Sits above `egin_tf.models` and `egin_tf.serve` (stream exports), below the CLI.
 """

@@ -1,13 +1,19 @@
-"""What the stream trainer does now and then, apart from when it does it.
+"""What the training loops do now and then, apart from when they do it.
 
 `Periodic` says *when* (every N steps and/or M seconds since the last time);
 `Checkpointer` and `Exporter` say *what* (write a checkpoint with its audit
 segment; write a SavedModel version and prune old ones). Each action owns a
 `Periodic` and resets it after it ran, so the loop only asks ``maybe_run``.
+`NanStop` stops training at a non-finite loss.
+
+The stream trainer (`egin_tf.train.stream`) calls them after each step; the
+offline fit (`egin_tf.train.offline`) through `ChunkEndActions`, a Keras
+callback, at the end of each progress chunk: each action is written once.
 """
 
 import dataclasses
 import json
+import math
 import time
 from typing import Any, Callable, List, Optional
 
@@ -34,10 +40,12 @@ class Periodic:
   """
 
   def __init__(self, steps: Optional[int] = None, seconds: Optional[float] = None,
-               clock: Callable[[], float] = time.monotonic):
+               clock: Optional[Callable[[], float]] = None):
     self.steps = steps
     self.seconds = seconds
-    self._clock = clock
+    # time.monotonic looked up now, not at import: a test that patches it
+    # reaches the Periodic a callback builds.
+    self._clock = clock or time.monotonic
     self.reset(0)
 
   def reset(self, step: int) -> None:
@@ -146,6 +154,67 @@ class Exporter(PeriodicAction):
     self._print(f"exported step {step:,} to {path}" +
                 (f" (removed {len(removed)} older)" if removed else ""))
     self.when.reset(step)
+
+
+class NanStop:
+  """Stops training at a NaN or infinite loss, naming where it happened.
+
+  The check is the same in both loops; what stopping means is not, so the loop
+  passes it as ``stop(message)``: the stream raises (nothing after that step
+  may be saved), the offline fit ends after the chunk (``model.stop_training``).
+  """
+
+  def __init__(self, stop: Callable[[str], None]):
+    self._stop = stop
+
+  def check(self, loss, where: Callable[[], str]) -> bool:
+    """Whether ``loss`` is finite; if not, calls ``stop`` with a message.
+
+    ``where()`` names the step or chunk (called only then: naming a stream
+    batch formats its shards and records).
+    """
+    value = float(loss)
+    if math.isfinite(value):
+      return True
+    self._stop(f"the loss or its gradients became non-finite ({value}) at {where()}")
+    return False
+
+
+class ChunkEndActions(tf.keras.callbacks.Callback):
+  """The actions of a Keras fit, at the end of each progress chunk ("epoch").
+
+  The NaN stop checks the chunk's mean loss and ends the fit (printing why);
+  the checkpointer saves when its `Periodic` is due, numbered by the
+  optimizer's iterations, and once more at the end of training unless its last
+  save holds that step. A failed save raises `CheckpointWriteError`.
+
+  Per chunk, not per step: `CTRModel.train_step` refuses non-finite updates
+  and the chunk's loss mean stays NaN, so nothing is lost by waiting; a
+  per-step hook makes Keras fetch every metric after every step (and under
+  parameter servers a step's logs are remote values only a chunk's end
+  fetches).
+  """
+
+  def __init__(self, checkpointer: Checkpointer,
+               print_fn: Callable[[str], None] = print):
+    super().__init__()
+    self.checkpointer = checkpointer
+    self.nan_stop = NanStop(self._stop_fit)
+    self._print = print_fn
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.nan_stop.check((logs or {}).get("loss", 0.0), lambda: f"chunk {epoch + 1}")
+    self.checkpointer.maybe_run(self._step())
+
+  def on_train_end(self, logs=None):
+    self.checkpointer.finish(self._step())
+
+  def _step(self) -> int:
+    return int(self.model.optimizer.iterations.numpy())
+
+  def _stop_fit(self, message: str) -> None:
+    self._print(message + "; stopping")
+    self.model.stop_training = True
 
 
 def stream_export_info(state, model_dir: str) -> dict:

@@ -81,13 +81,21 @@ class TrainConfig(Config):
       if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
         self.fail("table_sizes", f"the {kind} table needs an int >= 2 rows")
 
-  # What `model_dir.load_model` calls: that module sits below this one, so it
-  # gets the class instead of importing these functions.
-  def build_model(self, features: FeatureConfig) -> CTRModel:
-    return build_from_config(self, features)
-
+  # `model_dir.load_model` calls these: that module sits below this one, so it
+  # gets the class instead of importing this module.
   def sequence_lengths(self) -> reader.SequenceLengths:
-    return sequence_lengths(self)
+    """The history lengths every record is padded to (L, M, S)."""
+    return reader.SequenceLengths(self.max_clicks, self.max_queries, self.max_seeds)
+
+  def build_model(self, features: FeatureConfig) -> CTRModel:
+    """The model of these settings over ``features``' tables, compiled with
+    its optimizer."""
+    model = build_model(self.model, features, config=model_config(self))
+    model.compile(optimizer=optimizers.make_optimizer(
+        model, self.learning_rate, self.graph_learning_rate,
+        self.graph_optimizer, self.optimizer),
+        steps_per_execution=self.steps_per_execution)
+    return model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,11 +149,6 @@ def feature_config(schema: schema_lib.DatasetSchema, config: TrainConfig) -> Fea
       **{f"{kind}_buckets": rows for kind, rows in config.table_sizes.items()})
 
 
-def sequence_lengths(config: TrainConfig) -> reader.SequenceLengths:
-  return reader.SequenceLengths(config.max_clicks, config.max_queries,
-                                config.max_seeds)
-
-
 def model_config(config: TrainConfig) -> Config:
   """The model's full hyperparameters: its config's defaults with
   ``model_kwargs`` on top; a model with a ``seed`` of its own takes the run's
@@ -155,12 +158,3 @@ def model_config(config: TrainConfig) -> Config:
   if "seed" in (spec.name for spec in field_specs(config_cls)):
     kwargs.setdefault("seed", config.seed)
   return config_cls.from_dict(kwargs)
-
-
-def build_from_config(config: TrainConfig, features: FeatureConfig) -> CTRModel:
-  model = build_model(config.model, features, config=model_config(config))
-  model.compile(optimizer=optimizers.make_optimizer(
-      model, config.learning_rate, config.graph_learning_rate,
-      config.graph_optimizer, config.optimizer),
-      steps_per_execution=config.steps_per_execution)
-  return model

@@ -2,7 +2,7 @@
 
 A model directory holds everything needed to evaluate, export or resume a run:
 
-* ``config.json``: the run config (``train``: `training.TrainConfig`), the model's
+* ``config.json``: the run config (``train``: `train.config.TrainConfig`), the model's
   full config (``model_config``: every hyperparameter, defaults included, so a
   model directory rebuilds the same model after a default changes), the
   `FeatureConfig` (``features``) and the training data (``train_pattern``), so
@@ -64,7 +64,7 @@ def write_config(directory: str, train: Config, model_config: Config,
                  train_pattern: str) -> None:
   """Writes ``config.json`` and ``data_schema.json``: what `load_model` rebuilds from.
 
-  ``model_config`` is the model's full config (`training.model_config`)."""
+  ``model_config`` is the model's full config (`train.config.model_config`)."""
   with tf.io.gfile.GFile(config_path(directory), "w") as f:
     json.dump({"train": train.to_dict(),
                "model_config": model_config.to_dict(),
@@ -96,7 +96,7 @@ def saved_train_pattern(directory: str) -> str:
 
 
 def train_config(saved: SavedConfig, config_cls: Type[C]) -> C:
-  """The run config (of class ``config_cls``, `training.TrainConfig`) of a
+  """The run config (of class ``config_cls``, `train.config.TrainConfig`) of a
   ``config.json``, with the model's full config as written as its
   ``model_kwargs`` (directories from before it was written: the defaults of now)."""
   config = config_cls.from_dict(saved.train)
@@ -140,7 +140,7 @@ def check_resume(directory: str, saved: Tuple[Config, Config],
 
 class TrainedModel(NamedTuple):
   model: CTRModel
-  config: Config  # a `training.TrainConfig`
+  config: Config  # a `train.config.TrainConfig`
   schema: schema_lib.DatasetSchema
   lengths: reader.SequenceLengths
 
@@ -148,7 +148,7 @@ class TrainedModel(NamedTuple):
 def load_model(directory: str, config_cls: Type[Config]) -> TrainedModel:
   """Rebuilds a trained model from its directory's config and latest checkpoint.
 
-  ``config_cls`` is `training.TrainConfig`, passed in because this module sits
+  ``config_cls`` is `train.config.TrainConfig`, passed in because this module sits
   below training: it reads ``train`` and builds the compiled model
   (``build_model(features)``, ``sequence_lengths()``)."""
   saved = read_config(directory)

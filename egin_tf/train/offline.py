@@ -12,50 +12,17 @@ import os
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from data_pipeline import reader
-from data_pipeline import schema as schema_lib
+from data_pipeline.data_split import DataSplit
 from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import MODELS
 from egin_tf.models.base import CTRModel
+from egin_tf.train import actions
 from egin_tf.train import distribute
 from egin_tf.train import model_dir as model_dir_lib
-from egin_tf.train.config import (TrainConfig, build_from_config, feature_config,
-                                  model_config)
-from egin_tf.train.data_split import cache_fits, count_impressions, model_dataset
+from egin_tf.train.config import TrainConfig, feature_config, model_config
+from egin_tf.train.model_input import cache_fits, model_dataset
 from egin_tf.train.evaluation import evaluate_and_print
-
-
-class _CheckpointEvery(tf.keras.callbacks.Callback):
-  """Saves model and optimizer at the end of a progress chunk once
-  ``every_seconds`` have passed since the last save (None: every chunk), and at
-  the end of training.
-
-  Why not every chunk: a save of the tables and their optimizer slots takes
-  0.2-0.6 s on trivago's tables, 5-15% of a 200-step chunk of a small model.
-  """
-
-  def __init__(self, manager: tf.train.CheckpointManager,
-               every_seconds: Optional[float]):
-    super().__init__()
-    self.manager = manager
-    self.every_seconds = every_seconds
-    self._last_save = time.monotonic()
-    self._saved_step = -1
-
-  def on_epoch_end(self, epoch, logs=None):
-    if (self.every_seconds is None
-        or time.monotonic() - self._last_save >= self.every_seconds):
-      self._save()
-
-  def on_train_end(self, logs=None):
-    if int(self.model.optimizer.iterations.numpy()) != self._saved_step:
-      self._save()
-
-  def _save(self) -> None:
-    self._saved_step = int(self.model.optimizer.iterations.numpy())
-    self.manager.save(checkpoint_number=self._saved_step)
-    self._last_save = time.monotonic()
 
 
 def train(train_pattern: str, model_dir: str, config: TrainConfig,
@@ -80,18 +47,19 @@ def train(train_pattern: str, model_dir: str, config: TrainConfig,
     metrics (losses, progress AUC) per progress chunk}``
   """
   # A dataset folder reads its train split for training, its test split for eval.
-  train_pattern = reader.split_pattern(train_pattern, "train")
-  eval_pattern = eval_pattern and reader.split_pattern(eval_pattern, "test")
+  train_split = DataSplit.resolve(train_pattern, "train", config.sequence_lengths())
+  eval_split = eval_pattern and DataSplit.resolve(eval_pattern, "test",
+                                                  config.sequence_lengths())
   strategy = strategy or tf.distribute.get_strategy()
   chief = distribute.current_task().is_chief
-  run = _build_run(train_pattern, model_dir, config, strategy, chief, stage_progress)
-  result = _fit(run, train_pattern, strategy, verbose, print_fn)
+  run = _build_run(train_split, model_dir, config, strategy, chief, stage_progress)
+  result = _fit(run, train_split, strategy, verbose, print_fn)
   if not chief:
     tf.io.gfile.rmtree(run.out_dir)
     return result
-  if eval_pattern:
-    result.update(evaluate_and_print(_evaluation_model(run, strategy), eval_pattern,
-                                     run.config, run.schema, print_fn))
+  if eval_split:
+    result.update(evaluate_and_print(_evaluation_model(run, strategy), eval_split,
+                                     run.config, print_fn))
   with tf.io.gfile.GFile(os.path.join(model_dir, model_dir_lib.METRICS_FILE), "w") as f:
     json.dump(result, f, indent=2)
   return result
@@ -102,45 +70,42 @@ class _OfflineRun(NamedTuple):
   model: CTRModel
   config: TrainConfig  # after `CTRModel.prepare`
   features: FeatureConfig
-  schema: schema_lib.DatasetSchema
   out_dir: str  # model_dir, or a non-chief worker's scratch folder
   manager: tf.train.CheckpointManager
 
 
-def _build_run(train_pattern: str, model_dir: str, config: TrainConfig,
+def _build_run(train: DataSplit, model_dir: str, config: TrainConfig,
                strategy: tf.distribute.Strategy, chief: bool,
                stage_progress) -> _OfflineRun:
   """Seeds the run, prepares and writes the model directory, builds the model."""
   tf.keras.utils.set_random_seed(config.seed)
-  schema = schema_lib.schema_for_files(reader.match_files(train_pattern))
-  features = feature_config(schema, config)
+  features = feature_config(train.schema, config)
   out_dir = model_dir if chief else os.path.join(model_dir, "non_chief", str(os.getpid()))
-  config = _prepare(train_pattern, out_dir, config, features, schema,
-                    stage_progress)
+  config = _prepare(train, out_dir, config, features, stage_progress)
   with strategy.scope():
-    model = build_from_config(config, features)
+    model = config.build_model(features)
   manager = tf.train.CheckpointManager(
       tf.train.Checkpoint(model=model, optimizer=model.optimizer),
       os.path.join(out_dir, model_dir_lib.CHECKPOINT_DIR), max_to_keep=3)
-  return _OfflineRun(model, config, features, schema, out_dir, manager)
+  return _OfflineRun(model, config, features, out_dir, manager)
 
 
-def _fit(run: _OfflineRun, train_pattern: str, strategy: tf.distribute.Strategy,
+def _fit(run: _OfflineRun, train: DataSplit, strategy: tf.distribute.Strategy,
          verbose: int, print_fn: Callable[[str], None]) -> Dict[str, Any]:
   """Keras' fit in progress chunks; the run's result (no evaluation yet)."""
   config = run.config
-  num_chunks, chunk = _progress_chunks(config, train_pattern, run.schema)
+  num_chunks, chunk = _progress_chunks(config, train.impressions)
   print_fn(f"training {config.model} for {num_chunks * chunk} steps of "
            f"{config.batch_size} ({num_chunks} progress chunks of {chunk})")
-  cache = config.cache and cache_fits(train_pattern, config, run.schema, print_fn)
+  cache = config.cache and cache_fits(train, print_fn)
   train_input = distribute.worker_input(strategy, lambda shard: model_dataset(
-      train_pattern, config, True, run.schema, shard=shard, cache=cache))
+      train, config, True, shard=shard, cache=cache))
   start = time.perf_counter()
   timer = _ChunkTimer()
   history = run.model.fit(
       train_input, epochs=num_chunks, steps_per_epoch=chunk,
       callbacks=[timer] + _callbacks(run.manager, run.out_dir,
-                                     config.checkpoint_every_seconds),
+                                     config.checkpoint_every_seconds, print_fn),
       verbose=verbose)
   return _run_result(num_chunks * chunk, config.batch_size,
                      time.perf_counter() - start, history, timer.seconds)
@@ -189,23 +154,21 @@ def _run_result(steps: int, batch_size: int, seconds: float,
   }
 
 
-def _prepare(train_pattern: str, model_dir: str, config: TrainConfig,
-             features: FeatureConfig, schema: schema_lib.DatasetSchema,
-             stage_progress=None) -> TrainConfig:
+def _prepare(train: DataSplit, model_dir: str, config: TrainConfig,
+             features: FeatureConfig, stage_progress=None) -> TrainConfig:
   """Runs the model's `CTRModel.prepare` and writes the model directory's config."""
   tf.io.gfile.makedirs(model_dir)
-  prepared = MODELS[config.model].prepare(train_pattern, model_dir, config.seed,
+  prepared = MODELS[config.model].prepare(train.pattern, model_dir, config.seed,
                                           config.model_kwargs, stage_progress)
   if prepared:
     config = dataclasses.replace(
         config, model_kwargs={**config.model_kwargs, **prepared})
-  model_dir_lib.write_config(model_dir, config, model_config(config), features, schema,
-                             train_pattern)
+  model_dir_lib.write_config(model_dir, config, model_config(config), features,
+                             train.schema, train.pattern)
   return config
 
 
-def _progress_chunks(config: TrainConfig, train_pattern: str,
-                     schema: schema_lib.DatasetSchema) -> Tuple[int, int]:
+def _progress_chunks(config: TrainConfig, impressions: int) -> Tuple[int, int]:
   """(number, size) of the progress chunks that make up the run.
 
   Keras runs whole "epochs"; we use them as progress chunks of equal size, at
@@ -213,41 +176,33 @@ def _progress_chunks(config: TrainConfig, train_pattern: str,
   """
   total_steps = config.steps
   if total_steps is None:
-    per_epoch = count_impressions(train_pattern, schema) // config.batch_size
+    per_epoch = impressions // config.batch_size
     total_steps = max(1, per_epoch) * config.epochs
   num_chunks = math.ceil(total_steps / config.log_every)
   return num_chunks, math.ceil(total_steps / num_chunks)
 
 
-class _TerminateOnNaNChunk(tf.keras.callbacks.Callback):
-  """`TerminateOnNaN` at the end of each progress chunk.
-
-  Per chunk, not per step: `CTRModel.train_step` refuses non-finite updates
-  and its loss mean turns NaN for the rest of the chunk, so nothing is lost by
-  waiting; a per-step check makes Keras fetch every metric after every step
-  (and under parameter servers a step's logs are remote values that only a
-  chunk's end fetches).
-  """
-
-  def on_epoch_end(self, epoch, logs=None):
-    if not math.isfinite(float((logs or {}).get("loss", 0.0))):
-      print(f"chunk {epoch + 1}: the loss is not finite; stopping")
-      self.model.stop_training = True
-
-
 def _callbacks(manager: tf.train.CheckpointManager, out_dir: str,
-               checkpoint_every_seconds: Optional[float]
-               ) -> List[tf.keras.callbacks.Callback]:
-  """NaN stop, TensorBoard and checkpoints, at the ends of progress chunks:
-  no callback runs per step, so Keras fetches nothing between chunks."""
+               checkpoint_every_seconds: Optional[float],
+               print_fn: Callable[[str], None]) -> List[tf.keras.callbacks.Callback]:
+  """TensorBoard, then the NaN stop and checkpoints (`actions.ChunkEndActions`),
+  at the ends of progress chunks: no callback runs per step, so Keras fetches
+  nothing between chunks.
+
+  A checkpoint is written at a chunk's end once ``checkpoint_every_seconds``
+  have passed since the last (None: every chunk), and at the end of training.
+  Why not every chunk: a save of the tables and their optimizer slots takes
+  0.2-0.6 s on trivago's tables, 5-15% of a 200-step chunk of a small model.
+  """
+  every = 0.0 if checkpoint_every_seconds is None else checkpoint_every_seconds
   return [
-      _TerminateOnNaNChunk(),
       # A point per progress chunk: with batch-level points, Keras records
       # summaries inside every step (a conditional write per metric), which
       # cost EGIN 12-17% of its fit on trivago.
       tf.keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"),
                                      update_freq="epoch"),
-      _CheckpointEvery(manager, checkpoint_every_seconds),
+      actions.ChunkEndActions(
+          actions.Checkpointer(manager, actions.Periodic(seconds=every)), print_fn),
   ]
 
 
@@ -255,6 +210,6 @@ def _restored_copy(config: TrainConfig, features: FeatureConfig,
                    checkpoint: str) -> CTRModel:
   """The model of ``checkpoint`` outside any strategy (sharded tables restore
   into whole ones), for evaluation in this process."""
-  model = build_from_config(config, features)
+  model = config.build_model(features)
   tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
   return model

@@ -1,7 +1,9 @@
 """Stream training: one pass over log shards as they land, resumable exactly once.
 
-`train_stream` reads a stream folder (`data_pipeline.stream`) in shard-name order
-and, for every batch,
+`StreamTrainer` owns a run (``restore()``, ``train()``, ``summary()``; what it
+does now and then, checkpoint, export and NaN stop, are `egin_tf.train.actions`);
+`train_stream` is the whole run. It reads a stream folder (`data_pipeline.stream`)
+in shard-name order and, for every batch,
 
 1. scores it with the current model (progressive validation, `ProgressiveMetrics`),
 2. trains on it (the model's own ``train_step``: L_CTR plus the graph losses),
@@ -43,13 +45,12 @@ import json
 import os
 import signal
 import time
-from typing import Any, Callable, Dict, Optional
-
-import numpy as np
+from typing import Any, Callable, Dict, List, Optional
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
+from data_pipeline.data_split import DataSplit
 from data_pipeline.prefetch import Prefetcher
 from data_pipeline.tf_env import tf
 from egin_tf.train import audit_log
@@ -159,7 +160,7 @@ class _StreamModel:
   def __init__(self, config: train_config.TrainConfig, features: FeatureConfig,
                stream: train_config.StreamConfig, model_dir: str):
     tf.keras.utils.set_random_seed(config.seed)
-    self.model = train_config.build_from_config(config, features)
+    self.model = config.build_model(features)
     self.state = StreamState()
     self.progressive = ProgressiveMetrics(window=stream.progressive_window)
     self.checkpoint = tf.train.Checkpoint(
@@ -204,55 +205,22 @@ class _StreamModel:
   def iterations(self) -> int:
     return int(self.model.optimizer.iterations.numpy())
 
+  def create_variables(self, schema: schema_lib.DatasetSchema,
+                       lengths: reader.SequenceLengths) -> None:
+    """Creates every variable (model, queues, optimizer slots) with one traced
+    step on a throwaway batch, for a checkpoint to overwrite them all."""
+    self.step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
+                 tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+
 
 @dataclasses.dataclass
-class _Start:
-  """Where a run starts: stream position, shards before it (None: count), step."""
+class RunStart:
+  """Where a run starts: stream position, shards before it (None: count), step,
+  and the checkpoint it restored (None: a fresh model)."""
   position: stream_lib.StreamPosition
   shards_before: Optional[int]
   step: int
   checkpoint: Optional[str]
-
-
-def _restore_or_start(run: _StreamModel, schema: schema_lib.DatasetSchema,
-                      lengths: reader.SequenceLengths, stream_dir: str,
-                      model_name: str, print_fn: Callable[[str], None]) -> _Start:
-  """Resumes from the latest checkpoint (or warm-starts from an offline one),
-  else starts the stream from its top; rolls the audit log back to match."""
-  latest = run.manager.latest_checkpoint
-  if not latest:
-    if run.log is not None:
-      run.log.rollback_to(0)
-    print_fn(f"training {model_name} on the stream in {stream_dir} from its start")
-    return _Start(stream_lib.StreamPosition(), None, 0, None)
-  # Create every variable (model, queues, optimizer slots) with one traced
-  # step on a throwaway batch, then overwrite them all from the checkpoint.
-  run.step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
-              tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-  # The checkpoint's reader directly: tf.train.list_variables first asks
-  # isdir(latest), which ram:// answers True for a prefix of files.
-  saved = {name.split("/")[0] for name in
-           tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
-  if "stream" in saved:
-    run.checkpoint.restore(latest).assert_existing_objects_matched()
-    start = _Start(run.state.position(), int(run.state.shards_before.numpy()),
-                   run.iterations(), latest)
-    print_fn(f"resuming from {latest} (step {start.step:,}, "
-             f"{int(run.state.examples.numpy()):,} examples trained) at {start.position}")
-  else:
-    # An offline (`offline.train`) checkpoint: warm start, stream from the top.
-    tf.train.Checkpoint(model=run.model, optimizer=run.model.optimizer).restore(
-        latest).assert_existing_objects_matched()
-    run.state.reset()
-    run.progressive.reset()
-    start = _Start(stream_lib.StreamPosition(), None, run.iterations(), latest)
-    print_fn(f"warm start from the offline checkpoint {latest} (step "
-             f"{start.step:,}); reading the stream in {stream_dir} from its start")
-  run.model.reset_metrics()
-  if run.log is not None:
-    for path in run.log.rollback_to(start.step):
-      print_fn(f"  discarded {path}: written for a checkpoint that never completed")
-  return start
 
 
 @dataclasses.dataclass
@@ -262,6 +230,7 @@ class _LoopState:
   trained_examples: int = 0
   recent_records: list = dataclasses.field(default_factory=list)
   stopped_by: str = "end of stream"
+  seconds: float = 0.0
 
 
 class _ProgressLog:
@@ -300,103 +269,231 @@ class _ProgressLog:
     run.model.reset_metrics()
 
 
-def _check_finite(logs, step: int, batch: stream_lib.StreamBatch,
-                  last_good: Optional[str]) -> None:
-  """Raises `NonFiniteLossError` if the step's loss is NaN or infinite."""
-  loss = float(logs["loss"].numpy())
-  if not np.isfinite(loss):
-    raise NonFiniteLossError(
-        f"the loss or its gradients became non-finite ({loss}) at step "
-        f"{step:,}, on the batch of {batch.size} records from {batch.shards[0]} "
-        f"record {int(batch.offsets[0])} to {batch.shards[-1]} record "
-        f"{int(batch.offsets[-1])}; its update was not applied, training "
-        "stopped and nothing was saved from this step. Last good checkpoint: "
-        f"{last_good or 'none'}")
+def _batch_where(step: int, batch: stream_lib.StreamBatch) -> str:
+  """Names a step and its batch's records (what `NonFiniteLossError` says)."""
+  return (f"step {step:,}, on the batch of {batch.size} records from {batch.shards[0]} "
+          f"record {int(batch.offsets[0])} to {batch.shards[-1]} record "
+          f"{int(batch.offsets[-1])}")
 
 
-def _actions(run: _StreamModel, start: _Start, loop: _LoopState, schema,
-             lengths, stream: train_config.StreamConfig, model_dir: str,
-             print_fn: Callable[[str], None]):
-  """The checkpointer and the exporter (None without ``export_dir``)."""
-  checkpointer = train_actions.Checkpointer(
-      run.manager, train_actions.Periodic(stream.checkpoint_every_steps,
-                                          stream.checkpoint_every_seconds),
-      run.log, last_good=start.checkpoint)
-  checkpointer.when.reset(start.step)
-  if not stream.export_dir:
-    return checkpointer, None
-  minutes = stream.export_every_minutes
-  exporter = train_actions.Exporter(
-      run.model, schema, lengths, stream.export_dir, stream.keep_exports,
-      train_actions.Periodic(stream.export_every_steps,
-                             None if minutes is None else 60 * minutes),
-      run.manager, info=lambda: train_actions.stream_export_info(run.state, model_dir),
-      warmup=lambda: loop.recent_records or None, print_fn=print_fn)
-  exporter.when.reset(start.step)
-  return checkpointer, exporter
+class StreamTrainer:
+  """One run over a stream folder into a model directory.
 
+  Orbit's ``Controller``: this object owns the outer loop; the actions of
+  `egin_tf.train.actions` say what is done now and then (checkpoint, export,
+  NaN stop), each with its own *when*.
 
-def _train_loop(batches, run: _StreamModel, loop: _LoopState, checkpointer,
-                exporter, progress: _ProgressLog, stop: _StopFlag) -> None:
-  """Trains batch after batch; checkpoints and exports when due, and at the end."""
-  for batch in batches:
+  ```python
+  trainer = StreamTrainer(stream_dir, model_dir, config, stream_config)
+  trainer.restore()           # resume, warm start, or the stream's top
+  trainer.train()             # to the end of the stream or SIGTERM/SIGINT
+  result = trainer.summary()  # steps, examples, position, progressive, ...
+  ```
+  """
+
+  def __init__(self, stream_dir: str, model_dir: str, config: train_config.TrainConfig,
+               stream: train_config.StreamConfig = train_config.StreamConfig(),
+               print_fn: Callable[[str], None] = print):
+    """Reads the stream's schema, writes (first run) or checks (resume) the
+    model directory's config and builds the model and what is saved with it.
+
+    Raises:
+      ValueError: ``config.model`` cannot train on a stream.
+    """
+    if not streamable(config.model):
+      raise ValueError(f"{config.model} cannot train on a stream: it needs the "
+                       "whole training data before its first step (a first "
+                       "stage, e.g. EGES's graph); use another model")
+    self.stream_dir, self.model_dir = stream_dir, model_dir
+    self.config, self.stream = config, stream
+    self._print = print_fn
+    self.schema = schema_lib.DatasetSchema.load(stream_dir)
+    self.lengths = config.sequence_lengths()
+    tf.io.gfile.makedirs(model_dir)
+    features = _model_config(model_dir, stream_dir, config, self.schema,
+                             stream.shard_pattern)
+    self._run = _StreamModel(config, features, stream, model_dir)
+    self._nan_stop = train_actions.NanStop(self._raise_non_finite)
+    self.start: Optional[RunStart] = None
+    self._loop: Optional[_LoopState] = None
+    self._shard_stream: Optional[stream_lib.ShardStream] = None
+    self._checkpointer: Optional[train_actions.Checkpointer] = None
+    self._exporter: Optional[train_actions.Exporter] = None
+
+  @property
+  def model(self):
+    """The Keras model (trained in place)."""
+    return self._run.model
+
+  def restore(self) -> RunStart:
+    """Decides where the run starts and restores the state it starts from.
+
+    The latest checkpoint of a stream run resumes at the record after its last
+    trained batch; one of an offline run (`offline.train`, same model settings)
+    is a warm start: its model and optimizer, the stream from its top; without
+    a checkpoint the run starts at the stream's top. The audit log is rolled
+    back to the step the run starts from. Only the first call restores.
+    """
+    if self.start is not None:
+      return self.start
+    latest = self._run.manager.latest_checkpoint
+    if latest:
+      self.start = self._restore_from(latest)
+    else:
+      self.start = RunStart(stream_lib.StreamPosition(), None, 0, None)
+      self._print(f"training {self.config.model} on the stream in {self.stream_dir} "
+                  "from its start")
+    if self._run.log is not None:
+      for path in self._run.log.rollback_to(self.start.step):
+        self._print(f"  discarded {path}: written for a checkpoint that never completed")
+    return self.start
+
+  def _restore_from(self, latest: str) -> RunStart:
+    """Restores ``latest``: a stream checkpoint (resume) or an offline one (warm start)."""
+    run = self._run
+    run.create_variables(self.schema, self.lengths)
+    # The checkpoint's reader directly: tf.train.list_variables first asks
+    # isdir(latest), which ram:// answers True for a prefix of files.
+    saved = {name.split("/")[0] for name in
+             tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
+    if "stream" in saved:
+      run.checkpoint.restore(latest).assert_existing_objects_matched()
+      start = RunStart(run.state.position(), int(run.state.shards_before.numpy()),
+                       run.iterations(), latest)
+      self._print(f"resuming from {latest} (step {start.step:,}, "
+                  f"{int(run.state.examples.numpy()):,} examples trained) at "
+                  f"{start.position}")
+    else:
+      tf.train.Checkpoint(model=run.model, optimizer=run.model.optimizer).restore(
+          latest).assert_existing_objects_matched()
+      run.state.reset()
+      run.progressive.reset()
+      start = RunStart(stream_lib.StreamPosition(), None, run.iterations(), latest)
+      self._print(f"warm start from the offline checkpoint {latest} (step "
+                  f"{start.step:,}); reading the stream in {self.stream_dir} from its start")
+    run.model.reset_metrics()
+    return start
+
+  def train(self) -> None:
+    """Trains batch after batch to the end of the stream or a stop signal.
+
+    After every step the NaN stop checks the loss and the progress log, the
+    checkpointer and the exporter run when due; at the end a last checkpoint
+    and export. Restores first if `restore` was not called. Once per trainer
+    (a new trainer on the model directory resumes where this one stopped).
+
+    Raises:
+      NonFiniteLossError: a step's loss or gradients were NaN or infinite.
+      CheckpointWriteError: a checkpoint or audit segment could not be written.
+      ExportWriteError: an export could not be written.
+    """
+    if self._loop is not None:
+      raise RuntimeError("StreamTrainer.train runs once; a new StreamTrainer on "
+                         f"{self.model_dir} resumes where this one stopped")
+    start = self.restore()
+    self._loop = _LoopState(step=start.step)
+    stop = _StopFlag()
+    self._shard_stream = self._open_stream(start, stop)
+    # Reading and parsing the next batches overlaps with the current step.
+    batches = Prefetcher(self._shard_stream, depth=2)
+    writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR))
+    actions = self._periodic_actions(start)
+    progress = _ProgressLog(self.stream, self._print, start.step)
+    run_start = time.perf_counter()
+    with stop, batches, writer.as_default():
+      for batch in batches:
+        self._train_step(batch, progress, actions)
+        if stop.signal is not None:
+          break
+      if stop.signal is not None:
+        self._loop.stopped_by = signal.Signals(stop.signal).name
+      for action in actions:
+        action.finish(self._loop.step)
+      writer.flush()
+    self._loop.seconds = time.perf_counter() - run_start
+
+  def _train_step(self, batch: stream_lib.StreamBatch, progress: _ProgressLog,
+                  actions) -> None:
+    """Scores, trains on and passes ``batch``; then the actions that are due."""
+    run, loop = self._run, self._loop
     logs = run.train_on(batch)
     loop.step += 1
-    _check_finite(logs, loop.step, batch, checkpointer.last_good)
+    self._nan_stop.check(logs["loss"], lambda: _batch_where(loop.step, batch))
     loop.trained_examples += batch.size
     loop.recent_records = batch.records[:100]
     if run.log is not None:
       run.log.add(batch.shards, batch.offsets, batch.fingerprints)
     progress.after_step(loop.step, batch, logs, run)
-    checkpointer.maybe_run(loop.step)
-    if exporter is not None:
-      exporter.maybe_run(loop.step)
-    if stop.signal is not None:
-      break
-  if stop.signal is not None:
-    loop.stopped_by = signal.Signals(stop.signal).name
-  checkpointer.finish(loop.step)
-  if exporter is not None:
-    exporter.finish(loop.step)
+    for action in actions:
+      action.maybe_run(loop.step)
 
+  def _raise_non_finite(self, message: str) -> None:
+    """The stream's NaN stop: nothing after the step may be saved, so it raises."""
+    raise NonFiniteLossError(
+        f"{message}; its update was not applied, training stopped and nothing was "
+        "saved from this step. Last good checkpoint: "
+        f"{self._checkpointer.last_good or 'none'}")
 
-def _open_stream(stream_dir: str, config: train_config.TrainConfig,
-                 stream: train_config.StreamConfig, lengths, schema, start: _Start,
-                 stop: _StopFlag) -> stream_lib.ShardStream:
-  return stream_lib.ShardStream(
-      stream_dir, config.batch_size, lengths, schema=schema, start=start.position,
-      follow=stream.follow, poll_seconds=stream.poll_seconds,
-      idle_timeout=stream.idle_timeout, on_bad=stream.on_bad, pattern=stream.shard_pattern,
-      fingerprints=stream.audit_log, shards_before_start=start.shards_before,
-      sleep=lambda seconds: _sleep_unless(stop, seconds),
-      should_stop=lambda: stop.signal is not None)
+  def _periodic_actions(self, start: RunStart) -> List[train_actions.PeriodicAction]:
+    """The checkpointer, then the exporter (with ``export_dir``), due from ``start``."""
+    run, stream = self._run, self.stream
+    self._checkpointer = train_actions.Checkpointer(
+        run.manager, train_actions.Periodic(stream.checkpoint_every_steps,
+                                            stream.checkpoint_every_seconds),
+        run.log, last_good=start.checkpoint)
+    actions = [self._checkpointer]
+    if stream.export_dir:
+      minutes = stream.export_every_minutes
+      self._exporter = train_actions.Exporter(
+          run.model, self.schema, self.lengths, stream.export_dir, stream.keep_exports,
+          train_actions.Periodic(stream.export_every_steps,
+                                 None if minutes is None else 60 * minutes),
+          run.manager,
+          info=lambda: train_actions.stream_export_info(run.state, self.model_dir),
+          warmup=lambda: self._loop.recent_records or None, print_fn=self._print)
+      actions.append(self._exporter)
+    for action in actions:
+      action.when.reset(start.step)
+    return actions
 
+  def _open_stream(self, start: RunStart, stop: _StopFlag) -> stream_lib.ShardStream:
+    stream = self.stream
+    return stream_lib.ShardStream(
+        self.stream_dir, self.config.batch_size, self.lengths, schema=self.schema,
+        start=start.position, follow=stream.follow, poll_seconds=stream.poll_seconds,
+        idle_timeout=stream.idle_timeout, on_bad=stream.on_bad,
+        pattern=stream.shard_pattern, fingerprints=stream.audit_log,
+        shards_before_start=start.shards_before,
+        sleep=lambda seconds: _sleep_unless(stop, seconds),
+        should_stop=lambda: stop.signal is not None)
 
-def _run_summary(run: _StreamModel, loop: _LoopState, shard_stream, exporter,
-                 stream: train_config.StreamConfig, seconds: float,
-                 print_fn: Callable[[str], None]) -> Dict[str, Any]:
-  """Prints the run's last line; the result dict (no evaluation yet)."""
-  result = run.progressive.result()
-  rate = loop.trained_examples / max(seconds, 1e-9)
-  window = min(stream.progressive_window, result['examples'])
-  print_fn(f"stopped ({loop.stopped_by}) at step {loop.step:,}, {run.state.position()}: "
-           f"trained {loop.trained_examples:,} examples in this run ({rate:,.0f}"
-           f" ex/s), {result['examples']:,} in total; progressive AUC "
-           f"{result['running_auc']:.4f}, last {window:,}: "
-           f"{result['window_auc']:.4f}; {shard_stream.skip_summary()}")
-  return {
-      "steps": loop.step,
-      "examples": result["examples"],
-      "examples_this_run": loop.trained_examples,
-      "position": dataclasses.asdict(run.state.position()),
-      "progressive": result,
-      "skipped": [str(s) for s in shard_stream.skipped],
-      "exports": exporter.exports if exporter is not None else [],
-      "seconds": seconds,
-      "stopped_by": loop.stopped_by,
-      "eval": None,
-      "oracle": None,
-  }
+  def summary(self) -> Dict[str, Any]:
+    """Prints the run's last line; the result dict (``eval``/``oracle`` None:
+    `train_stream` evaluates)."""
+    if self._loop is None:
+      raise RuntimeError("StreamTrainer.summary comes after train")
+    run, loop = self._run, self._loop
+    result = run.progressive.result()
+    rate = loop.trained_examples / max(loop.seconds, 1e-9)
+    window = min(self.stream.progressive_window, result['examples'])
+    self._print(f"stopped ({loop.stopped_by}) at step {loop.step:,}, "
+                f"{run.state.position()}: trained {loop.trained_examples:,} examples "
+                f"in this run ({rate:,.0f} ex/s), {result['examples']:,} in total; "
+                f"progressive AUC {result['running_auc']:.4f}, last {window:,}: "
+                f"{result['window_auc']:.4f}; {self._shard_stream.skip_summary()}")
+    return {
+        "steps": loop.step,
+        "examples": result["examples"],
+        "examples_this_run": loop.trained_examples,
+        "position": dataclasses.asdict(run.state.position()),
+        "progressive": result,
+        "skipped": [str(s) for s in self._shard_stream.skipped],
+        "exports": self._exporter.exports if self._exporter is not None else [],
+        "seconds": loop.seconds,
+        "stopped_by": loop.stopped_by,
+        "eval": None,
+        "oracle": None,
+    }
 
 
 def train_stream(stream_dir: str, model_dir: str, config: train_config.TrainConfig,
@@ -421,34 +518,13 @@ def train_stream(stream_dir: str, model_dir: str, config: train_config.TrainConf
     ``{"steps", "examples", "position", "progressive", "skipped", "exports",
     "eval", "oracle", "seconds", "stopped_by"}``.
   """
-  if not streamable(config.model):
-    raise ValueError(f"{config.model} cannot train on a stream: it needs the "
-                     "whole training data before its first step (a first "
-                     "stage, e.g. EGES's graph); use another model")
-  schema = schema_lib.DatasetSchema.load(stream_dir)
-  tf.io.gfile.makedirs(model_dir)
-  features = _model_config(model_dir, stream_dir, config, schema, stream.shard_pattern)
-  lengths = train_config.sequence_lengths(config)
-  run = _StreamModel(config, features, stream, model_dir)
-  start = _restore_or_start(run, schema, lengths, stream_dir, config.model, print_fn)
-  stop = _StopFlag()
-  shard_stream = _open_stream(stream_dir, config, stream, lengths, schema, start, stop)
-  # Reading and parsing the next batches overlaps with the current step.
-  batches = Prefetcher(shard_stream, depth=2)
-  writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_DIR))
-  loop = _LoopState(step=start.step)
-  checkpointer, exporter = _actions(run, start, loop, schema, lengths, stream,
-                                    model_dir, print_fn)
-  progress = _ProgressLog(stream, print_fn, start.step)
-  run_start = time.perf_counter()
-  with stop, batches, writer.as_default():
-    _train_loop(batches, run, loop, checkpointer, exporter, progress, stop)
-    writer.flush()
-  out = _run_summary(run, loop, shard_stream, exporter, stream,
-                     time.perf_counter() - run_start, print_fn)
+  trainer = StreamTrainer(stream_dir, model_dir, config, stream, print_fn)
+  trainer.restore()
+  trainer.train()
+  out = trainer.summary()
   if eval_pattern:
-    out.update(evaluation.evaluate_and_print(run.model, eval_pattern, config, schema,
-                                             print_fn))
+    split = DataSplit.resolve(eval_pattern, "test", trainer.lengths)
+    out.update(evaluation.evaluate_and_print(trainer.model, split, config, print_fn))
   with tf.io.gfile.GFile(os.path.join(model_dir, "stream_metrics.json"), "w") as f:
     json.dump(out, f, indent=2)
   return out
