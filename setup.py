@@ -27,7 +27,10 @@ setuptools.setup(
     extras_require={
         # matplotlib: the tests run the experiment scripts, figures included.
         # ruff and pycodestyle: the lint .ci/run runs before the tests (ruff.toml, setup.cfg).
-        "test": ["pytest", "hypothesis", "matplotlib", "ruff", "pycodestyle"],
+        # pytest-xdist: the suite runs on every core (pytest.ini); most of a test's time is
+        # Python and tracing on one core, so two workers halve the suite on 2 cores.
+        "test": ["pytest", "pytest-xdist", "hypothesis", "matplotlib", "ruff",
+                 "pycodestyle"],
         # Plots of experiments/ (Figure 3, Figure 4); the library does not need it.
         "experiments": ["matplotlib"],
     },

@@ -1,6 +1,8 @@
 """Shared fixtures. Importing egin_tf first binds tf.keras to Keras 2."""
 
+import fcntl
 import os
+import tempfile
 
 import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import pytest
@@ -25,3 +27,26 @@ def sim_data(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("sim") / "data")
   oracle = simulator.generate(simulator.SimulatorConfig(num_users=400, seed=3), out)
   return out, oracle
+
+
+@pytest.fixture(autouse=True)
+def _share_the_cores(request):
+  """Under pytest-xdist, a test marked ``alone`` runs with no other test beside it.
+
+  Every test holds a shared lock on one file of the run; an ``alone`` test
+  waits for the exclusive lock, so it starts once the other workers' current
+  tests end and they wait until it is done. For measurements that other work
+  on the cores changes: the AUC of an asynchronous parameter-server job, whose
+  workers' relative speed decides which gradients are stale.
+  """
+  run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+  if run is None:  # one process: nothing runs beside a test
+    yield
+    return
+  alone = request.node.get_closest_marker("alone") is not None
+  with open(os.path.join(tempfile.gettempdir(), f"egin-tf-tests-{run}.lock"), "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)

@@ -61,6 +61,10 @@ def single_process_auc(sim_data, tmp_path_factory):
   return _metrics(model_dir)["eval"]["auc"]
 
 
+# Alone: with other tests on the cores, the workers' relative speed changes and
+# with it the async job's AUC (0.676 against one process' 0.704 in one run
+# beside the rest of the suite on 2 cores; within 0.02 in runs alone).
+@pytest.mark.alone
 def test_cluster_with_a_killed_worker_trains_to_the_auc_of_one_process(
     sim_data, tmp_path, single_process_auc):
   # One job checks both: the coordinator reschedules the steps of a worker
