@@ -47,7 +47,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+import egin_tf.train  # noqa: F401  (first: Keras 2 before anything uses tf.keras)
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline.schema import Event

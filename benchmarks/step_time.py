@@ -31,7 +31,7 @@ from typing import Callable, Dict, List, Tuple
 from absl import app
 from absl import flags
 
-import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+import egin_tf.train  # noqa: F401  (first: Keras 2 before anything uses tf.keras)
 from data_pipeline.data_split import DataSplit
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib

@@ -1,3 +1,5 @@
-"""Impression logs: schema, converters to TFRecords, the tf.data reader, simulator."""
+"""Impression logs: schema, converters to TFRecords, the tf.data reader, simulator.
 
-from data_pipeline import tf_env  # noqa: F401  first: sets TF_USE_LEGACY_KERAS before TF loads
+Nothing here uses Keras, so importing it leaves ``tf.keras`` as the process has it
+(`data_pipeline.tf_env`).
+"""

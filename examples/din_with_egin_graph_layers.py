@@ -14,11 +14,11 @@ would do it in their own pipeline, without our model classes:
 
    * `SimExtract` (i2i: target item vs clicks, q2q: query vs query history, q2i:
      query vs clicks) adds 3 * k * d interest features to the MLP input;
-   * `GraphLearning` (which owns `QueryItemGraph`, two `NegativeQueue`s and
-     `GraphSoftmaxLoss`) is extended into `GraphLossHead`, a small layer that, in
-     training calls only, builds the batch's i2i/q2q/q2i edges, draws negatives from
-     cross-batch queues and adds ``alpha L_i2i + beta L_q2q + gamma L_q2i`` with
-     ``self.add_loss``. It returns
+   * `GraphLearning` (which owns `QueryItemGraph` and two `NegativeQueue`s and
+     scores the edges with `edge_list_loss`) is extended into `GraphLossHead`, a
+     small layer that, in training calls only, builds the batch's i2i/q2q/q2i
+     edges, draws negatives from cross-batch queues and adds
+     ``alpha L_i2i + beta L_q2q + gamma L_q2i`` with ``self.add_loss``. It returns
      its first input unchanged: that is what keeps it on the path from the inputs to
      the output, so Keras keeps it (and its losses) in the model.
 
@@ -50,7 +50,12 @@ import json
 import os
 from typing import Dict, List, Mapping, Sequence
 
-from data_pipeline.tf_env import tf  # first: binds tf.keras to Keras 2
+from data_pipeline.tf_env import ensure_legacy_keras
+
+# tf-keras: this DIN applies TF ops (tf.concat, tf.math.log1p) to the functional
+# API's symbolic inputs, which tf-keras allows and Keras 3 does not. The layers
+# themselves work under either Keras (egin_tf/layers/state.py).
+tf = ensure_legacy_keras("examples/din_with_egin_graph_layers.py")
 
 from absl import app
 from absl import flags
@@ -143,7 +148,7 @@ class GraphLossHead(GraphLearning):
 
   In training calls only (``training=True``, as in ``fit``) it computes the
   batch's graph losses with the SHARED ``items`` and ``queries`` tables (edges by
-  `QueryItemGraph`, negatives from the `NegativeQueue`s, `GraphSoftmaxLoss`) and
+  `QueryItemGraph`, negatives from the `NegativeQueue`s, `edge_list_loss`) and
   adds ``alpha L_i2i + beta L_q2q + gamma L_q2i`` with ``self.add_loss``.
   Inference calls do nothing: no loss, and the queues and the graph's step counter
   do not change.
@@ -181,7 +186,8 @@ class GraphLossHead(GraphLearning):
 
   def graph_losses(self, batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Unweighted L_i2i, L_q2q, L_q2i (float32 scalars); updates the queues."""
-    return super().call(batch)
+    # Reached from training calls only (see `call`), so a training step.
+    return super().call(batch, training=True)
 
   def get_config(self):
     config = super().get_config()

@@ -27,7 +27,6 @@ from typing import List, Tuple
 from absl import app
 from absl import flags
 
-import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
 from data_pipeline import reader
 from data_pipeline.tf_env import tf
 from egin_tf.serve import requests as serving_requests

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional
 from absl import app
 from absl import flags
 
-import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+import egin_tf.train  # noqa: F401  (first: Keras 2 before anything uses tf.keras)
 from data_pipeline.data_split import DataSplit
 from egin_tf.train import config as train_config
 from egin_tf.train import offline

@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence, Tuple
 from absl import app
 from absl import flags
 
-import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+import egin_tf.train  # noqa: F401  (first: Keras 2 before anything uses tf.keras)
 from data_pipeline.data_split import DataSplit
 from experiments import common
 from experiments import paper_tables

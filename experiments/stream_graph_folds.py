@@ -51,7 +51,7 @@ from typing import Dict, List, Sequence, Tuple
 from absl import app
 from absl import flags
 
-import egin_tf  # noqa: F401  (binds tf.keras to Keras 2 before TF loads)
+import egin_tf.train  # noqa: F401  (first: Keras 2 before anything uses tf.keras)
 from data_pipeline.trivago import convert_trivago
 from egin_tf.train import stream as streaming
 from egin_tf.train.config import StreamConfig, TrainConfig

@@ -1,11 +1,16 @@
-"""Shared fixtures. Importing egin_tf first binds tf.keras to Keras 2."""
+"""Shared fixtures. The suite runs the trainer, so tf.keras is Keras 2 (tf-keras) here,
+bound before any test module uses it; tests/test_keras_layers.py runs the layers
+under Keras 3 (and tf-keras) in subprocesses."""
 
 import fcntl
 import os
 import tempfile
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import pytest
+
+from data_pipeline.tf_env import ensure_legacy_keras
+
+ensure_legacy_keras("the test suite")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")

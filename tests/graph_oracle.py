@@ -22,7 +22,6 @@ position): the order of the library's edge lists.
 
 from typing import Any, Dict, Optional, Tuple
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
 from egin_tf.layers.graph_edges import Edges
 from egin_tf.layers.query_item_graph import QueryItemGraph

@@ -9,7 +9,7 @@ which batch, and a draw made after all steps.
 
 import json
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
+import egin_tf.train  # noqa: F401  (first: Keras 2 before anything uses tf.keras)
 from data_pipeline.tf_env import tf
 from egin_tf.train import distribute
 from egin_tf.layers.negative_queue import NegativeQueue

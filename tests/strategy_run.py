@@ -10,7 +10,7 @@ a pytest process that already ran other tests cannot do.
 import json
 import sys
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
+import egin_tf.train  # noqa: F401  (first: Keras 2 before anything uses tf.keras)
 import numpy as np
 
 from data_pipeline import reader

@@ -1,6 +1,5 @@
 """Progress of long conversions (lines, total, share done, rate, ETA) and --version."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import gzip
 import itertools

@@ -3,7 +3,6 @@
 import json
 import os
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import pytest
 
 from data_pipeline import reader

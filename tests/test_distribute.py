@@ -4,7 +4,6 @@ reader's per-worker shards (no cluster is started here)."""
 import json
 import sys
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import pytest
 
 from data_pipeline import reader

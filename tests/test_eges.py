@@ -3,7 +3,6 @@
 import collections
 import json
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import numpy as np
 import pytest
 

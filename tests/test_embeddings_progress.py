@@ -1,6 +1,5 @@
 """seen_ids' progress: records scanned, the total from schema.json, once per batch."""
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import numpy as np
 
 from data_pipeline.data_split import DataSplit

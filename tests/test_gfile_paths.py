@@ -4,7 +4,6 @@ converter inputs and stream folders on a non-local filesystem (TF's ``ram://``).
 data_pipeline tests are the ``test_data_pipeline_*`` functions.
 """
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import dataclasses
 import gzip

@@ -2,7 +2,6 @@
 
 import math
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """IdCollisionRate on hand cases; table sizes from TrainConfig; the rates in training."""
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline import schema as schema_lib
 from data_pipeline.tf_env import tf
 import pytest

@@ -40,19 +40,30 @@ def test_hash_rejects_non_ids(bad):
     stable_id(bad)
 
 
-def test_keras3_already_imported_is_a_clear_error():
-  script = ("import tensorflow as tf; tf.keras.layers\n"
-            "import egin_tf")
-  proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                        text=True, env={"PATH": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
+def _python(script: str, check: bool = False) -> subprocess.CompletedProcess:
+  """Runs ``script`` in a fresh Python without TF_USE_LEGACY_KERAS."""
+  return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        check=check, env={"PATH": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_a_trainer_package_after_keras3_is_a_one_line_error_naming_it():
+  proc = _python("import tensorflow as tf; tf.keras.layers\nimport egin_tf.models")
   assert proc.returncode != 0
-  assert "ImportError: egin-tf needs TensorFlow with Keras 2" in proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("ImportError: egin_tf.models needs TensorFlow's Keras 2"), last
+  assert "egin_tf.layers alone works with Keras 3" in last
 
 
-def test_importing_egin_tf_first_binds_keras2():
-  script = ("import egin_tf, tensorflow as tf, tensorflow_recommenders as tfrs\n"
-            "print(tf.keras.__name__)")
-  proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                        text=True, check=True,
-                        env={"PATH": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
+def test_importing_the_layers_leaves_keras3_as_it_is():
+  proc = _python("import os, keras, tensorflow as tf\nimport egin_tf, egin_tf.layers\n"
+                 "print(tf.keras.__name__, os.environ.get('TF_USE_LEGACY_KERAS'))\n"
+                 "print(egin_tf.layers.SimExtract.__mro__[1].__module__)", check=True)
+  keras_name, legacy, layer_base = proc.stdout.split()
+  assert keras_name.startswith("keras") and legacy == "None", proc.stdout
+  assert layer_base.startswith("keras.src"), proc.stdout  # Keras 3's Layer
+
+
+def test_a_trainer_package_imported_first_binds_keras2():
+  proc = _python("import egin_tf.models, tensorflow as tf, tensorflow_recommenders as tfrs\n"
+                 "print(tf.keras.__name__)", check=True)
   assert proc.stdout.strip().startswith("tf_keras")

@@ -1,6 +1,5 @@
 """Tests of the JDsearch converter: hand-computed users, the real sample, bad lines."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import csv
 import dataclasses

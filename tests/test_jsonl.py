@@ -1,6 +1,5 @@
 """Tests of the impression JSONL converter and the shared bad-input pieces."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import gzip
 import json

@@ -12,7 +12,6 @@ import os
 import sys
 import types
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import numpy as np
 import pytest
 

@@ -4,7 +4,6 @@ user's plain Keras model of EGIN's layers saves and reloads as a SavedModel."""
 
 import math
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
 import numpy as np
 import pytest
@@ -118,13 +117,13 @@ def _graph_batch():
 def test_graph_learning_gives_the_same_losses_after_copying_weights():
   layer = LAYERS["GraphLearning"]()
   batch = _graph_batch()
-  layer(batch)  # fills the queues: the next call has negatives
+  layer(batch, training=True)  # fills the queues: the next call has negatives
   again = _round_trip(layer)
-  again(batch)  # builds its weights
+  again(batch, training=True)  # builds its weights
   # Tables, queues, the graph's step: everything a loss depends on is a weight.
   again.set_weights(layer.get_weights())
-  expected = {k: v.numpy() for k, v in layer(batch).items()}
-  got = {k: v.numpy() for k, v in again(batch).items()}
+  expected = {k: v.numpy() for k, v in layer(batch, training=True).items()}
+  got = {k: v.numpy() for k, v in again(batch, training=True).items()}
   assert got == expected
   assert all(loss > 0 for loss in expected.values()), expected
 

@@ -3,7 +3,6 @@
 import collections
 import math
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -88,7 +87,7 @@ def test_empty_queue_samples_nothing_valid():
 
 def test_first_draws_are_in_batch_ids_only():
   queue = NegativeQueue(capacity=1000, num_negatives=50)
-  sample = queue(_ids([[11, 12, 0], [13, 0, 0]]))  # enqueue, then sample
+  sample = queue(_ids([[11, 12, 0], [13, 0, 0]]), training=True)  # enqueue, then sample
   assert sample.valid.numpy().all()
   drawn = set(sample.ids.numpy().tolist()) | set(_draws(queue, 3))
   assert drawn == {11, 12, 13}  # never an empty slot (id 0), and all three reachable

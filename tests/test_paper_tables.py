@@ -1,7 +1,6 @@
 """Helpers of the paper-table scripts: RelaImpr, mean +- std, the validation split
 by time, the record decoder, pair sampling and cosine means."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import glob
 import math

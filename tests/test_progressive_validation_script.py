@@ -1,7 +1,6 @@
 """The progressive-validation experiment script: its helpers by hand, and one run
 of the whole script on a tiny simulated stream."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import json
 import math

@@ -4,7 +4,6 @@ the edge lists against the dense oracle (`graph_oracle`) edge for edge."""
 import itertools
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
 from egin_tf.layers.graph_edges import EdgeList, Edges
 from egin_tf.layers.graph_edges import edge_list

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from typing import List, NamedTuple
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import numpy as np
 import pytest
 

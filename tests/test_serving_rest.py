@@ -15,7 +15,6 @@ import json
 import os
 import re
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 import numpy as np
 import pytest
 

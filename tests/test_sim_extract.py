@@ -1,6 +1,5 @@
 """Tests of SimExtract against hand-computed cosines, bins and embeddings."""
 
-import egin_tf  # noqa: F401  (must precede any TensorFlow import)
 from data_pipeline.tf_env import tf
 from hypothesis import given, settings
 from hypothesis import strategies as st

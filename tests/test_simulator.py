@@ -1,6 +1,5 @@
 """Tests of the search-log simulator: determinism, oracle, split, histories, files."""
 
-import egin_tf  # noqa: F401  (first: sets up Keras 2 before tensorflow loads)
 
 import collections
 import dataclasses

@@ -1,7 +1,6 @@
 """The stream graph_folds experiment's pure helpers, by hand: the difference of
 two settings and its noise, the table, and the decision rule."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import math
 

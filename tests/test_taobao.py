@@ -1,6 +1,5 @@
 """Tests of the Taobao UserBehavior converter, on hand-made logs and the real sample."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import collections
 import csv

@@ -1,6 +1,5 @@
 """Tests of experiments/taobao_to_jsonl.py, on a hand-made log and the real sample."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import bisect
 import collections

@@ -1,6 +1,5 @@
 """Tests of the trivago RecSys 2019 converter, on small logs and the shared sample."""
 
-import egin_tf  # noqa: F401  (first: Keras 2 before tensorflow loads)
 
 import collections
 import csv

@@ -66,6 +66,10 @@ and trivago, 0.0006 behind on the simulator), logloss within 0.002 of
 The graph, walks and pairs live in memory (numpy).
 """
 
+from data_pipeline.tf_env import ensure_legacy_keras
+
+ensure_legacy_keras(__name__)  # first: Keras 2 (tf-keras) before anything uses tf.keras
+
 from egin_tf.eges.config import LEAK_GUARDS, EgesPretrainConfig
 from egin_tf.eges.frozen_table import FrozenIdEmbedding
 from egin_tf.eges.graph import ItemGraph, build_graph, graph_from_sessions, side_index

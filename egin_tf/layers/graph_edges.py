@@ -10,9 +10,16 @@ takes it (positions that do not depend on the row let a user score edges of
 sequence embeddings [B, L, d] with one gather per side); `edge_list` turns it into
 the compact form. The tests build it as the oracle of `QueryItemGraph`'s edges
 (``tests/graph_oracle.py``).
+
+In a functional Keras model both travel between layers as what they are, but a
+model's config keeps no NamedTuple type: once saved and loaded (``.keras`` or
+SavedModel; Keras 3 alike), a layer given edges receives a plain list of their
+five fields. `restore_edges` turns that (or a tuple, or a dict of the fields)
+back into the `Edges` or `EdgeList`; `GraphSoftmaxLoss` does so itself, and a
+layer of your own that takes edges should too.
 """
 
-from typing import NamedTuple
+from typing import Mapping, NamedTuple, Union
 
 from data_pipeline.tf_env import tf
 
@@ -39,6 +46,15 @@ class EdgeList(NamedTuple):
   src: tf.Tensor      # int64 [K] source ids
   dst: tf.Tensor      # int64 [K] destination ids
 
+  @property
+  def mask(self) -> tf.Tensor:
+    """bool [K], all True: every listed edge is real.
+
+    The dense layout's ``mask`` for code that takes either form (per-edge
+    losses and this mask average the same way; `GraphSoftmaxLoss`).
+    """
+    return tf.ones_like(self.rows, dtype=tf.bool)
+
 
 def edge_list(edges: Edges) -> EdgeList:
   """The real edges (mask True) of a dense layout, in row-major slot order."""
@@ -55,3 +71,28 @@ def reverse_list(edges: EdgeList) -> EdgeList:
   """The same edges read from destination to source."""
   return edges._replace(src=edges.dst, dst=edges.src,
                         src_pos=edges.dst_pos, dst_pos=edges.src_pos)
+
+
+def restore_edges(edges) -> Union[Edges, EdgeList]:
+  """The `Edges` or `EdgeList` of a plain list, tuple or dict of its fields.
+
+  What a loaded functional model passes a layer for edges (see the module
+  docstring). A list or tuple holds the five fields in order; which form it is
+  follows from the first field's rank: 2 for the dense ``src`` [B, E], 1 for
+  the list's ``rows`` [K]. A dict names its fields. Edges already typed are
+  returned as they are.
+  """
+  if isinstance(edges, (Edges, EdgeList)):
+    return edges
+  if isinstance(edges, Mapping):
+    return (Edges if "mask" in edges else EdgeList)(**edges)
+  fields = tuple(edges)
+  if len(fields) != len(Edges._fields):
+    raise ValueError(f"edges: expected the {len(Edges._fields)} fields of Edges "
+                     f"or EdgeList, got {len(fields)} values")
+  # TensorShape() also reads a Keras 3 symbolic tensor's shape (a tuple).
+  shape = tf.TensorShape(fields[0].shape)
+  if shape.rank not in (1, 2):
+    raise ValueError("edges: cannot tell Edges (src [B, E]) from EdgeList (rows "
+                     f"[K]) by a first field of shape {shape}")
+  return Edges(*fields) if shape.rank == 2 else EdgeList(*fields)

@@ -22,8 +22,8 @@ from egin_tf.layers.query_item_graph import QueryItemGraph
 class GraphLearning(tf.keras.layers.Layer):
   """Unweighted graph losses L_i2i, L_q2q, L_q2i of a training batch.
 
-  Call: ``layer(batch)`` with the reader's batch dict (it uses ``item_id``,
-  ``query_id`` [B], ``click_ids``/``_times`` [B, L], ``click_cats`` [B, L, C],
+  Call: ``layer(batch, training=True)`` with the reader's batch dict (it uses
+  ``item_id``, ``query_id`` [B], ``click_ids``/``_times`` [B, L], ``click_cats`` [B, L, C],
   ``query_hist_ids``/``_times`` [B, M], ``query_hist_cats`` [B, M, C], and
   ``seed_ids`` [B, S] with ``seeds_fraction`` > 0). Returns float32 scalars
   ``{"i2i": ..., "q2q": ..., "q2i": ...}`` (only "i2i" with ``use_query=False``);
@@ -35,10 +35,36 @@ class GraphLearning(tf.keras.layers.Layer):
   the tables of the row's fold (``train_lookup``), so fold k's rows train only
   fold k's tables; the queues are shared (they hold ids only).
 
-  Every call is a training step: it advances the graph's step counter, enqueues
-  the batch's item ids (clicks and targets) and query ids (history and current
-  query), and draws negatives, embedded with the current tables. Call it only when
-  training.
+  Only a training call (``training=True``) is a training step: it advances the
+  graph's step counter (and, with ``subsample_threshold``, the item counts),
+  enqueues the batch's item ids (clicks and targets) and query ids (history and
+  current query), and draws negatives, embedded with the current tables. A call
+  with ``training`` False or None (Keras' inference: `predict` and `evaluate`
+  pass False) returns the same dict of float32 zeros and changes no variable, so
+  a model that adds these losses with ``add_loss`` can predict and evaluate
+  without touching its queues or graph. Keras passes a Python bool (``fit``,
+  ``predict``, ``evaluate``, ``model(x, training=...)``); a bool tensor works
+  too, through `tf.cond`, at the cost of tracing both branches. A caller that
+  is not itself a Keras call with ``training`` (e.g. a model's own
+  ``train_step``) must pass ``training=True``: the default is inference.
+
+  Mixed precision: the losses are float32 under any policy (they are computed
+  in float32 from the tables' vectors; a softmax over 100+ negatives is not safe
+  in float16). Under ``mixed_float16`` make the CTR network's output float32 too
+  (e.g. ``tf.keras.layers.Dense(1, dtype="float32")`` or
+  ``tf.keras.layers.Activation("linear", dtype="float32")`` as its last layer),
+  as the Keras mixed-precision guide advises, so a ``train_step`` that adds
+  these losses to its CTR loss adds two float32 tensors.
+
+  State: the graph's step counter (and subsampling counts) and both queues,
+  made by their constructors, so they exist from this layer's construction on,
+  in the caller's strategy scope, and a model saved with them (``.keras``,
+  SavedModel, checkpoints) loads them back even if it calls this layer only in
+  its ``train_step``. The tables are the caller's: the CTR network that reads
+  them builds them. A table that only this layer reads, in a subclassed model
+  that calls this layer only in ``train_step``, is not built when Keras loads
+  the model (it builds a loaded model by calling it in inference): build it
+  in the model's constructor (e.g. ``table.build(None)`` for an `IdEmbedding`).
 
   Args:
     items: the item id-embedding layer (ids [...] -> [..., d]) shared with the
@@ -85,14 +111,6 @@ class GraphLearning(tf.keras.layers.Layer):
                                      seed=2 * seed + 1, logq_buckets=logq_buckets,
                                      name="query_queue")
 
-  def build(self, input_shape):
-    # The state is created here, eagerly, rather than inside the first traced
-    # training step.
-    self.graph.build(None)
-    self.item_queue.build(None)
-    self.query_queue.build(None)
-    super().build(input_shape)
-
   def _loss(self, anchor_table, positive_table, edges, queue: NegativeQueue,
             folds: Optional[tf.Tensor],
             negatives: Optional[NegativeSample] = None) -> tf.Tensor:
@@ -128,7 +146,35 @@ class GraphLearning(tf.keras.layers.Layer):
     return None if self.per_edge_negatives else queue.sample()
 
   def call(self, batch: Mapping[str, tf.Tensor],
-           folds: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+           folds: Optional[tf.Tensor] = None,
+           training=None) -> Dict[str, tf.Tensor]:
+    """A training call's losses; in inference float32 zeros and no state change.
+
+    Args:
+      batch: the reader's batch dict (keys in the class doc).
+      folds: optional int32 [B], each row's fold (see the class doc).
+      training: True for a training step; False or None (inference) gives
+        zeros. A Python bool or a bool tensor (then `tf.cond`).
+
+    Returns:
+      ``{"i2i": ..., "q2q": ..., "q2i": ...}`` float32 scalars (only "i2i"
+      with ``use_query=False``).
+    """
+    mode = _training_mode(training)
+    if mode is None:  # only known when the graph runs: both branches traced
+      return tf.cond(tf.cast(training, tf.bool),
+                     lambda: self._training_losses(batch, folds),
+                     self._zero_losses)
+    return self._training_losses(batch, folds) if mode else self._zero_losses()
+
+  def _zero_losses(self) -> Dict[str, tf.Tensor]:
+    """The inference result: the training call's keys, every loss 0."""
+    names = ("i2i", "q2q", "q2i") if self.use_query else ("i2i",)
+    return {name: tf.zeros([], tf.float32) for name in names}
+
+  def _training_losses(self, batch: Mapping[str, tf.Tensor],
+                       folds: Optional[tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """One training step's losses; advances the graph, fills and draws the queues."""
     # Compact edges: the work follows the real edges, not the padded slots.
     edges = self.graph.edge_lists(batch, training=True,
                                   with_queries=self.use_query)
@@ -180,3 +226,12 @@ class GraphLearning(tf.keras.layers.Layer):
     for table in ("items", "queries"):
       config[table] = tf.keras.layers.deserialize(config[table])
     return cls(**config)
+
+
+def _training_mode(training) -> Optional[bool]:
+  """Keras' ``training`` as a Python bool (None means inference), or None for
+  a bool tensor whose value is only known when the graph runs."""
+  if training is None:
+    return False
+  value = tf.get_static_value(training)
+  return None if value is None else bool(value)

@@ -48,11 +48,13 @@ subtracted as is.
 from typing import Callable, Optional, Tuple, Union
 
 from data_pipeline.tf_env import tf
-from egin_tf.layers.graph_edges import EdgeList, Edges, edge_list
+from egin_tf.layers.graph_edges import EdgeList, Edges, edge_list, restore_edges
 
 
-def reverse_edges(edges: Edges) -> Edges:
+def reverse_edges(edges: Union[Edges, EdgeList]) -> Union[Edges, EdgeList]:
   """The same edges read from destination to source (e.g. q2i as item -> query).
+
+  Either form; it only swaps fields, so in a functional model it adds no layer.
 
   Score the reversed edges with the destination sequence as anchors and the
   source sequence as positives, and negatives of the source's type.
@@ -68,7 +70,7 @@ def edge_softmax_losses(anchor_embeddings: tf.Tensor,
                         negative_ids: tf.Tensor,
                         negative_log_q: Optional[tf.Tensor] = None,
                         negative_valid: Optional[tf.Tensor] = None) -> tf.Tensor:
-  """The sampled-softmax loss of every edge slot.
+  """The sampled-softmax loss of every edge slot (or listed edge).
 
   Args:
     anchor_embeddings: float [B, Ls, d], the source sequence's embeddings
@@ -76,7 +78,8 @@ def edge_softmax_losses(anchor_embeddings: tf.Tensor,
     positive_embeddings: float [B, Ld, d], the destination sequence's embeddings
       (``edges.dst_pos`` indexes its positions).
     edges: an `Edges` of one type; uses ``dst`` (int64 [B, E], the positives'
-      ids), ``mask``, ``src_pos`` and ``dst_pos``.
+      ids), ``mask``, ``src_pos`` and ``dst_pos``. Or an `EdgeList` (what
+      `QueryItemGraph` builds): its ``rows`` and positions index the sequences.
     negative_embeddings: float [N, d], the sampled negatives of the positive's
       type, embedded with the current table.
     negative_ids: int64 [N], their ids (to recognize accidental hits).
@@ -86,28 +89,45 @@ def edge_softmax_losses(anchor_embeddings: tf.Tensor,
       from a still-empty queue). With no valid negative the loss is 0.
 
   Returns:
-    float32 [B, E]: each real edge's loss, 0 for masked slots.
+    float32 [B, E]: each real edge's loss, 0 for masked slots; for an
+    `EdgeList`, float32 [K]: each listed edge's loss, in its order.
   """
   anchors, positives, negatives = _check_embeddings(
       anchor_embeddings, positive_embeddings, negative_embeddings)
   anchor_length = tf.shape(anchors, out_type=tf.int64)[1]
   positive_length = tf.shape(positives, out_type=tf.int64)[1]
   src_pos, dst_pos = _checked_positions(edges, anchor_length, positive_length)
+  checked = edges._replace(src_pos=src_pos, dst_pos=dst_pos)
+  negative_args = (negatives, negative_ids, negative_log_q, negative_valid)
+  if isinstance(edges, EdgeList):
+    return _listed_edge_losses(anchors, positives, checked, *negative_args)
   # Only the real edges are scored: they are often a small part of the E slots
   # (q2i keeps the pairs that match in time and category), and every per-edge op
   # and its gradient then costs [K] instead of [B, E].
-  real = edge_list(edges._replace(src_pos=src_pos, dst_pos=dst_pos))
-  anchor_keys = real.rows * anchor_length + real.src_pos  # into [B * Ls]
+  losses = _listed_edge_losses(anchors, positives, edge_list(checked),
+                               *negative_args)
+  index = tf.where(tf.cast(edges.mask, tf.bool))
+  return tf.scatter_nd(index, losses, tf.shape(edges.mask, out_type=tf.int64))
+
+
+def _listed_edge_losses(anchors: tf.Tensor, positives: tf.Tensor, edges: EdgeList,
+                        negative_embeddings: tf.Tensor, negative_ids: tf.Tensor,
+                        negative_log_q: Optional[tf.Tensor],
+                        negative_valid: Optional[tf.Tensor]) -> tf.Tensor:
+  """The loss [K] of each listed edge between anchors [B, Ls, d] and positives
+  [B, Ld, d] (positions checked), each distinct anchor position scored once."""
+  anchor_length = tf.shape(anchors, out_type=tf.int64)[1]
+  positive_length = tf.shape(positives, out_type=tf.int64)[1]
+  rows = tf.cast(edges.rows, tf.int64)
+  anchor_keys = rows * anchor_length + edges.src_pos  # into [B * Ls]
   distinct_anchors, edge_anchor = tf.unique(anchor_keys, out_idx=tf.int64)
   width = tf.shape(anchors)[-1]
   anchor_vectors = tf.gather(tf.reshape(anchors, [-1, width]), distinct_anchors)
   positive_vectors = tf.gather(tf.reshape(positives, [-1, width]),
-                               real.rows * positive_length + real.dst_pos)
-  losses = sampled_softmax_losses(anchor_vectors, edge_anchor, positive_vectors,
-                                  real.dst, negatives, negative_ids,
-                                  negative_log_q, negative_valid)
-  index = tf.where(tf.cast(edges.mask, tf.bool))
-  return tf.scatter_nd(index, losses, tf.shape(edges.mask, out_type=tf.int64))
+                               rows * positive_length + edges.dst_pos)
+  return sampled_softmax_losses(anchor_vectors, edge_anchor, positive_vectors,
+                                edges.dst, negative_embeddings, negative_ids,
+                                negative_log_q, negative_valid)
 
 
 def sampled_softmax_losses(anchor_vectors: tf.Tensor,
@@ -132,6 +152,11 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
     anchor_folds: optional int [A]; then ``negative_embeddings`` is [F, N, d] and
       each anchor scores the negatives of its fold's view.
   """
+  # float32 whatever the tables' compute dtype (mixed_float16 gives float16
+  # vectors): a log-sum-exp over 100+ negatives is not safe in float16.
+  anchor_vectors, positive_vectors, negative_embeddings = (
+      tf.cast(x, tf.float32)
+      for x in (anchor_vectors, positive_vectors, negative_embeddings))
   num_negatives = tf.shape(negative_ids)[0]
   negative_ids = tf.cast(negative_ids, tf.int64)
   positive_ids = tf.cast(positive_ids, tf.int64)
@@ -139,8 +164,7 @@ def sampled_softmax_losses(anchor_vectors: tf.Tensor,
   if negative_valid is None:
     negative_valid = tf.ones([num_negatives], tf.bool)
   edge_anchors = tf.gather(anchor_vectors, edge_anchor)
-  positive_logits = tf.cast(
-      tf.reduce_sum(edge_anchors * positive_vectors, axis=-1), tf.float32)  # [K]
+  positive_logits = tf.reduce_sum(edge_anchors * positive_vectors, axis=-1)  # [K]
   negative_masses, shift = _negative_masses(
       anchor_vectors, negative_embeddings, negative_log_q, negative_valid,
       anchor_folds)
@@ -296,8 +320,11 @@ def per_edge_softmax_losses(anchor_vectors: tf.Tensor, positive_vectors: tf.Tens
   anchor_vectors, positive_vectors [K, d]; negative_vectors [K, n, d]. A
   negative with the edge's positive id (an accidental hit) is left out.
   """
-  positive_logits = tf.cast(
-      tf.reduce_sum(anchor_vectors * positive_vectors, axis=-1), tf.float32)
+  # float32 under any policy, as in `sampled_softmax_losses`.
+  anchor_vectors, positive_vectors, negative_vectors = (
+      tf.cast(x, tf.float32)
+      for x in (anchor_vectors, positive_vectors, negative_vectors))
+  positive_logits = tf.reduce_sum(anchor_vectors * positive_vectors, axis=-1)
   negative_logits = tf.einsum("kd,knd->kn", anchor_vectors, negative_vectors)
   positive_ids = tf.cast(positive_ids, tf.int64)[:, tf.newaxis]
   keep = negative_valid & (tf.cast(negative_ids, tf.int64) != positive_ids)
@@ -333,11 +360,38 @@ class GraphSoftmaxLoss(tf.keras.layers.Layer):
 
   Call with the arguments of `edge_softmax_losses`; returns the mean loss over the
   real edges (float32 scalar, 0 when there are none), or with
-  ``return_per_edge=True`` the pair (mean, per-edge losses [B, E]).
+  ``return_per_edge=True`` the pair (mean, per-edge losses [B, E], or [K] for
+  an `EdgeList`). The edges are the dense `Edges` or the `EdgeList`s
+  `QueryItemGraph` returns, so in a functional model its output feeds this
+  layer directly: ``GraphSoftmaxLoss()(clicks, clicks, graph["i2i"], ...)``.
+  A loaded functional model passes the edges as a plain list (a model config
+  keeps no NamedTuple type); this layer rebuilds them (`restore_edges`).
 
   For q2i in both directions call it twice: (queries, clicks, q2i edges, item
   negatives) and (clicks, queries, `reverse_edges`(q2i edges), query negatives).
+
+  ``training`` is accepted as Keras passes it; the layer has no state, so the
+  loss is the same in training and inference (it is the caller's choice to add
+  it only when training).
+
+  Mixed precision: the loss is float32 under any policy; the embeddings (float16
+  under ``mixed_float16``) are cast to float32 before the softmax, which is not
+  safe in float16 over many negatives. Under ``mixed_float16`` make the CTR
+  network's output float32 too (e.g. ``tf.keras.layers.Dense(1,
+  dtype="float32")`` or ``tf.keras.layers.Activation("linear",
+  dtype="float32")`` as its last layer), so a ``train_step`` that adds this loss
+  to its CTR loss adds two float32 tensors.
   """
+
+  def __call__(self, *args, **kwargs):
+    # Before Keras' __call__, so `call` always sees typed edges: a functional
+    # model's config stores them as a list of their fields.
+    args = list(args)
+    if len(args) > 2:
+      args[2] = restore_edges(args[2])
+    elif "edges" in kwargs:
+      kwargs["edges"] = restore_edges(kwargs["edges"])
+    return super().__call__(*args, **kwargs)
 
   def call(self,
            anchor_embeddings: tf.Tensor,
@@ -347,8 +401,10 @@ class GraphSoftmaxLoss(tf.keras.layers.Layer):
            negative_ids: tf.Tensor,
            negative_log_q: Optional[tf.Tensor] = None,
            negative_valid: Optional[tf.Tensor] = None,
-           return_per_edge: bool = False
+           return_per_edge: bool = False,
+           training=None
            ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
+    del training  # no state: the same loss in both modes (see the class doc)
     losses = edge_softmax_losses(anchor_embeddings, positive_embeddings, edges,
                                  negative_embeddings, negative_ids,
                                  negative_log_q, negative_valid)

@@ -23,10 +23,16 @@ from typing import NamedTuple, Optional
 from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
 from egin_tf.layers.id_embedding import bucketize_ids
+from egin_tf.layers.state import add_state, variable_of
 
 
 class NegativeSample(NamedTuple):
-  """The negatives drawn by one `NegativeQueue.sample` call."""
+  """The negatives drawn by one `NegativeQueue.sample` call.
+
+  In a functional model take its fields (``sample.ids``, ...): a model config
+  keeps no NamedTuple type, so a loaded model would pass the whole sample to a
+  layer as a plain list (``NegativeSample(*sample)`` rebuilds it).
+  """
   # [N], or [count, N] when drawn per edge (`NegativeQueue.sample`).
   ids: tf.Tensor    # int64 [N]; 0 where `valid` is False
   valid: tf.Tensor  # bool [N]; all False when nothing was ever enqueued
@@ -40,11 +46,12 @@ class NegativeQueue(tf.keras.layers.Layer):
   """A fixed-capacity FIFO of ids from which negatives are drawn uniformly.
 
   Usage per training step: ``queue.enqueue(batch_ids)`` then ``queue.sample()``
-  (or ``queue(batch_ids)``, which does both), and embed ``sample.ids`` with the
-  current table. Enqueueing first means the very first step already draws
-  in-batch negatives.
+  (or ``queue(batch_ids, training=True)``, which does both), and embed
+  ``sample.ids`` with the current table. Enqueueing first means the very first
+  step already draws in-batch negatives. Called as a layer in inference
+  (``training`` False or None, as in `predict` and `evaluate`) it only samples.
 
-  Variables (all non-trainable, created by `build`):
+  Variables (all non-trainable, created by `build`, which the constructor calls):
     ids: int64 [capacity], the ring buffer; 0 marks a slot never written.
     write_position: int64 [], how many ids were ever enqueued; the next id goes
       to slot ``write_position mod capacity``.
@@ -111,13 +118,20 @@ class NegativeQueue(tf.keras.layers.Layer):
     self.num_negatives = num_negatives
     self.seed = seed
     self.logq_buckets = logq_buckets
+    # The state depends on no input, so it exists from construction (in the
+    # caller's strategy scope): a model that calls the queue only in its
+    # train_step still has every variable when `load_model` assigns the
+    # saved values (Keras builds a loaded model by calling it in inference).
+    self.build(None)
 
   def build(self, input_shape=None):
+    if self.built:  # the constructor built it; a second build would duplicate
+      return
+
     # Under a synchronous strategy every replica writes the same values into
     # its own copy (the ids of all replicas, see `enqueue`), so no aggregation.
     def state(name, shape):
-      return self.add_weight(name=name, shape=shape, dtype=tf.int64,
-                             initializer="zeros", trainable=False)
+      return add_state(self, name, shape)
 
     self.ids = state("ids", [self.capacity])
     self.write_position = state("write_position", [])
@@ -128,10 +142,29 @@ class NegativeQueue(tf.keras.layers.Layer):
       self.logq_counts = state("logq_counts", [self.logq_buckets])
     super().build(input_shape)
 
-  def call(self, ids, mask: Optional[tf.Tensor] = None) -> NegativeSample:
-    """Enqueues ``ids`` (see `enqueue`), then returns `sample()`."""
-    self.enqueue(ids, mask)
+  def call(self, ids, mask: Optional[tf.Tensor] = None,
+           training=None) -> NegativeSample:
+    """Enqueues ``ids`` (see `enqueue`) when training, then returns `sample()`.
+
+    ``training`` follows Keras: only True enqueues. False or None (inference:
+    `predict`, `evaluate`, a call with ``training`` unset) leaves the ring
+    buffer, its counters and the logQ counts as they were; the draw still
+    advances ``sample_step``, as every `sample` does. A bool tensor is resolved
+    with `tf.cond`. Explicit `enqueue` and `sample` calls ignore the mode.
+    """
+    if training is not None:
+      mode = tf.get_static_value(training)
+      if mode is None:  # only known when the graph runs
+        tf.cond(tf.cast(training, tf.bool), lambda: self._enqueued(ids, mask),
+                lambda: tf.constant(False))
+      elif mode:
+        self.enqueue(ids, mask)
     return self.sample()
+
+  def _enqueued(self, ids, mask: Optional[tf.Tensor]) -> tf.Tensor:
+    """`enqueue` as a `tf.cond` branch (a branch must return a tensor)."""
+    self.enqueue(ids, mask)
+    return tf.constant(True)
 
   def enqueue(self, ids, mask: Optional[tf.Tensor] = None) -> None:
     """Appends the valid ids of a batch, overwriting the oldest ones when full.
@@ -166,7 +199,7 @@ class NegativeQueue(tf.keras.layers.Layer):
     # assign_add, not read-then-assign: a concurrent worker's reservation can
     # then never roll the position back. The read after the add is a separate
     # op, so it may include such a reservation too (the overlap in the doc).
-    start = self.write_position.assign_add(total) - total
+    start = variable_of(self.write_position).assign_add(total) - total
     slots = tf.math.floormod(
         start + skipped + tf.range(total - skipped, dtype=tf.int64), self.capacity)
     if self.logq_counts is not None:
@@ -175,13 +208,13 @@ class NegativeQueue(tf.keras.layers.Layer):
       evicted = tf.nn.embedding_lookup(self.ids, slots)  # 0 for never-written slots
       self._add_counts(evicted, -1)
       self._add_counts(new_ids, +1)
-    self.ids.scatter_update(tf.IndexedSlices(new_ids, slots))
-    self.filled.assign_add(total)
+    variable_of(self.ids).scatter_update(tf.IndexedSlices(new_ids, slots))
+    variable_of(self.filled).assign_add(total)
 
   def size(self) -> tf.Tensor:
     """How many slots hold an id: int64 [], min(ids ever enqueued, capacity)."""
     self._build_once()
-    return tf.minimum(self.filled.read_value(), self.capacity)
+    return tf.minimum(variable_of(self.filled).read_value(), self.capacity)
 
   def sample(self, count: Optional[tf.Tensor] = None) -> NegativeSample:
     """Draws ``num_negatives`` ids uniformly (with replacement) from the filled slots.
@@ -207,7 +240,7 @@ class NegativeQueue(tf.keras.layers.Layer):
     # count. Concurrent workers (parameter servers) may read the same step and
     # draw the same slots, which is harmless.
     with tf.control_dependencies([filled]):
-      step = self.sample_step.assign_add(1) - 1
+      step = variable_of(self.sample_step).assign_add(1) - 1
     step_seed = tf.stack([tf.constant(self.seed, tf.int64), step])
     shape = tf.constant([self.num_negatives], tf.int64)
     if count is not None:
@@ -232,7 +265,7 @@ class NegativeQueue(tf.keras.layers.Layer):
 
   def _add_counts(self, ids: tf.Tensor, delta: int) -> None:
     """Adds ``delta`` to the logQ count of each non-zero id (duplicates add up)."""
-    self.logq_counts.scatter_add(tf.IndexedSlices(
+    variable_of(self.logq_counts).scatter_add(tf.IndexedSlices(
         values=tf.cast(ids != 0, tf.int64) * delta,
         indices=bucketize_ids(ids, self.logq_buckets)))
 

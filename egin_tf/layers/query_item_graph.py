@@ -41,6 +41,7 @@ from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
 from egin_tf.layers.graph_edges import EdgeList
 from egin_tf.layers.id_embedding import bucketize_ids
+from egin_tf.layers.state import add_state, variable_of
 from egin_tf.layers.target_match import shares_category
 
 Dim = Union[int, tf.Tensor]
@@ -201,6 +202,17 @@ class QueryItemGraph(tf.keras.layers.Layer):
   the i2i positions index: per row the clicks or the seeds, right-padded to
   L' = max(L, S) (L' = L when ``seeds_fraction`` is 0).
 
+  In a functional model the edge lists feed `GraphSoftmaxLoss` as they are
+  (``reverse_edges`` turns q2i around without a layer). A model config keeps no
+  NamedTuple type, so a loaded model hands a layer its edges as a plain list:
+  `GraphSoftmaxLoss` rebuilds them, a layer of your own should call
+  `egin_tf.layers.graph_edges.restore_edges`.
+
+  State: the step counter (and the subsampling counts), non-trainable
+  variables made by the constructor, so a model saved with them (``.keras``,
+  SavedModel, checkpoints) loads them back whether or not its inference calls
+  this layer.
+
   Defaults: ``window=2`` as in the paper. ``q2q_timespan`` is 30 minutes, the
   session gap of DSIN [5] that the paper follows to cut query sessions: queries
   more than 30 minutes apart are usually separate search intents.
@@ -253,22 +265,25 @@ class QueryItemGraph(tf.keras.layers.Layer):
                                 else float(subsample_threshold))
     self.subsample_buckets = subsample_buckets
     self.seed = seed
+    # The state depends on no input, so it exists from construction (in the
+    # caller's strategy scope): a model that builds edges only in its
+    # train_step still has every variable when `load_model` assigns the
+    # saved values (Keras builds a loaded model by calling it in inference).
+    self.build(None)
 
   def build(self, input_shape):
+    if self.built:  # the constructor built it; a second build would duplicate
+      return
+
     # Under a synchronous strategy every replica advances its copy of the step
     # once per global step; the counts add up over replicas. (The subsampling
     # and seeds draws are per replica there: each replica draws what row 0..
     # of one process would, so those options do not match one process exactly.)
-    def state(name, shape, aggregation):
-      return self.add_weight(name=name, shape=shape, dtype=tf.int64,
-                             initializer="zeros", trainable=False,
-                             aggregation=aggregation)
-
-    self.step = state("step", [], tf.VariableAggregation.NONE)
+    self.step = add_state(self, "step", [], aggregation="none")
     if self.subsample_threshold is not None:
-      self.item_counts = state("item_counts", [self.subsample_buckets],
-                               tf.VariableAggregation.SUM)
-      self.item_total = state("item_total", [], tf.VariableAggregation.SUM)
+      self.item_counts = add_state(self, "item_counts", [self.subsample_buckets],
+                                   aggregation="sum")
+      self.item_total = add_state(self, "item_total", [], aggregation="sum")
     super().build(input_shape)
 
   def call(self, batch: Dict[str, tf.Tensor], training=None,
@@ -286,12 +301,9 @@ class QueryItemGraph(tf.keras.layers.Layer):
                  with_queries: bool = True) -> Dict[str, Any]:
     """`call` for a caller inside another layer's call (`GraphLearning`).
 
-    Skips Keras' ``__call__`` (no input casting or name scope of its own) and
-    builds the layer on first use. Advances the step counter like a call (call
-    once per training step).
+    Skips Keras' ``__call__`` (no input casting or name scope of its own).
+    Advances the step counter like a call (call once per training step).
     """
-    if not self.built:  # a public entry point besides __call__
-      self.build(None)
     return self.call(batch, training=training, with_queries=with_queries)
 
   def _prepare(self, batch: Dict[str, tf.Tensor], training):
@@ -299,14 +311,14 @@ class QueryItemGraph(tf.keras.layers.Layer):
     clicks = _sequence(batch, schema.CLICKS)
     queries = _sequence(batch, schema.QUERIES)
     training = tf.cast(False if training is None else training, tf.bool)
-    step_seed = tf.stack([tf.constant(self.seed, tf.int64), self.step.read_value()])
+    step_seed = tf.stack([tf.constant(self.seed, tf.int64), variable_of(self.step).read_value()])
     items = self._i2i_items(batch, clicks[0], step_seed)
     keep = None
     if self.subsample_threshold is not None:
       keep = self._subsample_keep(items, training, step_seed)
     # Tied to the batch: see NegativeQueue.sample (no count without a batch).
     with tf.control_dependencies([items]):
-      self.step.assign_add(tf.cast(training, tf.int64))
+      variable_of(self.step).assign_add(tf.cast(training, tf.int64))
     return items, keep, queries, clicks
 
   def _i2i_items(self, batch: Dict[str, tf.Tensor], click_ids: tf.Tensor,
@@ -333,12 +345,12 @@ class QueryItemGraph(tf.keras.layers.Layer):
     """Counts the batch's items (when training); bool [B, L'] of kept occurrences."""
     buckets = bucketize_ids(items, self.subsample_buckets)  # padding -> bucket 0
     added = tf.cast((items != 0) & training, tf.int64)
-    self.item_counts.scatter_add(
+    variable_of(self.item_counts).scatter_add(
         tf.IndexedSlices(tf.reshape(added, [-1]), tf.reshape(buckets, [-1])))
-    self.item_total.assign_add(tf.reduce_sum(added))
+    variable_of(self.item_total).assign_add(tf.reduce_sum(added))
 
     counts = tf.cast(tf.nn.embedding_lookup(self.item_counts, buckets), tf.float64)
-    total = tf.cast(self.item_total.read_value(), tf.float64)
+    total = tf.cast(variable_of(self.item_total).read_value(), tf.float64)
     frequency = tf.math.divide_no_nan(counts, total)
     # An id never counted (only possible outside training) is kept.
     ratio = tf.math.divide_no_nan(

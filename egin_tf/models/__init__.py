@@ -1,5 +1,9 @@
 """CTR models: `build_model(name, features, **kwargs)` creates one by name."""
 
+from data_pipeline.tf_env import ensure_legacy_keras
+
+ensure_legacy_keras(__name__)  # first: Keras 2 (tf-keras) before anything uses tf.keras
+
 from typing import Callable, Dict
 
 from egin_tf.layers.feature_embeddings import FeatureConfig

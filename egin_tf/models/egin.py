@@ -203,10 +203,12 @@ class EGIN(CTRModel):
     folds = None
     if self.graph_folds > 1:
       folds = user_folds(batch[schema_lib.USER_ID], self.graph_folds)
-    losses = self.graph_learning(batch, folds=folds)
+    # Explicitly a training call: GraphLearning treats an unset `training` as
+    # inference (no losses, no queue updates), and this runs only when training.
+    losses = self.graph_learning(batch, folds=folds, training=True)
     if self.category_graph:
       losses["c2c"] = self.category_learning(_first_category_batch(batch),
-                                             folds=folds)["i2i"]
+                                             folds=folds, training=True)["i2i"]
     return losses
 
   @property

@@ -3,3 +3,7 @@
 
 Sits above `egin_tf.models`, below `egin_tf.train` (whose stream trainer exports).
 """
+
+from data_pipeline.tf_env import ensure_legacy_keras
+
+ensure_legacy_keras(__name__)  # first: Keras 2 (tf-keras) before anything uses tf.keras

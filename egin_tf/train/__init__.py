@@ -5,3 +5,7 @@ with the periodic actions both use (`actions`), evaluation, the model directory
 
 Sits above `egin_tf.models` and `egin_tf.serve` (stream exports), below the CLI.
 """
+
+from data_pipeline.tf_env import ensure_legacy_keras
+
+ensure_legacy_keras(__name__)  # first: Keras 2 (tf-keras) before anything uses tf.keras

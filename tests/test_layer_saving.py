@@ -1,0 +1,361 @@
+"""EGIN's public layers in a user's own Keras models, saved as `.keras` (issue 27).
+
+Functional models of `SimExtract`, `QueryItemGraph` + `GraphSoftmaxLoss` (edge
+lists and dense edges), `NegativeQueue` and `GraphLearning`, and subclassed
+models that call a `NegativeQueue` or a `GraphLearning` only in ``train_step``:
+each is fit a few steps, saved, loaded, and must give the same predictions and
+hold the same variables (tables, queues, graph step, optimizer: exactly); one
+more training step then moves the queues and the graph of both alike.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from data_pipeline import schema as schema_lib
+from data_pipeline.tf_env import tf
+from egin_tf import layers
+from egin_tf.layers.graph_edges import EdgeList, Edges, restore_edges
+from egin_tf.layers.query_item_graph import window_edge_list
+import graph_oracle
+import layer_batch
+
+CLICKS = schema_lib.CLICKS
+QUERIES = schema_lib.QUERIES
+FIT_STEPS = 3
+LABELS = np.array([[1.0], [0.0]], np.float32)
+
+
+def _batch():
+  return layer_batch.two_rows()
+
+
+def _inputs():
+  return {key: tf.keras.Input(shape=value.shape[1:], dtype=tf.int64, name=key)
+          for key, value in _batch().items()}
+
+
+def _tables():
+  return (layers.IdEmbedding(10, 4, name="items"),
+          layers.IdEmbedding(6, 4, name="queries"))
+
+
+def _pctr(items, queries, inputs, *more_features):
+  """The CTR part every model shares: target item ++ query (++ more) -> sigmoid."""
+  features = tf.keras.layers.Concatenate()([items(inputs[schema_lib.ITEM_ID]),
+                                            queries(inputs[schema_lib.QUERY_ID]),
+                                            *more_features])
+  return tf.keras.layers.Dense(1, activation="sigmoid", name="pctr")(features)
+
+
+def _sim_extract_model():
+  inputs = _inputs()
+  items, queries = _tables()
+  clicks = items(inputs[CLICKS.ids])
+  interest = layers.SimExtract(k=2, num_bins=3, embedding_dim=2, max_positions=4,
+                               binning="soft", name="sim_i2i")(
+                                   items(inputs[schema_lib.ITEM_ID]), clicks,
+                                   inputs[CLICKS.ids] > 0)
+  return tf.keras.Model(inputs, _pctr(items, queries, inputs, interest))
+
+
+@tf.keras.utils.register_keras_serializable(package="egin_tf_tests")
+class DenseWindowEdges(tf.keras.layers.Layer):
+  """A user's layer that returns the dense `Edges` of the clicks' i2i window."""
+
+  def call(self, click_ids):
+    return graph_oracle.window_edges(click_ids, window=2)
+
+
+def _graph_loss_model(dense: bool = False):
+  """QueryItemGraph's i2i, q2q and q2i (both ways) edges scored by
+  GraphSoftmaxLoss with a queue's negatives; the losses go in with add_loss.
+  ``dense``: the i2i edges are a user layer's dense `Edges` instead."""
+  inputs = _inputs()
+  items, queries = _tables()
+  graph = layers.QueryItemGraph(window=2, q2q_timespan=60, q2i_timespan=60,
+                                subsample_threshold=0.5, seed=3, name="graph")(inputs)
+  item_draw = layers.NegativeQueue(16, 4, seed=1, logq_buckets=8,
+                                   name="item_queue")(inputs[CLICKS.ids])
+  query_draw = layers.NegativeQueue(16, 4, seed=2, name="query_queue")(inputs[QUERIES.ids])
+  clicks, query_hist = items(inputs[CLICKS.ids]), queries(inputs[QUERIES.ids])
+  item_negatives = (items(item_draw.ids), item_draw.ids, item_draw.log_q, item_draw.valid)
+  query_negatives = (queries(query_draw.ids), query_draw.ids, None, query_draw.valid)
+  i2i = DenseWindowEdges()(inputs[CLICKS.ids]) if dense else graph["i2i"]
+  losses = [
+      layers.GraphSoftmaxLoss(name="i2i")(clicks, clicks, i2i, *item_negatives),
+      layers.GraphSoftmaxLoss(name="q2q")(query_hist, query_hist, graph["q2q"],
+                                          *query_negatives),
+      layers.GraphSoftmaxLoss(name="q2i")(query_hist, clicks, graph["q2i"],
+                                          *item_negatives),
+      layers.GraphSoftmaxLoss(name="i2q")(clicks, query_hist,
+                                          layers.reverse_edges(graph["q2i"]),
+                                          *query_negatives),
+  ]
+  model = tf.keras.Model(inputs, _pctr(items, queries, inputs))
+  model.add_loss(tf.add_n(losses))
+  return model
+
+
+def _queue_model():
+  """The queue's draw is an output: equal predictions mean equal draws."""
+  inputs = _inputs()
+  items, queries = _tables()
+  draw = layers.NegativeQueue(16, 4, seed=1, logq_buckets=8, name="queue")(
+      inputs[CLICKS.ids])
+  pctr = _pctr(items, queries, inputs)
+  return tf.keras.Model(inputs, {"pctr": pctr, "negatives": draw.ids,
+                                 "log_q": draw.log_q})
+
+
+def _graph_learning_model():
+  """GraphLearning over the tables the CTR part reads, its losses by add_loss."""
+  inputs = _inputs()
+  items, queries = _tables()
+  learning = layers.GraphLearning(items, queries, num_negatives=3, queue_capacity=16,
+                                  logq_buckets=8, subsample_threshold=0.5, seed=1,
+                                  name="graph_learning")
+  model = tf.keras.Model(inputs, _pctr(items, queries, inputs))
+  model.add_loss(tf.add_n(list(learning(inputs).values())))
+  return model
+
+
+@tf.keras.utils.register_keras_serializable(package="egin_tf_tests")
+class QueueModel(tf.keras.Model):
+  """A subclassed model that enqueues and draws only in ``train_step``."""
+
+  def __init__(self, seed: int = 1, **kwargs):
+    super().__init__(**kwargs)
+    self.seed = seed
+    self.items, self.queries = _tables()
+    self.queue = layers.NegativeQueue(16, 4, seed=seed, logq_buckets=8, name="queue")
+    self.head = tf.keras.layers.Dense(1, activation="sigmoid")
+
+  def call(self, batch, training=None):
+    return self.head(tf.concat([self.items(batch[schema_lib.ITEM_ID]),
+                                self.queries(batch[schema_lib.QUERY_ID])], axis=-1))
+
+  def train_step(self, data):
+    batch, labels = data
+    self.queue.enqueue(batch[CLICKS.ids])
+    draw = self.queue.sample()
+    with tf.GradientTape() as tape:
+      targets = self.items(batch[schema_lib.ITEM_ID])
+      # A toy negatives term, so the draw reaches the tables.
+      loss = (self.compiled_loss(labels, self(batch, training=True))
+              + 0.01 * tf.reduce_mean(tf.matmul(targets, self.items(draw.ids),
+                                                transpose_b=True)))
+    self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+    return {"loss": loss}
+
+  def get_config(self):
+    return {**super().get_config(), "seed": self.seed}
+
+
+@tf.keras.utils.register_keras_serializable(package="egin_tf_tests")
+class GraphModel(tf.keras.Model):
+  """A subclassed CTR model that adds GraphLearning's losses in ``train_step``."""
+
+  def __init__(self, seed: int = 1, **kwargs):
+    super().__init__(**kwargs)
+    self.seed = seed
+    self.items, self.queries = _tables()
+    self.graph_learning = layers.GraphLearning(
+        self.items, self.queries, num_negatives=3, queue_capacity=16, logq_buckets=8,
+        subsample_threshold=0.5, seed=seed, name="graph_learning")
+    self.head = tf.keras.layers.Dense(1, activation="sigmoid")
+
+  def call(self, batch, training=None):
+    return self.head(tf.concat([self.items(batch[schema_lib.ITEM_ID]),
+                                self.queries(batch[schema_lib.QUERY_ID])], axis=-1))
+
+  def train_step(self, data):
+    batch, labels = data
+    with tf.GradientTape() as tape:
+      losses = self.graph_learning(batch, training=True)
+      loss = (self.compiled_loss(labels, self(batch, training=True))
+              + tf.add_n(list(losses.values())))
+    self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+    return {"loss": loss}
+
+  def get_config(self):
+    return {**super().get_config(), "seed": self.seed}
+
+
+MODELS = {
+    "SimExtract": _sim_extract_model,
+    "QueryItemGraph + GraphSoftmaxLoss": _graph_loss_model,
+    "GraphSoftmaxLoss on dense Edges": lambda: _graph_loss_model(dense=True),
+    "NegativeQueue": _queue_model,
+    "GraphLearning": _graph_learning_model,
+    "NegativeQueue, subclassed": QueueModel,
+    "GraphLearning, subclassed": GraphModel,
+}
+STATELESS = {"SimExtract"}
+# Only the CTR output has a label (the queue model's draw has none).
+LOSSES = {"NegativeQueue": {"pctr": "binary_crossentropy"}}
+
+
+def _fit(model, steps: int):
+  data = tf.data.Dataset.from_tensors((_batch(), LABELS)).repeat(steps)
+  model.fit(data, epochs=1, verbose=0)
+
+
+def _compiled(model, loss="binary_crossentropy"):
+  # Eager steps: tracing the graph layers' training step would cost seconds
+  # per model, and saving and loading do not depend on it.
+  model.compile(tf.keras.optimizers.Adam(0.05), loss=loss, run_eagerly=True)
+  return model
+
+
+def _values(variables):
+  return [v.numpy().copy() for v in variables]
+
+
+def _assert_equal_values(expected, got):
+  assert [v.shape for v in got] == [v.shape for v in expected]
+  for old, new in zip(expected, got):
+    np.testing.assert_array_equal(new, old)
+
+
+def _state(model):
+  """The queues' and the graph's variables (every non-trainable one)."""
+  return _values(model.non_trainable_variables)
+
+
+def _fitted(name: str):
+  tf.keras.utils.set_random_seed(0)
+  model = _compiled(MODELS[name](), LOSSES.get(name, "binary_crossentropy"))
+  _fit(model, FIT_STEPS)
+  return model
+
+
+def _saved_and_loaded(model, path: str):
+  """The model saved to ``path`` and loaded back, its variables (tables,
+  queues, graph) and predictions checked against the original's."""
+  saved = _values(model.variables)
+  model.save(path)
+  loaded = tf.keras.models.load_model(path)
+  assert type(loaded) is type(model)
+  _assert_equal_values(saved, _values(loaded.variables))
+  batch = _batch()
+  expected, got = model.predict(batch, verbose=0), loaded.predict(batch, verbose=0)
+  tf.nest.map_structure(lambda e, g: np.testing.assert_allclose(g, e, atol=1e-6),
+                        expected, got)
+  return loaded
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_model_loads_back_with_its_predictions_and_state(name, tmp_path):
+  model = _fitted(name)
+  assert any(v.any() for v in _state(model)) == (name not in STATELESS)
+  optimizer = _values(model.optimizer.variables())
+  loaded = _saved_and_loaded(model, str(tmp_path / "model.keras"))
+  _assert_equal_values(optimizer, _values(loaded.optimizer.variables()))
+  # Training resumes where it stopped: one more step moves both queues and
+  # graphs alike (only the int state: float training on 2 cores is not
+  # bit-reproducible run to run).
+  _fit(model, 1)
+  _fit(loaded, 1)
+  _assert_equal_values(_state(model), _state(loaded))
+
+
+@pytest.mark.parametrize("name", ["QueryItemGraph + GraphSoftmaxLoss",
+                                  "GraphLearning, subclassed"])
+def test_the_saved_model_format_loads_edges_and_queues_back_too(name, tmp_path):
+  _saved_and_loaded(_fitted(name), str(tmp_path / "saved_model"))
+
+
+def test_a_loaded_graph_learning_still_shares_the_ctr_tables(tmp_path):
+  model = _compiled(_graph_learning_model())
+  path = str(tmp_path / "model.keras")
+  model.save(path)
+  loaded = tf.keras.models.load_model(path)
+  learning = loaded.get_layer("graph_learning")
+  assert learning.items is loaded.get_layer("items")
+  assert learning.queries is loaded.get_layer("queries")
+
+
+def test_graph_softmax_loss_scores_an_edge_list_as_its_dense_layout():
+  click_ids = tf.constant(_batch()[CLICKS.ids])
+  vectors = tf.random.stateless_normal([2, 4, 3], seed=[1, 2])
+  negatives = tf.random.stateless_normal([5, 3], seed=[3, 4])
+  negative_ids = tf.constant([1, 2, 9, 9, 4], tf.int64)
+  loss = layers.GraphSoftmaxLoss()
+  dense = graph_oracle.window_edges(click_ids, window=2)
+  dense_mean, dense_losses = loss(vectors, vectors, dense, negatives, negative_ids,
+                                  return_per_edge=True)
+  listed = window_edge_list(click_ids, window=2)
+  list_mean, list_losses = loss(vectors, vectors, listed, negatives, negative_ids,
+                                return_per_edge=True)
+  assert list_losses.shape == [int(tf.size(listed.rows))] == [6 + 2]
+  # The list is the dense layout's real slots, in row-major order.
+  np.testing.assert_allclose(list_losses.numpy(),
+                             tf.boolean_mask(dense_losses, dense.mask).numpy(), rtol=1e-6)
+  assert float(list_mean) == pytest.approx(float(dense_mean), rel=1e-6)
+  # A plain list of the fields, as a loaded functional model passes them.
+  assert float(loss(vectors, vectors, list(listed), negatives,
+                    negative_ids)) == pytest.approx(float(list_mean), rel=1e-6)
+
+
+def test_restore_edges_rebuilds_either_form_from_its_fields():
+  click_ids = tf.constant(_batch()[CLICKS.ids])
+  dense = graph_oracle.window_edges(click_ids, window=2)
+  listed = window_edge_list(click_ids, window=2)
+  for edges, cls in ((dense, Edges), (listed, EdgeList)):
+    for plain in (list(edges), tuple(edges), edges._asdict(), edges):
+      again = restore_edges(plain)
+      assert type(again) is cls
+      for old, new in zip(edges, again):
+        assert new is old
+  assert listed.mask.numpy().all() and listed.mask.shape == listed.rows.shape
+  with pytest.raises(ValueError, match="5 fields"):
+    restore_edges(list(listed)[:4])
+  with pytest.raises(ValueError, match="cannot tell"):
+    restore_edges([tf.zeros([1, 1, 1], tf.int64)] * 5)
+
+
+def _configured():
+  """Each layer with every constructor argument set away from its default."""
+  items, queries = _tables()
+  return {
+      layers.SimExtract: dict(
+          k=3, num_bins=7, positional=False, embedding_dim=5, max_positions=9,
+          binning="soft", position="index",
+          embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.3)),
+      layers.QueryItemGraph: dict(
+          window=3, q2q_timespan=61, q2i_timespan=121, seeds_fraction=0.5,
+          subsample_threshold=0.25, subsample_buckets=64, seed=5),
+      layers.NegativeQueue: dict(capacity=9, num_negatives=3, seed=2, logq_buckets=10),
+      layers.GraphSoftmaxLoss: {},
+      layers.GraphLearning: dict(
+          items=items, queries=queries, use_query=False, window=3, q2q_timespan=61,
+          q2i_timespan=121, seeds_fraction=0.5, subsample_threshold=0.25,
+          num_negatives=4, queue_capacity=12, logq_buckets=16,
+          per_edge_negatives=True, seed=3),
+  }
+
+
+def _serialized(value):
+  if isinstance(value, tf.keras.layers.Layer):
+    return tf.keras.layers.serialize(value)
+  if isinstance(value, tf.keras.initializers.Initializer):
+    return tf.keras.initializers.serialize(value)
+  return value
+
+
+@pytest.mark.parametrize("cls", sorted(_configured(), key=lambda c: c.__name__),
+                         ids=lambda c: c.__name__)
+def test_every_constructor_argument_round_trips_through_the_config(cls):
+  kwargs = _configured()[cls]
+  signature = inspect.signature(cls.__init__).parameters
+  base = inspect.signature(tf.keras.layers.Layer.__init__).parameters
+  assert set(kwargs) == set(signature) - set(base)
+  for name, value in kwargs.items():
+    assert value is not signature[name].default and value != signature[name].default
+  assert tf.keras.utils.get_registered_name(cls) == f"egin_tf>{cls.__name__}"
+  config = cls(**kwargs, name="configured").get_config()
+  assert {name: config[name] for name in kwargs} == {
+      name: _serialized(value) for name, value in kwargs.items()}
+  assert cls.from_config(config).get_config() == config
