@@ -1,6 +1,12 @@
 """Shared fixtures. The suite runs the trainer, so tf.keras is Keras 2 (tf-keras) here,
 bound before any test module uses it; tests/test_keras_layers.py runs the layers
-under Keras 3 (and tf-keras) in subprocesses."""
+under Keras 3 (and tf-keras) in subprocesses.
+
+``EGIN_TF_TEST_KERAS=3`` (with ``TF_USE_LEGACY_KERAS`` unset) leaves tf.keras
+unbound, so it is Keras 3: for the layer-only modules (test_layer_saving.py,
+test_layer_training_state.py), which tests/test_layers_under_keras3.py runs
+that way in a subprocess. The trainer's modules need tf-keras.
+"""
 
 import fcntl
 import os
@@ -10,7 +16,9 @@ import pytest
 
 from data_pipeline.tf_env import ensure_legacy_keras
 
-ensure_legacy_keras("the test suite")
+KERAS3 = os.environ.get("EGIN_TF_TEST_KERAS") == "3"
+if not KERAS3:
+  ensure_legacy_keras("the test suite")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")

@@ -1,6 +1,7 @@
 """EGIN's layers in a user's own Keras model, under Keras 3 and under tf-keras.
 
-tests/keras_layers_run.py runs in a fresh process: without TF_USE_LEGACY_KERAS,
+examples/keras3_pipeline.py (a user's subclassed model with SimExtract and
+GraphLearning) runs in a fresh process: without TF_USE_LEGACY_KERAS,
 ``tf.keras`` is Keras 3 there and the layers subclass it; with it, tf-keras. The
 same checks hold in both (issue 27).
 """
@@ -12,8 +13,8 @@ import sys
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keras_layers_run.py")
-ROOT = os.path.dirname(os.path.dirname(SCRIPT))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "examples", "keras3_pipeline.py")
 
 
 def _run(legacy: bool, out_dir: str) -> dict:

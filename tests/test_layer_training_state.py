@@ -3,7 +3,8 @@
 Only a training call of `GraphLearning` or `NegativeQueue` enqueues, draws or
 advances the graph; `predict`, `evaluate` and calls with ``training`` False or
 unset change none of their variables. Under ``mixed_float16`` the graph losses
-stay float32, so a ``train_step`` adds them to a float32 CTR loss.
+stay float32, so a ``train_step`` adds them to a float32 CTR loss. Runs under
+tf-keras and Keras 3 alike (test_layers_under_keras3.py).
 """
 
 import math
@@ -18,6 +19,9 @@ from egin_tf.layers import GraphLearning
 from egin_tf.layers import GraphSoftmaxLoss
 from egin_tf.layers import IdEmbedding
 from egin_tf.layers import NegativeQueue
+from keras_steps import AddLosses
+from keras_steps import minimize
+from keras_steps import scaled
 import layer_batch
 
 CLICKS = schema_lib.CLICKS
@@ -67,8 +71,7 @@ def _functional_model():
       [graph.items(inputs[schema_lib.ITEM_ID]),
        graph.queries(inputs[schema_lib.QUERY_ID])])
   pctr = tf.keras.layers.Dense(1, activation="sigmoid")(features)
-  model = tf.keras.Model(inputs, pctr)
-  model.add_loss(tf.add_n(list(graph(inputs).values())))
+  model = tf.keras.Model(inputs, AddLosses()(pctr, list(graph(inputs).values())))
   model.compile(tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
   return model, graph
 
@@ -211,14 +214,16 @@ class _MixedPrecisionCtr(tf.keras.Model):
   """
 
   def __init__(self):
-    super().__init__()
+    # Keras 3 refuses the default name ("__mixed_precision_ctr").
+    super().__init__(name="mixed_precision_ctr")
     self.graph = _graph_learning()
     self.hidden = tf.keras.layers.Dense(4, activation="relu")
     self.logit = tf.keras.layers.Dense(1, dtype="float32")
+    self.join = tf.keras.layers.Concatenate()
 
   def call(self, batch, training=None):
-    x = tf.concat([self.graph.items(batch[schema_lib.ITEM_ID]),
-                   self.graph.queries(batch[schema_lib.QUERY_ID])], axis=-1)
+    x = self.join([self.graph.items(batch[schema_lib.ITEM_ID]),
+                   self.graph.queries(batch[schema_lib.QUERY_ID])])
     return self.logit(self.hidden(x))[:, 0]
 
   def train_step(self, data):
@@ -228,9 +233,10 @@ class _MixedPrecisionCtr(tf.keras.Model):
           labels, self(batch, training=True))
       graph = tf.add_n(list(self.graph(batch, training=True).values()))
       loss = ctr + graph
+      scaled_loss = scaled(self.optimizer, loss)
     # The LossScaleOptimizer compile wraps in scales the loss and unscales the
-    # gradients inside minimize.
-    self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+    # gradients (Keras 3: scale_loss and apply_gradients; tf-keras: minimize).
+    minimize(self.optimizer, tape, scaled_loss, self.trainable_variables)
     return {"loss": loss, "ctr_loss": ctr, "graph_loss": graph}
 
 

@@ -180,9 +180,12 @@ def _check_log_q(sample, expected):
     assert lq == pytest.approx(expected[int(i)], abs=1e-6)
 
 
-def test_log_q_is_none_without_buckets():
+def test_log_q_is_none_from_sample_and_zeros_from_a_call_without_buckets():
   queue = NegativeQueue(capacity=4, num_negatives=2)
-  assert queue(_ids([1])).log_q is None
+  assert queue.sample().log_q is None
+  # A layer's outputs are all tensors (as a Keras 3 functional model needs).
+  log_q = queue(_ids([1])).log_q
+  assert log_q.dtype == tf.float32 and log_q.numpy().tolist() == [0.0, 0.0]
 
 
 def test_config_round_trip():

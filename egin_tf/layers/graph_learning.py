@@ -79,6 +79,18 @@ class GraphLearning(tf.keras.layers.Layer):
       ``num_negatives`` (the paper's Algorithm 1), so the edges see many more
       distinct negatives at n times the lookups (use a small n).
     seed: seeds the graph's random options and both queues.
+
+  Example (``batch`` as in the `QueryItemGraph` example, plus the targets):
+
+  ```python
+  items, queries = IdEmbedding(1000, 8), IdEmbedding(100, 8)
+  graph = GraphLearning(items, queries, num_negatives=4, queue_capacity=100)
+  batch = dict(batch, item_id=tf.constant([14], tf.int64),
+               query_id=tf.constant([23], tf.int64))
+  losses = graph(batch, training=True)  # {"i2i", "q2q", "q2i"}: float32 []
+  graph(batch)                           # inference: zeros, no state change
+  # In a model's call: if training: self.add_loss(tf.add_n(list(losses.values())))
+  ```
   """
 
   def __init__(self, items: tf.keras.layers.Layer, queries: tf.keras.layers.Layer,

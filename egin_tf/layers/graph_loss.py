@@ -381,6 +381,28 @@ class GraphSoftmaxLoss(tf.keras.layers.Layer):
   dtype="float32")`` or ``tf.keras.layers.Activation("linear",
   dtype="float32")`` as its last layer), so a ``train_step`` that adds this loss
   to its CTR loss adds two float32 tensors.
+
+  Example (``batch``, ``edges`` as in the `QueryItemGraph` example):
+
+  ```python
+  items, queries = IdEmbedding(1000, 8), IdEmbedding(100, 8)
+  clicks = items(batch["click_ids"])              # [1, 3, 8]
+  history = queries(batch["query_hist_ids"])      # [1, 2, 8]
+  item_neg = NegativeQueue(100, 4, seed=0)(batch["click_ids"], training=True)
+  query_neg = NegativeQueue(100, 4, seed=1)(batch["query_hist_ids"],
+                                            training=True)
+  loss = GraphSoftmaxLoss()
+  # i2i: anchors and positives are clicks; negatives are items.
+  l_i2i = loss(clicks, clicks, edges["i2i"], items(item_neg.ids), item_neg.ids,
+               negative_valid=item_neg.valid)  # float32 scalar
+  # q2i both ways: query -> item with item negatives, then item -> query.
+  l_q2i = 0.5 * (
+      loss(history, clicks, edges["q2i"], items(item_neg.ids), item_neg.ids,
+           negative_valid=item_neg.valid)
+      + loss(clicks, history, reverse_edges(edges["q2i"]),
+             queries(query_neg.ids), query_neg.ids,
+             negative_valid=query_neg.valid))
+  ```
   """
 
   def __call__(self, *args, **kwargs):

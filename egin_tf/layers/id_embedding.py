@@ -23,6 +23,14 @@ class IdEmbedding(tf.keras.layers.Layer):
 
   Input: int64 ids of any shape [...]; 0 is padding. Output: float32 [..., dim];
   padding ids embed to the zero vector, so sums over padded sequences are exact.
+
+  Example:
+
+  ```python
+  items = IdEmbedding(num_buckets=1000, dim=8)
+  vectors = items(tf.constant([[3, 7, 0]], tf.int64))  # float32 [1, 3, 8]
+  # vectors[0, 2] is zeros (padding); ids >= 1000 share buckets (bucketize_ids)
+  ```
   """
 
   def __init__(self, num_buckets: int, dim: int,

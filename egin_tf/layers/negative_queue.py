@@ -36,8 +36,8 @@ class NegativeSample(NamedTuple):
   # [N], or [count, N] when drawn per edge (`NegativeQueue.sample`).
   ids: tf.Tensor    # int64 [N]; 0 where `valid` is False
   valid: tf.Tensor  # bool [N]; all False when nothing was ever enqueued
-  # float32 [N] log of the probability of drawing each id (0 where not valid), or
-  # None when the queue was built without logQ counts.
+  # float32 [N] log of the probability of drawing each id (0 where not valid); for
+  # a queue built without logQ counts, None from `sample` and 0 from a layer call.
   log_q: Optional[tf.Tensor]
 
 
@@ -88,6 +88,18 @@ class NegativeQueue(tf.keras.layers.Layer):
       longer reproducible run to run (the order of steps is not);
     * logQ counts (off by default) are then an estimate: an overlapped slot's
       eviction is counted by both writers.
+
+  Example:
+
+  ```python
+  items = IdEmbedding(num_buckets=1000, dim=8)
+  queue = NegativeQueue(capacity=100, num_negatives=4, seed=0)
+  click_ids = tf.constant([[11, 12, 0], [13, 0, 0]], tf.int64)  # 0 is padding
+  sample = queue(click_ids, training=True)  # enqueues 11, 12, 13, then draws
+  sample.ids, sample.valid       # int64 [4] and bool [4] (all True here)
+  negatives = items(sample.ids)  # float32 [4, 8], with the current table
+  queue.size()                   # 3
+  ```
   """
 
   def __init__(self,
@@ -159,7 +171,12 @@ class NegativeQueue(tf.keras.layers.Layer):
                 lambda: tf.constant(False))
       elif mode:
         self.enqueue(ids, mask)
-    return self.sample()
+    sample = self.sample()
+    if sample.log_q is None:
+      # A layer's outputs must all be tensors (Keras 3 functional models refuse
+      # None): without logQ counts a call gives log q 0, i.e. no correction.
+      sample = sample._replace(log_q=tf.zeros_like(sample.ids, tf.float32))
+    return sample
 
   def _enqueued(self, ids, mask: Optional[tf.Tensor]) -> tf.Tensor:
     """`enqueue` as a `tf.cond` branch (a branch must return a tensor)."""

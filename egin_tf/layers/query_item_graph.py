@@ -235,6 +235,25 @@ class QueryItemGraph(tf.keras.layers.Layer):
     add the batch's occurrences to the counts (before the drop is drawn, so every
     item in the batch has a non-zero frequency). Dropped occurrences are masked,
     not removed: the window does not reach past them.
+
+  Example (times in seconds; one row, categories in the last axis):
+
+  ```python
+  batch = {
+      "click_ids": tf.constant([[11, 12, 13]], tf.int64),
+      "click_times": tf.constant([[100, 200, 300]], tf.int64),
+      "click_cats": tf.constant([[[1], [1], [2]]], tf.int64),
+      "query_hist_ids": tf.constant([[21, 22]], tf.int64),
+      "query_hist_times": tf.constant([[50, 150]], tf.int64),
+      "query_hist_cats": tf.constant([[[1], [1]]], tf.int64),
+  }
+  edges = QueryItemGraph(window=1)(batch, training=True)
+  # i2i (src -> dst ids): 11->12, 12->11, 12->13, 13->12 (positions 1 apart)
+  # q2q: 21->22, 22->21 (100 s apart, category 1 shared)
+  # q2i: 21->11, 21->12, 22->12 (click after the query, category 1 shared);
+  #      no edge to 13: its category 2 is not the queries'
+  edges["q2i"].src, edges["q2i"].dst  # int64 [3] each
+  ```
   """
 
   def __init__(self,

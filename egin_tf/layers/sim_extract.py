@@ -111,6 +111,16 @@ class SimExtract(tf.keras.layers.Layer):
   Weights (in ``get_weights`` order): ``bin_embeddings`` [num_bins, D],
   ``position_embeddings`` [max_positions, D] (only with ``positional``),
   ``empty_embedding`` [D].
+
+  Example:
+
+  ```python
+  sim = SimExtract(k=2, embedding_dim=4)
+  target = tf.random.normal([2, 8])     # e.g. the target item's vector [B, d]
+  clicks = tf.random.normal([2, 5, 8])  # the click history's vectors [B, L, d]
+  mask = tf.constant([[True] * 5, [True, True, False, False, False]])
+  features = sim(target, clicks, mask)  # float32 [2, 2 * 4]
+  ```
   """
 
   def __init__(self,

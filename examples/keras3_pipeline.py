@@ -1,11 +1,36 @@
-"""A user's subclassed Keras model holding SimExtract and GraphLearning, in whatever
-Keras ``tf.keras`` is in this process (run by tests/test_keras_layers.py, once
-without TF_USE_LEGACY_KERAS: Keras 3, once with it: tf-keras).
+"""EGIN's layers in your own Keras 3 model: SimExtract and the graph losses, fit,
+saved as ``.keras`` and reloaded.
 
-It trains the model with ``fit``, predicts and evaluates, saves it as ``.keras``
-and loads it back, and prints one JSON line of what it saw: which Keras, which
-weights ``fit`` changed, whether inference changed any state, and how far the
-reloaded model's predictions and state are from the original's.
+Run from the repository root::
+
+    python examples/keras3_pipeline.py [OUT_DIR]
+
+It uses ``tf.keras``, the process's Keras (no ``import keras``): Keras 3 by
+default with TensorFlow 2.21; with ``TF_USE_LEGACY_KERAS=1`` the same code runs
+under tf-keras (Keras 2). ``egin_tf.layers`` never changes which Keras that is.
+
+What it shows, on one small batch of the reader's keys (``data_pipeline.schema``):
+
+* ``UserCtrModel``, a plain subclassed ``tf.keras.Model``: one item and one query
+  `IdEmbedding` table, shared by the CTR part and the graph part; `SimExtract`
+  (target item vs its clicks) feeding a sigmoid head; `GraphLearning`, whose
+  i2i, q2q and q2i losses are added with ``add_loss`` in training calls only
+  (in inference it returns zeros and changes no state).
+* ``compile`` + ``fit`` (the compiled BCE plus the graph losses), ``predict``,
+  ``evaluate``; then ``model.save(OUT_DIR/user_model.keras)`` and
+  ``tf.keras.models.load_model``. The query table is built in the constructor:
+  only the graph reads it, and Keras builds a loaded model by an inference call.
+
+It prints one JSON line (tests/test_keras_layers.py runs it under Keras 3 and
+tf-keras and checks it): ``keras`` (the Keras module), ``layer_base`` (the
+module of SimExtract's base class), ``weights`` (how many the model has),
+``unchanged_by_fit`` (trainable weights fit left as they were),
+``state_after_fit`` (the sum of each non-trainable weight: the graph's step,
+both queues' ids, write position, filled, sample step),
+``state_changed_by_inference`` (whether predict/evaluate changed any of them),
+``reloaded_prediction_gap`` (max |difference| of the reloaded model's
+predictions) and ``reloaded_state_equal`` (every weight equal after reloading).
+OUT_DIR defaults to a new temporary directory.
 """
 
 import json
@@ -36,7 +61,7 @@ def _batch(rng: np.random.Generator) -> dict:
   }
 
 
-@tf.keras.utils.register_keras_serializable(package="keras_layers_run")
+@tf.keras.utils.register_keras_serializable(package="keras3_pipeline")
 class UserCtrModel(tf.keras.Model):
   """Target item vs its clicks through SimExtract; GraphLearning's losses added."""
 
