@@ -241,12 +241,6 @@ def _state(model):
   return _values(model.non_trainable_variables)
 
 
-def _queue_and_graph_state(model):
-  """`_state` but each queue's sample_step (which every draw advances)."""
-  return _values([v for v in model.non_trainable_variables
-                  if "sample_step" not in (v.path if KERAS3 else v.name)])
-
-
 def _fitted(name: str):
   tf.keras.utils.set_random_seed(0)
   model = _compiled(MODELS[name](), LOSSES.get(name, "binary_crossentropy"))
@@ -269,12 +263,11 @@ def _saved_and_loaded(model, path: str):
   assert type(loaded) is type(model)
   _assert_equal_values(saved, _values(loaded.variables))
   batch = _batch()
-  before = [_queue_and_graph_state(m) for m in (model, loaded)]
+  before = [_state(m) for m in (model, loaded)]
   expected, got = model.predict(batch, verbose=0), loaded.predict(batch, verbose=0)
-  # predict enqueues nothing and moves no graph (a queue's draw still counts
-  # its sample_step).
+  # predict enqueues nothing, moves no graph and no queue's sample_step.
   for m, state in zip((model, loaded), before):
-    _assert_equal_values(state, _queue_and_graph_state(m))
+    _assert_equal_values(state, _state(m))
   tf.nest.map_structure(lambda e, g: np.testing.assert_allclose(g, e, atol=1e-6),
                         expected, got)
   return loaded

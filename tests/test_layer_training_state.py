@@ -141,7 +141,7 @@ def test_graph_learning_resolves_a_training_tensor_when_the_graph_runs():
 
 def _queue_state(queue):
   return [(name, getattr(queue, name).numpy().copy())
-          for name in ("ids", "write_position", "filled", "logq_counts")]
+          for name in ("ids", "write_position", "filled", "sample_step", "logq_counts")]
 
 
 @pytest.mark.parametrize("training", [False, None])
@@ -150,11 +150,13 @@ def test_negative_queue_as_a_layer_enqueues_only_when_training(training):
   ids = tf.constant([[3, 0], [5, 7]], tf.int64)
   sample = queue(ids, training=training)  # builds the queue, enqueues nothing
   assert int(queue.filled.numpy()) == int(queue.write_position.numpy()) == 0
+  assert int(queue.sample_step.numpy()) == 0  # and draws without moving the step
   assert queue.ids.numpy().tolist() == [0, 0, 0, 0]
   assert not queue.logq_counts.numpy().any() and not sample.valid.numpy().any()
   sample = queue(ids, training=True)
   assert int(queue.filled.numpy()) == 3 and sample.valid.numpy().all()
   assert queue.ids.numpy().tolist() == [3, 5, 7, 0]
+  assert int(queue.sample_step.numpy()) == 1
   before = _queue_state(queue)
   queue(ids, training=False)
   _assert_same_state(before, _queue_state(queue))
@@ -165,9 +167,10 @@ def test_negative_queue_resolves_a_training_tensor_when_the_graph_runs():
   call = tf.function(lambda training: queue(tf.constant([3, 5], tf.int64),
                                             training=training))
   call(tf.constant(False))
-  assert int(queue.filled.numpy()) == 0
+  assert int(queue.filled.numpy()) == int(queue.sample_step.numpy()) == 0
   sample = call(tf.constant(True))
   assert int(queue.filled.numpy()) == 2 and sample.valid.numpy().all()
+  assert int(queue.sample_step.numpy()) == 1
 
 
 @pytest.fixture

@@ -158,11 +158,12 @@ class NegativeQueue(tf.keras.layers.Layer):
            training=None) -> NegativeSample:
     """Enqueues ``ids`` (see `enqueue`) when training, then returns `sample()`.
 
-    ``training`` follows Keras: only True enqueues. False or None (inference:
-    `predict`, `evaluate`, a call with ``training`` unset) leaves the ring
-    buffer, its counters and the logQ counts as they were; the draw still
-    advances ``sample_step``, as every `sample` does. A bool tensor is resolved
-    with `tf.cond`. Explicit `enqueue` and `sample` calls ignore the mode.
+    ``training`` follows Keras: only True enqueues and moves ``sample_step``
+    on. False or None (inference: `predict`, `evaluate`, a call with
+    ``training`` unset) changes no variable: the ring buffer, its counters and
+    the logQ counts stay as they were, and the draw uses the step the next
+    training draw will use. A bool tensor is resolved when the graph runs. Explicit `enqueue`
+    and `sample` calls ignore the mode.
     """
     if training is not None:
       mode = tf.get_static_value(training)
@@ -171,12 +172,19 @@ class NegativeQueue(tf.keras.layers.Layer):
                 lambda: tf.constant(False))
       elif mode:
         self.enqueue(ids, mask)
-    sample = self.sample()
+    sample = self.sample(advance=False if training is None else training)
     if sample.log_q is None:
       # A layer's outputs must all be tensors (Keras 3 functional models refuse
       # None): without logQ counts a call gives log q 0, i.e. no correction.
       sample = sample._replace(log_q=tf.zeros_like(sample.ids, tf.float32))
     return sample
+
+  def _draw_step(self, advance) -> tf.Tensor:
+    """The step a draw is keyed by: the counter, then moved on by ``advance``."""
+    if isinstance(advance, bool) and not advance:
+      return variable_of(self.sample_step).read_value()
+    increment = tf.cast(advance, tf.int64)
+    return variable_of(self.sample_step).assign_add(increment) - increment
 
   def _enqueued(self, ids, mask: Optional[tf.Tensor]) -> tf.Tensor:
     """`enqueue` as a `tf.cond` branch (a branch must return a tensor)."""
@@ -233,7 +241,8 @@ class NegativeQueue(tf.keras.layers.Layer):
     self._build_once()
     return tf.minimum(variable_of(self.filled).read_value(), self.capacity)
 
-  def sample(self, count: Optional[tf.Tensor] = None) -> NegativeSample:
+  def sample(self, count: Optional[tf.Tensor] = None,
+             advance=True) -> NegativeSample:
     """Draws ``num_negatives`` ids uniformly (with replacement) from the filled slots.
 
     With ``count`` (an int scalar), draws ``count`` independent sets: every
@@ -243,7 +252,9 @@ class NegativeQueue(tf.keras.layers.Layer):
     The slots written so far are always [0, size()), because writing starts at
     slot 0 and only wraps once the queue is full; so no empty slot is ever drawn
     (in one process; see the class doc for parameter servers). The draw depends
-    only on (seed, sample_step) and the queue's contents.
+    only on (seed, sample_step) and the queue's contents. ``advance`` (a bool
+    or a bool tensor) moves ``sample_step`` on, so the next draw differs; an
+    inference draw (`call` outside training) does not, and changes no variable.
 
     Returns:
       A `NegativeSample`; if nothing was ever enqueued, all ids are 0 and all
@@ -257,7 +268,7 @@ class NegativeQueue(tf.keras.layers.Layer):
     # count. Concurrent workers (parameter servers) may read the same step and
     # draw the same slots, which is harmless.
     with tf.control_dependencies([filled]):
-      step = variable_of(self.sample_step).assign_add(1) - 1
+      step = self._draw_step(advance)
     step_seed = tf.stack([tf.constant(self.seed, tf.int64), step])
     shape = tf.constant([self.num_negatives], tf.int64)
     if count is not None:
