@@ -16,6 +16,7 @@ from egin_tf.layers.graph_edges import reverse_list
 from egin_tf.layers.graph_loss import edge_list_loss, per_edge_list_loss
 from egin_tf.layers.negative_queue import NegativeQueue, NegativeSample
 from egin_tf.layers.query_item_graph import QueryItemGraph
+from egin_tf.layers.state import training_mode
 
 
 @tf.keras.utils.register_keras_serializable(package="egin_tf")
@@ -172,7 +173,7 @@ class GraphLearning(tf.keras.layers.Layer):
       ``{"i2i": ..., "q2q": ..., "q2i": ...}`` float32 scalars (only "i2i"
       with ``use_query=False``).
     """
-    mode = _training_mode(training)
+    mode = training_mode(training)
     if mode is None:  # only known when the graph runs: both branches traced
       return tf.cond(tf.cast(training, tf.bool),
                      lambda: self._training_losses(batch, folds),
@@ -238,12 +239,3 @@ class GraphLearning(tf.keras.layers.Layer):
     for table in ("items", "queries"):
       config[table] = tf.keras.layers.deserialize(config[table])
     return cls(**config)
-
-
-def _training_mode(training) -> Optional[bool]:
-  """Keras' ``training`` as a Python bool (None means inference), or None for
-  a bool tensor whose value is only known when the graph runs."""
-  if training is None:
-    return False
-  value = tf.get_static_value(training)
-  return None if value is None else bool(value)

@@ -23,7 +23,7 @@ from typing import NamedTuple, Optional
 from data_pipeline.arg_checks import check_int
 from data_pipeline.tf_env import tf
 from egin_tf.layers.id_embedding import bucketize_ids
-from egin_tf.layers.state import add_state, variable_of
+from egin_tf.layers.state import add_state, training_mode, variable_of
 
 
 class NegativeSample(NamedTuple):
@@ -162,17 +162,16 @@ class NegativeQueue(tf.keras.layers.Layer):
     on. False or None (inference: `predict`, `evaluate`, a call with
     ``training`` unset) changes no variable: the ring buffer, its counters and
     the logQ counts stay as they were, and the draw uses the step the next
-    training draw will use. A bool tensor is resolved when the graph runs. Explicit `enqueue`
-    and `sample` calls ignore the mode.
+    training draw will use. A bool tensor is resolved when the graph runs.
+    Explicit `enqueue` and `sample` calls ignore the mode.
     """
-    if training is not None:
-      mode = tf.get_static_value(training)
-      if mode is None:  # only known when the graph runs
-        tf.cond(tf.cast(training, tf.bool), lambda: self._enqueued(ids, mask),
-                lambda: tf.constant(False))
-      elif mode:
-        self.enqueue(ids, mask)
-    sample = self.sample(advance=False if training is None else training)
+    mode = training_mode(training)
+    if mode is None:  # only known when the graph runs
+      tf.cond(tf.cast(training, tf.bool), lambda: self._enqueued(ids, mask),
+              lambda: tf.constant(False))
+    elif mode:
+      self.enqueue(ids, mask)
+    sample = self.sample(advance=training if mode is None else mode)
     if sample.log_q is None:
       # A layer's outputs must all be tensors (Keras 3 functional models refuse
       # None): without logQ counts a call gives log q 0, i.e. no correction.

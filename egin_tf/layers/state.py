@@ -10,7 +10,8 @@ checkpoints and saves it; but the two hand back different objects:
   aggregation as a string.
 
 `add_state` makes a zero-initialized state weight in either, and `variable_of`
-gives the ``tf.Variable`` the update ops need.
+gives the ``tf.Variable`` the update ops need. `training_mode` reads Keras'
+``training`` argument, which decides whether a call may change that state.
 
 Example:
 
@@ -27,7 +28,7 @@ class Counter(tf.keras.layers.Layer):
 ```
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from data_pipeline.tf_env import tf
 
@@ -59,3 +60,12 @@ def variable_of(weight) -> tf.Variable:
   if _KERAS3 and not isinstance(weight, tf.Variable):
     return weight.value
   return weight
+
+
+def training_mode(training) -> Optional[bool]:
+  """Keras' ``training`` as a Python bool (None means inference), or None for
+  a bool tensor whose value is only known when the graph runs."""
+  if training is None:
+    return False
+  value = tf.get_static_value(training)
+  return None if value is None else bool(value)
