@@ -134,21 +134,32 @@ def _graph_learning_model():
       _pctr(items, queries, inputs), list(learning(inputs).values())))
 
 
-@tf.keras.utils.register_keras_serializable(package="egin_tf_tests")
-class QueueModel(tf.keras.Model):
-  """A subclassed model that enqueues and draws only in ``train_step``."""
+class _SubclassedCtr(tf.keras.Model):
+  """What both subclassed models share: the tables, the CTR head, the seed;
+  each adds its graph part and the ``train_step`` that uses it."""
 
   def __init__(self, seed: int = 1, **kwargs):
     super().__init__(**kwargs)
     self.seed = seed
     self.items, self.queries = _tables()
-    self.queue = layers.NegativeQueue(16, 4, seed=seed, logq_buckets=8, name="queue")
     self.head = tf.keras.layers.Dense(1, activation="sigmoid")
     self.join = tf.keras.layers.Concatenate()
 
   def call(self, batch, training=None):
     return self.head(self.join([self.items(batch[schema_lib.ITEM_ID]),
                                 self.queries(batch[schema_lib.QUERY_ID])]))
+
+  def get_config(self):
+    return {**super().get_config(), "seed": self.seed}
+
+
+@tf.keras.utils.register_keras_serializable(package="egin_tf_tests")
+class QueueModel(_SubclassedCtr):
+  """A subclassed model that enqueues and draws only in ``train_step``."""
+
+  def __init__(self, seed: int = 1, **kwargs):
+    super().__init__(seed, **kwargs)
+    self.queue = layers.NegativeQueue(16, 4, seed=seed, logq_buckets=8, name="queue")
 
   def train_step(self, data):
     batch, labels = data
@@ -164,27 +175,16 @@ class QueueModel(tf.keras.Model):
     minimize(self.optimizer, tape, scaled_loss, self.trainable_variables)
     return {"loss": loss}
 
-  def get_config(self):
-    return {**super().get_config(), "seed": self.seed}
-
 
 @tf.keras.utils.register_keras_serializable(package="egin_tf_tests")
-class GraphModel(tf.keras.Model):
+class GraphModel(_SubclassedCtr):
   """A subclassed CTR model that adds GraphLearning's losses in ``train_step``."""
 
   def __init__(self, seed: int = 1, **kwargs):
-    super().__init__(**kwargs)
-    self.seed = seed
-    self.items, self.queries = _tables()
+    super().__init__(seed, **kwargs)
     self.graph_learning = layers.GraphLearning(
         self.items, self.queries, num_negatives=3, queue_capacity=16, logq_buckets=8,
         subsample_threshold=0.5, seed=seed, name="graph_learning")
-    self.head = tf.keras.layers.Dense(1, activation="sigmoid")
-    self.join = tf.keras.layers.Concatenate()
-
-  def call(self, batch, training=None):
-    return self.head(self.join([self.items(batch[schema_lib.ITEM_ID]),
-                                self.queries(batch[schema_lib.QUERY_ID])]))
 
   def train_step(self, data):
     batch, labels = data
@@ -195,9 +195,6 @@ class GraphModel(tf.keras.Model):
       scaled_loss = scaled(self.optimizer, loss)
     minimize(self.optimizer, tape, scaled_loss, self.trainable_variables)
     return {"loss": loss}
-
-  def get_config(self):
-    return {**super().get_config(), "seed": self.seed}
 
 
 MODELS = {

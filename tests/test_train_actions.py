@@ -7,6 +7,7 @@ import pytest
 from data_pipeline.tf_env import tf
 from egin_tf.train.actions import (CheckpointWriteError, Checkpointer, ChunkEndActions,
                                    NanStop, Periodic)
+from fake_fit import Model, SavesRecorded
 
 
 class FakeClock:
@@ -69,55 +70,16 @@ def test_nan_stop_passes_finite_losses_and_names_where_it_stopped():
       "the loss or its gradients became non-finite (nan) at chunk 3"]
 
 
-class _Iterations:
-
-  def __init__(self):
-    self.step = 0
-
-  def numpy(self):
-    return self.step
-
-
-class _Optimizer:
-
-  def __init__(self):
-    self.iterations = _Iterations()
-
-
-class _Model:
-
-  def __init__(self):
-    self.optimizer = _Optimizer()
-    self.stop_training = False
-
-
-class _SavesRecorded:
-  """A CheckpointManager that records the checkpoint numbers it saved."""
-
-  directory = "/fake/checkpoints"
-  latest_checkpoint = None
-
-  def __init__(self, fail: bool = False):
-    self.saved = []
-    self.fail = fail
-
-  def save(self, checkpoint_number):
-    if self.fail:
-      raise OSError(28, "No space left on device")
-    self.saved.append(checkpoint_number)
-    return f"{self.directory}/ckpt-{checkpoint_number}"
-
-
 def _fit(every_seconds, seconds_per_chunk, losses, manager=None):
   """Chunks of 10 steps through ChunkEndActions, as Keras' fit calls it: the
   chunk ends (a stop ends the fit after its chunk), then the train end.
 
   Returns (saved checkpoint numbers, printed lines, the model's stop_training).
   """
-  clock, manager, lines = FakeClock(), manager or _SavesRecorded(), []
+  clock, manager, lines = FakeClock(), manager or SavesRecorded(), []
   callback = ChunkEndActions(
       Checkpointer(manager, Periodic(seconds=every_seconds, clock=clock)), lines.append)
-  callback.model = _Model()
+  callback.model = Model()
   for chunk, loss in enumerate(losses):
     callback.model.optimizer.iterations.step += 10
     clock.now += seconds_per_chunk
@@ -156,10 +118,10 @@ def test_chunk_actions_raise_checkpoint_write_error_on_a_failed_save():
   with pytest.raises(CheckpointWriteError,
                      match="could not write the checkpoint of step 10 in "
                      "/fake/checkpoints: .*No space left"):
-    _fit(0.0, 1.0, [.5], manager=_SavesRecorded(fail=True))
+    _fit(0.0, 1.0, [.5], manager=SavesRecorded(fail=True))
 
 
 def test_chunk_actions_run_no_per_step_hook():
   # A per-step hook would make Keras fetch every metric after every step.
-  callback = ChunkEndActions(Checkpointer(_SavesRecorded(), Periodic()))
+  callback = ChunkEndActions(Checkpointer(SavesRecorded(), Periodic()))
   assert not callback._implements_train_batch_hooks()

@@ -14,6 +14,7 @@ from egin_tf.train import model_input
 from egin_tf.train import evaluation
 from egin_tf.train import offline
 from egin_tf.train import model_dir as model_dir_lib
+from fake_fit import Model, SavesRecorded
 
 
 def test_short_dnn_run_learns_but_stays_below_the_oracle(sim_data, tmp_path):
@@ -66,29 +67,12 @@ def test_evaluate_reproduces_the_training_report_from_checkpoints(sim_data,
   assert [c for c in checkpoints if c.endswith(".index")] == ["ckpt-30.index"]
 
 
-class _Iterations:
-  def __init__(self):
-    self.step = 0
-
-  def numpy(self):
-    return self.step
-
-
-class _SavesRecorded:
-  def __init__(self):
-    self.saved = []
-
-  def save(self, checkpoint_number):
-    self.saved.append(checkpoint_number)
-
-
 def _fit_callbacks(manager, tmp_path, every_seconds, print_fn=print):
   """The offline fit's callbacks, and its `actions.ChunkEndActions` on a fake
   model whose optimizer has taken no step yet."""
   callbacks = offline._callbacks(manager, str(tmp_path), every_seconds, print_fn)
   (chunk_end,) = [c for c in callbacks if isinstance(c, actions.ChunkEndActions)]
-  chunk_end.model = type("M", (), {"stop_training": False, "optimizer": type(
-      "O", (), {"iterations": _Iterations()})()})()
+  chunk_end.model = Model()
   return callbacks, chunk_end
 
 
@@ -96,7 +80,7 @@ def _chunks_with_checkpoints(every_seconds, seconds_per_chunk, monkeypatch, tmp_
   """The steps the offline fit saves over 3 chunks of 10 steps."""
   clock = [0.0]
   monkeypatch.setattr(offline.time, "monotonic", lambda: clock[0])
-  manager = _SavesRecorded()
+  manager = SavesRecorded()
   _, callback = _fit_callbacks(manager, tmp_path, every_seconds)
   for chunk in range(3):
     callback.model.optimizer.iterations.step += 10
@@ -199,7 +183,7 @@ def test_available_memory_is_a_positive_byte_count():
 
 def test_the_nan_stop_acts_at_a_chunk_end_and_no_callback_runs_per_step(tmp_path):
   lines = []
-  callbacks, stop = _fit_callbacks(_SavesRecorded(), tmp_path, 600.0, lines.append)
+  callbacks, stop = _fit_callbacks(SavesRecorded(), tmp_path, 600.0, lines.append)
   stop.on_epoch_end(0, {"loss": 0.5})
   assert not stop.model.stop_training
   stop.on_epoch_end(1, {"loss": float("nan")})
