@@ -1,7 +1,8 @@
 """The layer test modules under Keras 3 (issue 27): this suite binds tf-keras
-(conftest.py), so test_layer_saving.py and test_layer_training_state.py run
-again in a subprocess without TF_USE_LEGACY_KERAS and with
-EGIN_TF_TEST_KERAS=3, where tf.keras is Keras 3; here they run under tf-keras.
+(conftest.py), so test_layer_saving.py, test_layer_training_state.py and
+test_layer_examples.py run again in a subprocess without TF_USE_LEGACY_KERAS
+and with EGIN_TF_TEST_KERAS=3, where tf.keras is Keras 3; here they run under
+tf-keras.
 """
 
 import os
@@ -11,7 +12,8 @@ import sys
 
 from conftest import REPO_ROOT
 
-MODULES = ["tests/test_layer_saving.py", "tests/test_layer_training_state.py"]
+MODULES = ["tests/test_layer_saving.py", "tests/test_layer_training_state.py",
+           "tests/test_layer_examples.py"]
 # Keras 3 saves only .keras files: the SavedModel-format tests skip there.
 KERAS2_ONLY = 2
 

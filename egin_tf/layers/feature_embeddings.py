@@ -90,7 +90,21 @@ class TargetAndHistory(NamedTuple):
 
 @tf.keras.utils.register_keras_serializable(package="egin_tf")
 class FeatureEmbeddings(tf.keras.layers.Layer):
-  """All embedding tables of the schema; see the module docstring."""
+  """All embedding tables of the schema; see the module docstring.
+
+  Example:
+
+  ```python
+  features = FeatureEmbeddings(FeatureConfig(
+      item_buckets=100, query_buckets=50, user_buckets=10, category_buckets=20,
+      embedding_dim=4, use_user_id=False))
+  batch = {"item_id": tf.constant([3, 4], tf.int64),
+           "item_cats": tf.constant([[1], [2]], tf.int64),
+           "query_id": tf.constant([7, 0], tf.int64),
+           "query_cats": tf.constant([[1], [0]], tf.int64)}
+  context = features(batch)  # f_o: float32 [2, 16] (item and query, 2d each)
+  ```
+  """
 
   def __init__(self, config: FeatureConfig, **kwargs):
     super().__init__(**kwargs)
@@ -148,6 +162,11 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
           history=embed(history_ids, batch[seq.cats]),
           mask=history_ids > 0, ids=batch[target_id], history_ids=history_ids))
     return out
+
+  def call(self, batch: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
+    """`context`: calling the layer on a batch gives f_o, so a functional model
+    (where only layers may touch its inputs) can use the tables too."""
+    return self.context(batch, training=training)
 
   def context(self, batch: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
     """f_o: [B, F] from user, target item, query and other features."""

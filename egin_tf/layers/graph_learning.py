@@ -124,6 +124,15 @@ class GraphLearning(tf.keras.layers.Layer):
                                      seed=2 * seed + 1, logq_buckets=logq_buckets,
                                      name="query_queue")
 
+  def build(self, batch_shape=None):
+    """Builds the tables if the CTR part has not yet (the graph and queues are
+    built in the constructor), so Keras 3 can load their saved weights."""
+    for table, key in ((self.items, schema_lib.ITEM_ID),
+                       (self.queries, schema_lib.QUERY_ID)):
+      if not table.built:
+        table.build(None if batch_shape is None else batch_shape.get(key))
+    super().build(batch_shape)
+
   def _loss(self, anchor_table, positive_table, edges, queue: NegativeQueue,
             folds: Optional[tf.Tensor],
             negatives: Optional[NegativeSample] = None) -> tf.Tensor:

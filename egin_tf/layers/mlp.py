@@ -10,6 +10,15 @@ class MLP(tf.keras.layers.Layer):
   """Dense layers ending in one logit.
 
   Input float [B, F]. Output float [B] (logits; apply a sigmoid for pctr).
+
+  Example:
+
+  ```python
+  mlp = MLP(hidden_units=(16, 8), dropout=0.1)
+  features = tf.random.normal([2, 12])  # e.g. concatenated embeddings [B, F]
+  logits = mlp(features, training=True)  # float32 [2]
+  pctr = tf.sigmoid(logits)
+  ```
   """
 
   def __init__(self, hidden_units: Sequence[int] = (200, 80),
@@ -23,20 +32,31 @@ class MLP(tf.keras.layers.Layer):
     self.dropout = dropout
     self.use_batch_norm = use_batch_norm
     self.kernel_regularizer = tf.keras.regularizers.get(kernel_regularizer)
-    self._layers = []
+    # Not ``_layers``: that is Keras 3's own list of a layer's sublayers, and
+    # replacing it loses these layers from `.keras` saving.
+    self.hidden = []
     for units in self.hidden_units:
       if use_batch_norm:
-        self._layers.append(tf.keras.layers.BatchNormalization())
-      self._layers.append(tf.keras.layers.Dense(
+        self.hidden.append(tf.keras.layers.BatchNormalization())
+      self.hidden.append(tf.keras.layers.Dense(
           units, activation=activation,
           kernel_regularizer=self.kernel_regularizer))
       if dropout:
-        self._layers.append(tf.keras.layers.Dropout(dropout))
+        self.hidden.append(tf.keras.layers.Dropout(dropout))
     self._logit = tf.keras.layers.Dense(1, kernel_regularizer=self.kernel_regularizer)
+
+  def build(self, input_shape):
+    # Every sublayer built here, not on first call, so Keras 3 can load saved
+    # weights into them.
+    shape = tf.TensorShape(input_shape)
+    for layer in self.hidden + [self._logit]:
+      layer.build(shape)
+      shape = layer.compute_output_shape(shape)
+    super().build(input_shape)
 
   def call(self, inputs: tf.Tensor, training=None) -> tf.Tensor:
     x = inputs
-    for layer in self._layers:
+    for layer in self.hidden:
       x = layer(x, training=training)
     return tf.squeeze(self._logit(x), axis=-1)
 

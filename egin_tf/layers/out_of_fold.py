@@ -64,6 +64,16 @@ class OutOfFoldEmbedding(tf.keras.layers.Layer):
   [..., d], e.g. a CTR network's own table or frozen vectors) as one fold, or
   as K folds when the layer has ``num_sets`` K > 1 and ``lookup(ids,
   table_index)`` like this layer's (EGES's out-of-fold frozen vectors).
+
+  Example:
+
+  ```python
+  table = OutOfFoldEmbedding(num_buckets=100, dim=4, num_folds=2)
+  folds = user_folds(tf.constant([11, 12], tf.int64), 2)  # int32 [B]
+  clicks = tf.constant([[5, 7, 0], [9, 0, 0]], tf.int64)  # ids [B, L]
+  vectors = table(clicks, folds)  # float32 [2, 3, 4], each row's read table
+  trained = table.train_lookup(clicks, folds)  # what the row's graph loss trains
+  ```
   """
 
   def __init__(self, num_buckets: int = None, dim: int = None,

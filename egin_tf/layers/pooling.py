@@ -12,6 +12,15 @@ class MaskedPooling(tf.keras.layers.Layer):
   Inputs: ``values`` float [B, L, d] and ``mask`` bool [B, L]. Output [B, d].
   ``mode="sum"`` is the paper's DNN sum-pooling; ``"mean"`` divides by the number
   of valid positions (an empty row gives zeros).
+
+  Example:
+
+  ```python
+  pool = MaskedPooling(mode="mean")
+  values = tf.constant([[[1.0], [3.0], [9.0]]])  # [B, L, d]
+  mask = tf.constant([[True, True, False]])      # the 9 is padding
+  pooled = pool(values, mask)  # [[2.0]]
+  ```
   """
 
   def __init__(self, mode: str = "sum", **kwargs):

@@ -28,6 +28,16 @@ class TargetAttention(tf.keras.layers.Layer):
     hidden_units: widths of the activation unit's hidden layers (DIN uses 36).
     activation: their activation, a Keras activation name or ``"prelu"``.
     return_weights: also return the attention weights, for inspection.
+
+  Example:
+
+  ```python
+  attention = TargetAttention(hidden_units=(8,))
+  target = tf.random.normal([2, 4])      # the target item's vector [B, d]
+  clicks = tf.random.normal([2, 3, 4])   # the click history [B, L, d]
+  mask = tf.constant([[True, True, False], [True, False, False]])
+  interest = attention(target, clicks, mask)  # float32 [2, 4]
+  ```
   """
 
   def __init__(self, hidden_units: Sequence[int] = (36,),
@@ -57,6 +67,17 @@ class TargetAttention(tf.keras.layers.Layer):
       x = layer(x)
     weights = tf.squeeze(self._score(x), axis=-1)
     return weights * tf.cast(mask, weights.dtype)
+
+  def build(self, target_shape, history_shape=None, mask_shape=None):
+    """Builds the activation unit, whose input is [B, L, 4d]; building here, not
+    on first call, lets Keras 3 load saved weights into it. (tf-keras passes
+    only the target's shape; without L, the unit builds on first call.)"""
+    if history_shape is not None:
+      shape = tf.TensorShape(list(history_shape)[:-1] + [4 * int(target_shape[-1])])
+      for layer in self._hidden + [self._score]:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+    super().build(target_shape)
 
   def call(self, target: tf.Tensor, history: tf.Tensor, mask: tf.Tensor):
     weights = self.attention_weights(target, history, mask)

@@ -32,6 +32,15 @@ class TransformerBlock(tf.keras.layers.Layer):
     num_heads: attention heads; each head has ``ceil(D / num_heads)`` dims.
     ffn_units: hidden width of the feed-forward network.
     dropout: dropout after attention and after the feed-forward network.
+
+  Example:
+
+  ```python
+  block = TransformerBlock(num_heads=2, ffn_units=16)
+  x = tf.random.normal([2, 3, 8])  # a history of vectors [B, T, D]
+  mask = tf.constant([[True, True, False], [True, False, False]])
+  encoded = block(x, mask)  # float32 [2, 3, 8]
+  ```
   """
 
   def __init__(self, num_heads: int = 2, ffn_units: int = 64,
@@ -91,6 +100,16 @@ class BehaviorSequenceTransformer(tf.keras.layers.Layer):
     num_heads, ffn_units, dropout: of each block.
     max_positions: rows of the positional table; older entries share the last.
     pooling: which outputs to pool, a subset of ``("target", "mean")``.
+
+  Example:
+
+  ```python
+  bst = BehaviorSequenceTransformer(num_heads=2, ffn_units=16, max_positions=8)
+  target = tf.random.normal([2, 8])      # the target item's vector [B, D]
+  clicks = tf.random.normal([2, 3, 8])   # the click history [B, L, D]
+  mask = tf.constant([[True, True, False], [True, False, False]])
+  encoded = bst(target, clicks, mask)  # float32 [2, 16]: target and mean pooling
+  ```
   """
 
   def __init__(self, num_blocks: int = 1, num_heads: int = 2,
