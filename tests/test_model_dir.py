@@ -5,6 +5,8 @@ rebuilt from its directory."""
 import ast
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -140,6 +142,38 @@ def test_load_model_restores_the_latest_checkpoint(tmp_path):
   assert len(trained.model.trainable_variables) == len(model.trainable_variables)
   for v in trained.model.trainable_variables:
     np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 0.25, np.float32))
+
+
+def _dir_with_a_dnn_checkpoint(tmp_path):
+  """A DIN model directory whose checkpoint a DNN wrote (as a checkpoint of an
+  older layout would be: some of the DIN's variables are not in it)."""
+  config = train_config.TrainConfig(model="din", seed=1, **SMALL)
+  _write(tmp_path, config)
+  dnn = train_config.TrainConfig(model="dnn", seed=1, **SMALL).build_model(FEATURES)
+  dnn(reader.zeros_batch(SCHEMA, config.sequence_lengths(), batch_size=2))
+  tf.train.Checkpoint(model=dnn).save(str(tmp_path / "checkpoints" / "ckpt"))
+  return tmp_path
+
+
+def test_a_checkpoint_without_all_the_models_variables_is_refused(tmp_path):
+  directory = _dir_with_a_dnn_checkpoint(tmp_path)
+  with pytest.raises(model_dir.CheckpointMismatchError,
+                     match=r"ckpt-1: the checkpoint does not hold all of this "
+                     r"model's variables \(.+\); was it written by another"):
+    model_dir.load_model(str(directory), train_config.TrainConfig)
+
+
+def test_the_cli_says_so_in_one_line(tmp_path):
+  directory = _dir_with_a_dnn_checkpoint(tmp_path)
+  (tmp_path / "data.tfrecord").write_bytes(b"")  # never read: the load fails first
+  proc = subprocess.run(
+      [sys.executable, "-m", "egin_tf.cli.main", "neighbors", "--model_dir",
+       str(directory), "--item", "3", "--data", str(tmp_path / "data.tfrecord")],
+      capture_output=True, text=True, check=False, timeout=300)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "does not hold all of this model's variables" in errors[0]
+  assert "Traceback" not in proc.stderr
 
 
 def test_model_dir_sits_below_the_trainers():

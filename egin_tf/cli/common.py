@@ -115,7 +115,7 @@ def clean_errors(main):
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
     except Exception as e:  # pylint: disable=broad-except
-      line = unreadable_record_line(e)
+      line = unreadable_record_line(e) or checkpoint_mismatch_line(e)
       if line is None:
         raise
       print(f"error: {line}", file=sys.stderr)
@@ -131,6 +131,16 @@ def unreadable_record_line(error: Exception) -> Optional[str]:
   found = re.search(r"([^\[\]\n]*" + re.escape(reader.UNREADABLE_RECORD) +
                     r"[^\[\]\n]*)", str(error))
   return found.group(1).strip() if found else None
+
+
+def checkpoint_mismatch_line(error: Exception) -> Optional[str]:
+  """The message of a model directory whose checkpoint does not fit its model,
+  or None. (Looked up, not imported: importing the trainer here would slow
+  every command's --help; if it raised the error, it is loaded.)"""
+  model_dir = sys.modules.get("egin_tf.train.model_dir")
+  if model_dir and isinstance(error, model_dir.CheckpointMismatchError):
+    return str(error)
+  return None
 
 
 def keras_verbosity(choice: str) -> int:

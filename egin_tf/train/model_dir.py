@@ -138,6 +138,29 @@ def check_resume(directory: str, saved: Tuple[Config, Config],
         f"{'; '.join(differ)}; resume with the same settings or use a new --model_dir")
 
 
+class CheckpointMismatchError(ValueError):
+  """A checkpoint lacks some of the model's variables (e.g. written by an
+  older egin-tf whose layers kept them under other names)."""
+
+
+def restore_model(model, checkpoint: str, batch) -> None:
+  """Builds ``model`` on ``batch`` (e.g. `reader.zeros_batch`) and restores its
+  variables from ``checkpoint``, leaving out what only training needs (the
+  optimizer's). A model variable the checkpoint lacks is
+  `CheckpointMismatchError`: a silently fresh weight would serve garbage.
+  (Built first: TF checks only variables that exist at restore.)"""
+  model(batch)
+  status = tf.train.Checkpoint(model=model).restore(checkpoint)
+  status.expect_partial()
+  try:
+    status.assert_existing_objects_matched()
+  except AssertionError as e:
+    raise CheckpointMismatchError(
+        f"{checkpoint}: the checkpoint does not hold all of this model's "
+        f"variables ({str(e).splitlines()[0][:300]}); was it written by another "
+        "egin-tf version or model?") from None
+
+
 class TrainedModel(NamedTuple):
   model: CTRModel
   config: Config  # a `train.config.TrainConfig`
@@ -154,6 +177,6 @@ def load_model(directory: str, config_cls: Type[Config]) -> TrainedModel:
   saved = read_config(directory)
   config = train_config(saved, config_cls)
   model = config.build_model(saved.features)
-  tf.train.Checkpoint(model=model).restore(latest_checkpoint(directory)).expect_partial()
-  return TrainedModel(model, config, read_data_schema(directory),
-                      config.sequence_lengths())
+  schema, lengths = read_data_schema(directory), config.sequence_lengths()
+  restore_model(model, latest_checkpoint(directory), reader.zeros_batch(schema, lengths))
+  return TrainedModel(model, config, schema, lengths)
