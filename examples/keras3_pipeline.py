@@ -108,6 +108,7 @@ def main(out_dir: str) -> dict:
   state = _values(model.non_trainable_weights)
   predictions = model.predict(data, verbose=0)
   model.evaluate(data, verbose=0)
+  os.makedirs(out_dir, exist_ok=True)  # Keras 3 makes it; tf-keras does not
   path = os.path.join(out_dir, "user_model.keras")
   model.save(path)
   loaded = tf.keras.models.load_model(path)
