@@ -368,10 +368,23 @@ def first_unreadable_record(path: str, limit: Optional[int] = None
 
 
 def tf_error_reason(error: tf.errors.OpError) -> str:
-  """The first line of a TF error without the op and function names around it."""
-  line = error.message.splitlines()[0] if error.message else str(error)
-  line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
-  return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line).strip()
+  """What a TF error says, for a user: `clean_tf_message` of its message."""
+  return clean_tf_message(error.message or str(error))
+
+
+def clean_tf_message(message: str) -> str:
+  """The human part of a TF error message: its first line of words, without TF's
+  internals.
+
+  Drops the ``{{function_node ...}}`` / ``[[{{node ...}}]]`` names, the
+  ``[Op:...]`` tag and what follows it (`` name: ``), and the stray quote of TF's
+  record reader ("truncated record at 816819' failed with ...").
+  """
+  text = re.sub(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^}]*\}\}\]\]", "", message)
+  line = next((line for line in text.splitlines() if line.strip()), "")
+  line = re.sub(r"\[Op:[^\]]*\].*$|\s+name:\s*$", "", line)
+  line = re.sub(r"(?<=\d)' failed with ", " failed with ", line)
+  return " ".join(line.split())
 
 
 def check_first_records(files: List[str]) -> None:

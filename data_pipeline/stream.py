@@ -2,9 +2,20 @@
 
 A log stream is a folder that shards land in over time (``DIR/*.tfrecord``), named
 so that file-name order is time order (e.g. ``impressions-000042.tfrecord`` or a
-timestamp), plus the ``schema.json`` of the data. A shard must land complete: write
-it under a hidden or temporary name (``.name``, ``_name`` or ``name.tmp``, which
-are ignored) and rename it into place.
+timestamp), plus the ``schema.json`` of the data. How a shard lands, by the
+conventions log shippers use:
+
+- whole, by rename: written under a hidden or temporary name (``.name``,
+  ``_name`` or ``name.tmp``, which are never read) and renamed into place;
+- with a done marker (``done_suffix``, e.g. ".done"): a shard is read only once
+  ``<shard><done_suffix>`` exists beside it, and marker files are never shards;
+- written in place, under ``follow``: the newest shard (last in name order) stays
+  open. Each poll re-reads it from its last whole record if it grew, and a record
+  cut short at its end is "not landed yet": the stream waits for the rest. The
+  shard is final (read to its end once more, then never again) when a newer shard
+  lands; a cut-off record then, or after ``landing_timeout`` seconds without the
+  shard growing, is bad input like any truncated shard. Without ``follow`` every
+  shard is final when read.
 
 `ShardStream` yields fixed-size batches of the reader's padded tensors (see
 `data_pipeline.reader`), cut across shard boundaries, each with the exact records it
@@ -15,14 +26,14 @@ trainer that checkpoints ``end`` together with its model can restart exactly aft
 the last batch it trained on: no record twice, none skipped.
 
 Bad input names the shard and the 0-based record (``shard: record N: reason``):
-an unreadable record (truncated or corrupted: the TFRecord length or CRC check
-fails), a record that does not parse with the schema, or one with a NaN or
-infinite dense feature. Under ``on_bad="stop"`` it raises
-`bad_input.BadShardRecordError` (the reader's error too); under ``"skip"`` the
-record (or, for an unreadable one, the rest of its shard, since TFRecord framing
-cannot resynchronize) is skipped, counted and listed in `ShardStream.skipped`. A
-shard that lands with a name sorting before the current position (out of order)
-would never be read; it is bad input too.
+an unreadable record (truncated or corrupted: the shard ends inside a record, or
+the TFRecord length or CRC check fails), a record that does not parse with the
+schema, or one with a NaN or infinite dense feature. Under ``on_bad="stop"`` it
+raises `bad_input.BadShardRecordError` (the reader's error too); under ``"skip"``
+the record (or, for an unreadable one, the rest of its shard, since TFRecord
+framing cannot resynchronize) is skipped, counted and listed in
+`ShardStream.skipped`. A shard that lands with a name sorting before the current
+position (out of order) would never be read; it is bad input too.
 
 `write_time_ordered` makes a stream folder of a converted dataset (``egin-tf
 replay``); `RecordProgress` and `records_in_files` count records of a pass over
@@ -34,7 +45,8 @@ import fnmatch
 import hashlib
 import os
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Generator, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 
@@ -46,6 +58,9 @@ from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
 
 DEFAULT_PATTERN = "*.tfrecord*"
+# Bytes around every TFRecord payload: its length (8), the length's CRC (4) and
+# the payload's CRC (4).
+_FRAMING_BYTES = 16
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -118,9 +133,49 @@ def is_landed_shard(name: str, pattern: str = DEFAULT_PATTERN) -> bool:
           and not name.endswith(".tmp"))
 
 
-def list_shards(directory: str, pattern: str = DEFAULT_PATTERN) -> List[str]:
-  """Names of the landed shards of a stream folder, in stream (name) order."""
-  return sorted(n for n in tf.io.gfile.listdir(directory) if is_landed_shard(n, pattern))
+def list_shards(directory: str, pattern: str = DEFAULT_PATTERN,
+                done_suffix: Optional[str] = None) -> List[str]:
+  """Names of the landed shards of a stream folder, in stream (name) order.
+
+  With ``done_suffix``, a shard has landed once its marker ``<shard><done_suffix>``
+  exists beside it; markers are never shards (the default pattern matches them).
+  """
+  names = set(tf.io.gfile.listdir(directory))
+  shards = [n for n in names if is_landed_shard(n, pattern)]
+  if done_suffix:
+    shards = [n for n in shards
+              if not n.endswith(done_suffix) and n + done_suffix in names]
+  return sorted(shards)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tail:
+  """What follows a shard's last whole record: a record the shard ends inside
+  (``truncated``) or one that fails TFRecord's checks."""
+  truncated: bool
+  reason: str
+
+
+@dataclasses.dataclass
+class _ShardCursor:
+  """How far a shard is read: its next record and that record's first byte."""
+  shard: str
+  record: int
+  byte: Optional[int] = None  # None: not counted yet (a start inside the shard)
+  size: Optional[int] = None  # the shard's bytes at the last read (None: unread)
+  tail: Optional[_Tail] = None  # after the last whole record (None: the end)
+  grew_at: float = 0.0  # when a read last found new bytes: the landing timeout's start
+
+
+@dataclasses.dataclass
+class _Reading:
+  """Where one iteration of a `ShardStream` stands, across polls."""
+  position: StreamPosition
+  consumed_before_start: set
+  done: set = dataclasses.field(default_factory=set)  # shards read to their end
+  cursor: Optional[_ShardCursor] = None  # the shard read last (under follow: open)
+  pending: "_PendingRecords" = dataclasses.field(
+      default_factory=lambda: _PendingRecords())
 
 
 class ShardStream:
@@ -135,9 +190,16 @@ class ShardStream:
     schema: the data's schema; by default ``directory/schema.json``.
     start: where to begin (`StreamPosition`); the default is the start.
     follow: when every landed shard is consumed, wait for new ones (polling
-      every ``poll_seconds``) instead of stopping.
+      every ``poll_seconds``) instead of stopping. The newest shard stays open:
+      each poll reads on in it if it grew, and a record it ends inside is not
+      landed yet (see the module docstring).
     idle_timeout: under ``follow``, stop after this many seconds without a new
-      shard (None: wait forever).
+      shard or new bytes in the open one (None: wait forever).
+    landing_timeout: under ``follow``, how long the newest shard may end inside
+      a record without growing before that record is bad input (None: until a
+      newer shard lands).
+    done_suffix: read a shard only once ``<shard><done_suffix>`` exists beside
+      it (then it is complete); None or "": every landed shard.
     on_bad: "stop" raises `BadShardRecordError`; "skip" skips and counts.
     pattern: glob of shard names in ``directory``.
     fingerprints: compute every record's fingerprint (for audit logs).
@@ -145,6 +207,7 @@ class ShardStream:
       ended at ``start``; more shards before ``start`` than that means some
       landed out of order while the stream was not read (bad input).
     sleep: the wait function (tests replace it).
+    clock: the monotonic clock of both timeouts (tests replace it).
     should_stop: checked before every poll under ``follow``; when it returns
       True the iteration ends (e.g. on a signal).
   """
@@ -158,7 +221,10 @@ class ShardStream:
                pattern: str = DEFAULT_PATTERN, fingerprints: bool = False,
                shards_before_start: Optional[int] = None,
                sleep: Callable[[float], None] = time.sleep,
-               should_stop: Callable[[], bool] = lambda: False):
+               should_stop: Callable[[], bool] = lambda: False,
+               landing_timeout: Optional[float] = 600.0,
+               done_suffix: Optional[str] = None,
+               clock: Callable[[], float] = time.monotonic):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_bad not in ON_BAD_CHOICES:
@@ -173,6 +239,8 @@ class ShardStream:
     self.follow = follow
     self.poll_seconds = poll_seconds
     self.idle_timeout = idle_timeout
+    self.landing_timeout = landing_timeout
+    self.done_suffix = done_suffix or None
     self.on_bad = on_bad
     self.pattern = pattern
     self.fingerprints = fingerprints
@@ -180,6 +248,7 @@ class ShardStream:
     self._known: set = set()
     self._sleep = sleep
     self._should_stop = should_stop
+    self._clock = clock
     self.skipped: List[SkippedRecords] = []
     self.records_read = 0
     spec = reader.feature_spec(self.schema)
@@ -207,37 +276,6 @@ class ShardStream:
     self.skipped.append(SkippedRecords(os.path.join(self.directory, shard), record,
                                        count, kind, reason))
 
-  def _shard_records(self, shard: str, offset: int
-                     ) -> Iterator[Tuple[np.ndarray, int]]:
-    """Chunks of serialized records of one shard from ``offset``: (records, first)."""
-    path = os.path.join(self.directory, shard)
-    dataset = tf.data.TFRecordDataset(path).skip(offset).batch(self.batch_size)
-    position = offset
-    iterator = iter(dataset)
-    while True:
-      try:
-        chunk = next(iterator)
-      except StopIteration:
-        return
-      except tf.errors.DataLossError as e:
-        # The failing record is the first the chunk did not deliver; find it by
-        # reading single records (from the shard's start: this is the rare path).
-        found = reader.first_unreadable_record(path)
-        bad = position if found is None else max(found[0], position)
-        self._bad(shard, bad, f"unreadable TFRecord (truncated or corrupted): "
-                  f"{e.message.splitlines()[0]}", "unreadable_record", None)
-        good = bad - position
-        if good:
-          yield self._read_range(path, position, good), position
-        return
-      records = chunk.numpy()
-      yield records, position
-      position += len(records)
-
-  @staticmethod
-  def _read_range(path: str, start: int, count: int) -> np.ndarray:
-    return next(iter(tf.data.TFRecordDataset(path).skip(start).batch(count))).numpy()
-
   def _parse_checked(self, records: List[bytes], shards: List[str],
                      offsets: List[int]) -> Tuple[Optional[Dict[str, tf.Tensor]],
                                                   List[int]]:
@@ -256,7 +294,7 @@ class ShardStream:
         keep.append(i)
       except tf.errors.InvalidArgumentError as e:
         self._bad(shards[i], offsets[i], "not an impression of this stream's "
-                  f"schema: {e.message.splitlines()[0]}", "invalid_record", 1)
+                  f"schema: {reader.tf_error_reason(e)}", "invalid_record", 1)
     if not keep:
       return None, keep
     return self._parse(tf.constant([records[i] for i in keep], tf.string)), keep
@@ -279,47 +317,151 @@ class ShardStream:
                        records, end, before)
 
   def __iter__(self) -> Iterator[StreamBatch]:
-    position = self.start
-    done = set()  # shards consumed (or started) by this iteration
-    pending = _PendingRecords()
-    consumed_before_start = self._consumed_before_start()
-    idle_since = time.monotonic()
+    reading = _Reading(self.start, self._consumed_before_start())
+    idle_since = self._clock()
     while True:
-      found_new = False
-      for shard in list_shards(self.directory, self.pattern):
-        if shard in done:
-          continue
-        if shard < position.shard:
-          if shard not in consumed_before_start:
-            done.add(shard)
-            self._landed_out_of_order(shard, position)
-          continue
-        done.add(shard)
-        self._known.add(shard)
-        found_new = True
-        idle_since = time.monotonic()
-        first = position.offset if shard == position.shard else 0
-        for batch in self._full_batches(shard, first, pending):
-          position = batch.end
-          yield batch
-        position = max(position, StreamPosition(shard, 0))
-      if len(pending):
+      active = yield from self._read_landed(reading)
+      if active:
+        idle_since = self._clock()
+      if len(reading.pending):
         # Caught up with what has landed: train on the remainder now rather than
         # holding it until more data lands.
-        batch = self._emit(*pending.take(len(pending)))
+        batch = self._emit(*reading.pending.take(len(reading.pending)))
         if batch is not None:
-          position = batch.end
+          reading.position = batch.end
           yield batch
-      if self._stops(found_new, idle_since):
+      if self._stops(active, idle_since):
         return
       self._sleep(self.poll_seconds)
+
+  def _read_landed(self, reading: _Reading) -> Generator[StreamBatch, None, bool]:
+    """One poll: reads the landed shards from the position on, in name order.
+
+    Returns whether a shard was new or grew.
+    """
+    active = False
+    shards = list_shards(self.directory, self.pattern, self.done_suffix)
+    for shard in shards:
+      if shard in reading.done or self._passed(shard, reading):
+        continue
+      cursor = reading.cursor
+      if cursor is None or cursor.shard != shard:
+        self._known.add(shard)
+        first = reading.position.offset if shard == reading.position.shard else 0
+        cursor = reading.cursor = _ShardCursor(shard, first, grew_at=self._clock())
+      # Under follow the newest shard may still be written in place; a newer
+      # shard (names sort in time order) or its done marker says it is complete.
+      final = not self.follow or shard != shards[-1] or self.done_suffix is not None
+      grew, ended = yield from self._read_on(cursor, final, reading)
+      active = active or grew
+      if ended:
+        reading.done.add(shard)
+      reading.position = max(reading.position, StreamPosition(shard, 0))
+    return active
+
+  def _passed(self, shard: str, reading: _Reading) -> bool:
+    """Whether ``shard`` sorts before the position: consumed before the start,
+    or landed out of order (bad input)."""
+    if shard >= reading.position.shard:
+      return False
+    if shard not in reading.consumed_before_start:
+      reading.done.add(shard)
+      self._landed_out_of_order(shard, reading.position)
+    return True
+
+  def _read_on(self, cursor: _ShardCursor, final: bool, reading: _Reading
+               ) -> Generator[StreamBatch, None, Tuple[bool, bool]]:
+    """Reads the cursor's shard on from its next record if it grew since the last read.
+
+    Returns (whether it grew, whether it ended). A final shard ends here, what
+    follows its last whole record being bad input; an open one waits for a
+    record it ends inside until ``landing_timeout``.
+    """
+    path = self._path(cursor.shard)
+    grew = False
+    while _size(path) != cursor.size:
+      grew = True
+      yield from self._read_whole_records(cursor, reading)
+      cursor.size, cursor.grew_at = _size(path), self._clock()
+      cursor.tail = self._tail(cursor)
+      if cursor.tail is None and cursor.byte < cursor.size:
+        cursor.size = None  # its next record was completed while it was read: read on
+    if cursor.tail is None:
+      return grew, final
+    if not final and cursor.tail.truncated and not self._landing_timed_out(cursor):
+      return grew, False  # not landed yet: wait for the rest of the record
+    self._bad_tail(cursor, final)
+    return grew, True
+
+  def _read_whole_records(self, cursor: _ShardCursor, reading: _Reading
+                          ) -> Iterator[StreamBatch]:
+    """Adds the shard's whole records from the cursor on to the pending ones;
+    yields the full batches.
+
+    Reading stops before the first record that cannot be read (cut short or
+    corrupted: TFRecord framing cannot resynchronize); `_tail` says which.
+    """
+    path = self._path(cursor.shard)
+    if cursor.byte is None:
+      cursor.byte = _bytes_of_records(path, cursor.record)
+    chunks = (tf.data.TFRecordDataset(path).skip(cursor.record)
+              .ignore_errors(log_warning=False).batch(self.batch_size))
+    for chunk in chunks:
+      records = chunk.numpy().tolist()
+      reading.pending.add(records, cursor.shard, cursor.record)
+      cursor.record += len(records)
+      cursor.byte += sum(map(len, records)) + _FRAMING_BYTES * len(records)
+      self.records_read += len(records)
+      while len(reading.pending) >= self.batch_size:
+        batch = self._emit(*reading.pending.take(self.batch_size))
+        if batch is not None:
+          reading.position = batch.end
+          yield batch
+
+  def _tail(self, cursor: _ShardCursor) -> Optional[_Tail]:
+    """What follows the cursor's last whole record: None at the shard's end, or
+    when that record has become whole since it was read."""
+    if cursor.byte >= cursor.size:
+      return None
+    records = tf.data.TFRecordDataset(self._path(cursor.shard)).skip(cursor.record)
+    try:
+      if list(records.take(1)):
+        return None
+    except tf.errors.DataLossError as e:
+      # TF says "truncated record at <byte>" when the file ends inside the
+      # record, "corrupted record at <byte>" when a CRC check fails.
+      reason = reader.tf_error_reason(e)
+      return _Tail(reason.startswith("truncated record"), reason)
+    # TF reads a record header cut short (under 12 bytes) as the end of the file.
+    return _Tail(True, f"the shard ends inside the record's header: its records "
+                 f"stop at byte {cursor.byte} of {cursor.size}")
+
+  def _landing_timed_out(self, cursor: _ShardCursor) -> bool:
+    return (self.landing_timeout is not None
+            and self._clock() - cursor.grew_at >= self.landing_timeout)
+
+  def _bad_tail(self, cursor: _ShardCursor, final: bool) -> None:
+    """The record after the cursor's last whole one cannot be read: bad input
+    (skipping skips the rest of the shard)."""
+    note = ""
+    if self.follow and cursor.tail.truncated:
+      complete = ("its done marker exists" if self.done_suffix
+                  else "a newer shard has landed")
+      note = (f"; {complete}, so it will not be completed" if final else
+              f"; not completed {self.landing_timeout:g} s after the shard last grew "
+              "(landing_timeout)")
+    self._bad(cursor.shard, cursor.record, "unreadable TFRecord (truncated or "
+              f"corrupted): {cursor.tail.reason}{note}", "unreadable_record", None)
+
+  def _path(self, shard: str) -> str:
+    return os.path.join(self.directory, shard)
 
   def _consumed_before_start(self) -> set:
     """The shards before the start position (consumed); too many are bad input.
 
     Any other shard that shows up before the position landed out of order.
     """
-    consumed = {s for s in list_shards(self.directory, self.pattern)
+    consumed = {s for s in list_shards(self.directory, self.pattern, self.done_suffix)
                 if s < self.start.shard}
     self._known = set(consumed)
     if (self.shards_before_start is not None
@@ -340,23 +482,12 @@ class ShardStream:
               "shard names must sort in landing order", "out_of_order_shard",
               None)
 
-  def _full_batches(self, shard: str, first: int, pending: "_PendingRecords"
-                    ) -> Iterator[StreamBatch]:
-    """Reads ``shard`` from record ``first`` into ``pending``; yields full batches."""
-    for chunk, chunk_start in self._shard_records(shard, first):
-      self.records_read += len(chunk)
-      pending.add(chunk.tolist(), shard, chunk_start)
-      while len(pending) >= self.batch_size:
-        batch = self._emit(*pending.take(self.batch_size))
-        if batch is not None:
-          yield batch
-
-  def _stops(self, found_new: bool, idle_since: float) -> bool:
+  def _stops(self, active: bool, idle_since: float) -> bool:
     """Whether the iteration ends now that every landed shard is consumed."""
     if not self.follow:
       return True
-    if (not found_new and self.idle_timeout is not None
-        and time.monotonic() - idle_since >= self.idle_timeout):
+    if (not active and self.idle_timeout is not None
+        and self._clock() - idle_since >= self.idle_timeout):
       return True
     return self._should_stop()
 
@@ -383,6 +514,21 @@ class _PendingRecords:
     taken = self.records[:n], self.shards[:n], self.offsets[:n]
     del self.records[:n], self.shards[:n], self.offsets[:n]
     return taken
+
+
+def _size(path: str) -> int:
+  return tf.io.gfile.stat(path).length
+
+
+def _bytes_of_records(path: str, count: int) -> int:
+  """Bytes of the first ``count`` records of a TFRecord file, framing included
+  (a stream resumed inside a shard: where its next record starts)."""
+  if count == 0:
+    return 0
+  lengths = (tf.data.TFRecordDataset(path).take(count).map(tf.strings.length)
+             .batch(_PROGRESS_RECORDS))
+  payload = sum(int(np.sum(chunk.numpy(), dtype=np.int64)) for chunk in lengths)
+  return payload + _FRAMING_BYTES * count
 
 
 def stream_shard_name(prefix: str, index: int) -> str:

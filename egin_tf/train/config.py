@@ -106,10 +106,19 @@ class StreamConfig(Config):
   poll_seconds: float = param(10.0, "With --follow: seconds between polls.",
                               above=0.0)
   idle_timeout: Optional[float] = param(None, "With --follow: stop after this many "
-                                        "seconds without a new shard (unset: never).",
+                                        "seconds without new data: a new shard, or "
+                                        "bytes appended to the newest (unset: never).",
                                         above=0.0)
+  landing_timeout: Optional[float] = param(
+      600.0, "With --follow: seconds the newest shard (written in place) may end "
+      "inside a record without growing; then that record is bad input (unset: "
+      "until a newer shard lands).", above=0.0)
   shard_pattern: str = param(stream_lib.DEFAULT_PATTERN, "Glob of shard names in "
                              "the stream folder.")
+  done_suffix: Optional[str] = param(None, "Read a shard only once a done marker "
+                                     "named after it with this suffix exists beside "
+                                     "it, e.g. .done for x.tfrecord.done (unset: "
+                                     "every landed shard).")
   on_bad: str = param("stop", "Stop at an unreadable or unparsable record, or skip "
                       "and report it.", choices=("stop", "skip"))
   checkpoint_every_steps: int = param(200, "Steps between checkpoints (also at the "

@@ -465,7 +465,8 @@ class StreamTrainer:
         pattern=stream.shard_pattern, fingerprints=stream.audit_log,
         shards_before_start=start.shards_before,
         sleep=lambda seconds: _sleep_unless(stop, seconds),
-        should_stop=lambda: stop.signal is not None)
+        should_stop=lambda: stop.signal is not None,
+        landing_timeout=stream.landing_timeout, done_suffix=stream.done_suffix)
 
   def summary(self) -> Dict[str, Any]:
     """Prints the run's last line; the result dict (``eval``/``oracle`` None:
