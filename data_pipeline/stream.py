@@ -17,6 +17,10 @@ conventions log shippers use:
   shard growing, is bad input like any truncated shard. Without ``follow`` every
   shard is final when read.
 
+Several readers (a cluster's workers) split a stream by `ShardOwner`: each
+shard belongs to one reader by a hash of its name, and each reader reads its
+shards in name order with a position of its own.
+
 `ShardStream` yields fixed-size batches of the reader's padded tensors (see
 `data_pipeline.reader`), cut across shard boundaries, each with the exact records it
 holds. Where a stream stands is a `StreamPosition`: ``(shard, offset)`` means every
@@ -149,6 +153,30 @@ def list_shards(directory: str, pattern: str = DEFAULT_PATTERN,
 
 
 @dataclasses.dataclass(frozen=True)
+class ShardOwner:
+  """Which shards one of ``count`` readers of a stream reads (reader ``index``).
+
+  A shard belongs to reader ``BLAKE2b-64(name) mod count``: a rule of the name
+  alone, so the readers (e.g. a cluster's workers) need no coordination, every
+  shard has exactly one reader whenever and in whatever order shards land, and
+  a restarted reader owns what it owned. Each reader reads its shards in name
+  order. ``ShardOwner()`` is the one reader of the whole stream.
+  """
+  index: int = 0
+  count: int = 1
+
+  def __post_init__(self):
+    if not 0 <= self.index < self.count:
+      raise ValueError(f"reader index must be in [0, {self.count}), got {self.index}")
+
+  def owns(self, shard: str) -> bool:
+    if self.count == 1:
+      return True
+    digest = hashlib.blake2b(shard.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % self.count == self.index
+
+
+@dataclasses.dataclass(frozen=True)
 class _Tail:
   """What follows a shard's last whole record: a record the shard ends inside
   (``truncated``) or one that fails TFRecord's checks."""
@@ -208,6 +236,9 @@ class ShardStream:
       landed out of order while the stream was not read (bad input).
     sleep: the wait function (tests replace it).
     clock: the monotonic clock of both timeouts (tests replace it).
+    owner: which shards this reader reads (`ShardOwner`; default: all). The
+      start position, ``shards_before_start`` and out-of-order checks are of
+      this reader's shards; any newer shard makes its newest one final.
     should_stop: checked before every poll under ``follow``; when it returns
       True the iteration ends (e.g. on a signal).
   """
@@ -224,7 +255,8 @@ class ShardStream:
                should_stop: Callable[[], bool] = lambda: False,
                landing_timeout: Optional[float] = 600.0,
                done_suffix: Optional[str] = None,
-               clock: Callable[[], float] = time.monotonic):
+               clock: Callable[[], float] = time.monotonic,
+               owner: ShardOwner = ShardOwner()):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_bad not in ON_BAD_CHOICES:
@@ -249,6 +281,7 @@ class ShardStream:
     self._sleep = sleep
     self._should_stop = should_stop
     self._clock = clock
+    self.owner = owner
     self.skipped: List[SkippedRecords] = []
     self.records_read = 0
     spec = reader.feature_spec(self.schema)
@@ -342,7 +375,8 @@ class ShardStream:
     active = False
     shards = list_shards(self.directory, self.pattern, self.done_suffix)
     for shard in shards:
-      if shard in reading.done or self._passed(shard, reading):
+      if (not self.owner.owns(shard) or shard in reading.done
+          or self._passed(shard, reading)):
         continue
       cursor = reading.cursor
       if cursor is None or cursor.shard != shard:
@@ -462,7 +496,7 @@ class ShardStream:
     Any other shard that shows up before the position landed out of order.
     """
     consumed = {s for s in list_shards(self.directory, self.pattern, self.done_suffix)
-                if s < self.start.shard}
+                if s < self.start.shard and self.owner.owns(s)}
     self._known = set(consumed)
     if (self.shards_before_start is not None
         and len(consumed) > self.shards_before_start):

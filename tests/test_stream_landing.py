@@ -1,5 +1,7 @@
-"""How shards land under --follow: written in place, done markers, the landing timeout."""
+"""How shards land under --follow: written in place, done markers, the landing
+timeout; and which reader of several reads which shard (ShardOwner)."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -356,3 +358,63 @@ def test_train_follows_a_shard_written_in_place(tmp_path):
                                                       "trained_examples")).read()
   assert [(shard, offset) for shard, offset, _ in trained] == [
       ("s-000.tfrecord", i) for i in range(60)]
+
+
+# Readers: a cluster's workers split a stream by ShardOwner.
+
+def test_shard_owner_is_the_name_hash_mod_the_readers():
+  names = [f"impressions-{i:06d}.tfrecord" for i in range(40)]
+  for count in (1, 2, 3):
+    owners = [[stream.ShardOwner(i, count).owns(n) for i in range(count)]
+              for n in names]
+    assert all(sum(row) == 1 for row in owners)  # one reader per shard
+    for name, row in zip(names, owners):
+      digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+      assert row.index(True) == int.from_bytes(digest, "little") % count
+  # Both readers get some of 40 shards (a hash, not a round robin).
+  assert 0 < sum(stream.ShardOwner(0, 2).owns(n) for n in names) < 40
+  with pytest.raises(ValueError, match=r"reader index must be in \[0, 2\), got 2"):
+    stream.ShardOwner(2, 2)
+
+
+def test_two_readers_read_every_record_once_each_its_shards_in_order(tmp_path):
+  items = {f"s-{k:03d}.tfrecord": [10 * k + i for i in range(3)] for k in range(8)}
+  directory = _stream_dir(tmp_path, sum(items.values(), []))
+  for name, shard_items in items.items():
+    _land(directory, name, _shard_bytes(tmp_path, shard_items)[0])
+  read = []
+  for index in range(2):
+    owner = stream.ShardOwner(index, 2)
+    batches = list(stream.ShardStream(directory, 4, LENGTHS, owner=owner))
+    rows = [(s, int(o)) for b in batches for s, o in zip(b.shards, b.offsets)]
+    mine = sorted(n for n in items if owner.owns(n))
+    assert rows == [(n, i) for n in mine for i in range(3)]
+    assert sum(_items(batches), []) == sum((items[n] for n in mine), [])
+    # Its positions and shard counts are of its own shards.
+    assert batches[-1].end == stream.StreamPosition(mine[-1], 3)
+    assert batches[-1].shards_before_end == len(mine) - 1
+    read += sum(_items(batches), [])
+  assert sorted(read) == sorted(sum(items.values(), []))
+
+
+def test_another_readers_newer_shard_makes_this_ones_open_shard_final(tmp_path):
+  owner = stream.ShardOwner(0, 2)
+  names = [f"s-{k:03d}.tfrecord" for k in range(20)]
+  mine = next(n for n in names if owner.owns(n))
+  theirs = next(n for n in names if n > mine and not owner.owns(n))
+  data, bounds = _shard_bytes(tmp_path, [1, 2, 3])
+  directory = _stream_dir(tmp_path, [1, 2, 3, 4])
+  _append(os.path.join(directory, mine), data[:bounds[2][0] + 5])  # record 2 cut
+  polls = []
+
+  def land_theirs():
+    polls.append(1)
+    if len(polls) == 2:  # a newer shard lands; it is not this reader's
+      _land(directory, theirs, _shard_bytes(tmp_path, [4])[0])
+
+  fake = FakeTime(land_theirs)
+  reading = _follow(directory, fake, idle_timeout=3.0, on_bad="skip", owner=owner)
+  assert sum(_items(list(reading)), []) == [1, 2]
+  # Until it landed the cut record was waited for; then it was final: bad input.
+  assert [(os.path.basename(s.shard), s.record) for s in reading.skipped] == [(mine, 2)]
+  assert "a newer shard has landed" in reading.skipped[0].reason
