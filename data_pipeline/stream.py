@@ -284,6 +284,8 @@ class ShardStream:
     self.owner = owner
     self.skipped: List[SkippedRecords] = []
     self.records_read = 0
+    # The record an open shard ends inside, while the stream waits for its rest.
+    self.waiting_for: Optional[StreamPosition] = None
     spec = reader.feature_spec(self.schema)
     schema_, lengths_ = self.schema, lengths
     self._parse = tf.function(
@@ -420,10 +422,13 @@ class ShardStream:
       cursor.tail = self._tail(cursor)
       if cursor.tail is None and cursor.byte < cursor.size:
         cursor.size = None  # its next record was completed while it was read: read on
+    self.waiting_for = None
     if cursor.tail is None:
       return grew, final
     if not final and cursor.tail.truncated and not self._landing_timed_out(cursor):
-      return grew, False  # not landed yet: wait for the rest of the record
+      # Not landed yet: wait for the rest of the record.
+      self.waiting_for = StreamPosition(cursor.shard, cursor.record)
+      return grew, False
     self._bad_tail(cursor, final)
     return grew, True
 

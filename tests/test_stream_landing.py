@@ -16,6 +16,7 @@ from data_pipeline import schema as schema_lib
 from data_pipeline import stream
 from data_pipeline.tf_env import tf
 from egin_tf.train import audit_log
+from egin_tf.train import stream as streaming
 
 LENGTHS = reader.SequenceLengths(3, 3, 3)
 # The error of issue 28: a shard read while it was written in place.
@@ -358,6 +359,23 @@ def test_train_follows_a_shard_written_in_place(tmp_path):
                                                       "trained_examples")).read()
   assert [(shard, offset) for shard, offset, _ in trained] == [
       ("s-000.tfrecord", i) for i in range(60)]
+
+
+def test_an_idle_stop_while_waiting_for_a_record_says_which(tmp_path):
+  # idle_timeout (1 s) under landing_timeout (600 s): the run stops idle with
+  # record 2 still cut off. Nothing is lost (the position is before it), and
+  # the stream and the trainer's summary say which record it waited for.
+  data, bounds = _shard_bytes(tmp_path, [1, 2, 3])
+  directory = _stream_dir(tmp_path, [1, 2, 3])
+  _append(os.path.join(directory, "s-000.tfrecord"), data[:bounds[2][0] + 7])
+  reading = _follow(directory, FakeTime(), idle_timeout=1.0)
+  batches = list(reading)
+  assert _items(batches) == [[1, 2]] and not reading.skipped
+  assert batches[-1].end == stream.StreamPosition("s-000.tfrecord", 2)
+  assert reading.waiting_for == stream.StreamPosition("s-000.tfrecord", 2)
+  assert streaming._waiting_note(reading) == (  # pylint: disable=protected-access
+      "; stopped while waiting for the rest of s-000.tfrecord record 2 (written "
+      "in place; a resumed run reads it)")
 
 
 # Readers: a cluster's workers split a stream by ShardOwner.

@@ -481,7 +481,8 @@ class StreamTrainer:
                 f"{run.state.position()}: trained {loop.trained_examples:,} examples "
                 f"in this run ({rate:,.0f} ex/s), {result['examples']:,} in total; "
                 f"progressive AUC {result['running_auc']:.4f}, last {window:,}: "
-                f"{result['window_auc']:.4f}; {self._shard_stream.skip_summary()}")
+                f"{result['window_auc']:.4f}; {self._shard_stream.skip_summary()}"
+                f"{_waiting_note(self._shard_stream)}")
     return {
         "steps": loop.step,
         "examples": result["examples"],
@@ -495,6 +496,16 @@ class StreamTrainer:
         "eval": None,
         "oracle": None,
     }
+
+
+def _waiting_note(shards: stream_lib.ShardStream) -> str:
+  """Says which record of a shard written in place was still cut off at the
+  stop (not lost: the position is before it, so a resumed run reads it)."""
+  if shards.waiting_for is None:
+    return ""
+  return (f"; stopped while waiting for the rest of {shards.waiting_for.shard} "
+          f"record {shards.waiting_for.offset} (written in place; a resumed run "
+          "reads it)")
 
 
 def train_stream(stream_dir: str, model_dir: str, config: train_config.TrainConfig,
