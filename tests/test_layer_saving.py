@@ -203,12 +203,12 @@ def test_a_model_loads_back_with_its_predictions_and_state(name, tmp_path):
   optimizer = _values(optimizer_variables(model.optimizer))
   loaded = _saved_and_loaded(model, str(tmp_path / "model.keras"))
   _assert_equal_values(optimizer, _values(optimizer_variables(loaded.optimizer)))
-  # Training resumes where it stopped: one more step moves both queues and
-  # graphs alike (only the int state: float training on 2 cores is not
-  # bit-reproducible run to run).
-  _fit(model, 1)
-  _fit(loaded, 1)
-  _assert_equal_values(_state(model), _state(loaded))
+  if name in STATEFUL:
+    # Training resumes where it stopped: one more step moves both models'
+    # non-trainable state (queues, graph counts, batch-norm statistics) alike.
+    _fit(model, 1)
+    _fit(loaded, 1)
+    _assert_equal_values(_state(model), _state(loaded))
 
 
 @pytest.mark.skipif(KERAS3, reason="Keras 3 saves only .keras files")
