@@ -9,11 +9,14 @@ renamed, just BEFORE that checkpoint is saved. On restart from the checkpoint of
 step S, segments of later steps (written, but their checkpoint never completed) are
 deleted. So the segments always list exactly the examples the latest checkpoint's
 model was trained on: this is how the exactly-once guarantee is checked.
+`delivery` compares such a log with the records of the stream and counts what
+was trained once, twice or more, not at all, or is not the stream's.
 """
 
+import collections
 import os
 import re
-from typing import List, Tuple
+from typing import Iterable, List, NamedTuple, Tuple
 
 import numpy as np
 
@@ -75,3 +78,49 @@ class TrainedExamplesLog:
           shard, offset, fingerprint = line.rstrip("\n").split("\t")
           rows.append((shard, int(offset), int(fingerprint)))
     return rows
+
+
+Row = Tuple[str, int, int]  # (shard, offset, fingerprint)
+
+
+class Delivery(NamedTuple):
+  """How a trained-example log covers the stream's records (`delivery`).
+
+  expected: the stream's records; once: those trained exactly once;
+  duplicates: extra trainings (a record trained 3 times counts 2); missing:
+  ``(shard, offset)`` of records never trained; foreign: trained rows that
+  are no record of the stream (unknown position, or another fingerprint).
+  """
+  expected: int
+  once: int
+  duplicates: int
+  missing: List[Tuple[str, int]]
+  foreign: List[Row]
+
+  @property
+  def exactly_once(self) -> bool:
+    return (self.once == self.expected and not self.duplicates
+            and not self.missing and not self.foreign)
+
+  def __str__(self) -> str:
+    return (f"{self.expected:,} records: {self.once:,} trained once, "
+            f"{self.duplicates:,} duplicate trainings, {len(self.missing):,} never "
+            f"trained, {len(self.foreign):,} trained rows not of the stream")
+
+
+def delivery(trained: Iterable[Row], expected: Iterable[Row]) -> Delivery:
+  """Counts, per record of ``expected`` (the stream, e.g. up to a position),
+  how often ``trained`` (`TrainedExamplesLog.read`, of one or many readers)
+  holds it; a record is its (shard, offset) with its fingerprint."""
+  stream = {(shard, offset): fp for shard, offset, fp in expected}
+  counts = collections.Counter()
+  foreign = []
+  for shard, offset, fp in trained:
+    if stream.get((shard, offset)) == fp:
+      counts[(shard, offset)] += 1
+    else:
+      foreign.append((shard, offset, fp))
+  return Delivery(
+      expected=len(stream), once=sum(1 for n in counts.values() if n == 1),
+      duplicates=sum(n - 1 for n in counts.values()),
+      missing=sorted(k for k in stream if k not in counts), foreign=foreign)
