@@ -7,7 +7,7 @@ STREAM = [("a", 0, 10), ("a", 1, 11), ("b", 0, 20), ("b", 1, 21)]
 
 def test_every_record_once_is_exactly_once():
   report = audit_log.delivery(STREAM, STREAM)
-  assert report == audit_log.Delivery(4, 4, 0, [], [])
+  assert report == audit_log.Delivery(4, 4, 0, [], [], [])
   assert report.exactly_once
   assert str(report) == ("4 records: 4 trained once, 0 duplicate trainings, "
                          "0 never trained, 0 trained rows not of the stream")
@@ -23,6 +23,7 @@ def test_duplicates_gaps_and_foreign_rows_are_counted():
   assert report.expected == 4
   assert report.once == 1            # only "a" 0
   assert report.duplicates == 2 + 1  # "a" 1 twice more, "b" 0 once more
+  assert report.repeated == [("a", 1, 3), ("b", 0, 2)]
   assert report.missing == [("b", 1)]
   assert report.foreign == [("b", 1, 99), ("c", 0, 30)]
   assert not report.exactly_once

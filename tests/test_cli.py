@@ -8,7 +8,7 @@ import sys
 import pytest
 
 COMMANDS = ["generate", "convert", "train", "replay", "evaluate", "export",
-            "neighbors", "cluster-local"]
+            "neighbors", "audit", "cluster-local"]
 
 
 def _run(*args, check=True):
@@ -34,7 +34,7 @@ def test_every_command_has_help_with_its_own_flags(command):
   flags_by_command = {"generate": "--users", "convert": "--on_bad",
                       "train": "--model_dir", "evaluate": "--data",
                       "export": "--export_dir", "neighbors": "--item",
-                      "replay": "--records_per_shard",
+                      "replay": "--records_per_shard", "audit": "--show",
                       "cluster-local": "--workers"}
   assert flags_by_command[command] in proc.stdout
 

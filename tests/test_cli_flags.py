@@ -129,6 +129,9 @@ def _other_cases(p):
        f"--model_dir={missing}: not a model directory"),
       (["neighbors", "--model_dir", missing], "--item"),
       (["neighbors", "--model_dir", missing, "--item", "3", "--k", "0"], "--k"),
+      (["audit"], "--model_dir"),
+      (["audit", "--model_dir", missing], f"--model_dir={missing}: not a model directory"),
+      (["audit", "--model_dir", missing, "--show", "-1"], "--show"),
       (["cluster-local", "--workers", "0", "--", "--model_dir", missing],
        "--workers"),
       (["cluster-local", "--ps", "-1", "--", "--model_dir", missing], "--ps"),
@@ -153,7 +156,7 @@ def test_train_refuses_every_bad_flag_before_any_work(paths):
 
 
 @pytest.mark.parametrize("command", ["generate", "convert", "replay", "evaluate",
-                                     "export", "neighbors", "cluster-local"])
+                                     "export", "neighbors", "audit", "cluster-local"])
 def test_other_commands_refuse_bad_flags(paths, command):
   cases = [c for c in _other_cases(paths) if c[0][0] == command]
   _check(sweep([argv for argv, _ in cases]), cases)

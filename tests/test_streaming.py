@@ -308,7 +308,7 @@ def test_kill_9_mid_shard_then_resume_trains_every_example_exactly_once(
   trained = audit_log.TrainedExamplesLog(os.path.join(model_dir,
                                                       "trained_examples")).read()
   # Every record of the input, once, in stream order: none twice, none skipped.
-  assert audit_log.delivery(trained, expected) == audit_log.Delivery(3000, 3000, 0, [], [])
+  assert audit_log.delivery(trained, expected) == audit_log.Delivery(3000, 3000, 0, [], [], [])
   assert trained == expected
   stats = json.load(open(os.path.join(model_dir, "stream_metrics.json")))
   assert stats["examples"] == 3000
@@ -365,3 +365,34 @@ def test_offline_model_directory_is_a_warm_start(sim_stream, sim_data, tmp_path)
   np.testing.assert_allclose(progressive.window_scores.numpy()[:64],
                              offline_model(batch.features, training=False).numpy(),
                              rtol=1e-5)
+
+
+def _audit(model_dir):
+  return subprocess.run([sys.executable, "-m", "egin_tf.cli.main", "audit",
+                         "--model_dir", model_dir, "--show", "1"],
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_audit_counts_every_record_once_then_a_duplicate_and_a_gap(sim_stream, tmp_path):
+  directory, names = _first_shards(sim_stream, str(tmp_path / "s"), 1)
+  model_dir = str(tmp_path / "m")
+  config = train_config.TrainConfig(model="dnn", seed=0, **dict(SMALL, batch_size=100))
+  streaming.train_stream(directory, model_dir, config,
+                         train_config.StreamConfig(audit_log=True), print_fn=lambda s: None)
+  ok = _audit(model_dir)
+  assert ok.returncode == 0, ok.stdout + ok.stderr
+  assert f"(checkpoint ckpt-5, at {names[0]} record 500) against the stream" in ok.stdout
+  assert ("500 records: 500 trained once, 0 duplicate trainings, 0 never trained, "
+          "0 trained rows not of the stream") in ok.stdout
+  # Record 7 trained twice, record 9 never: as an at-least-once run would log.
+  [(_, segment)] = audit_log.TrainedExamplesLog(
+      os.path.join(model_dir, streaming.AUDIT_DIR)).segments()
+  lines = open(segment).read().splitlines(keepends=True)
+  lines[9] = lines[7]
+  open(segment, "w").write("".join(lines))
+  bad = _audit(model_dir)
+  assert bad.returncode == 1, bad.stdout + bad.stderr
+  assert ("500 records: 498 trained once, 1 duplicate trainings, 1 never trained, "
+          "0 trained rows not of the stream") in bad.stdout
+  assert f"trained more than once (shard, record, times): {names[0]} 7 2" in bad.stdout
+  assert f"never trained: {names[0]} 9" in bad.stdout

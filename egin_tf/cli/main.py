@@ -12,6 +12,7 @@ Commands:
   evaluate   exact AUC, gAUC and logloss of a trained model on data
   export     write a trained model as a SavedModel for TF Serving
   neighbors  an item's nearest items and queries in the learned embeddings
+  audit      did a stream run train every record once? (its --audit_log)
   cluster-local  run `train` on a tf.distribute cluster of local processes
 """
 
@@ -35,6 +36,7 @@ COMMANDS = {
     "evaluate": "egin_tf.cli.evaluate",
     "export": "egin_tf.cli.export",
     "neighbors": "egin_tf.cli.neighbors",
+    "audit": "egin_tf.cli.audit",
     "cluster-local": "egin_tf.cli.cluster_local",
 }
 

@@ -16,11 +16,13 @@ was trained once, twice or more, not at all, or is not the stream's.
 import collections
 import os
 import re
-from typing import Iterable, List, NamedTuple, Tuple
+from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from data_pipeline import paths
+from data_pipeline import stream as stream_lib
+from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
 
 _SEGMENT = re.compile(r"^segment-(\d{12})\.tsv$")
@@ -87,13 +89,15 @@ class Delivery(NamedTuple):
   """How a trained-example log covers the stream's records (`delivery`).
 
   expected: the stream's records; once: those trained exactly once;
-  duplicates: extra trainings (a record trained 3 times counts 2); missing:
+  duplicates: extra trainings (a record trained 3 times counts 2); repeated:
+  ``(shard, offset, times)`` of the records trained more than once; missing:
   ``(shard, offset)`` of records never trained; foreign: trained rows that
   are no record of the stream (unknown position, or another fingerprint).
   """
   expected: int
   once: int
   duplicates: int
+  repeated: List[Tuple[str, int, int]]
   missing: List[Tuple[str, int]]
   foreign: List[Row]
 
@@ -123,4 +127,29 @@ def delivery(trained: Iterable[Row], expected: Iterable[Row]) -> Delivery:
   return Delivery(
       expected=len(stream), once=sum(1 for n in counts.values() if n == 1),
       duplicates=sum(n - 1 for n in counts.values()),
+      repeated=sorted((*k, n) for k, n in counts.items() if n > 1),
       missing=sorted(k for k in stream if k not in counts), foreign=foreign)
+
+
+def stream_rows(directory: str, position: stream_lib.StreamPosition,
+                pattern: str = stream_lib.DEFAULT_PATTERN,
+                progress: Optional[ProgressCallback] = None) -> List[Row]:
+  """The stream's records before ``position`` as rows (what a run that stands
+  there should have trained). A shard's rows stop at a record TFRecord cannot
+  read: none after it can have been trained."""
+  counter = stream_lib.RecordProgress(progress)
+  rows: List[Row] = []
+  for shard in stream_lib.list_shards(directory, pattern):
+    if shard > position.shard:
+      break
+    records = tf.data.TFRecordDataset(os.path.join(directory, shard))
+    if shard == position.shard:
+      records = records.take(position.offset)
+    offset = 0
+    for chunk in records.ignore_errors(log_warning=False).batch(4096):
+      for record in chunk.numpy().tolist():
+        rows.append((shard, offset, stream_lib.record_fingerprint(record)))
+        offset += 1
+      counter.add(len(chunk))
+  counter.end()
+  return rows

@@ -94,6 +94,17 @@ class StreamState(tf.Module):
                                      int(self.offset.numpy()))
 
 
+def checkpoint_position(checkpoint: str) -> stream_lib.StreamPosition:
+  """The stream position a stream checkpoint holds (read without a model)."""
+  saved = tf.compat.v1.train.NewCheckpointReader(checkpoint)
+  names = saved.get_variable_to_shape_map()
+  key = "stream/{}/.ATTRIBUTES/VARIABLE_VALUE"
+  if key.format("shard") not in names:
+    raise ValueError(f"{checkpoint}: not a stream run's checkpoint (no stream position)")
+  return stream_lib.StreamPosition(saved.get_tensor(key.format("shard")).decode("utf-8"),
+                                   int(saved.get_tensor(key.format("offset"))))
+
+
 def _model_config(model_dir: str, stream_dir: str, config: train_config.TrainConfig,
                   schema: schema_lib.DatasetSchema, pattern: str) -> FeatureConfig:
   """Writes (first run) or checks (resume) the model directory's config."""
