@@ -45,7 +45,7 @@ UNREADABLE_RECORD = ("unreadable TFRecord (not a TFRecord file, or the record is
                      "truncated or corrupted)")
 # TFRecord framing around a record's data: its length (8 bytes) and the length's
 # CRC (4) before it, the data's CRC (4) after it.
-_FRAMING_BYTES = 16
+FRAMING_BYTES = 16
 _CHUNK_RECORDS = 1024
 # Batches of a cached dataset shuffled at once (more than any cache that fits).
 _MAX_CACHED_BATCHES = 1_000_000
@@ -336,7 +336,7 @@ def readable_records(path: tf.Tensor, size: tf.Tensor) -> tf.data.Dataset:
         tf.strings.as_string(size)])
     with tf.control_dependencies([tf.debugging.Assert(
         tf.logical_not(ended_short), [message])]):
-      lengths = tf.cast(tf.strings.length(chunk), tf.int64) + _FRAMING_BYTES
+      lengths = tf.cast(tf.strings.length(chunk), tf.int64) + FRAMING_BYTES
     return (count + tf.size(chunk, tf.int64), offset + tf.reduce_sum(lengths)), chunk
 
   return chunks.concatenate(end).scan((zero, zero), account).unbatch()
@@ -358,7 +358,7 @@ def first_unreadable_record(path: str, limit: Optional[int] = None
   try:
     for record in records:  # one by one: the failing record's index is the answer
       count += 1
-      offset += len(record.numpy()) + _FRAMING_BYTES
+      offset += len(record.numpy()) + FRAMING_BYTES
   except tf.errors.DataLossError as e:
     return count, tf_error_reason(e)
   size = tf.io.gfile.stat(path).length

@@ -62,9 +62,6 @@ from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
 
 DEFAULT_PATTERN = "*.tfrecord*"
-# Bytes around every TFRecord payload: its length (8), the length's CRC (4) and
-# the payload's CRC (4).
-_FRAMING_BYTES = 16
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -449,7 +446,7 @@ class ShardStream:
       records = chunk.numpy().tolist()
       reading.pending.add(records, cursor.shard, cursor.record)
       cursor.record += len(records)
-      cursor.byte += sum(map(len, records)) + _FRAMING_BYTES * len(records)
+      cursor.byte += sum(map(len, records)) + reader.FRAMING_BYTES * len(records)
       self.records_read += len(records)
       while len(reading.pending) >= self.batch_size:
         batch = self._emit(*reading.pending.take(self.batch_size))
@@ -567,7 +564,7 @@ def _bytes_of_records(path: str, count: int) -> int:
   lengths = (tf.data.TFRecordDataset(path).take(count).map(tf.strings.length)
              .batch(_PROGRESS_RECORDS))
   payload = sum(int(np.sum(chunk.numpy(), dtype=np.int64)) for chunk in lengths)
-  return payload + _FRAMING_BYTES * count
+  return payload + reader.FRAMING_BYTES * count
 
 
 def stream_shard_name(prefix: str, index: int) -> str:

@@ -35,9 +35,15 @@ class Recipe(NamedTuple):
   stateful: bool = False
 
 
+def tables():
+  """The item and the query table every model here reads."""
+  return (layers.IdEmbedding(10, 4, name="items"),
+          layers.IdEmbedding(6, 4, name="queries"))
+
+
 def _ctr_parts(**more):
-  return {"items": layers.IdEmbedding(10, 4, name="items"),
-          "queries": layers.IdEmbedding(6, 4, name="queries"),
+  items, queries = tables()
+  return {"items": items, "queries": queries,
           "join": tf.keras.layers.Concatenate(name="join"),
           "head": tf.keras.layers.Dense(1, activation="sigmoid", name="pctr"),
           **more}

@@ -36,18 +36,12 @@ import layer_batch
 import layer_models
 
 CLICKS = schema_lib.CLICKS
-QUERIES = schema_lib.QUERIES
 FIT_STEPS = 3
 LABELS = np.array([[1.0], [0.0]], np.float32)
 
 
 def _batch():
   return layer_batch.two_rows()
-
-
-def _tables():
-  return (layers.IdEmbedding(10, 4, name="items"),
-          layers.IdEmbedding(6, 4, name="queries"))
 
 
 class _SubclassedCtr(layer_models.BuiltOnIds):
@@ -57,7 +51,7 @@ class _SubclassedCtr(layer_models.BuiltOnIds):
   def __init__(self, seed: int = 1, **kwargs):
     super().__init__(**kwargs)
     self.seed = seed
-    self.items, self.queries = _tables()
+    self.items, self.queries = layer_models.tables()
     self.head = tf.keras.layers.Dense(1, activation="sigmoid")
     self.join = tf.keras.layers.Concatenate()
 
@@ -269,7 +263,7 @@ def test_restore_edges_rebuilds_either_form_from_its_fields():
 
 def _configured():
   """Each layer with every constructor argument set away from its default."""
-  items, queries = _tables()
+  items, queries = layer_models.tables()
   return {
       layers.SimExtract: dict(
           k=3, num_bins=7, positional=False, embedding_dim=5, max_positions=9,

@@ -396,3 +396,16 @@ def test_audit_counts_every_record_once_then_a_duplicate_and_a_gap(sim_stream, t
           "0 trained rows not of the stream") in bad.stdout
   assert f"trained more than once (shard, record, times): {names[0]} 7 2" in bad.stdout
   assert f"never trained: {names[0]} 9" in bad.stdout
+
+
+def test_checkpoint_position_reads_a_stream_checkpoint_and_refuses_others(tmp_path):
+  state = streaming.StreamState()
+  state.shard.assign("s-007.tfrecord")
+  state.offset.assign(42)
+  stream_checkpoint = tf.train.Checkpoint(stream=state, other=tf.Variable(1.0)).save(
+      str(tmp_path / "stream" / "ckpt"))
+  assert streaming.checkpoint_position(stream_checkpoint) == stream_lib.StreamPosition(
+      "s-007.tfrecord", 42)
+  offline = tf.train.Checkpoint(model=tf.Variable(1.0)).save(str(tmp_path / "off" / "ckpt"))
+  with pytest.raises(ValueError, match=r"ckpt-1: not a stream run's checkpoint"):
+    streaming.checkpoint_position(offline)

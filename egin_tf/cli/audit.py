@@ -13,6 +13,7 @@ import os
 
 from absl import flags
 
+from data_pipeline.tf_env import tf
 from egin_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -33,7 +34,7 @@ def main(argv):
   from egin_tf.train import model_dir
   from egin_tf.train import stream as streaming
   log_dir = os.path.join(FLAGS.model_dir, streaming.AUDIT_DIR)
-  if not os.path.isdir(log_dir):
+  if not tf.io.gfile.isdir(log_dir):
     raise common.InputError(f"{FLAGS.model_dir}: no audit log ({streaming.AUDIT_DIR}/); "
                             "train the stream with --audit_log")
   checkpoint = model_dir.latest_checkpoint(FLAGS.model_dir)

@@ -96,13 +96,15 @@ class StreamState(tf.Module):
 
 def checkpoint_position(checkpoint: str) -> stream_lib.StreamPosition:
   """The stream position a stream checkpoint holds (read without a model)."""
-  saved = tf.compat.v1.train.NewCheckpointReader(checkpoint)
-  names = saved.get_variable_to_shape_map()
-  key = "stream/{}/.ATTRIBUTES/VARIABLE_VALUE"
-  if key.format("shard") not in names:
-    raise ValueError(f"{checkpoint}: not a stream run's checkpoint (no stream position)")
-  return stream_lib.StreamPosition(saved.get_tensor(key.format("shard")).decode("utf-8"),
-                                   int(saved.get_tensor(key.format("offset"))))
+  state = StreamState()
+  status = tf.train.Checkpoint(stream=state).restore(checkpoint)
+  status.expect_partial()  # the model, optimizer and metrics are not wanted here
+  try:
+    status.assert_existing_objects_matched()
+  except AssertionError:
+    raise ValueError(f"{checkpoint}: not a stream run's checkpoint (no stream "
+                     "position)") from None
+  return state.position()
 
 
 def _model_config(model_dir: str, stream_dir: str, config: train_config.TrainConfig,
