@@ -54,6 +54,8 @@ from egin_tf.cli import config_flags
 from egin_tf.models import MODELS, streamable
 
 FLAGS = flags.FLAGS
+# What --stream runs under (egin_tf.train.stream_ps: the steps on ps workers).
+STREAM_STRATEGIES = ("none", "parameter_server")
 
 # What `egin-tf train` does with no flags, where the library's defaults differ.
 CLI_DEFAULTS = ("defaults of egin-tf train",
@@ -137,7 +139,7 @@ def main(argv):
     return
   _check_paths()
   if FLAGS.stream is not None:
-    _train_stream(run, FLAGS.eval)
+    _train_stream(run, FLAGS.eval, distribute)
     return
   train_pattern, eval_pattern = FLAGS.train, FLAGS.eval
   if train_pattern is None:
@@ -250,19 +252,24 @@ def _checked_task(distribute):
     distribute.check_cluster(FLAGS.strategy, task)
   except ValueError as e:
     raise common.FlagError(str(e)) from None
-  if FLAGS.strategy != "none" and FLAGS.stream is not None:
-    raise common.FlagError(f"--stream trains in one process; --strategy "
-                           f"{FLAGS.strategy} is for offline training (--train)")
+  if FLAGS.strategy not in STREAM_STRATEGIES and FLAGS.stream is not None:
+    raise common.FlagError(f"--stream trains in one process or on parameter "
+                           f"servers; --strategy {FLAGS.strategy} is for offline "
+                           "training (--train)")
   if FLAGS.strategy == "multi_worker_mirrored" and FLAGS.train is None:
     raise common.FlagError("--strategy multi_worker_mirrored needs --train: every "
                            "worker reads it (make one with `egin-tf generate`)")
   return task
 
 
-def _train_stream(run: run_config.RunConfig, eval_pattern) -> None:
+def _train_stream(run: run_config.RunConfig, eval_pattern, distribute) -> None:
+  strategy = None
+  if FLAGS.strategy == "parameter_server":
+    strategy = distribute.make_strategy(FLAGS.strategy)
   try:
     result = streaming.train_stream(FLAGS.stream, FLAGS.model_dir, run.train,
-                                    run.stream, eval_pattern=eval_pattern)
+                                    run.stream, eval_pattern=eval_pattern,
+                                    strategy=strategy)
   except model_dir_lib.ResumeMismatchError as e:
     raise common.FlagError(str(e)) from None
   except (streaming.NonFiniteLossError, streaming.CheckpointWriteError,

@@ -9,6 +9,13 @@ renamed, just BEFORE that checkpoint is saved. On restart from the checkpoint of
 step S, segments of later steps (written, but their checkpoint never completed) are
 deleted. So the segments always list exactly the examples the latest checkpoint's
 model was trained on: this is how the exactly-once guarantee is checked.
+Under parameter servers a step runs on a worker and may run twice (a worker
+died mid-step and the coordinator ran it again): each run, an *attempt*, writes
+its batch's lines to ``attempts/<n>-<random>.tsv`` itself (`write_attempt`,
+inside the step, before the update), ended by an end marker; the segment of a
+checkpoint is then the complete attempts before it, so a step run twice shows
+as its records trained twice. An attempt file without the marker died while
+writing, before its update, and is left out.
 `delivery` compares such a log with the records of the stream and counts what
 was trained once, twice or more, not at all, or is not the stream's.
 """
@@ -26,6 +33,8 @@ from data_pipeline.text_input import ProgressCallback
 from data_pipeline.tf_env import tf
 
 _SEGMENT = re.compile(r"^segment-(\d{12})\.tsv$")
+ATTEMPTS_DIR = "attempts"
+_ATTEMPT_END = "#end\n"
 
 
 class TrainedExamplesLog:
@@ -46,8 +55,11 @@ class TrainedExamplesLog:
     return sorted(found)
 
   def rollback_to(self, step: int) -> List[str]:
-    """Deletes segments of steps after ``step`` and pending lines; returns paths."""
+    """Deletes segments of steps after ``step``, attempts and pending lines
+    (none of them in a checkpoint); returns the segments' paths."""
     self._pending = []
+    for path in self._attempt_files():
+      tf.io.gfile.remove(path)
     removed = []
     for segment_step, path in self.segments():
       if segment_step > step:
@@ -60,14 +72,30 @@ class TrainedExamplesLog:
     self._pending.extend(f"{s}\t{int(o)}\t{int(f)}\n"
                          for s, o, f in zip(shards, offsets, fingerprints))
 
+  def attempt_prefix(self, number: int) -> str:
+    """Where the attempts of the ``number``-th step write (`write_attempt`
+    adds a random part: every attempt has its own file)."""
+    return os.path.join(self.directory, ATTEMPTS_DIR, f"{number:012d}-")
+
+  def _attempt_files(self) -> List[str]:
+    folder = os.path.join(self.directory, ATTEMPTS_DIR)
+    if not tf.io.gfile.isdir(folder):
+      return []
+    return [os.path.join(folder, name) for name in sorted(paths.listdir(folder))]
+
   def commit(self, step: int) -> str:
-    """Writes the pending lines as the segment of ``step`` (atomically)."""
+    """Writes the pending lines and the complete attempts as the segment of
+    ``step`` (atomically), then deletes the attempt files."""
+    attempts = self._attempt_files()
+    lines = self._pending + [_attempt_lines(paths.read_text(a)) for a in attempts]
     path = os.path.join(self.directory, f"segment-{step:012d}.tsv")
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as f:
-      f.write("".join(self._pending))
+      f.write("".join(lines))
     paths.fsync(tmp)
     tf.io.gfile.rename(tmp, path, overwrite=True)
+    for attempt in attempts:
+      tf.io.gfile.remove(attempt)
     self._pending = []
     return path
 
@@ -80,6 +108,20 @@ class TrainedExamplesLog:
           shard, offset, fingerprint = line.rstrip("\n").split("\t")
           rows.append((shard, int(offset), int(fingerprint)))
     return rows
+
+
+def write_attempt(lines: tf.Tensor, prefix: tf.Tensor) -> None:
+  """In a step: writes its ``lines`` [B] (``shard<TAB>offset<TAB>fingerprint``
+  and a newline each) to ``prefix<random>.tsv``, with the end marker."""
+  suffix = tf.strings.as_string(
+      tf.random.uniform([], maxval=tf.int64.max, dtype=tf.int64))
+  tf.io.write_file(prefix + suffix + ".tsv",
+                   tf.strings.reduce_join(lines) + _ATTEMPT_END)
+
+
+def _attempt_lines(text: str) -> str:
+  """An attempt file's lines; none if it was not written to its end marker."""
+  return text[:-len(_ATTEMPT_END)] if text.endswith(_ATTEMPT_END) else ""
 
 
 Row = Tuple[str, int, int]  # (shard, offset, fingerprint)

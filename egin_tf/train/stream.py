@@ -47,13 +47,12 @@ import signal
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from data_pipeline import reader
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
 from data_pipeline.data_split import DataSplit
 from data_pipeline.prefetch import Prefetcher
 from data_pipeline.tf_env import tf
-from egin_tf.train import audit_log
+from egin_tf.train import distribute
 from egin_tf.train import model_dir as model_dir_lib
 from egin_tf.train import config as train_config
 from egin_tf.train import evaluation
@@ -62,49 +61,15 @@ from egin_tf.train.actions import (  # noqa: F401  (public here since before)
     CheckpointWriteError, ExportWriteError, EXPORT_INFO_FILE)
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import streamable
-from egin_tf.train.progressive import ProgressiveMetrics
+from egin_tf.train.stream_model import (  # noqa: F401  (public here since before)
+    AUDIT_DIR, StreamModel, StreamState, checkpoint_position)
+from egin_tf.train.stream_ps import ParameterServerStreamModel
 
-AUDIT_DIR = "trained_examples"
 LOG_DIR = os.path.join("logs", "stream")
 
 
 class NonFiniteLossError(RuntimeError):
   """The loss became NaN or Inf; the model state after that step is not saved."""
-
-
-class StreamState(tf.Module):
-  """Where the stream stands (`data_pipeline.stream.StreamPosition`), as variables."""
-
-  def __init__(self):
-    super().__init__(name="stream_state")
-    self.shard = tf.Variable("", dtype=tf.string, trainable=False)
-    self.offset = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.examples = tf.Variable(0, dtype=tf.int64, trainable=False)
-    # `StreamBatch.shards_before_end` of the position.
-    self.shards_before = tf.Variable(0, dtype=tf.int64, trainable=False)
-
-  def reset(self) -> None:
-    self.shard.assign("")
-    self.offset.assign(0)
-    self.examples.assign(0)
-    self.shards_before.assign(0)
-
-  def position(self) -> stream_lib.StreamPosition:
-    return stream_lib.StreamPosition(self.shard.numpy().decode("utf-8"),
-                                     int(self.offset.numpy()))
-
-
-def checkpoint_position(checkpoint: str) -> stream_lib.StreamPosition:
-  """The stream position a stream checkpoint holds (read without a model)."""
-  state = StreamState()
-  status = tf.train.Checkpoint(stream=state).restore(checkpoint)
-  status.expect_partial()  # the model, optimizer and metrics are not wanted here
-  try:
-    status.assert_existing_objects_matched()
-  except AssertionError:
-    raise ValueError(f"{checkpoint}: not a stream run's checkpoint (no stream "
-                     "position)") from None
-  return state.position()
 
 
 def _model_config(model_dir: str, stream_dir: str, config: train_config.TrainConfig,
@@ -167,65 +132,6 @@ def _sleep_unless(stop: _StopFlag, seconds: float) -> None:
     time.sleep(min(0.5, max(0.0, end - time.monotonic())))
 
 
-class _StreamModel:
-  """The model and everything checkpointed with it, and the one-batch step."""
-
-  def __init__(self, config: train_config.TrainConfig, features: FeatureConfig,
-               stream: train_config.StreamConfig, model_dir: str):
-    tf.keras.utils.set_random_seed(config.seed)
-    self.model = config.build_model(features)
-    self.state = StreamState()
-    self.progressive = ProgressiveMetrics(window=stream.progressive_window)
-    self.checkpoint = tf.train.Checkpoint(
-        model=self.model, optimizer=self.model.optimizer, stream=self.state,
-        progressive=self.progressive)
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(model_dir, model_dir_lib.CHECKPOINT_DIR),
-        max_to_keep=stream.keep_checkpoints)
-    self.log = (audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR))
-                if stream.audit_log else None)
-    self.step_fn = self._make_step_fn()
-
-  def _make_step_fn(self):
-    model, state, progressive = self.model, self.state, self.progressive
-    # Progressive scores are the model's before the update. Without batch-dependent
-    # layers the training forward gives them; otherwise (batch statistics,
-    # dropout) an inference forward runs first.
-    score_separately = not model.training_scores_are_inference_scores
-
-    @tf.function(reduce_retracing=True)
-    def step_fn(batch, shard, end_offset, shards_before):
-      labels = batch[schema_lib.LABEL]
-      if score_separately:
-        scores = model(batch, training=False)
-        logs = model.train_step(batch)
-      else:
-        logs, scores = model.train_step_with_scores(batch)
-      progressive.update(labels, scores)
-      state.shard.assign(shard)
-      state.offset.assign(end_offset)
-      state.shards_before.assign(shards_before)
-      state.examples.assign_add(tf.size(labels, out_type=tf.int64))
-      return logs
-    return step_fn
-
-  def train_on(self, batch: stream_lib.StreamBatch):
-    """Scores, trains on and passes ``batch``; the step's logs."""
-    return self.step_fn(batch.features, tf.constant(batch.end.shard),
-                        tf.constant(batch.end.offset, tf.int64),
-                        tf.constant(batch.shards_before_end, tf.int64))
-
-  def iterations(self) -> int:
-    return int(self.model.optimizer.iterations.numpy())
-
-  def create_variables(self, schema: schema_lib.DatasetSchema,
-                       lengths: reader.SequenceLengths) -> None:
-    """Creates every variable (model, queues, optimizer slots) with one traced
-    step on a throwaway batch, for a checkpoint to overwrite them all."""
-    self.step_fn(reader.zeros_batch(schema, lengths, batch_size=2), tf.constant(""),
-                 tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-
-
 @dataclasses.dataclass
 class RunStart:
   """Where a run starts: stream position, shards before it (None: count), step,
@@ -262,7 +168,7 @@ class _ProgressLog:
     self.chunk_start, self.chunk_examples = time.perf_counter(), 0
 
   def after_step(self, step: int, batch: stream_lib.StreamBatch, logs,
-                 run: _StreamModel) -> None:
+                 run: StreamModel) -> None:
     self.chunk_examples += batch.size
     if not self.when.due(step):
       return
@@ -271,7 +177,7 @@ class _ProgressLog:
     speed = self.chunk_examples / max(now - self.chunk_start, 1e-9)
     self.chunk_start, self.chunk_examples = now, 0
     result = run.progressive.result()
-    values = {k: float(v.numpy()) for k, v in logs.items()}
+    values = {k: float(v) for k, v in logs.items()}
     self.print_fn(_format_progress(step, batch.end, result, values, speed, self.window))
     for key, value in result.items():
       if key != "examples":
@@ -306,9 +212,14 @@ class StreamTrainer:
 
   def __init__(self, stream_dir: str, model_dir: str, config: train_config.TrainConfig,
                stream: train_config.StreamConfig = train_config.StreamConfig(),
-               print_fn: Callable[[str], None] = print):
+               print_fn: Callable[[str], None] = print,
+               strategy: Optional[tf.distribute.Strategy] = None):
     """Reads the stream's schema, writes (first run) or checks (resume) the
     model directory's config and builds the model and what is saved with it.
+
+    Under a ``ParameterServerStrategy`` (this process the chief) the steps run
+    on the cluster's workers (`egin_tf.train.stream_ps`); without a strategy,
+    here.
 
     Raises:
       ValueError: ``config.model`` cannot train on a stream.
@@ -325,18 +236,30 @@ class StreamTrainer:
     tf.io.gfile.makedirs(model_dir)
     features = _model_config(model_dir, stream_dir, config, self.schema,
                              stream.shard_pattern)
-    self._run = _StreamModel(config, features, stream, model_dir)
+    if strategy is not None and distribute.is_parameter_server(strategy):
+      self._run = ParameterServerStreamModel(config, features, stream, model_dir,
+                                             strategy)
+    else:
+      self._run = StreamModel(config, features, stream, model_dir)
     self._nan_stop = train_actions.NanStop(self._raise_non_finite)
     self.start: Optional[RunStart] = None
     self._loop: Optional[_LoopState] = None
     self._shard_stream: Optional[stream_lib.ShardStream] = None
     self._checkpointer: Optional[train_actions.Checkpointer] = None
     self._exporter: Optional[train_actions.Exporter] = None
+    self._progress: Optional[_ProgressLog] = None
 
   @property
   def model(self):
     """The Keras model (trained in place)."""
     return self._run.model
+
+  def evaluation_model(self):
+    """The trained model; under parameter servers a copy of its last checkpoint
+    in this process (tables whole), which Keras' predict can run."""
+    if isinstance(self._run, ParameterServerStreamModel):
+      return model_dir_lib.load_model(self.model_dir, train_config.TrainConfig).model
+    return self.model
 
   def restore(self) -> RunStart:
     """Decides where the run starts and restores the state it starts from.
@@ -411,34 +334,39 @@ class StreamTrainer:
     batches = Prefetcher(self._shard_stream, depth=2)
     writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR))
     actions = self._periodic_actions(start)
-    progress = _ProgressLog(self.stream, self._print, start.step)
+    self._progress = _ProgressLog(self.stream, self._print, start.step)
     run_start = time.perf_counter()
     with stop, batches, writer.as_default():
       for batch in batches:
-        self._train_step(batch, progress, actions)
+        self._completed(self._run.submit(batch))
+        self._run_due(actions)
         if stop.signal is not None:
           break
       if stop.signal is not None:
         self._loop.stopped_by = signal.Signals(stop.signal).name
+      self._completed(self._run.drain())
       for action in actions:
         action.finish(self._loop.step)
       writer.flush()
     self._loop.seconds = time.perf_counter() - run_start
 
-  def _train_step(self, batch: stream_lib.StreamBatch, progress: _ProgressLog,
-                  actions) -> None:
-    """Scores, trains on and passes ``batch``; then the actions that are due."""
-    run, loop = self._run, self._loop
-    logs = run.train_on(batch)
-    loop.step += 1
-    self._nan_stop.check(logs["loss"], lambda: _batch_where(loop.step, batch))
-    loop.trained_examples += batch.size
-    loop.recent_records = batch.records[:100]
-    if run.log is not None:
-      run.log.add(batch.shards, batch.offsets, batch.fingerprints)
-    progress.after_step(loop.step, batch, logs, run)
+  def _completed(self, steps) -> None:
+    """After each completed step: the NaN stop, the counters, the progress log."""
+    loop = self._loop
+    for batch, logs in steps:
+      loop.step += 1
+      self._nan_stop.check(logs["loss"], lambda: _batch_where(loop.step, batch))
+      loop.trained_examples += batch.size
+      loop.recent_records = batch.records[:100]
+      self._progress.after_step(loop.step, batch, logs, self._run)
+
+  def _run_due(self, actions) -> None:
+    """The actions due now, after a drain: what they save holds no step in flight."""
+    if not any(action.when.due(self._loop.step) for action in actions):
+      return
+    self._completed(self._run.drain())
     for action in actions:
-      action.maybe_run(loop.step)
+      action.maybe_run(self._loop.step)
 
   def _raise_non_finite(self, message: str) -> None:
     """The stream's NaN stop: nothing after the step may be saved, so it raises."""
@@ -524,7 +452,8 @@ def _waiting_note(shards: stream_lib.ShardStream) -> str:
 def train_stream(stream_dir: str, model_dir: str, config: train_config.TrainConfig,
                  stream: train_config.StreamConfig = train_config.StreamConfig(),
                  eval_pattern: Optional[str] = None,
-                 print_fn: Callable[[str], None] = print) -> Dict[str, Any]:
+                 print_fn: Callable[[str], None] = print,
+                 strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, Any]:
   """Trains ``config.model`` on a stream folder, resuming from ``model_dir``.
 
   Args:
@@ -538,18 +467,21 @@ def train_stream(stream_dir: str, model_dir: str, config: train_config.TrainConf
     stream: how to read, checkpoint and export.
     eval_pattern: test data scored exactly at the end (optional).
     print_fn: progress lines go here.
+    strategy: a ``ParameterServerStrategy`` of the cluster this process is the
+      chief of (`egin_tf.train.stream_ps`), or None (one process).
 
   Returns:
     ``{"steps", "examples", "position", "progressive", "skipped", "exports",
     "eval", "oracle", "seconds", "stopped_by"}``.
   """
-  trainer = StreamTrainer(stream_dir, model_dir, config, stream, print_fn)
+  trainer = StreamTrainer(stream_dir, model_dir, config, stream, print_fn, strategy)
   trainer.restore()
   trainer.train()
   out = trainer.summary()
   if eval_pattern:
     split = DataSplit.resolve(eval_pattern, "test", trainer.lengths)
-    out.update(evaluation.evaluate_and_print(trainer.model, split, config, print_fn))
+    out.update(evaluation.evaluate_and_print(trainer.evaluation_model(), split, config,
+                                             print_fn))
   with tf.io.gfile.GFile(os.path.join(model_dir, "stream_metrics.json"), "w") as f:
     json.dump(out, f, indent=2)
   return out
