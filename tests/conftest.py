@@ -42,6 +42,15 @@ def sim_data(tmp_path_factory):
   return out, oracle
 
 
+@pytest.fixture(scope="session")
+def sim_stream(sim_data, tmp_path_factory):
+  """sim_data's train split as a stream: time-ordered shards of 500 records."""
+  from data_pipeline import stream as stream_lib  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path_factory.mktemp("stream") / "all")
+  stream_lib.write_time_ordered(os.path.join(sim_data[0], "train-*"), out, 500)
+  return out
+
+
 @pytest.fixture(autouse=True)
 def _share_the_cores(request):
   """Under pytest-xdist, a test marked ``alone`` runs with no other test beside it.

@@ -64,15 +64,6 @@ def test_audit_log_rolls_back_segments_of_uncompleted_checkpoints(tmp_path):
   assert log.read() == [("a", 0, 11), ("a", 1, 12)]
 
 
-@pytest.fixture(scope="module")
-def sim_stream(sim_data, tmp_path_factory):
-  """The simulated train split as a stream: time-ordered shards of 500 records."""
-  data, _ = sim_data
-  out = str(tmp_path_factory.mktemp("stream") / "all")
-  stream_lib.write_time_ordered(os.path.join(data, "train-*"), out, 500)
-  return out
-
-
 def _first_shards(sim_stream, directory, count):
   """A stream folder with the first ``count`` shards of sim_stream."""
   os.makedirs(directory)
