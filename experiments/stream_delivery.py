@@ -1,20 +1,30 @@
 """Delivery of stream training under kill -9, counted by `egin-tf audit` (issue 28).
 
 The simulator's train split is replayed as a stream, and a model is trained on
-it in one pass twice with ``egin-tf train --stream ... --audit_log``:
-uninterrupted, and with ``--kills`` SIGKILLs, each at a random moment (after the
-run's next checkpoint, then up to ``--kill_spread`` seconds more), each followed
-by a restart, the last run going to the end of the stream. `egin-tf audit` then
-counts, over the stream's records, those trained once, the extra trainings and
-those never trained. One process promises exactly once; this measures it. (The
-cluster trainers of issue 28 are to add their rows with the same counts.)
+it in one pass with ``egin-tf train --stream ... --audit_log``, in one process
+and on a parameter-server cluster (``egin-tf cluster-local``: chief, 2 workers,
+1 ps), each uninterrupted and killed:
+
+* one process: ``--kills`` SIGKILLs, each followed by a restart;
+* the cluster: ``--cluster_kills`` SIGKILLs, alternately of a worker (the
+  launcher starts it again, the coordinator runs its step again) and of the
+  chief (the job ends; it is started again from the latest checkpoint).
+
+Each kill falls at a random moment (after the run's next checkpoint, then up
+to ``--kill_spread`` seconds more); the last run goes to the end of the
+stream. `egin-tf audit` then counts, over the stream's records, those trained
+once, the extra trainings and those never trained. One process promises
+exactly once; the cluster exactly once across chief restarts and at most one
+batch trained twice per worker death; this measures both.
 
 Per run: kills, examples, trained once, duplicate trainings, never trained, the
-progressive AUC over the stream, and the wall time of all its processes.
+progressive AUC over the stream, examples/s of the uninterrupted runs (the
+training loop's, from stream_metrics.json) and the wall time of all its
+processes.
 
 Usage:
   python -m experiments.stream_delivery [--users 500] [--seed 0] [--kills 5]
-      [--model egin] [--out runs/stream_delivery]
+      [--cluster_kills 4] [--model egin] [--out runs/stream_delivery]
 """
 
 import json
@@ -25,6 +35,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Dict, List
 
@@ -36,12 +47,16 @@ from experiments import common
 FLAGS = flags.FLAGS
 AUDIT_LINE = re.compile(r"([\d,]+) records: ([\d,]+) trained once, ([\d,]+) duplicate "
                         r"trainings, ([\d,]+) never trained")
+STARTED_LINE = re.compile(r"\[cluster\] started (\w+ \d+) \(pid (\d+)\)")
 
 
 def define_flags() -> None:
   flags.DEFINE_integer("users", 500, "Users of the simulated dataset.")
   flags.DEFINE_integer("seed", 0, "Simulator and training seed; kill times too.")
-  flags.DEFINE_integer("kills", 5, "SIGKILLs of the killed run.", lower_bound=1)
+  flags.DEFINE_integer("kills", 5, "SIGKILLs of the killed one-process run.",
+                       lower_bound=1)
+  flags.DEFINE_integer("cluster_kills", 4, "SIGKILLs of the killed cluster run: "
+                       "a worker, the chief, a worker, ...", lower_bound=1)
   flags.DEFINE_float("kill_spread", 3.0, "Seconds after a new checkpoint within "
                      "which a kill falls (uniformly).", lower_bound=0.0)
   flags.DEFINE_string("model", "egin", "The model trained on the stream.")
@@ -67,10 +82,29 @@ def _egin_tf(*args: str) -> List[str]:
   return [sys.executable, "-m", "egin_tf.cli.main", *args]
 
 
-def _train_command(stream: str, model_dir: str) -> List[str]:
-  return _egin_tf("train", "--stream", stream, "--model", FLAGS.model, "--model_dir",
-                  model_dir, "--seed", str(FLAGS.seed), "--checkpoint_every_steps", "20",
-                  "--log_every", "100", "--audit_log")
+def _train_command(stream: str, model_dir: str, cluster: bool) -> List[str]:
+  flags_ = ["--stream", stream, "--model", FLAGS.model, "--model_dir", model_dir,
+            "--seed", str(FLAGS.seed), "--checkpoint_every_steps", "20",
+            "--log_every", "100", "--audit_log"]
+  if cluster:
+    return _egin_tf("cluster-local", "--workers", "2", "--ps", "1", "--", *flags_)
+  return _egin_tf("train", *flags_)
+
+
+class _Job:
+  """A running command; with `egin-tf cluster-local`, its tasks' pids."""
+
+  def __init__(self, command: List[str]):
+    self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+    self.pids = {"process": self.process.pid}
+    threading.Thread(target=self._read, daemon=True).start()
+
+  def _read(self) -> None:
+    for line in self.process.stdout:
+      started = STARTED_LINE.search(line)
+      if started:
+        self.pids[started.group(1)] = int(started.group(2))
 
 
 def _new_checkpoint(checkpoints: str, before: set) -> bool:
@@ -78,31 +112,44 @@ def _new_checkpoint(checkpoints: str, before: set) -> bool:
   return any(name.endswith(".index") for name in now - before)
 
 
-def _run_and_kill(command: List[str], model_dir: str, rng: random.Random) -> None:
-  """Starts a run and SIGKILLs it after its next checkpoint, at a random moment."""
+def _kill_after_checkpoint(job: _Job, victim: str, model_dir: str,
+                           rng: random.Random) -> None:
+  """SIGKILLs ``victim`` (a key of ``job.pids``) after the run's next
+  checkpoint, at a random moment."""
   checkpoints = os.path.join(model_dir, "checkpoints")
   before = set(os.listdir(checkpoints)) if os.path.isdir(checkpoints) else set()
-  process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
   while not _new_checkpoint(checkpoints, before):
-    if process.poll() is not None:
+    if job.process.poll() is not None:
       raise RuntimeError("the run ended before it could be killed: raise --users")
     time.sleep(0.05)
   time.sleep(rng.uniform(0.0, FLAGS.kill_spread))
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  os.kill(job.pids[victim], signal.SIGKILL)
 
 
-def _train(stream: str, model_dir: str, kills: int) -> float:
-  """One pass, killed ``kills`` times and restarted; its wall seconds."""
+def _victims(cluster: bool, kills: int, rng: random.Random) -> List[str]:
+  """Who each kill hits: the process; on the cluster a worker, the chief, ..."""
+  if not cluster:
+    return ["process"] * kills
+  return [f"worker {rng.randrange(2)}" if k % 2 == 0 else "chief 0"
+          for k in range(kills)]
+
+
+def _train(stream: str, model_dir: str, kills: int, cluster: bool) -> float:
+  """One pass, killed ``kills`` times (each kill that ends the job followed by
+  a restart); its wall seconds."""
   if os.path.isdir(model_dir):
     shutil.rmtree(model_dir)
-  command, rng = _train_command(stream, model_dir), random.Random(FLAGS.seed)
+  command, rng = _train_command(stream, model_dir, cluster), random.Random(FLAGS.seed)
   start = time.perf_counter()
-  for kill in range(kills):
-    _run_and_kill(command, model_dir, rng)
-    print(f"  {model_dir}: killed {kill + 1} of {kills}", flush=True)
-  subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+  job = _Job(command)
+  for kill, victim in enumerate(_victims(cluster, kills, rng)):
+    _kill_after_checkpoint(job, victim, model_dir, rng)
+    print(f"  {model_dir}: killed {victim} ({kill + 1} of {kills})", flush=True)
+    if victim in ("process", "chief 0"):  # the job ends: start it again
+      job.process.wait()
+      job = _Job(command)
+  if job.process.wait() != 0:
+    raise RuntimeError(f"{' '.join(command)} failed")
   return time.perf_counter() - start
 
 
@@ -119,23 +166,32 @@ def _audit(model_dir: str) -> Dict[str, int]:
 def _row(name: str, kills: int, seconds: float, model_dir: str) -> List[str]:
   counts = _audit(model_dir)
   with open(os.path.join(model_dir, "stream_metrics.json"), encoding="utf-8") as f:
-    progressive = json.load(f)["progressive"]
+    metrics = json.load(f)
+  speed = (f"{metrics['examples_this_run'] / metrics['seconds']:,.0f}" if not kills
+           else "")
   return [name, str(kills), f"{counts['records']:,}", f"{counts['once']:,}",
           f"{counts['duplicates']:,}", f"{counts['never']:,}",
-          common.format_number(progressive["running_auc"]), f"{seconds:.0f}"]
+          common.format_number(metrics["progressive"]["running_auc"]), speed,
+          f"{seconds:.0f}"]
+
+
+RUNS = (("one process", False, False), ("one process, killed", False, True),
+        ("cluster", True, False), ("cluster, killed", True, True))
 
 
 def main(argv):
   del argv
   stream = _stream(FLAGS.out)
   rows = []
-  for name, kills in (("uninterrupted", 0), ("killed", FLAGS.kills)):
-    model_dir = os.path.join(FLAGS.out, f"{FLAGS.model}_{name}")
+  for name, cluster, killed in RUNS:
+    kills = (FLAGS.cluster_kills if cluster else FLAGS.kills) if killed else 0
+    model_dir = os.path.join(FLAGS.out, f"{FLAGS.model}_{name.replace(', ', '_')}"
+                             .replace(" ", "_"))
     print(f"{name}: training {FLAGS.model} on {stream}", flush=True)
-    rows.append(_row(name, kills, _train(stream, model_dir, kills), model_dir))
+    rows.append(_row(name, kills, _train(stream, model_dir, kills, cluster), model_dir))
   table = common.markdown_table(
       ["run", "kills", "records", "trained once", "duplicate trainings",
-       "never trained", "progressive AUC", "seconds"], rows)
+       "never trained", "progressive AUC", "examples/s", "seconds"], rows)
   text = f"`{' '.join(common.command_line())}` ({common.utc_date()})\n\n{table}\n"
   print(text)
   with open(os.path.join(FLAGS.out, "results.md"), "w", encoding="utf-8") as f:

@@ -33,22 +33,42 @@ def shared_data():
   return SHARED_DATA
 
 
+def _made_once(tmp_path_factory, name: str, make) -> str:
+  """``make(path)`` run once per test run, its folder shared by the xdist workers.
+
+  Under pytest-xdist every worker would make its own copy of a session
+  fixture; the first makes it (under a lock, into a temporary folder renamed
+  into place) and the others read it.
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_TESTRUNUID"):
+    root = root.parent  # shared by the workers of this run
+  out = os.path.join(str(root), name)
+  with open(os.path.join(str(root), name + ".lock"), "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.isdir(out):
+      tmp = out + ".tmp"
+      make(tmp)
+      os.rename(tmp, out)
+  return out
+
+
 @pytest.fixture(scope="session")
 def sim_data(tmp_path_factory):
   """A small simulated dataset (400 users, seed 3) and its oracle, made once."""
   from data_pipeline import simulator  # pylint: disable=g-import-not-at-top
-  out = str(tmp_path_factory.mktemp("sim") / "data")
-  oracle = simulator.generate(simulator.SimulatorConfig(num_users=400, seed=3), out)
-  return out, oracle
+  from data_pipeline.data_split import load_oracle  # pylint: disable=g-import-not-at-top
+  out = _made_once(tmp_path_factory, "sim_data", lambda path: simulator.generate(
+      simulator.SimulatorConfig(num_users=400, seed=3), path))
+  return out, load_oracle([os.path.join(out, "train")])
 
 
 @pytest.fixture(scope="session")
 def sim_stream(sim_data, tmp_path_factory):
   """sim_data's train split as a stream: time-ordered shards of 500 records."""
   from data_pipeline import stream as stream_lib  # pylint: disable=g-import-not-at-top
-  out = str(tmp_path_factory.mktemp("stream") / "all")
-  stream_lib.write_time_ordered(os.path.join(sim_data[0], "train-*"), out, 500)
-  return out
+  return _made_once(tmp_path_factory, "sim_stream", lambda path: (
+      stream_lib.write_time_ordered(os.path.join(sim_data[0], "train-*"), path, 500)))
 
 
 @pytest.fixture(autouse=True)

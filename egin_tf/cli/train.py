@@ -54,8 +54,8 @@ from egin_tf.cli import config_flags
 from egin_tf.models import MODELS, streamable
 
 FLAGS = flags.FLAGS
-# What --stream runs under (egin_tf.train.stream_ps: the steps on ps workers).
-STREAM_STRATEGIES = ("none", "parameter_server")
+# What --stream runs under (egin_tf.train.stream_ps, stream_mwms).
+STREAM_STRATEGIES = ("none", "parameter_server", "multi_worker_mirrored")
 
 # What `egin-tf train` does with no flags, where the library's defaults differ.
 CLI_DEFAULTS = ("defaults of egin-tf train",
@@ -253,18 +253,24 @@ def _checked_task(distribute):
   except ValueError as e:
     raise common.FlagError(str(e)) from None
   if FLAGS.strategy not in STREAM_STRATEGIES and FLAGS.stream is not None:
-    raise common.FlagError(f"--stream trains in one process or on parameter "
-                           f"servers; --strategy {FLAGS.strategy} is for offline "
-                           "training (--train)")
-  if FLAGS.strategy == "multi_worker_mirrored" and FLAGS.train is None:
+    raise common.FlagError(f"--stream trains in one process or on a cluster; "
+                           f"--strategy {FLAGS.strategy} is for offline training "
+                           "(--train)")
+  if (FLAGS.strategy == "multi_worker_mirrored" and FLAGS.train is None and
+      FLAGS.stream is None):
     raise common.FlagError("--strategy multi_worker_mirrored needs --train: every "
                            "worker reads it (make one with `egin-tf generate`)")
   return task
 
 
 def _train_stream(run: run_config.RunConfig, eval_pattern, distribute) -> None:
+  if FLAGS.strategy == "multi_worker_mirrored" and run.stream.follow:
+    raise common.FlagError("--follow is not supported with --strategy "
+                           "multi_worker_mirrored: workers listing a folder while "
+                           "shards land could cut different batches (use "
+                           "parameter_server)")
   strategy = None
-  if FLAGS.strategy == "parameter_server":
+  if FLAGS.strategy != "none":
     strategy = distribute.make_strategy(FLAGS.strategy)
   try:
     result = streaming.train_stream(FLAGS.stream, FLAGS.model_dir, run.train,
@@ -276,5 +282,7 @@ def _train_stream(run: run_config.RunConfig, eval_pattern, distribute) -> None:
           streaming.ExportWriteError) as e:
     # Not the user's input, but the same treatment: one clear line, exit 1.
     raise common.InputError(str(e)) from None
+  if not distribute.current_task().is_chief:
+    return  # a synchronous worker: the chief reports
   print(f"model in {FLAGS.model_dir}; {result['steps']:,} steps in total; "
         f"TensorBoard: tensorboard --logdir {os.path.join(FLAGS.model_dir, 'logs')}")

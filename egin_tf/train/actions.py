@@ -118,11 +118,13 @@ class Checkpointer(PeriodicAction):
 class Exporter(PeriodicAction):
   """Writes a SavedModel version for TF Serving and keeps the newest ``keep``.
 
-  ``info()`` gives the stream facts of ``assets.extra/export_info.json`` (step
-  added here); ``warmup()`` the records for the warm-up requests (or None).
+  ``model()`` gives the Keras model to export (under synchronous workers a copy
+  of the distributed one, `egin_tf.train.stream_mwms`); ``info()`` the stream
+  facts of ``assets.extra/export_info.json`` (step added here); ``warmup()`` the
+  records for the warm-up requests (or None).
   """
 
-  def __init__(self, model, schema, lengths, export_dir: str, keep: int,
+  def __init__(self, model: Callable[[], Any], schema, lengths, export_dir: str, keep: int,
                when: Periodic, manager: tf.train.CheckpointManager,
                info: Callable[[], dict], warmup: Callable[[], Optional[List[Any]]],
                print_fn: Callable[[str], None] = print):
@@ -141,7 +143,7 @@ class Exporter(PeriodicAction):
     info = {"step": step, **self._info()}
     try:
       path = export_lib.export_saved_model(
-          self.model, self.schema, self.lengths, self.export_dir,
+          self.model(), self.schema, self.lengths, self.export_dir,
           warmup_examples=self._warmup(),
           extra_assets={EXPORT_INFO_FILE: json.dumps(info, indent=2) + "\n"})
     except (OSError, tf.errors.OpError) as e:

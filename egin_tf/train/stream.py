@@ -9,8 +9,11 @@ in shard-name order and, for every batch,
 2. trains on it (the model's own ``train_step``: L_CTR plus the graph losses),
 3. moves the stream position to the end of the batch,
 
-all in one ``tf.function`` call, so the model, its negative queues, the optimizer,
-the progressive metrics and the position always change together. Checkpoints
+all in one ``tf.function`` call (`egin_tf.train.stream_model.StreamModel`), so the
+model, its negative queues, the optimizer, the progressive metrics and the
+position always change together. (Under parameter servers the workers run the
+steps and the chief moves the position as they complete; checkpoints come after
+a drain: `egin_tf.train.stream_ps`, with its guarantee.) Checkpoints
 (``tf.train.CheckpointManager``) hold all of them, so a run killed at any moment
 (even ``kill -9``) restarts from its latest checkpoint at exactly the record after
 the last batch that checkpoint's model was trained on: no example is trained twice
@@ -63,6 +66,7 @@ from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.models import streamable
 from egin_tf.train.stream_model import (  # noqa: F401  (public here since before)
     AUDIT_DIR, StreamModel, StreamState, checkpoint_position)
+from egin_tf.train.stream_mwms import MirroredStreamModel
 from egin_tf.train.stream_ps import ParameterServerStreamModel
 
 LOG_DIR = os.path.join("logs", "stream")
@@ -73,8 +77,14 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _model_config(model_dir: str, stream_dir: str, config: train_config.TrainConfig,
-                  schema: schema_lib.DatasetSchema, pattern: str) -> FeatureConfig:
-  """Writes (first run) or checks (resume) the model directory's config."""
+                  schema: schema_lib.DatasetSchema, pattern: str,
+                  write: bool = True) -> FeatureConfig:
+  """Writes (first run) or checks (resume) the model directory's config
+  (``write`` False: a worker that is not the chief only reads it)."""
+  if not write:
+    if model_dir_lib.exists(model_dir):
+      return model_dir_lib.read_config(model_dir).features
+    return train_config.feature_config(schema, config)
   if model_dir_lib.exists(model_dir):
     saved = model_dir_lib.read_config(model_dir)
     before = model_dir_lib.train_config(saved, train_config.TrainConfig)
@@ -85,6 +95,19 @@ def _model_config(model_dir: str, stream_dir: str, config: train_config.TrainCon
   model_dir_lib.write_config(model_dir, config, train_config.model_config(config), features,
                              schema, os.path.join(stream_dir, pattern))
   return features
+
+
+def _stream_model(config: train_config.TrainConfig, features: FeatureConfig,
+                  stream: train_config.StreamConfig, out_dir: str,
+                  strategy: Optional[tf.distribute.Strategy], index: int,
+                  model_dir: str) -> StreamModel:
+  """The `StreamModel` that runs the steps under ``strategy``."""
+  if strategy is not None and distribute.is_parameter_server(strategy):
+    return ParameterServerStreamModel(config, features, stream, out_dir, strategy)
+  if strategy is not None:
+    return MirroredStreamModel(config, features, stream, out_dir, strategy, index,
+                               chief_dir=model_dir)
+  return StreamModel(config, features, stream, out_dir)
 
 
 def _format_progress(step: int, position: stream_lib.StreamPosition,
@@ -229,18 +252,25 @@ class StreamTrainer:
                        "whole training data before its first step (a first "
                        "stage, e.g. EGES's graph); use another model")
     self.stream_dir, self.model_dir = stream_dir, model_dir
-    self.config, self.stream = config, stream
-    self._print = print_fn
+    self.config = config
+    task = distribute.current_task()
+    self.is_chief = strategy is None or task.is_chief
+    # Other (synchronous) workers write no audit log, and their checkpoints,
+    # logs and exports to a scratch folder: they must save and export with the
+    # chief, whose saves read variables all workers hold (collectives).
+    self.out_dir = model_dir if self.is_chief else os.path.join(
+        model_dir, "non_chief", f"worker-{task.index}")
+    self.stream = stream if self.is_chief else dataclasses.replace(
+        stream, audit_log=False, keep_exports=1, export_dir=stream.export_dir and
+        os.path.join(self.out_dir, "exports"))
+    self._print = print_fn if self.is_chief else (lambda line: None)
     self.schema = schema_lib.DatasetSchema.load(stream_dir)
     self.lengths = config.sequence_lengths()
-    tf.io.gfile.makedirs(model_dir)
+    tf.io.gfile.makedirs(self.out_dir)
     features = _model_config(model_dir, stream_dir, config, self.schema,
-                             stream.shard_pattern)
-    if strategy is not None and distribute.is_parameter_server(strategy):
-      self._run = ParameterServerStreamModel(config, features, stream, model_dir,
-                                             strategy)
-    else:
-      self._run = StreamModel(config, features, stream, model_dir)
+                             stream.shard_pattern, write=self.is_chief)
+    self._run = _stream_model(config, features, self.stream, self.out_dir, strategy,
+                              task.index, model_dir)
     self._nan_stop = train_actions.NanStop(self._raise_non_finite)
     self.start: Optional[RunStart] = None
     self._loop: Optional[_LoopState] = None
@@ -255,9 +285,9 @@ class StreamTrainer:
     return self._run.model
 
   def evaluation_model(self):
-    """The trained model; under parameter servers a copy of its last checkpoint
-    in this process (tables whole), which Keras' predict can run."""
-    if isinstance(self._run, ParameterServerStreamModel):
+    """The trained model; under a strategy a copy of its last checkpoint in
+    this process (tables whole, no strategy), which Keras' predict can run."""
+    if self._run.DISTRIBUTED:
       return model_dir_lib.load_model(self.model_dir, train_config.TrainConfig).model
     return self.model
 
@@ -272,7 +302,7 @@ class StreamTrainer:
     """
     if self.start is not None:
       return self.start
-    latest = self._run.manager.latest_checkpoint
+    latest = self._run.latest_checkpoint()
     if latest:
       self.start = self._restore_from(latest)
     else:
@@ -332,15 +362,15 @@ class StreamTrainer:
     self._shard_stream = self._open_stream(start, stop)
     # Reading and parsing the next batches overlaps with the current step.
     batches = Prefetcher(self._shard_stream, depth=2)
-    writer = tf.summary.create_file_writer(os.path.join(self.model_dir, LOG_DIR))
+    writer = tf.summary.create_file_writer(os.path.join(self.out_dir, LOG_DIR))
     actions = self._periodic_actions(start)
     self._progress = _ProgressLog(self.stream, self._print, start.step)
     run_start = time.perf_counter()
     with stop, batches, writer.as_default():
       for batch in batches:
         self._completed(self._run.submit(batch))
-        self._run_due(actions)
-        if stop.signal is not None:
+        if self._run_due(stop):
+          self._loop.stopped_by = "a stop signal to another worker"
           break
       if stop.signal is not None:
         self._loop.stopped_by = signal.Signals(stop.signal).name
@@ -360,13 +390,19 @@ class StreamTrainer:
       loop.recent_records = batch.records[:100]
       self._progress.after_step(loop.step, batch, logs, self._run)
 
-  def _run_due(self, actions) -> None:
-    """The actions due now, after a drain: what they save holds no step in flight."""
-    if not any(action.when.due(self._loop.step) for action in actions):
-      return
-    self._completed(self._run.drain())
-    for action in actions:
-      action.maybe_run(self._loop.step)
+  def _run_due(self, stop: _StopFlag) -> bool:
+    """The actions due now, after a drain (what they save holds no step in
+    flight); whether to stop. Due and stop as all workers agree."""
+    actions = (self._checkpointer, self._exporter)
+    due = [action is not None and action.when.due(self._loop.step)
+           for action in actions]
+    *due, stopping = self._run.agree(due + [stop.signal is not None])
+    if any(due):
+      self._completed(self._run.drain())
+      for action, now in zip(actions, due):
+        if now:
+          action.run(self._loop.step)
+    return stopping
 
   def _raise_non_finite(self, message: str) -> None:
     """The stream's NaN stop: nothing after the step may be saved, so it raises."""
@@ -386,7 +422,7 @@ class StreamTrainer:
     if stream.export_dir:
       minutes = stream.export_every_minutes
       self._exporter = train_actions.Exporter(
-          run.model, self.schema, self.lengths, stream.export_dir, stream.keep_exports,
+          run.export_model, self.schema, self.lengths, stream.export_dir, stream.keep_exports,
           train_actions.Periodic(stream.export_every_steps,
                                  None if minutes is None else 60 * minutes),
           run.manager,
@@ -468,7 +504,10 @@ def train_stream(stream_dir: str, model_dir: str, config: train_config.TrainConf
     eval_pattern: test data scored exactly at the end (optional).
     print_fn: progress lines go here.
     strategy: a ``ParameterServerStrategy`` of the cluster this process is the
-      chief of (`egin_tf.train.stream_ps`), or None (one process).
+      chief of (`egin_tf.train.stream_ps`), a ``MultiWorkerMirroredStrategy``
+      of the workers this process is one of (`egin_tf.train.stream_mwms`; the
+      chief writes the model directory, evaluates and returns the result), or
+      None (one process).
 
   Returns:
     ``{"steps", "examples", "position", "progressive", "skipped", "exports",
@@ -478,6 +517,9 @@ def train_stream(stream_dir: str, model_dir: str, config: train_config.TrainConf
   trainer.restore()
   trainer.train()
   out = trainer.summary()
+  if not trainer.is_chief:  # a synchronous worker: the chief reports
+    tf.io.gfile.rmtree(trainer.out_dir)
+    return out
   if eval_pattern:
     split = DataSplit.resolve(eval_pattern, "test", trainer.lengths)
     out.update(evaluation.evaluate_and_print(trainer.evaluation_model(), split, config,

@@ -4,12 +4,15 @@
 `StreamState`, `ProgressiveMetrics`) and runs the one-batch step in this
 process: score, train and move the position in one ``tf.function`` call.
 `egin_tf.train.stream_ps.ParameterServerStreamModel` runs the same steps on
-parameter-server workers. The stream loop (`egin_tf.train.stream`) talks to
+parameter-server workers, `egin_tf.train.stream_mwms.MirroredStreamModel` on
+synchronous ones. The stream loop (`egin_tf.train.stream`) talks to
 either through three calls:
 
 * ``submit(batch)``: starts the batch's step; returns the steps completed by
   now, each ``(batch, logs)``, in the order they were submitted;
 * ``drain()``: waits until no step is in flight; returns the rest;
+* ``agree(flags)``: per flag, whether any process of the run raised it
+  (synchronous workers must checkpoint and stop at the same step);
 * ``iterations()``: the optimizer's step count.
 
 After ``drain()`` the model, the position and the progressive metrics hold
@@ -17,7 +20,7 @@ exactly the submitted batches: that is when a checkpoint may be written.
 """
 
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from data_pipeline import reader
 from data_pipeline import schema as schema_lib
@@ -79,6 +82,8 @@ def checkpoint_position(checkpoint: str) -> stream_lib.StreamPosition:
 class StreamModel:
   """The model and everything checkpointed with it, and the one-batch step."""
 
+  DISTRIBUTED = False  # the model lives in this process only
+
   def __init__(self, config: train_config.TrainConfig, features: FeatureConfig,
                stream: train_config.StreamConfig, model_dir: str):
     tf.keras.utils.set_random_seed(config.seed)
@@ -127,6 +132,19 @@ class StreamModel:
   def drain(self) -> Completed:
     """Nothing is ever in flight here."""
     return []
+
+  def agree(self, flags: Sequence[bool]) -> List[bool]:
+    """``flags`` as every process of the run sees them (true on any): here,
+    one process, as they are."""
+    return list(flags)
+
+  def export_model(self):
+    """The Keras model an export writes."""
+    return self.model
+
+  def latest_checkpoint(self) -> Optional[str]:
+    """The checkpoint a run resumes from."""
+    return self.manager.latest_checkpoint
 
   def iterations(self) -> int:
     return int(self.model.optimizer.iterations.numpy())
