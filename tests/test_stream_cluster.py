@@ -1,6 +1,8 @@
-"""Stream training on a parameter-server cluster (`egin-tf cluster-local`: chief,
-2 workers, 1 ps): a worker killed mid-stream, then the chief killed and the job
-restarted, counted by the audit log; against one process on the same stream."""
+"""Stream training on local clusters (`egin-tf cluster-local`): on parameter
+servers (chief, 2 workers, 1 ps) a worker killed mid-stream, then the chief
+killed and the job restarted; on 2 synchronous workers (multi_worker_mirrored)
+a worker killed and the job restarted; counted by the audit log. And both
+against one process on the same stream."""
 
 import json
 import os
@@ -96,30 +98,68 @@ def test_a_killed_worker_and_a_restarted_chief_lose_nothing(stream_dir, tmp_path
   assert "[cluster] chief 0 exited with -9" in first, first
   second = _finish(_start(*cluster, *_train_flags(stream_dir, model_dir)))
   assert re.search(r"chief 0 \| resuming from .*ckpt-[1-9]\d", second), second
-  expected = audit_log.stream_rows(stream_dir, stream_lib.StreamPosition(
-      stream_lib.list_shards(stream_dir)[-1], 500))
-  trained = audit_log.TrainedExamplesLog(
-      os.path.join(model_dir, streaming.AUDIT_DIR)).read()
-  report = audit_log.delivery(trained, expected)
+  report = _audit(stream_dir, model_dir)
   # Nothing lost; the killed worker's step (if it was mid-step) trained twice:
   # one batch at most; the chief's kill none (the restart drops what followed
   # the checkpoint, model and log alike).
   assert not report.missing and not report.foreign, report
   assert report.duplicates <= BATCH, report
-  assert report.once + len(report.repeated) == len(expected)
+  assert report.once + len(report.repeated) == report.expected == 12_000
   # The chief counts each step once, when it completes.
-  assert _metrics(model_dir)["examples"] == len(expected)
+  assert _metrics(model_dir)["examples"] == 12_000
   _assert_gone(_pids(first + second))
 
 
-def test_the_cluster_scores_the_stream_as_one_process_does(stream_dir, tmp_path):
-  one = _finish(_start("train", *_train_flags(stream_dir, tmp_path / "one")))
-  cluster = _finish(_start("cluster-local", "--workers", "2", "--ps", "1", "--",
-                           *_train_flags(stream_dir, tmp_path / "cluster")))
-  single, sharded = _metrics(tmp_path / "one"), _metrics(tmp_path / "cluster")
-  assert sharded["examples"] == single["examples"] == 12_000, one + cluster
-  auc, cluster_auc = (single["progressive"]["running_auc"],
-                      sharded["progressive"]["running_auc"])
-  assert abs(cluster_auc - auc) < AUC_TOLERANCE, (auc, cluster_auc)
+def _kill_at_step(proc, victim, step):
+  """SIGKILLs the task ``victim`` (e.g. "worker 1") once the chief prints
+  ``step``; the job's output until the launcher ends."""
+  lines, pids, killed = [], {}, False
+  for line in proc.stdout:
+    lines.append(line)
+    started = re.search(r"\[cluster\] started (\w+ \d+) \(pid (\d+)\)", line)
+    if started:
+      pids[started.group(1)] = int(started.group(2))
+    if re.match(rf"worker 0 \| step {step} ", line) and not killed:
+      os.kill(pids[victim], signal.SIGKILL)
+      killed = True
+  out = "".join(lines) + proc.communicate(timeout=300)[0]
+  assert killed, out
+  return out
+
+
+def _audit(stream_dir, model_dir):
+  expected = audit_log.stream_rows(stream_dir, stream_lib.StreamPosition(
+      stream_lib.list_shards(stream_dir)[-1], 500))
+  trained = audit_log.TrainedExamplesLog(
+      os.path.join(model_dir, streaming.AUDIT_DIR)).read()
+  return audit_log.delivery(trained, expected)
+
+
+def test_synchronous_workers_train_every_record_once_across_a_kill(stream_dir, tmp_path):
+  model_dir = tmp_path / "mwms"
+  cluster = ["cluster-local", "--workers", "2", "--ps", "0", "--"]
+  first = _kill_at_step(_start(*cluster, *_train_flags(stream_dir, model_dir)),
+                        "worker 1", 20)
+  # A synchronous step cannot go on without a worker: the job stops.
+  assert "[cluster] worker 1 exited with -9; stopping the job" in first, first
+  second = _finish(_start(*cluster, *_train_flags(stream_dir, model_dir)))
+  assert re.search(r"worker 0 \| resuming from .*ckpt-[1-9]", second), second
+  assert _audit(stream_dir, model_dir) == audit_log.Delivery(12_000, 12_000, 0, [], [], [])
+  assert _metrics(model_dir)["examples"] == 12_000
+  assert "worker 1 | model in" not in second  # the chief reports
+  _assert_gone(_pids(first + second))
+
+
+def test_the_clusters_score_the_stream_as_one_process_does(stream_dir, tmp_path):
+  runs = {"one": ["train"],
+          "ps": ["cluster-local", "--workers", "2", "--ps", "1", "--"],
+          "mwms": ["cluster-local", "--workers", "2", "--ps", "0", "--"]}
+  outputs = {name: _finish(_start(*command, *_train_flags(stream_dir, tmp_path / name)))
+             for name, command in runs.items()}
+  metrics = {name: _metrics(tmp_path / name) for name in runs}
+  aucs = {name: m["progressive"]["running_auc"] for name, m in metrics.items()}
+  for name in runs:
+    assert metrics[name]["examples"] == 12_000, outputs[name]
+    assert abs(aucs[name] - aucs["one"]) < AUC_TOLERANCE, aucs
   for role in ("chief 0 | ", "worker 0 | ", "worker 1 | ", "ps 0 | "):
-    assert role in cluster
+    assert role in outputs["ps"]
