@@ -1,21 +1,26 @@
 """Delivery of stream training under kill -9, counted by `egin-tf audit` (issue 28).
 
 The simulator's train split is replayed as a stream, and a model is trained on
-it in one pass with ``egin-tf train --stream ... --audit_log``, in one process
-and on a parameter-server cluster (``egin-tf cluster-local``: chief, 2 workers,
-1 ps), each uninterrupted and killed:
+it in one pass with ``egin-tf train --stream ... --audit_log``: in one process,
+on a parameter-server cluster and on synchronous workers (``egin-tf
+cluster-local``), each uninterrupted and killed:
 
 * one process: ``--kills`` SIGKILLs, each followed by a restart;
-* the cluster: ``--cluster_kills`` SIGKILLs, alternately of a worker (the
-  launcher starts it again, the coordinator runs its step again) and of the
-  chief (the job ends; it is started again from the latest checkpoint).
+* parameter servers (chief, 2 workers, 1 ps): ``--cluster_kills`` SIGKILLs,
+  alternately of a worker (the launcher starts it again, the coordinator runs
+  its step again) and of the chief (the job ends; it is started again from the
+  latest checkpoint);
+* synchronous workers (2, multi_worker_mirrored): ``--cluster_kills``
+  SIGKILLs, alternately of worker 1 and worker 0 (the chief); each ends the
+  job, which is started again.
 
 Each kill falls at a random moment (after the run's next checkpoint, then up
 to ``--kill_spread`` seconds more); the last run goes to the end of the
 stream. `egin-tf audit` then counts, over the stream's records, those trained
-once, the extra trainings and those never trained. One process promises
-exactly once; the cluster exactly once across chief restarts and at most one
-batch trained twice per worker death; this measures both.
+once, the extra trainings and those never trained. One process and the
+synchronous workers promise exactly once; parameter servers exactly once
+across chief restarts and at most one batch trained twice per worker death;
+this measures all three.
 
 Per run: kills, examples, trained once, duplicate trainings, never trained, the
 progressive AUC over the stream, examples/s of the uninterrupted runs (the
@@ -82,12 +87,14 @@ def _egin_tf(*args: str) -> List[str]:
   return [sys.executable, "-m", "egin_tf.cli.main", *args]
 
 
-def _train_command(stream: str, model_dir: str, cluster: bool) -> List[str]:
+def _train_command(stream: str, model_dir: str, cluster: str) -> List[str]:
+  """One process (``cluster`` ""), or cluster-local on "ps" or "mwms"."""
   flags_ = ["--stream", stream, "--model", FLAGS.model, "--model_dir", model_dir,
             "--seed", str(FLAGS.seed), "--checkpoint_every_steps", "20",
             "--log_every", "100", "--audit_log"]
   if cluster:
-    return _egin_tf("cluster-local", "--workers", "2", "--ps", "1", "--", *flags_)
+    ps = "1" if cluster == "ps" else "0"
+    return _egin_tf("cluster-local", "--workers", "2", "--ps", ps, "--", *flags_)
   return _egin_tf("train", *flags_)
 
 
@@ -126,15 +133,18 @@ def _kill_after_checkpoint(job: _Job, victim: str, model_dir: str,
   os.kill(job.pids[victim], signal.SIGKILL)
 
 
-def _victims(cluster: bool, kills: int, rng: random.Random) -> List[str]:
-  """Who each kill hits: the process; on the cluster a worker, the chief, ..."""
-  if not cluster:
-    return ["process"] * kills
-  return [f"worker {rng.randrange(2)}" if k % 2 == 0 else "chief 0"
-          for k in range(kills)]
+def _victims(cluster: str, kills: int, rng: random.Random) -> List[str]:
+  """Who each kill hits: the process; on parameter servers a worker, the chief,
+  ...; on synchronous workers worker 1, worker 0 (the chief), ..."""
+  if cluster == "ps":
+    return [f"worker {rng.randrange(2)}" if k % 2 == 0 else "chief 0"
+            for k in range(kills)]
+  if cluster == "mwms":
+    return [f"worker {1 - k % 2}" for k in range(kills)]
+  return ["process"] * kills
 
 
-def _train(stream: str, model_dir: str, kills: int, cluster: bool) -> float:
+def _train(stream: str, model_dir: str, kills: int, cluster: str) -> float:
   """One pass, killed ``kills`` times (each kill that ends the job followed by
   a restart); its wall seconds."""
   if os.path.isdir(model_dir):
@@ -145,7 +155,8 @@ def _train(stream: str, model_dir: str, kills: int, cluster: bool) -> float:
   for kill, victim in enumerate(_victims(cluster, kills, rng)):
     _kill_after_checkpoint(job, victim, model_dir, rng)
     print(f"  {model_dir}: killed {victim} ({kill + 1} of {kills})", flush=True)
-    if victim in ("process", "chief 0"):  # the job ends: start it again
+    # Killing the process, the chief, or any synchronous worker ends the job.
+    if cluster == "mwms" or victim in ("process", "chief 0"):
       job.process.wait()
       job = _Job(command)
   if job.process.wait() != 0:
@@ -175,8 +186,10 @@ def _row(name: str, kills: int, seconds: float, model_dir: str) -> List[str]:
           f"{seconds:.0f}"]
 
 
-RUNS = (("one process", False, False), ("one process, killed", False, True),
-        ("cluster", True, False), ("cluster, killed", True, True))
+RUNS = (("one process", "", False), ("one process, killed", "", True),
+        ("parameter servers", "ps", False), ("parameter servers, killed", "ps", True),
+        ("synchronous workers", "mwms", False),
+        ("synchronous workers, killed", "mwms", True))
 
 
 def main(argv):

@@ -40,8 +40,12 @@ def test_mirrored_gives_the_loss_curve_and_weights_of_no_strategy(tmp_path, mode
   assert set(mirrored["history"]) == set(single["history"]) - {
       "item_collisions", "query_collisions"}
   for name, values in mirrored["history"].items():  # loss, ctr_loss, graph losses, auc
+    # Keras' AUC counts scores in threshold buckets: a score 1e-6 off (the sum
+    # of two replicas' gradients rounds differently) can cross a bucket edge
+    # and move it by ~1e-4 (seen once in CI: 0.68994 against 0.68980).
+    atol = 5e-4 if name == "auc" else 1e-6
     np.testing.assert_allclose(values, single["history"][name], rtol=1e-5,
-                               atol=1e-6, err_msg=name)
+                               atol=atol, err_msg=name)
   # The model trained, so equal weights are not just equal start points.
   assert single["ctr_losses"][-1] != single["ctr_losses"][0]
   # No step is counted twice or without a batch (e.g. at an epoch's end).

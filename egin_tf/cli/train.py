@@ -17,7 +17,10 @@ With --stream it reads the TFRecord shards of DIR once, in file-name order, as
 they land (--follow keeps waiting for new ones), scoring every batch before
 training on it (progressive validation), checkpointing the stream position with
 the model (a restarted run resumes exactly after the last checkpointed batch) and
-exporting SavedModel versions for TF Serving (--export_dir).
+exporting SavedModel versions for TF Serving (--export_dir). On a cluster
+(`egin-tf cluster-local -- --stream DIR ...`), --strategy parameter_server runs
+the steps on the workers (egin_tf.train.stream_ps) and multi_worker_mirrored
+trains each batch on all workers at once (egin_tf.train.stream_mwms).
 
 Defaults per mode: EGIN's --graph_folds is 2 offline and 1 with --stream
 (egin_tf.train.config.STREAM_MODEL_DEFAULTS; --graph_folds or the --config file
@@ -92,7 +95,9 @@ flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker_mirrore
                   "tf.distribute strategy; the cluster comes from TF_CONFIG (see "
                   "egin_tf.train.distribute). Under parameter_server, ps and worker "
                   "tasks serve and the chief trains; `egin-tf cluster-local` "
-                  "starts such a cluster on this machine.")
+                  "starts such a cluster on this machine. With --stream: none, "
+                  "parameter_server or multi_worker_mirrored (see README, "
+                  "'Delivery guarantees').")
 flags.DEFINE_enum("verbose", "auto", ["auto", "bar", "line", "quiet"],
                   "Progress of offline training: a bar, one line per chunk, or "
                   "nothing; auto picks the bar on a terminal.")
