@@ -1,14 +1,13 @@
 """`egin-tf cluster-local`: a parameter-server job of chief + 2 workers + 1 ps as
 processes, with a worker killed mid-run, against one process on the same data."""
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
+
+import cluster_jobs
 
 STEPS = 300
 # Measured at these flags over seeds 0-2 (experiments/local_cluster.py, see
@@ -26,38 +25,14 @@ def _train_flags(sim_data, model_dir):
           "--log_every", "100", "--verbose", "line", "--seed", "0"]
 
 
-def _cli(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.Popen([sys.executable, "-m", "egin_tf.cli.main", *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=env)
-
-
-def _finish(proc, timeout=600):
-  out, _ = proc.communicate(timeout=timeout)
-  assert proc.returncode == 0, out
-  return out
-
-
 def _metrics(model_dir):
-  with open(os.path.join(model_dir, "metrics.json")) as f:
-    return json.load(f)
-
-
-def _started_pids(output):
-  return [int(p) for p in re.findall(r"\[cluster\] started \w+ \d+ \(pid (\d+)\)", output)]
-
-
-def _assert_gone(pids):
-  for pid in pids:
-    with pytest.raises(ProcessLookupError):
-      os.kill(pid, 0)
+  return cluster_jobs.read_json(model_dir, "metrics.json")
 
 
 @pytest.fixture(scope="module")
 def single_process_auc(sim_data, tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("single")
-  _finish(_cli("train", *_train_flags(sim_data, model_dir)))
+  cluster_jobs.finish(cluster_jobs.start("train", *_train_flags(sim_data, model_dir)))
   return _metrics(model_dir)["eval"]["auc"]
 
 
@@ -70,8 +45,8 @@ def test_cluster_with_a_killed_worker_trains_to_the_auc_of_one_process(
   # One job checks both: the coordinator reschedules the steps of a worker
   # killed mid-run (the launcher restarts it), and the job still reaches the
   # AUC of one process. Every process it started is gone afterwards.
-  proc = _cli("cluster-local", "--workers", "2", "--ps", "1", "--",
-              *_train_flags(sim_data, tmp_path))
+  proc = cluster_jobs.start("cluster-local", "--workers", "2", "--ps", "1", "--",
+                            *_train_flags(sim_data, tmp_path))
   lines, victim = [], None
   for line in proc.stdout:
     lines.append(line)
@@ -80,13 +55,13 @@ def test_cluster_with_a_killed_worker_trains_to_the_auc_of_one_process(
     if line.startswith("chief 0 | Epoch 2/"):  # a third of the steps done
       os.kill(victim, signal.SIGKILL)
       break
-  out = "".join(lines) + _finish(proc)
+  out = "".join(lines) + cluster_jobs.finish(proc)
   assert re.search(r"\[cluster\] worker 1 exited with -9; restarting it", out), out
   for role in ("chief 0 | ", "worker 0 | ", "worker 1 | ", "ps 0 | "):
     assert role in out
   metrics = _metrics(tmp_path)
   assert metrics["steps"] == STEPS
   assert abs(metrics["eval"]["auc"] - single_process_auc) < AUC_TOLERANCE, out
-  pids = _started_pids(out)
+  pids = cluster_jobs.started_pids(out)
   assert len(pids) == 5  # chief, 2 workers, ps, and worker 1 again
-  _assert_gone(pids)
+  cluster_jobs.assert_gone(pids)

@@ -4,15 +4,13 @@ killed and the job restarted; on 2 synchronous workers (multi_worker_mirrored)
 a worker killed and the job restarted; counted by the audit log. And both
 against one process on the same stream."""
 
-import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 
 import pytest
+
+import cluster_jobs
 
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
@@ -43,88 +41,8 @@ def _train_flags(stream_dir, model_dir):
           "--checkpoint_every_steps", "10", "--audit_log"]
 
 
-def _start(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.Popen([sys.executable, "-m", "egin_tf.cli.main", *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=env)
-
-
-def _finish(proc, lines=(), timeout=600):
-  out = "".join(lines) + proc.communicate(timeout=timeout)[0]
-  assert proc.returncode == 0, out
-  return out
-
-
 def _metrics(model_dir):
-  with open(os.path.join(model_dir, "stream_metrics.json")) as f:
-    return json.load(f)
-
-
-def _pids(output):
-  return [int(p) for p in re.findall(r"\[cluster\] started \w+ \d+ \(pid (\d+)\)", output)]
-
-
-def _assert_gone(pids):
-  for pid in pids:
-    with pytest.raises(ProcessLookupError):
-      os.kill(pid, 0)
-
-
-def _kill_worker_then_chief(proc):
-  """Kills worker 1 at step 10, the chief at step 30 (a checkpoint at 20 or
-  later behind it); the job's output until the launcher ends."""
-  lines, pids, worker_killed = [], {}, False
-  for line in proc.stdout:
-    lines.append(line)
-    started = re.search(r"\[cluster\] started (\w+ \d+) \(pid (\d+)\)", line)
-    if started:
-      pids[started.group(1)] = int(started.group(2))
-    if line.startswith("chief 0 | step 10 ") and not worker_killed:
-      os.kill(pids["worker 1"], signal.SIGKILL)
-      worker_killed = True
-    if line.startswith("chief 0 | step 30 "):
-      os.kill(pids["chief 0"], signal.SIGKILL)
-  out = "".join(lines) + proc.communicate(timeout=300)[0]
-  assert worker_killed, out
-  return out
-
-
-def test_a_killed_worker_and_a_restarted_chief_lose_nothing(stream_dir, tmp_path):
-  model_dir = tmp_path / "cluster"
-  cluster = ["cluster-local", "--workers", "2", "--ps", "1", "--"]
-  first = _kill_worker_then_chief(_start(*cluster, *_train_flags(stream_dir, model_dir)))
-  assert "[cluster] worker 1 exited with -9; restarting it" in first, first
-  assert "[cluster] chief 0 exited with -9" in first, first
-  second = _finish(_start(*cluster, *_train_flags(stream_dir, model_dir)))
-  assert re.search(r"chief 0 \| resuming from .*ckpt-[1-9]\d", second), second
-  report = _audit(stream_dir, model_dir)
-  # Nothing lost; the killed worker's step (if it was mid-step) trained twice:
-  # one batch at most; the chief's kill none (the restart drops what followed
-  # the checkpoint, model and log alike).
-  assert not report.missing and not report.foreign, report
-  assert report.duplicates <= BATCH, report
-  assert report.once + len(report.repeated) == report.expected == 12_000
-  # The chief counts each step once, when it completes.
-  assert _metrics(model_dir)["examples"] == 12_000
-  _assert_gone(_pids(first + second))
-
-
-def _kill_at_step(proc, victim, step):
-  """SIGKILLs the task ``victim`` (e.g. "worker 1") once the chief prints
-  ``step``; the job's output until the launcher ends."""
-  lines, pids, killed = [], {}, False
-  for line in proc.stdout:
-    lines.append(line)
-    started = re.search(r"\[cluster\] started (\w+ \d+) \(pid (\d+)\)", line)
-    if started:
-      pids[started.group(1)] = int(started.group(2))
-    if re.match(rf"worker 0 \| step {step} ", line) and not killed:
-      os.kill(pids[victim], signal.SIGKILL)
-      killed = True
-  out = "".join(lines) + proc.communicate(timeout=300)[0]
-  assert killed, out
-  return out
+  return cluster_jobs.read_json(model_dir, "stream_metrics.json")
 
 
 def _audit(stream_dir, model_dir):
@@ -135,27 +53,51 @@ def _audit(stream_dir, model_dir):
   return audit_log.delivery(trained, expected)
 
 
+def test_a_killed_worker_and_a_restarted_chief_lose_nothing(stream_dir, tmp_path):
+  model_dir = tmp_path / "cluster"
+  cluster = ["cluster-local", "--workers", "2", "--ps", "1", "--"]
+  # Worker 1 at step 10, the chief at step 30 (a checkpoint at 20 or later behind it).
+  first = cluster_jobs.kill_at_steps(
+      cluster_jobs.start(*cluster, *_train_flags(stream_dir, model_dir)), "chief 0",
+      {10: "worker 1", 30: "chief 0"})
+  assert "[cluster] worker 1 exited with -9; restarting it" in first, first
+  assert "[cluster] chief 0 exited with -9" in first, first
+  second = cluster_jobs.finish(cluster_jobs.start(*cluster, *_train_flags(stream_dir, model_dir)))
+  assert re.search(r"chief 0 \| resuming from .*ckpt-[1-9]\d", second), second
+  report = _audit(stream_dir, model_dir)
+  # Nothing lost; the killed worker's step (if it was mid-step) trained twice:
+  # one batch at most; the chief's kill none (the restart drops what followed
+  # the checkpoint, model and log alike).
+  assert not report.missing and not report.foreign, report
+  assert report.duplicates <= BATCH, report
+  assert report.once + len(report.repeated) == report.expected == 12_000
+  # The chief counts each step once, when it completes.
+  assert _metrics(model_dir)["examples"] == 12_000
+  cluster_jobs.assert_gone(cluster_jobs.started_pids(first + second))
+
+
 def test_synchronous_workers_train_every_record_once_across_a_kill(stream_dir, tmp_path):
   model_dir = tmp_path / "mwms"
   cluster = ["cluster-local", "--workers", "2", "--ps", "0", "--"]
-  first = _kill_at_step(_start(*cluster, *_train_flags(stream_dir, model_dir)),
-                        "worker 1", 20)
+  first = cluster_jobs.kill_at_steps(
+      cluster_jobs.start(*cluster, *_train_flags(stream_dir, model_dir)), "worker 0",
+      {20: "worker 1"})
   # A synchronous step cannot go on without a worker: the job stops.
   assert "[cluster] worker 1 exited with -9; stopping the job" in first, first
-  second = _finish(_start(*cluster, *_train_flags(stream_dir, model_dir)))
+  second = cluster_jobs.finish(cluster_jobs.start(*cluster, *_train_flags(stream_dir, model_dir)))
   assert re.search(r"worker 0 \| resuming from .*ckpt-[1-9]", second), second
   assert _audit(stream_dir, model_dir) == audit_log.Delivery(12_000, 12_000, 0, [], [], [])
   assert _metrics(model_dir)["examples"] == 12_000
   assert "worker 1 | model in" not in second  # the chief reports
-  _assert_gone(_pids(first + second))
+  cluster_jobs.assert_gone(cluster_jobs.started_pids(first + second))
 
 
 def test_the_clusters_score_the_stream_as_one_process_does(stream_dir, tmp_path):
   runs = {"one": ["train"],
           "ps": ["cluster-local", "--workers", "2", "--ps", "1", "--"],
           "mwms": ["cluster-local", "--workers", "2", "--ps", "0", "--"]}
-  outputs = {name: _finish(_start(*command, *_train_flags(stream_dir, tmp_path / name)))
-             for name, command in runs.items()}
+  outputs = {name: cluster_jobs.finish(cluster_jobs.start(
+      *command, *_train_flags(stream_dir, tmp_path / name))) for name, command in runs.items()}
   metrics = {name: _metrics(tmp_path / name) for name in runs}
   aucs = {name: m["progressive"]["running_auc"] for name, m in metrics.items()}
   for name in runs:

@@ -19,6 +19,7 @@ After ``drain()`` the model, the position and the progressive metrics hold
 exactly the submitted batches: that is when a checkpoint may be written.
 """
 
+import contextlib
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -85,9 +86,12 @@ class StreamModel:
   DISTRIBUTED = False  # the model lives in this process only
 
   def __init__(self, config: train_config.TrainConfig, features: FeatureConfig,
-               stream: train_config.StreamConfig, model_dir: str):
+               stream: train_config.StreamConfig, model_dir: str,
+               strategy: Optional[tf.distribute.Strategy] = None):
     tf.keras.utils.set_random_seed(config.seed)
-    self.model = self.build_model(config, features)
+    self.strategy = strategy
+    with strategy.scope() if strategy else contextlib.nullcontext():
+      self.model = config.build_model(features)
     # The position and the progressive metrics live with the process that
     # runs the loop (under parameter servers: the chief), not on the ps.
     self.state = StreamState()
@@ -101,9 +105,6 @@ class StreamModel:
     self.log = (audit_log.TrainedExamplesLog(os.path.join(model_dir, AUDIT_DIR))
                 if stream.audit_log else None)
     self.step_fn = self._make_step_fn()
-
-  def build_model(self, config: train_config.TrainConfig, features: FeatureConfig):
-    return config.build_model(features)
 
   def _make_step_fn(self):
     model, state, progressive = self.model, self.state, self.progressive

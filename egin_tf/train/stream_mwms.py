@@ -54,16 +54,12 @@ class MirroredStreamModel(StreamModel):
   def __init__(self, config: train_config.TrainConfig, features: FeatureConfig,
                stream: train_config.StreamConfig, out_dir: str,
                strategy: tf.distribute.Strategy, index: int, chief_dir: str):
-    self.strategy, self.index, self.chief_dir = strategy, index, chief_dir
+    self.index, self.chief_dir = index, chief_dir
     self.num_workers = strategy.num_replicas_in_sync
     self._config, self._features = config, features
     self._export_copy, self._last_features = None, None
-    super().__init__(config, features, stream, out_dir)
+    super().__init__(config, features, stream, out_dir, strategy)
     self._agree_fn = self._make_agree_fn()
-
-  def build_model(self, config: train_config.TrainConfig, features: FeatureConfig):
-    with self.strategy.scope():
-      return config.build_model(features)
 
   def _make_step_fn(self):
     strategy = self.strategy

@@ -51,25 +51,23 @@ from data_pipeline.tf_env import tf
 from egin_tf.layers.feature_embeddings import FeatureConfig
 from egin_tf.train import audit_log
 from egin_tf.train import config as train_config
+from egin_tf.train import distribute
 from egin_tf.train.stream_model import Completed, StreamModel, scoring_step
 
 
 class ParameterServerStreamModel(StreamModel):
   """`StreamModel` whose steps run on the workers of a parameter-server cluster."""
 
+  DISTRIBUTED = True
+
   def __init__(self, config: train_config.TrainConfig, features: FeatureConfig,
                stream: train_config.StreamConfig, model_dir: str,
                strategy: tf.distribute.Strategy):
-    self.strategy = strategy
     self.coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
-    self.max_in_flight = 2 * strategy.extended._num_workers  # pylint: disable=protected-access
+    self.max_in_flight = 2 * distribute.current_task().num_workers
     self._pending: Deque[Tuple[stream_lib.StreamBatch, object]] = collections.deque()
     self._submitted = 0
-    super().__init__(config, features, stream, model_dir)
-
-  def build_model(self, config: train_config.TrainConfig, features: FeatureConfig):
-    with self.strategy.scope():
-      return config.build_model(features)
+    super().__init__(config, features, stream, model_dir, strategy)
 
   def _make_step_fn(self):
     strategy = self.strategy
