@@ -13,12 +13,12 @@ import pytest
 STARTED = re.compile(r"\[cluster\] started (\w+ \d+) \(pid (\d+)\)")
 
 
-def start(*args):
-  """``egin-tf ARGS`` as a process, its output (stdout and stderr) piped."""
+def start(*args, cwd=None):
+  """``egin-tf ARGS`` as a process (in ``cwd``), its output piped."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.Popen([sys.executable, "-m", "egin_tf.cli.main", *args],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=env)
+                          text=True, env=env, cwd=cwd)
 
 
 def finish(proc, timeout=600):

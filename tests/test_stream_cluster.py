@@ -62,7 +62,10 @@ def test_a_killed_worker_and_a_restarted_chief_lose_nothing(stream_dir, tmp_path
       {10: "worker 1", 30: "chief 0"})
   assert "[cluster] worker 1 exited with -9; restarting it" in first, first
   assert "[cluster] chief 0 exited with -9" in first, first
-  second = cluster_jobs.finish(cluster_jobs.start(*cluster, *_train_flags(stream_dir, model_dir)))
+  # Run where it can be seen that the job writes nothing outside its folders.
+  second = cluster_jobs.finish(cluster_jobs.start(
+      *cluster, *_train_flags(stream_dir, model_dir), cwd=tmp_path))
+  assert os.listdir(tmp_path) == ["cluster"]
   assert re.search(r"chief 0 \| resuming from .*ckpt-[1-9]\d", second), second
   report = _audit(stream_dir, model_dir)
   # Nothing lost; the killed worker's step (if it was mid-step) trained twice:

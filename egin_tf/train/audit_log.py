@@ -112,11 +112,17 @@ class TrainedExamplesLog:
 
 def write_attempt(lines: tf.Tensor, prefix: tf.Tensor) -> None:
   """In a step: writes its ``lines`` [B] (``shard<TAB>offset<TAB>fingerprint``
-  and a newline each) to ``prefix<random>.tsv``, with the end marker."""
-  suffix = tf.strings.as_string(
-      tf.random.uniform([], maxval=tf.int64.max, dtype=tf.int64))
-  tf.io.write_file(prefix + suffix + ".tsv",
-                   tf.strings.reduce_join(lines) + _ATTEMPT_END)
+  and a newline each) to ``prefix<random>.tsv``, with the end marker; nothing
+  for an empty ``prefix`` (a step on no stream records)."""
+
+  def write():
+    suffix = tf.strings.as_string(
+        tf.random.uniform([], maxval=tf.int64.max, dtype=tf.int64))
+    tf.io.write_file(prefix + suffix + ".tsv",
+                     tf.strings.reduce_join(lines) + _ATTEMPT_END)
+    return tf.constant(True)
+
+  tf.cond(tf.strings.length(prefix) > 0, write, lambda: tf.constant(False))
 
 
 def _attempt_lines(text: str) -> str:
