@@ -133,5 +133,8 @@ class MirroredStreamModel(StreamModel):
 
   def create_variables(self, schema: schema_lib.DatasetSchema,
                        lengths: reader.SequenceLengths) -> None:
-    self.step_fn(self.share(reader.zeros_batch(schema, lengths,
-                                               batch_size=self.num_workers)))
+    # Ids 1, not 0: an all-padding batch gives the queues nothing to all-gather,
+    # and collectives over empty tensors crash the process (EGIN, 2 workers).
+    batch = reader.zeros_batch(schema, lengths, batch_size=self.num_workers)
+    self.step_fn(self.share({name: value + 1 if value.dtype.is_integer else value
+                             for name, value in batch.items()}))
