@@ -4,7 +4,8 @@ Every worker runs the stream loop on the same stream: it reads the stream
 folder in shard-name order and cuts the same global batches (the cut depends
 only on the shards and ``--batch_size``), and trains on its share of each
 batch: worker i of N takes the i-th of N contiguous slices
-(``numpy.array_split``'s, so worker 0 never has an empty one). The gradients
+(``numpy.array_split``'s; a batch with fewer rows than workers goes whole
+to each, its loss scaled so the step is the batch's mean once). The gradients
 are summed over the workers (all-reduce), so a step trains the global batch
 once, as one process does. The scores of the shares are all-gathered, and
 every worker adds the whole batch to its progressive metrics. The position,
@@ -28,7 +29,8 @@ can see different shards and cut different batches), refused by the command
 line. Each worker reads every record (the records of one step are parsed N
 times): enough while the tables fit one machine and the read is cheap next to
 the step; workers owning their own shards need batches that may be empty,
-which `egin_tf.models.base.CTRModel`'s step cannot take yet.
+which `egin_tf.models.base.CTRModel`'s step cannot take yet (its loss
+trackers average nothing to NaN).
 """
 
 import os
@@ -88,26 +90,27 @@ class MirroredStreamModel(StreamModel):
     return agree_fn
 
   def share(self, features):
-    """This worker's contiguous slice of a global batch."""
+    """This worker's contiguous slice of a global batch; the whole batch when
+    it has fewer rows than workers (see `submit`)."""
     size = int(features[schema_lib.LABEL].shape[0])
+    if size < self.num_workers:
+      return features
     rows = np.array_split(np.arange(size), self.num_workers)[self.index]
-    start, end = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
-    return {name: value[start:end] for name, value in features.items()}
+    return {name: value[int(rows[0]):int(rows[-1]) + 1]
+            for name, value in features.items()}
 
   def submit(self, batch: stream_lib.StreamBatch) -> Completed:
     """Trains this worker's share of ``batch`` with the others (synchronously)."""
-    share = self.share(batch.features)
     self._last_features = batch.features
-    logs, labels, scores = self.step_fn(share)
-    self.progressive.update(labels, scores)
+    logs, labels, scores = self.step_fn(self.share(batch.features))
+    # A batch with fewer rows than workers (a stream's last) goes whole to
+    # every worker, since an empty share has no loss to average: each replica's
+    # loss is its sum over (rows x workers), so the summed gradients are the
+    # batch's mean, once. Its scores are then gathered N times: keep one copy.
+    self.progressive.update(labels[:batch.size], scores[:batch.size])
     self.state.passed(batch)
     if self.log is not None:
       self.log.add(batch.shards, batch.offsets, batch.fingerprints)
-    if int(share[schema_lib.LABEL].shape[0]) == 0:
-      # A batch smaller than the workers leaves this share empty: its loss
-      # trackers average nothing (NaN) while the step was sound; a non-finite
-      # step shows on the chief, whose share is never empty.
-      logs = {name: 0.0 for name in logs}
     return [(batch, logs)]
 
   def agree(self, flags: Sequence[bool]) -> List[bool]:
