@@ -14,10 +14,12 @@ import cluster_jobs
 
 from data_pipeline import schema as schema_lib
 from data_pipeline import stream as stream_lib
+from data_pipeline.tf_env import tf
 from egin_tf.train import audit_log
 from egin_tf.train import stream as streaming
 
-SHARDS = 24  # 12,000 records: 47 steps of 256
+SHARDS = 24  # 12,000 records, then a shard of 33: 47 steps of 256 and one of 1
+RECORDS = 12_033
 BATCH = 256
 # The cluster's workers train in another order than one process (up to 4
 # steps in flight, applied as they finish), so their progressive AUCs differ
@@ -30,8 +32,14 @@ def stream_dir(sim_stream, tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("cluster_stream") / "s")
   os.makedirs(directory)
   shutil.copy(os.path.join(sim_stream, schema_lib.SCHEMA_FILE), directory)
-  for name in stream_lib.list_shards(sim_stream)[:SHARDS]:
+  names = stream_lib.list_shards(sim_stream)
+  for name in names[:SHARDS]:
     shutil.copy(os.path.join(sim_stream, name), directory)
+  # A last batch of 1 record, fewer than the synchronous workers.
+  records = tf.data.TFRecordDataset(os.path.join(sim_stream, names[SHARDS]))
+  with tf.io.TFRecordWriter(os.path.join(directory, names[SHARDS])) as writer:
+    for record in records.take(RECORDS - 500 * SHARDS):
+      writer.write(record.numpy())
   return directory
 
 
@@ -47,7 +55,7 @@ def _metrics(model_dir):
 
 def _audit(stream_dir, model_dir):
   expected = audit_log.stream_rows(stream_dir, stream_lib.StreamPosition(
-      stream_lib.list_shards(stream_dir)[-1], 500))
+      stream_lib.list_shards(stream_dir)[-1], RECORDS - 500 * SHARDS))
   trained = audit_log.TrainedExamplesLog(
       os.path.join(model_dir, streaming.AUDIT_DIR)).read()
   return audit_log.delivery(trained, expected)
@@ -73,9 +81,9 @@ def test_a_killed_worker_and_a_restarted_chief_lose_nothing(stream_dir, tmp_path
   # the checkpoint, model and log alike).
   assert not report.missing and not report.foreign, report
   assert report.duplicates <= BATCH, report
-  assert report.once + len(report.repeated) == report.expected == 12_000
+  assert report.once + len(report.repeated) == report.expected == RECORDS
   # The chief counts each step once, when it completes.
-  assert _metrics(model_dir)["examples"] == 12_000
+  assert _metrics(model_dir)["examples"] == RECORDS
   cluster_jobs.assert_gone(cluster_jobs.started_pids(first + second))
 
 
@@ -89,8 +97,8 @@ def test_synchronous_workers_train_every_record_once_across_a_kill(stream_dir, t
   assert "[cluster] worker 1 exited with -9; stopping the job" in first, first
   second = cluster_jobs.finish(cluster_jobs.start(*cluster, *_train_flags(stream_dir, model_dir)))
   assert re.search(r"worker 0 \| resuming from .*ckpt-[1-9]", second), second
-  assert _audit(stream_dir, model_dir) == audit_log.Delivery(12_000, 12_000, 0, [], [], [])
-  assert _metrics(model_dir)["examples"] == 12_000
+  assert _audit(stream_dir, model_dir) == audit_log.Delivery(RECORDS, RECORDS, 0, [], [], [])
+  assert _metrics(model_dir)["examples"] == RECORDS
   assert "worker 1 | model in" not in second  # the chief reports
   cluster_jobs.assert_gone(cluster_jobs.started_pids(first + second))
 
@@ -104,7 +112,7 @@ def test_the_clusters_score_the_stream_as_one_process_does(stream_dir, tmp_path)
   metrics = {name: _metrics(tmp_path / name) for name in runs}
   aucs = {name: m["progressive"]["running_auc"] for name, m in metrics.items()}
   for name in runs:
-    assert metrics[name]["examples"] == 12_000, outputs[name]
+    assert metrics[name]["examples"] == RECORDS, outputs[name]
     assert abs(aucs[name] - aucs["one"]) < AUC_TOLERANCE, aucs
   for role in ("chief 0 | ", "worker 0 | ", "worker 1 | ", "ps 0 | "):
     assert role in outputs["ps"]
