@@ -290,8 +290,7 @@ def test_kill_9_mid_shard_then_resume_trains_every_example_exactly_once(
              "--checkpoint_every_steps", "3", "--log_every", "5", "--audit_log"]
   checkpoints = os.path.join(model_dir, "checkpoints")
   rng = random.Random(0)
-  outputs = [_run_until_killed(command, checkpoints, rng) for _ in range(2)]
-  assert "resuming from" in outputs[1], outputs[1]
+  _run_until_killed(command, checkpoints, rng)
   final = subprocess.run(command, capture_output=True, text=True, timeout=600)
   assert final.returncode == 0, final.stdout + final.stderr
   assert "resuming from" in final.stdout
